@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A heap buffer: its chunks, its scatter-gather table, the importers
+//! attached to it and its kernel mapping. Every operation the dma-buf core
+//! can ask for is a safe method here; the C entry points in the crate root
+//! only translate pointers and errors.
+
+use crate::{
+    cache_ops::{self, Direction, DmaDevice},
+    sys,
+    pages::{self, PageChunk, PAGE_SIZE},
+    sg::SgTable,
+};
+use core::{ffi::c_void, ptr::NonNull};
+use kernel::{alloc::flags::GFP_KERNEL, new_mutex, prelude::*, sync::Mutex};
+
+/// One importer's view of the buffer.
+///
+/// The dma-buf core identifies it by the address stored in the attachment's
+/// `priv`; the box keeps that address stable until detach.
+pub(crate) struct Attachment {
+    dev: DmaDevice,
+    /// A private copy of the table: mapping writes device addresses into it.
+    table: SgTable,
+    /// The direction of the current mapping, if mapped.
+    mapped: Option<Direction>,
+}
+
+/// A kernel virtual mapping of the whole buffer, shared by vmap users.
+///
+/// # Invariants
+///
+/// `vaddr` was returned by `vmap` for all pages of the buffer and is
+/// unmapped on drop.
+struct KernelMapping {
+    vaddr: NonNull<c_void>,
+    users: usize,
+}
+
+impl Drop for KernelMapping {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `vaddr` came from `vmap`.
+        unsafe { sys::vunmap(self.vaddr.as_ptr()) };
+    }
+}
+
+/// Everything that changes after allocation, under the buffer lock.
+struct BufferState {
+    attachments: KVec<KBox<Attachment>>,
+    kernel_mapping: Option<KernelMapping>,
+}
+
+/// A buffer allocated from the heap.
+///
+/// Field order is drop order: the table goes before the chunks it points to.
+#[pin_data]
+pub(crate) struct HeapBuffer {
+    len: usize,
+    #[pin]
+    state: Mutex<BufferState>,
+    table: SgTable,
+    chunks: KVec<PageChunk>,
+}
+
+// SAFETY: The raw pointers inside (`KernelMapping`, device pointers) are only
+// used under the buffer lock or refer to memory the buffer owns.
+unsafe impl Send for BufferState {}
+
+impl HeapBuffer {
+    /// Allocates a zeroed buffer of `len` bytes (a non-zero multiple of the
+    /// page size).
+    pub(crate) fn new(len: usize) -> Result<Pin<KBox<Self>>> {
+        let chunks = pages::alloc_chunks(len)?;
+        let table = SgTable::new(&chunks)?;
+        KBox::try_pin_init(
+            try_pin_init!(Self {
+                len,
+                state <- new_mutex!(BufferState {
+                    attachments: KVec::new(),
+                    kernel_mapping: None,
+                }),
+                table,
+                chunks,
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The chunks backing the buffer, largest first.
+    pub(crate) fn chunks(&self) -> &[PageChunk] {
+        &self.chunks
+    }
+
+    /// The buffer's own scatter-gather table (one entry per chunk).
+    pub(crate) fn table(&self) -> &SgTable {
+        &self.table
+    }
+
+    /// Adds an importer; returns the key the core keeps in `attach->priv`.
+    pub(crate) fn attach(&self, dev: DmaDevice) -> Result<NonNull<Attachment>> {
+        let table = self.table.duplicate()?;
+        let mut attachment = KBox::new(
+            Attachment {
+                dev,
+                table,
+                mapped: None,
+            },
+            GFP_KERNEL,
+        )?;
+        let key = NonNull::from(&mut *attachment);
+        self.state.lock().attachments.push(attachment, GFP_KERNEL)?;
+        Ok(key)
+    }
+
+    /// Removes an importer. A mapping the importer failed to undo is undone
+    /// here, so the DMA layer never keeps a mapping of freed memory.
+    pub(crate) fn detach(&self, key: NonNull<Attachment>) {
+        let mut state = self.state.lock();
+        let Some(index) = state.attachments.iter().position(|a| is_key(a, key)) else {
+            return;
+        };
+        let attachment = state.attachments.remove(index);
+        drop(state);
+        if let Ok(attachment) = attachment {
+            if let Some(dir) = attachment.mapped {
+                attachment.dev.unmap(&attachment.table, dir);
+            }
+        }
+    }
+
+    /// Maps the buffer for an importer's device; returns its table.
+    pub(crate) fn map(&self, key: NonNull<Attachment>, dir: Direction) -> Result<*mut sys::sg_table> {
+        let mut state = self.state.lock();
+        let attachment = state
+            .attachments
+            .iter_mut()
+            .find(|a| is_key(a, key))
+            .ok_or(EINVAL)?;
+        if attachment.mapped.is_some() {
+            return Err(EBUSY);
+        }
+        attachment.dev.map(&attachment.table, dir)?;
+        attachment.mapped = Some(dir);
+        Ok(attachment.table.as_raw())
+    }
+
+    /// Undoes [`Self::map`].
+    pub(crate) fn unmap(&self, key: NonNull<Attachment>) {
+        let mut state = self.state.lock();
+        if let Some(attachment) = state.attachments.iter_mut().find(|a| is_key(a, key)) {
+            if let Some(dir) = attachment.mapped.take() {
+                attachment.dev.unmap(&attachment.table, dir);
+            }
+        }
+    }
+
+    /// The CPU is about to access the buffer in direction `dir`.
+    pub(crate) fn begin_cpu_access(&self, dir: Direction) {
+        let state = self.state.lock();
+        if let Some(mapping) = &state.kernel_mapping {
+            cache_ops::invalidate_kernel_alias(mapping.vaddr, self.len);
+        }
+        for attachment in state.attachments.iter() {
+            if attachment.mapped.is_some() {
+                attachment.dev.sync_for_cpu(&attachment.table, dir);
+            }
+        }
+    }
+
+    /// The CPU finished accessing the buffer in direction `dir`.
+    pub(crate) fn end_cpu_access(&self, dir: Direction) {
+        let state = self.state.lock();
+        if let Some(mapping) = &state.kernel_mapping {
+            cache_ops::flush_kernel_alias(mapping.vaddr, self.len);
+        }
+        for attachment in state.attachments.iter() {
+            if attachment.mapped.is_some() {
+                attachment.dev.sync_for_device(&attachment.table, dir);
+            }
+        }
+    }
+
+    /// Maps pages `pgoff..pgoff + pages` of the buffer into a user VMA.
+    ///
+    /// # Safety
+    ///
+    /// `vma` must be a VMA being set up by an `mmap` call, with the mmap lock
+    /// held for writing, as the dma-buf core guarantees for `ops->mmap`.
+    pub(crate) unsafe fn mmap(&self, vma: *mut sys::vm_area_struct) -> Result {
+        // SAFETY: The caller guarantees that `vma` is valid.
+        let (start, end, pgoff, prot) = unsafe {
+            let range = &(*vma).__bindgen_anon_1.__bindgen_anon_1;
+            (range.vm_start, range.vm_end, (*vma).vm_pgoff, (*vma).vm_page_prot)
+        };
+        let count = (end - start) / PAGE_SIZE;
+        let total = self.len / PAGE_SIZE;
+        if pgoff.checked_add(count).is_none_or(|last| last > total) {
+            return Err(EINVAL);
+        }
+        let mut addr = start;
+        let mut skip = pgoff;
+        for chunk in self.chunks.iter() {
+            if addr >= end {
+                break;
+            }
+            if skip >= chunk.page_count() {
+                skip -= chunk.page_count();
+                continue;
+            }
+            let size = ((chunk.page_count() - skip) * PAGE_SIZE).min(end - addr);
+            // SAFETY: `nth_page(skip)` is a page of this chunk.
+            let pfn = unsafe { sys::rdh_page_to_pfn(chunk.nth_page(skip)) };
+            // SAFETY: `vma` is valid (see above) and `addr..addr + size`
+            // lies inside it; the pages stay allocated while the VMA exists
+            // because the VMA holds a reference on the dma-buf file.
+            kernel::error::to_result(unsafe { sys::remap_pfn_range(vma, addr, pfn, size, prot) })?;
+            addr += size;
+            skip = 0;
+        }
+        Ok(())
+    }
+
+    /// Returns a kernel virtual address for the whole buffer.
+    pub(crate) fn vmap(&self) -> Result<NonNull<c_void>> {
+        let mut state = self.state.lock();
+        if let Some(mapping) = &mut state.kernel_mapping {
+            mapping.users += 1;
+            return Ok(mapping.vaddr);
+        }
+        let mut pages = KVec::with_capacity(self.len / PAGE_SIZE, GFP_KERNEL)?;
+        for chunk in self.chunks.iter() {
+            for n in 0..chunk.page_count() {
+                pages.push(chunk.nth_page(n), GFP_KERNEL)?;
+            }
+        }
+        let count = pages.len().try_into().map_err(|_| ENOMEM)?;
+        // SAFETY: `pages` holds `count` valid pages of this buffer.
+        let vaddr = NonNull::new(unsafe { sys::rdh_vmap_pages(pages.as_mut_ptr(), count) })
+            .ok_or(ENOMEM)?;
+        // INVARIANT: `vaddr` was just returned by `vmap`.
+        state.kernel_mapping = Some(KernelMapping { vaddr, users: 1 });
+        Ok(vaddr)
+    }
+
+    /// Drops one vmap user; the last one removes the mapping.
+    pub(crate) fn vunmap(&self) {
+        let mut state = self.state.lock();
+        if let Some(mapping) = &mut state.kernel_mapping {
+            mapping.users -= 1;
+            if mapping.users == 0 {
+                state.kernel_mapping = None;
+            }
+        }
+    }
+}
+
+fn is_key(attachment: &KBox<Attachment>, key: NonNull<Attachment>) -> bool {
+    core::ptr::eq(&**attachment, key.as_ptr())
+}

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/init` of the test VM.
+//!
+//! Mounts the pseudo file systems, quiets the console, loads the heap module
+//! (its KUnit suite runs during the load), then either checks the heap from
+//! user space and prints KTAP (`rdh_mode=check`, the default) or shows a
+//! short demonstration (`rdh_mode=run`). Finally it replays the kernel log
+//! written since it started, so kernel and user output never interleave on
+//! the console, and powers off.
+//!
+//! Kernel command line parameters the kernel does not know reach init as
+//! environment variables: `rdh_mode`, `rdh_params` (module parameters,
+//! comma separated).
+
+mod checks;
+mod demo;
+mod kmsg;
+mod ktap;
+mod sys;
+
+/// Where the initramfs keeps the module.
+pub const MODULE_PATH: &str = "/rust_dmabuf_heap.ko";
+/// The module's name once loaded.
+pub const MODULE_NAME: &str = "rust_dmabuf_heap";
+
+/// Module parameters requested on the kernel command line.
+pub fn module_params() -> String {
+    std::env::var("rdh_params").unwrap_or_default().replace(',', " ")
+}
+
+/// The heap name the module registers with those parameters.
+pub fn heap_name() -> String {
+    module_params()
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix("heap_name="))
+        .unwrap_or("rust_system")
+        .to_string()
+}
+
+fn main() {
+    for (fstype, target) in [("proc", "/proc"), ("sysfs", "/sys"), ("devtmpfs", "/dev"), ("debugfs", "/sys/kernel/debug")] {
+        if let Err(err) = sys::mount(fstype, target) {
+            println!("rdh-guest: mount {target}: {err}");
+        }
+    }
+    // From here on the kernel logs only to its buffer; we replay it at the end.
+    let kmsg = kmsg::Kmsg::open_and_skip_backlog();
+    let _ = std::fs::write("/proc/sys/kernel/printk", "1");
+    println!("rdh-guest: start");
+
+    match std::env::var("rdh_mode").as_deref() {
+        Ok("run") => demo::run(),
+        _ => checks::run(),
+    }
+
+    let _ = std::fs::write("/proc/sys/kernel/printk", "7");
+    println!("rdh-guest: kernel log since start:");
+    match kmsg {
+        Ok(mut kmsg) => kmsg.replay(),
+        Err(err) => println!("rdh-guest: cannot read /dev/kmsg: {err}"),
+    }
+    println!("rdh-guest: done");
+    sys::power_off();
+}

@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Thin wrappers over the system calls an init process needs, and the raw
+//! dma-heap / dma-buf ioctls for inputs the `dma-heap` crate cannot express.
+
+use std::{
+    ffi::CString,
+    fs::File,
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+};
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Mounts a pseudo file system, creating the mount point if needed.
+pub fn mount(fstype: &str, target: &str) -> io::Result<()> {
+    std::fs::create_dir_all(target)?;
+    let fstype = CString::new(fstype).unwrap();
+    let target = CString::new(target).unwrap();
+    // SAFETY: All pointers are valid NUL-terminated strings.
+    cvt(unsafe { libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) })
+        .map(drop)
+}
+
+/// Loads a kernel module from a file with the given parameters.
+pub fn load_module(path: &str, params: &str) -> io::Result<()> {
+    let file = File::open(path)?;
+    let params = CString::new(params).unwrap();
+    // SAFETY: `file` is an open module file; `params` is NUL-terminated.
+    let ret = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
+    cvt(ret as libc::c_int).map(drop)
+}
+
+/// Asks the kernel to unload a module (non-blocking).
+pub fn unload_module(name: &str) -> io::Result<()> {
+    let name = CString::new(name).unwrap();
+    // SAFETY: `name` is NUL-terminated.
+    let ret = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
+    cvt(ret as libc::c_int).map(drop)
+}
+
+/// Powers the machine off (QEMU exits).
+pub fn power_off() -> ! {
+    // SAFETY: Plain system calls; `reboot` does not return on success.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::LINUX_REBOOT_CMD_POWER_OFF);
+    }
+    std::process::exit(1)
+}
+
+/// `struct dma_heap_allocation_data` from `<linux/dma-heap.h>`.
+#[repr(C)]
+#[derive(Default)]
+pub struct AllocationData {
+    pub len: u64,
+    pub fd: u32,
+    pub fd_flags: u32,
+    pub heap_flags: u64,
+}
+
+const fn iowr(ty: u8, nr: u8, size: usize) -> libc::c_ulong {
+    // _IOWR: direction 3 (read | write) in bits 30..31.
+    ((3 << 30) | ((size as libc::c_ulong) << 16) | ((ty as libc::c_ulong) << 8) | nr as libc::c_ulong)
+        as libc::c_ulong
+}
+
+const fn iow(ty: u8, nr: u8, size: usize) -> libc::c_ulong {
+    ((1 << 30) | ((size as libc::c_ulong) << 16) | ((ty as libc::c_ulong) << 8) | nr as libc::c_ulong)
+        as libc::c_ulong
+}
+
+/// `DMA_HEAP_IOCTL_ALLOC`.
+pub const DMA_HEAP_IOCTL_ALLOC: libc::c_ulong = iowr(b'H', 0, std::mem::size_of::<AllocationData>());
+/// `DMA_BUF_IOCTL_SYNC`.
+pub const DMA_BUF_IOCTL_SYNC: libc::c_ulong = iow(b'b', 0, 8);
+pub const DMA_BUF_SYNC_READ: u64 = 1;
+pub const DMA_BUF_SYNC_WRITE: u64 = 2;
+pub const DMA_BUF_SYNC_RW: u64 = 3;
+pub const DMA_BUF_SYNC_START: u64 = 0;
+pub const DMA_BUF_SYNC_END: u64 = 4;
+
+/// Issues `DMA_HEAP_IOCTL_ALLOC` with exactly the given fields.
+pub fn heap_alloc_raw(heap: &File, data: &mut AllocationData) -> io::Result<OwnedFd> {
+    // SAFETY: `data` is a valid `dma_heap_allocation_data` for the ioctl.
+    cvt(unsafe { libc::ioctl(heap.as_raw_fd(), DMA_HEAP_IOCTL_ALLOC as libc::Ioctl, data as *mut AllocationData) })?;
+    // SAFETY: On success the kernel returned a new fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(data.fd as RawFd) })
+}
+
+/// Issues `DMA_BUF_IOCTL_SYNC` with the given flags.
+pub fn dma_buf_sync(buf: &impl AsRawFd, flags: u64) -> io::Result<()> {
+    let mut flags = flags;
+    // SAFETY: `flags` is a valid `struct dma_buf_sync` (one u64).
+    cvt(unsafe { libc::ioctl(buf.as_raw_fd(), DMA_BUF_IOCTL_SYNC as libc::Ioctl, &mut flags as *mut u64) }).map(drop)
+}
+
+/// A shared read/write mapping of a dma-buf.
+pub struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps `len` bytes at page offset `pgoff` of `buf`.
+    pub fn new(buf: &impl AsRawFd, len: usize, pgoff: usize) -> io::Result<Self> {
+        let offset = pgoff.checked_mul(4096).ok_or(io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+        // SAFETY: A fresh shared mapping; the kernel validates the range.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                buf.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { ptr: ptr.cast(), len })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: The mapping is `len` bytes long and lives as long as self.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: As above, and we hold the only Rust reference.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe a mapping made by `new`.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Size of a dma-buf, as the kernel reports it through `lseek`.
+pub fn dma_buf_size(buf: &impl AsRawFd) -> io::Result<u64> {
+    // SAFETY: Plain lseek on a valid fd.
+    let end = unsafe { libc::lseek(buf.as_raw_fd(), 0, libc::SEEK_END) };
+    if end < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(end as u64)
+}
+
+/// Total RAM in bytes.
+pub fn total_ram() -> u64 {
+    // SAFETY: `info` is a valid out-parameter.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: As above.
+    unsafe { libc::sysinfo(&mut info) };
+    info.totalram as u64 * info.mem_unit as u64
+}
+
+/// A value from /proc/meminfo, in KiB.
+pub fn meminfo_kib(key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The memory behind a buffer: physically contiguous chunks of order 8, 4 or
+//! 0 (1 MiB, 64 KiB, 4 KiB with 4 KiB pages), the sizes IOMMUs map
+//! efficiently, as the upstream system heap chooses them.
+
+use crate::sys;
+use core::{ptr::NonNull, sync::atomic::AtomicUsize, sync::atomic::Ordering};
+use kernel::{alloc::flags::GFP_KERNEL, prelude::*};
+
+/// Page orders tried for each chunk, largest first.
+pub(crate) const ORDERS: [u32; 3] = [8, 4, 0];
+
+/// Bytes of chunk memory currently allocated by this module (all heaps,
+/// all buffers). Tests use it to prove that every path frees what it took.
+pub(crate) static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Size of a page in bytes.
+pub(crate) const PAGE_SIZE: usize = sys::RDH_PAGE_SIZE as usize;
+
+/// A physically contiguous, zeroed run of `1 << order` pages.
+///
+/// # Invariants
+///
+/// `page` points to the head of a block of `1 << order` pages allocated with
+/// `alloc_pages(_, order)` and owned exclusively by this chunk.
+pub(crate) struct PageChunk {
+    page: NonNull<sys::page>,
+    order: u32,
+}
+
+// SAFETY: A chunk is plain memory owned by one object; freeing it from any
+// thread is allowed.
+unsafe impl Send for PageChunk {}
+// SAFETY: Shared access only reads the page pointer and order.
+unsafe impl Sync for PageChunk {}
+
+impl PageChunk {
+    /// Allocates one zeroed chunk of the given order, or `None`.
+    fn alloc(order: u32) -> Option<Self> {
+        let mut gfp = if order > 0 {
+            sys::RDH_GFP_HIGH_ORDER
+        } else {
+            sys::RDH_GFP_LOW_ORDER
+        };
+        // Charge the memory cgroup like the system heap does when the
+        // dma-heap core asks for it.
+        if sys::mem_accounting_enabled() {
+            gfp |= sys::RDH_GFP_ACCOUNT;
+        }
+        // SAFETY: `alloc_pages` may be called with any flags and order; it
+        // returns NULL or an exclusively owned block.
+        let page = NonNull::new(unsafe { sys::alloc_pages(gfp, order) })?;
+        LIVE_BYTES.fetch_add(PAGE_SIZE << order, Ordering::Relaxed);
+        // INVARIANT: `page` was just allocated with `order` and is ours.
+        Some(Self { page, order })
+    }
+
+    /// The page order of this chunk.
+    pub(crate) fn order(&self) -> u32 {
+        self.order
+    }
+
+    /// The chunk size in bytes.
+    pub(crate) fn size(&self) -> usize {
+        PAGE_SIZE << self.order
+    }
+
+    /// Number of 4 KiB pages in the chunk.
+    pub(crate) fn page_count(&self) -> usize {
+        1 << self.order
+    }
+
+    /// The head page.
+    pub(crate) fn head(&self) -> *mut sys::page {
+        self.page.as_ptr()
+    }
+
+    /// The `n`-th page of the chunk.
+    pub(crate) fn nth_page(&self, n: usize) -> *mut sys::page {
+        debug_assert!(n < self.page_count());
+        // SAFETY: By the type invariant the chunk has `page_count()` pages
+        // and `n` is in range.
+        unsafe { sys::rdh_nth_page(self.page.as_ptr(), n as _) }
+    }
+
+    /// Copies page `n` (which must be in range) into `out` through a
+    /// temporary kernel mapping.
+    pub(crate) fn read_page(&self, n: usize, out: &mut [u8; PAGE_SIZE]) {
+        let page = self.nth_page(n);
+        // SAFETY: `page` is a valid page owned by this chunk.
+        let vaddr = unsafe { sys::kmap_local_page(page) };
+        // SAFETY: `vaddr` maps `PAGE_SIZE` readable bytes; `out` is a
+        // distinct kernel buffer of the same size.
+        unsafe { core::ptr::copy_nonoverlapping(vaddr.cast::<u8>(), out.as_mut_ptr(), PAGE_SIZE) };
+        // SAFETY: `vaddr` was returned by `kmap_local_page` above.
+        unsafe { sys::kunmap_local(vaddr) };
+    }
+
+    /// Fills page `n` (which must be in range) with `byte`.
+    pub(crate) fn fill_page(&self, n: usize, byte: u8) {
+        let page = self.nth_page(n);
+        // SAFETY: `page` is a valid page owned by this chunk.
+        let vaddr = unsafe { sys::kmap_local_page(page) };
+        // SAFETY: `vaddr` maps `PAGE_SIZE` writable bytes.
+        unsafe { core::ptr::write_bytes(vaddr.cast::<u8>(), byte, PAGE_SIZE) };
+        // SAFETY: `vaddr` was returned by `kmap_local_page` above.
+        unsafe { sys::kunmap_local(vaddr) };
+    }
+}
+
+impl Drop for PageChunk {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we own this block of `order`.
+        unsafe { sys::__free_pages(self.page.as_ptr(), self.order) };
+        LIVE_BYTES.fetch_sub(self.size(), Ordering::Relaxed);
+    }
+}
+
+/// Allocates `len` bytes (a non-zero multiple of the page size) as zeroed
+/// chunks, each no larger than the previous one, like the system heap.
+///
+/// Fails with `ENOMEM` up front when `len` exceeds the machine's RAM and
+/// whenever the page allocator gives up (never the OOM killer), and with
+/// `EINTR` when the caller has a fatal signal pending. Whatever was allocated
+/// before a failure is freed.
+pub(crate) fn alloc_chunks(len: usize) -> Result<KVec<PageChunk>> {
+    if len == 0 || len % PAGE_SIZE != 0 {
+        return Err(EINVAL);
+    }
+    if len / PAGE_SIZE > sys::totalram_pages() {
+        return Err(ENOMEM);
+    }
+    let mut chunks = KVec::new();
+    let mut remaining = len;
+    let mut max_order = ORDERS[0];
+    while remaining > 0 {
+        // Stop early for a killed process: the memory would go unused.
+        if sys::fatal_signal_pending() {
+            return Err(EINTR);
+        }
+        let chunk = ORDERS
+            .iter()
+            .filter(|&&order| order <= max_order && PAGE_SIZE << order <= remaining)
+            .find_map(|&order| PageChunk::alloc(order))
+            .ok_or(ENOMEM)?;
+        remaining -= chunk.size();
+        max_order = chunk.order();
+        chunks.push(chunk, GFP_KERNEL)?;
+    }
+    Ok(chunks)
+}

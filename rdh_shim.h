@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Everything the Rust side calls that is not an exported C function: static
+ * inline helpers, macros and the string module parameter. bindgen reads this
+ * header (plus the dma-buf headers it includes) to produce ffi_generated.rs.
+ */
+#ifndef RDH_SHIM_H
+#define RDH_SHIM_H
+
+#include <linux/dma-buf.h>
+#include <linux/dma-direction.h>
+#include <linux/dma-fence.h>
+#include <linux/dma-heap.h>
+#include <linux/dma-resv.h>
+#include <linux/gfp.h>
+#include <linux/iosys-map.h>
+#include <linux/scatterlist.h>
+#include <linux/vmalloc.h>
+
+#ifdef __BINDGEN__
+/*
+ * Allocation flags, evaluated by the C compiler so that bindgen sees plain
+ * constants. High orders are opportunistic: no reclaim, no retries, no
+ * warning. Order 0 may reclaim but fails with -ENOMEM rather than invoking
+ * the OOM killer (__GFP_RETRY_MAYFAIL), because dma-buf memory is not charged
+ * to the allocating process and the killer would pick an innocent one.
+ */
+const gfp_t RDH_GFP_HIGH_ORDER = ((GFP_HIGHUSER | __GFP_ZERO | __GFP_NOWARN |
+				   __GFP_NORETRY) & ~__GFP_RECLAIM) | __GFP_COMP;
+const gfp_t RDH_GFP_LOW_ORDER = GFP_HIGHUSER | __GFP_ZERO | __GFP_NOWARN |
+				__GFP_RETRY_MAYFAIL;
+const gfp_t RDH_GFP_ACCOUNT = __GFP_ACCOUNT;
+const unsigned long RDH_PAGE_SIZE = PAGE_SIZE;
+const unsigned int RDH_PAGE_SHIFT = PAGE_SHIFT;
+#endif
+
+const char *rdh_heap_name(void);
+void rdh_pin_module(void);
+bool rdh_fatal_signal_pending(void);
+unsigned long rdh_totalram_pages(void);
+
+void rdh_sg_set_page(struct scatterlist *sg, struct page *page,
+		     unsigned int len, unsigned int offset);
+struct page *rdh_sg_page(struct scatterlist *sg);
+struct page *rdh_nth_page(struct page *page, unsigned long n);
+
+void rdh_dma_sync_sgtable_for_cpu(struct device *dev, struct sg_table *sgt,
+				  enum dma_data_direction dir);
+void rdh_dma_sync_sgtable_for_device(struct device *dev, struct sg_table *sgt,
+				     enum dma_data_direction dir);
+
+unsigned long rdh_page_to_pfn(struct page *page);
+void *rdh_vmap_pages(struct page **pages, unsigned int count);
+void rdh_invalidate_kernel_vmap_range(void *vaddr, int size);
+void rdh_flush_kernel_vmap_range(void *vaddr, int size);
+void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr);
+
+#endif /* RDH_SHIM_H */

@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A KTAP reader for KUnit's output and the guest's, which share one shape:
+//! nested documents indented by four spaces, a plan `1..N` per level, and
+//! `ok`/`not ok` lines, where a result line that closes a deeper level is
+//! the verdict of a suite and every other result line is a test case.
+
+/// Verdict of one case or suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+}
+
+/// One test case (a leaf result).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Case {
+    pub suite: String,
+    pub name: String,
+    pub status: Status,
+}
+
+/// What a log contained.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub cases: Vec<Case>,
+    /// Suites (results that closed a nested level) and their verdicts.
+    pub suites: Vec<(String, Status)>,
+    /// Structural problems: missing results, contradicting verdicts.
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    pub fn count(&self, status: Status) -> usize {
+        self.cases.iter().filter(|c| c.status == status).count()
+    }
+}
+
+struct Level {
+    indent: usize,
+    name: Option<String>,
+    plan: Option<usize>,
+    results: usize,
+    failed: usize,
+}
+
+impl Level {
+    fn new(indent: usize) -> Self {
+        Self {
+            indent,
+            name: None,
+            plan: None,
+            results: 0,
+            failed: 0,
+        }
+    }
+}
+
+fn parse_result(content: &str) -> Option<(Status, &str)> {
+    let (ok, rest) = if let Some(rest) = content.strip_prefix("not ok ") {
+        (false, rest)
+    } else {
+        (true, content.strip_prefix("ok ")?)
+    };
+    let (number, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    number.parse::<usize>().ok()?;
+    let (name, directive) = rest.split_once(" # ").unwrap_or((rest, ""));
+    let skip = directive.trim_start().to_ascii_uppercase().starts_with("SKIP");
+    let status = match (ok, skip) {
+        (_, true) => Status::Skip,
+        (true, false) => Status::Pass,
+        (false, false) => Status::Fail,
+    };
+    Some((status, name.trim()))
+}
+
+fn parse_plan(content: &str) -> Option<usize> {
+    content.strip_prefix("1..")?.trim().parse().ok()
+}
+
+/// Parses every KTAP document in `text`; lines that are not KTAP are
+/// ignored (kernel messages, the guest's own notes).
+pub fn parse(text: &str) -> Report {
+    let mut report = Report::default();
+    let mut stack: Vec<Level> = Vec::new();
+
+    // Closes levels deeper than `indent` (or as deep, if `inclusive`),
+    // checking that each got as many results as it planned. Returns the
+    // innermost closed level next to `indent`, i.e. the children of the
+    // result line that triggered the close.
+    fn close(stack: &mut Vec<Level>, report: &mut Report, indent: usize, inclusive: bool) -> Option<Level> {
+        let mut child = None;
+        while let Some(top) = stack.last() {
+            if top.indent < indent || (!inclusive && top.indent == indent) {
+                break;
+            }
+            let level = stack.pop().unwrap();
+            if let Some(plan) = level.plan {
+                if level.results != plan {
+                    report.errors.push(format!(
+                        "{}: planned {plan} results, found {}",
+                        level.name.as_deref().unwrap_or("(unnamed)"),
+                        level.results
+                    ));
+                }
+            } else if level.results == 0 && level.name.is_some() {
+                report.errors.push(format!("{}: no plan and no results", level.name.as_deref().unwrap_or("")));
+            }
+            child = Some(level);
+        }
+        child
+    }
+
+    fn level_at(stack: &mut Vec<Level>, indent: usize) -> &mut Level {
+        if stack.last().is_none_or(|l| l.indent != indent) {
+            stack.push(Level::new(indent));
+        }
+        stack.last_mut().unwrap()
+    }
+
+    for raw in text.lines() {
+        let line = raw.trim_end_matches('\r');
+        let content = line.trim_start_matches(' ');
+        let indent = line.len() - content.len();
+        let content = content.trim_end();
+
+        if content.starts_with("KTAP version") || content.starts_with("TAP version") {
+            close(&mut stack, &mut report, indent, true);
+            stack.push(Level::new(indent));
+        } else if let Some(name) = content.strip_prefix("# Subtest: ") {
+            close(&mut stack, &mut report, indent, false);
+            level_at(&mut stack, indent).name = Some(name.trim().to_string());
+        } else if let Some(plan) = parse_plan(content) {
+            close(&mut stack, &mut report, indent, false);
+            level_at(&mut stack, indent).plan = Some(plan);
+        } else if let Some((status, name)) = parse_result(content) {
+            let children = close(&mut stack, &mut report, indent, false);
+            let level = level_at(&mut stack, indent);
+            level.results += 1;
+            match children {
+                Some(children) => {
+                    let suite = children.name.clone().unwrap_or_else(|| name.to_string());
+                    if status == Status::Fail && children.failed == 0 && children.plan.is_some_and(|p| p == children.results) {
+                        report.errors.push(format!("{suite}: suite failed but none of its cases did"));
+                    }
+                    if status == Status::Pass && children.failed > 0 {
+                        report.errors.push(format!("{suite}: suite passed with failing cases"));
+                    }
+                    if status == Status::Fail {
+                        level.failed += 1;
+                    }
+                    report.suites.push((suite, status));
+                }
+                None => {
+                    if status == Status::Fail {
+                        level.failed += 1;
+                    }
+                    let suite = level.name.clone().unwrap_or_default();
+                    report.cases.push(Case {
+                        suite,
+                        name: name.to_string(),
+                        status,
+                    });
+                }
+            }
+        }
+    }
+    close(&mut stack, &mut report, 0, true);
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KUNIT_PASS: &str = "\
+KTAP version 1
+1..1
+    KTAP version 1
+    # Subtest: rust_dmabuf_heap
+    # speed: normal
+    1..3
+    ok 1 first
+    ok 2 second # SKIP not today
+    ok 3 third
+# rust_dmabuf_heap: pass:2 fail:0 skip:1 total:3
+# Totals: pass:2 fail:0 skip:1 total:3
+ok 1 rust_dmabuf_heap
+";
+
+    #[test]
+    fn passing_suite_yields_cases_and_verdict() {
+        let r = parse(KUNIT_PASS);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.count(Status::Pass), 2);
+        assert_eq!(r.count(Status::Skip), 1);
+        assert_eq!(r.cases[0].suite, "rust_dmabuf_heap");
+        assert_eq!(r.suites, vec![("rust_dmabuf_heap".to_string(), Status::Pass)]);
+    }
+
+    #[test]
+    fn failing_case_is_counted() {
+        let text = KUNIT_PASS
+            .replace("    ok 3 third", "    # third: ASSERTION FAILED at x.rs:1\n    not ok 3 third")
+            .replace("ok 1 rust_dmabuf_heap", "not ok 1 rust_dmabuf_heap");
+        let r = parse(&text);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.count(Status::Fail), 1);
+        assert_eq!(r.suites[0].1, Status::Fail);
+    }
+
+    #[test]
+    fn missing_result_is_an_error() {
+        let text = KUNIT_PASS.replace("    ok 3 third\n", "");
+        let r = parse(&text);
+        assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+        assert!(r.errors[0].contains("planned 3 results, found 2"));
+    }
+
+    #[test]
+    fn truncated_log_is_an_error() {
+        let cut = KUNIT_PASS.find("    ok 2").unwrap();
+        let r = parse(&KUNIT_PASS[..cut]);
+        assert!(!r.errors.is_empty());
+    }
+
+    #[test]
+    fn suite_verdict_must_match_its_cases() {
+        let r = parse(&KUNIT_PASS.replace("    ok 1 first", "    not ok 1 first"));
+        assert!(r.errors.iter().any(|e| e.contains("passed with failing cases")), "{:?}", r.errors);
+    }
+
+    #[test]
+    fn two_documents_and_noise_between() {
+        let text = format!("{KUNIT_PASS}random kernel line\nrdh-guest: note\n{}", KUNIT_PASS.replace("rust_dmabuf_heap", "rdh_guest"));
+        let r = parse(&text);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.suites.len(), 2);
+        assert_eq!(r.cases.len(), 6);
+    }
+
+    #[test]
+    fn carriage_returns_are_ignored() {
+        let r = parse(&KUNIT_PASS.replace('\n', "\r\n"));
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.cases.len(), 3);
+    }
+}

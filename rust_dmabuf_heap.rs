@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A DMA-BUF heap in Rust whose buffers know who owns them.
+//!
+//! Registers `/dev/dma_heap/<heap_name>` (module parameter, default
+//! `rust_system`). Buffers are built from zeroed chunks of order 8, 4 and 0
+//! like the upstream system heap, and exported as dma-bufs whose operations
+//! are implemented by [`buffer::HeapBuffer`].
+//!
+//! This file holds the module, the heap registration and the C entry points
+//! (the `dma_heap_ops` and `dma_buf_ops` trampolines). Each trampoline
+//! recovers the Rust object from the C pointer, calls one safe method and
+//! converts the result to an errno.
+//!
+//! A registered heap can never be removed (there is no `dma_heap_remove`),
+//! so once registration succeeds the module pins itself and cannot be
+//! unloaded.
+
+use core::ptr::NonNull;
+use kernel::{error::from_err_ptr, prelude::*, ModuleMetadata};
+
+mod buffer;
+mod cache_ops;
+mod sys;
+mod pages;
+mod sg;
+
+use buffer::{Attachment, HeapBuffer};
+use cache_ops::DmaDevice;
+
+module! {
+    type: RustDmabufHeap,
+    name: "rust_dmabuf_heap",
+    authors: ["rust-dmabuf-heap developers"],
+    description: "DMA-BUF heap with ownership-aware cache maintenance",
+    license: "GPL",
+    imports_ns: ["DMA_BUF", "DMA_BUF_HEAP"],
+}
+
+struct RustDmabufHeap;
+
+impl kernel::Module for RustDmabufHeap {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        // SAFETY: The name is a module parameter: static storage that lives
+        // as long as the module, which is forever once the heap exists.
+        let name = unsafe { sys::rdh_heap_name() };
+        let info = sys::dma_heap_export_info {
+            name,
+            ops: &HEAP_OPS,
+            priv_: core::ptr::null_mut(),
+        };
+        // SAFETY: `info` is valid for the call; the core copies what it keeps
+        // except `name` and `ops`, which are static.
+        from_err_ptr(unsafe { sys::dma_heap_add(&info) })?;
+        // SAFETY: Called from module init of this module.
+        unsafe { sys::rdh_pin_module() };
+        // SAFETY: `name` is a valid NUL-terminated string (see above).
+        let name = unsafe { CStr::from_char_ptr(name) };
+        pr_info!("registered /dev/dma_heap/{}\n", name.to_str().unwrap_or("?"));
+        Ok(RustDmabufHeap)
+    }
+}
+
+static HEAP_OPS: sys::dma_heap_ops = sys::dma_heap_ops {
+    allocate: Some(heap_allocate),
+};
+
+/// Allocates and exports a buffer of `len` bytes.
+fn allocate_dma_buf(len: usize, fd_flags: u32, exp_name: *const c_char) -> Result<*mut sys::dma_buf> {
+    let buffer = HeapBuffer::new(len)?;
+    // SAFETY: All zeroes is a valid `dma_buf_export_info`.
+    let mut info: sys::dma_buf_export_info = unsafe { core::mem::zeroed() };
+    info.exp_name = exp_name;
+    info.owner = RustDmabufHeap::THIS_MODULE.as_ptr();
+    info.ops = &BUF_OPS;
+    info.size = len;
+    info.flags = fd_flags as i32;
+    // SAFETY: Not moved until `release` rebuilds the box.
+    let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(buffer) });
+    info.priv_ = raw.cast();
+    // SAFETY: `info` is fully initialised; on success the dma-buf owns `raw`
+    // and gives it back in `release`.
+    match from_err_ptr(unsafe { sys::dma_buf_export(&info) }) {
+        Ok(dmabuf) => Ok(dmabuf),
+        Err(err) => {
+            // SAFETY: Export failed, so nothing else refers to `raw`.
+            drop(unsafe { KBox::from_raw(raw) });
+            Err(err)
+        }
+    }
+}
+
+/// `dma_heap_ops.allocate`.
+///
+/// # Safety
+///
+/// Called by the dma-heap core with a valid heap; `len` is page aligned and
+/// non-zero, flags are validated.
+unsafe extern "C" fn heap_allocate(
+    heap: *mut sys::dma_heap,
+    len: usize,
+    fd_flags: u32,
+    _heap_flags: u64,
+) -> *mut sys::dma_buf {
+    // SAFETY: `heap` is valid; its name is static.
+    let name = unsafe { sys::dma_heap_get_name(heap) };
+    match allocate_dma_buf(len, fd_flags, name) {
+        Ok(dmabuf) => dmabuf,
+        Err(err) => err.to_ptr(),
+    }
+}
+
+static BUF_OPS: sys::dma_buf_ops = {
+    // SAFETY: All zeroes is a valid `dma_buf_ops` (all hooks absent).
+    let mut ops: sys::dma_buf_ops = unsafe { core::mem::zeroed() };
+    ops.attach = Some(buf_attach);
+    ops.detach = Some(buf_detach);
+    ops.map_dma_buf = Some(buf_map);
+    ops.unmap_dma_buf = Some(buf_unmap);
+    ops.begin_cpu_access = Some(buf_begin_cpu_access);
+    ops.end_cpu_access = Some(buf_end_cpu_access);
+    ops.mmap = Some(buf_mmap);
+    ops.vmap = Some(buf_vmap);
+    ops.vunmap = Some(buf_vunmap);
+    ops.release = Some(buf_release);
+    ops
+};
+
+/// Recovers the buffer of a dma-buf exported by [`allocate_dma_buf`].
+///
+/// # Safety
+///
+/// `dmabuf` must be one of ours and not yet released.
+unsafe fn buffer<'a>(dmabuf: *mut sys::dma_buf) -> &'a HeapBuffer {
+    // SAFETY: Our dma-bufs carry a `HeapBuffer` in `priv` until release.
+    unsafe { &*(*dmabuf).priv_.cast::<HeapBuffer>() }
+}
+
+/// The attachment key kept in `attach->priv`.
+///
+/// # Safety
+///
+/// `attach` must be a live attachment of one of our dma-bufs.
+unsafe fn attachment_key(attach: *mut sys::dma_buf_attachment) -> Option<NonNull<Attachment>> {
+    // SAFETY: Guaranteed by the caller.
+    NonNull::new(unsafe { (*attach).priv_ }.cast())
+}
+
+/// # Safety
+///
+/// Called by the dma-buf core with a live dma-buf of ours and a new
+/// attachment whose device stays valid until detach.
+unsafe extern "C" fn buf_attach(dmabuf: *mut sys::dma_buf, attach: *mut sys::dma_buf_attachment) -> c_int {
+    // SAFETY: See the function's safety section.
+    let (buffer, dev) = unsafe { (buffer(dmabuf), DmaDevice::new((*attach).dev)) };
+    match buffer.attach(dev) {
+        Ok(key) => {
+            // SAFETY: `attach` is valid and ours to fill in.
+            unsafe { (*attach).priv_ = key.as_ptr().cast() };
+            0
+        }
+        Err(err) => err.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// Called by the dma-buf core for an attachment made by [`buf_attach`].
+unsafe extern "C" fn buf_detach(dmabuf: *mut sys::dma_buf, attach: *mut sys::dma_buf_attachment) {
+    // SAFETY: See the function's safety section.
+    let (buffer, key) = unsafe { (buffer(dmabuf), attachment_key(attach)) };
+    if let Some(key) = key {
+        buffer.detach(key);
+    }
+}
+
+/// # Safety
+///
+/// Called by the dma-buf core, reservation lock held, for an attachment made
+/// by [`buf_attach`].
+unsafe extern "C" fn buf_map(
+    attach: *mut sys::dma_buf_attachment,
+    dir: sys::dma_data_direction,
+) -> *mut sys::sg_table {
+    // SAFETY: See the function's safety section.
+    let (buffer, key) = unsafe { (buffer((*attach).dmabuf), attachment_key(attach)) };
+    match key.ok_or(EINVAL).and_then(|key| buffer.map(key, dir)) {
+        Ok(table) => table,
+        Err(err) => err.to_ptr(),
+    }
+}
+
+/// # Safety
+///
+/// Called by the dma-buf core, reservation lock held, for a mapping made by
+/// [`buf_map`].
+unsafe extern "C" fn buf_unmap(
+    attach: *mut sys::dma_buf_attachment,
+    _table: *mut sys::sg_table,
+    _dir: sys::dma_data_direction,
+) {
+    // SAFETY: See the function's safety section.
+    let (buffer, key) = unsafe { (buffer((*attach).dmabuf), attachment_key(attach)) };
+    if let Some(key) = key {
+        buffer.unmap(key);
+    }
+}
+
+/// # Safety
+///
+/// Called by the dma-buf core with a live dma-buf of ours.
+unsafe extern "C" fn buf_begin_cpu_access(dmabuf: *mut sys::dma_buf, dir: sys::dma_data_direction) -> c_int {
+    // SAFETY: See the function's safety section.
+    unsafe { buffer(dmabuf) }.begin_cpu_access(dir);
+    0
+}
+
+/// # Safety
+///
+/// Called by the dma-buf core with a live dma-buf of ours.
+unsafe extern "C" fn buf_end_cpu_access(dmabuf: *mut sys::dma_buf, dir: sys::dma_data_direction) -> c_int {
+    // SAFETY: See the function's safety section.
+    unsafe { buffer(dmabuf) }.end_cpu_access(dir);
+    0
+}
+
+/// # Safety
+///
+/// Called by the dma-buf core from an `mmap` call on a live dma-buf of ours.
+unsafe extern "C" fn buf_mmap(dmabuf: *mut sys::dma_buf, vma: *mut sys::vm_area_struct) -> c_int {
+    // SAFETY: See the function's safety section; the core holds the mmap
+    // lock and sets up `vma` for this call.
+    match unsafe { buffer(dmabuf).mmap(vma) } {
+        Ok(()) => 0,
+        Err(err) => err.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// Called by the dma-buf core with a live dma-buf of ours and a map to fill.
+unsafe extern "C" fn buf_vmap(dmabuf: *mut sys::dma_buf, map: *mut sys::iosys_map) -> c_int {
+    // SAFETY: See the function's safety section.
+    match unsafe { buffer(dmabuf) }.vmap() {
+        Ok(vaddr) => {
+            // SAFETY: `map` is valid for writes.
+            unsafe { sys::rdh_iosys_map_set_vaddr(map, vaddr.as_ptr()) };
+            0
+        }
+        Err(err) => err.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// Called by the dma-buf core to undo a successful [`buf_vmap`].
+unsafe extern "C" fn buf_vunmap(dmabuf: *mut sys::dma_buf, map: *mut sys::iosys_map) {
+    // SAFETY: See the function's safety section.
+    unsafe { buffer(dmabuf) }.vunmap();
+    // SAFETY: `map` is valid for writes; all zeroes is a cleared map.
+    unsafe { map.write(core::mem::zeroed()) };
+}
+
+/// # Safety
+///
+/// Called once by the dma-buf core when the last reference is gone; nothing
+/// uses the buffer afterwards.
+unsafe extern "C" fn buf_release(dmabuf: *mut sys::dma_buf) {
+    // SAFETY: `priv` holds the box leaked by `allocate_dma_buf`, and this is
+    // the last use of it.
+    drop(unsafe { KBox::from_raw((*dmabuf).priv_.cast::<HeapBuffer>()) });
+}
+
+#[path = "tests/kunit.rs"]
+mod kunit;

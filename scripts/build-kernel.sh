@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Configures and builds the arm64 test kernel from the repo's config fragment.
+# The build directory lives in the cache, keyed by kernel version + fragment
+# hash, so a second run is a no-op and a changed fragment gets its own tree.
+# Prints the build directory (KDIR) on its last line.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+
+KDIR=$CACHE_ROOT/build/$(kernel_key)
+kmake() { make -s -C "$KSRC" O="$KDIR" ARCH=arm64 LLVM=1 "$@"; }
+
+if [ ! -f "$KDIR/.config" ]; then
+	mkdir -p "$KDIR"
+	kmake KCONFIG_ALLCONFIG="$KCONFIG_FRAGMENT" allnoconfig >/dev/null
+	# Kconfig drops what it cannot satisfy without a word: check every line.
+	bad=0
+	while IFS= read -r line; do
+		case "$line" in
+		CONFIG_*=*) grep -qx "$line" "$KDIR/.config" || { echo "build-kernel: not in .config: $line" >&2; bad=1; } ;;
+		"# CONFIG_"*" is not set") grep -qx "$line" "$KDIR/.config" || { echo "build-kernel: not in .config: $line" >&2; bad=1; } ;;
+		esac
+	done <"$KCONFIG_FRAGMENT"
+	if [ $bad -ne 0 ]; then
+		mv "$KDIR/.config" "$KDIR/.config.rejected"
+		exit 1
+	fi
+fi
+kmake rustavailable >/dev/null
+kmake -j"$KBUILD_JOBS" Image modules modules_prepare >&2
+# The initramfs packer: a host tool the kernel builds only for built-in
+# initramfs sources, so build it directly.
+if [ ! -x "$KDIR/usr/gen_init_cpio" ] || [ "$KSRC/usr/gen_init_cpio.c" -nt "$KDIR/usr/gen_init_cpio" ]; then
+	mkdir -p "$KDIR/usr"
+	clang -O2 -o "$KDIR/usr/gen_init_cpio" "$KSRC/usr/gen_init_cpio.c"
+fi
+echo "$KDIR"

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Builds everything the test VM needs and boots it under QEMU arm64.
+#   scripts/vm.sh check   KUnit at insmod + the guest's checks, judged by
+#                         the runner (ends with "N passed, N failed")
+#   scripts/vm.sh run     the demonstration: both heaps, a few lines
+# RDH_PARAMS (e.g. heap_name=foo) is passed to the module.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+mode=${1:-check}
+
+KDIR=$(bash "$REPO_ROOT/scripts/build-kernel.sh" | tail -1)
+ko=$(KDIR=$KDIR bash "$REPO_ROOT/scripts/build-module.sh" | tail -1)
+
+cd "$REPO_ROOT"
+cargo build -q --release --locked -p dmabuf-heap-guest --target aarch64-unknown-linux-musl
+cargo build -q --release --locked -p rdh-runner
+guest=$REPO_ROOT/target/aarch64-unknown-linux-musl/release/guest-init
+runner=$REPO_ROOT/target/release/rdh-runner
+
+out=$CACHE_ROOT/vm/$(kernel_key)
+mkdir -p "$out"
+cat >"$out/initramfs.list" <<LIST
+dir /dev 0755 0 0
+nod /dev/console 0600 0 0 c 5 1
+dir /proc 0755 0 0
+dir /sys 0755 0 0
+file /init $guest 0755 0 0
+file /rust_dmabuf_heap.ko $ko 0644 0 0
+LIST
+"$KDIR/usr/gen_init_cpio" "$out/initramfs.list" >"$out/initramfs.cpio"
+
+args=(--qemu "$QEMU" --qemu-data "$QEMU_DIR/usr/share/qemu"
+	--kernel "$KDIR/arch/arm64/boot/Image" --initrd "$out/initramfs.cpio"
+	--smp 2 --memory 1024 --timeout "${RDH_TIMEOUT:-300}"
+	--append "rdh_mode=$mode rdh_params=${RDH_PARAMS:-}")
+case "$mode" in
+check)
+	exec "$runner" "${args[@]}" --log "$REPO_ROOT/target/vm-check.log" \
+		--expect-suite rust_dmabuf_heap --expect-suite rdh_guest
+	;;
+run)
+	exec "$runner" "${args[@]}" --log "$REPO_ROOT/target/vm-run.log" \
+		--echo "rdh:" --expect-suite rust_dmabuf_heap
+	;;
+*)
+	echo "usage: $0 check|run" >&2
+	exit 2
+	;;
+esac
