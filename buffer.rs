@@ -7,9 +7,9 @@
 
 use crate::{
     cache_ops::{self, Direction, DmaDevice},
-    sys,
     pages::{self, PageChunk, PAGE_SIZE},
     sg::SgTable,
+    sys,
 };
 use core::{ffi::c_void, ptr::NonNull};
 use kernel::{alloc::flags::GFP_KERNEL, new_mutex, prelude::*, sync::Mutex};
@@ -129,7 +129,11 @@ impl HeapBuffer {
     }
 
     /// Maps the buffer for an importer's device; returns its table.
-    pub(crate) fn map(&self, key: NonNull<Attachment>, dir: Direction) -> Result<*mut sys::sg_table> {
+    pub(crate) fn map(
+        &self,
+        key: NonNull<Attachment>,
+        dir: Direction,
+    ) -> Result<*mut sys::sg_table> {
         let mut state = self.state.lock();
         let attachment = state
             .attachments
@@ -190,7 +194,12 @@ impl HeapBuffer {
         // SAFETY: The caller guarantees that `vma` is valid.
         let (start, end, pgoff, prot) = unsafe {
             let range = &(*vma).__bindgen_anon_1.__bindgen_anon_1;
-            (range.vm_start, range.vm_end, (*vma).vm_pgoff, (*vma).vm_page_prot)
+            (
+                range.vm_start,
+                range.vm_end,
+                (*vma).vm_pgoff,
+                (*vma).vm_page_prot,
+            )
         };
         let count = (end - start) / PAGE_SIZE;
         let total = self.len / PAGE_SIZE;

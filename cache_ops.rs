@@ -9,7 +9,7 @@
 //! repeats work; ownership tracking will decide when an operation is needed
 //! and keep this policy as the `always` baseline.
 
-use crate::{sys, sg::SgTable};
+use crate::{sg::SgTable, sys};
 use kernel::{error::to_result, prelude::*};
 
 /// Direction of a DMA transfer, as the dma-buf core passes it.

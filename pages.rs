@@ -16,7 +16,7 @@ pub(crate) const ORDERS: [u32; 3] = [8, 4, 0];
 pub(crate) static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Size of a page in bytes.
-pub(crate) const PAGE_SIZE: usize = sys::RDH_PAGE_SIZE as usize;
+pub(crate) const PAGE_SIZE: usize = sys::RDH_PAGE_SIZE;
 
 /// A physically contiguous, zeroed run of `1 << order` pages.
 ///
@@ -81,7 +81,7 @@ impl PageChunk {
         debug_assert!(n < self.page_count());
         // SAFETY: By the type invariant the chunk has `page_count()` pages
         // and `n` is in range.
-        unsafe { sys::rdh_nth_page(self.page.as_ptr(), n as _) }
+        unsafe { sys::rdh_nth_page(self.page.as_ptr(), n) }
     }
 
     /// Copies page `n` (which must be in range) into `out` through a

@@ -21,9 +21,9 @@ use kernel::{error::from_err_ptr, prelude::*, ModuleMetadata};
 
 mod buffer;
 mod cache_ops;
-mod sys;
 mod pages;
 mod sg;
+mod sys;
 
 use buffer::{Attachment, HeapBuffer};
 use cache_ops::DmaDevice;
@@ -56,7 +56,10 @@ impl kernel::Module for RustDmabufHeap {
         unsafe { sys::rdh_pin_module() };
         // SAFETY: `name` is a valid NUL-terminated string (see above).
         let name = unsafe { CStr::from_char_ptr(name) };
-        pr_info!("registered /dev/dma_heap/{}\n", name.to_str().unwrap_or("?"));
+        pr_info!(
+            "registered /dev/dma_heap/{}\n",
+            name.to_str().unwrap_or("?")
+        );
         Ok(RustDmabufHeap)
     }
 }
@@ -66,7 +69,11 @@ static HEAP_OPS: sys::dma_heap_ops = sys::dma_heap_ops {
 };
 
 /// Allocates and exports a buffer of `len` bytes.
-fn allocate_dma_buf(len: usize, fd_flags: u32, exp_name: *const c_char) -> Result<*mut sys::dma_buf> {
+fn allocate_dma_buf(
+    len: usize,
+    fd_flags: u32,
+    exp_name: *const c_char,
+) -> Result<*mut sys::dma_buf> {
     let buffer = HeapBuffer::new(len)?;
     // SAFETY: All zeroes is a valid `dma_buf_export_info`.
     let mut info: sys::dma_buf_export_info = unsafe { core::mem::zeroed() };
@@ -150,7 +157,10 @@ unsafe fn attachment_key(attach: *mut sys::dma_buf_attachment) -> Option<NonNull
 ///
 /// Called by the dma-buf core with a live dma-buf of ours and a new
 /// attachment whose device stays valid until detach.
-unsafe extern "C" fn buf_attach(dmabuf: *mut sys::dma_buf, attach: *mut sys::dma_buf_attachment) -> c_int {
+unsafe extern "C" fn buf_attach(
+    dmabuf: *mut sys::dma_buf,
+    attach: *mut sys::dma_buf_attachment,
+) -> c_int {
     // SAFETY: See the function's safety section.
     let (buffer, dev) = unsafe { (buffer(dmabuf), DmaDevice::new((*attach).dev)) };
     match buffer.attach(dev) {
@@ -209,7 +219,10 @@ unsafe extern "C" fn buf_unmap(
 /// # Safety
 ///
 /// Called by the dma-buf core with a live dma-buf of ours.
-unsafe extern "C" fn buf_begin_cpu_access(dmabuf: *mut sys::dma_buf, dir: sys::dma_data_direction) -> c_int {
+unsafe extern "C" fn buf_begin_cpu_access(
+    dmabuf: *mut sys::dma_buf,
+    dir: sys::dma_data_direction,
+) -> c_int {
     // SAFETY: See the function's safety section.
     unsafe { buffer(dmabuf) }.begin_cpu_access(dir);
     0
@@ -218,7 +231,10 @@ unsafe extern "C" fn buf_begin_cpu_access(dmabuf: *mut sys::dma_buf, dir: sys::d
 /// # Safety
 ///
 /// Called by the dma-buf core with a live dma-buf of ours.
-unsafe extern "C" fn buf_end_cpu_access(dmabuf: *mut sys::dma_buf, dir: sys::dma_data_direction) -> c_int {
+unsafe extern "C" fn buf_end_cpu_access(
+    dmabuf: *mut sys::dma_buf,
+    dir: sys::dma_data_direction,
+) -> c_int {
     // SAFETY: See the function's safety section.
     unsafe { buffer(dmabuf) }.end_cpu_access(dir);
     0

@@ -4,7 +4,7 @@
 //! and one private copy per attachment, because a DMA mapping writes the
 //! device addresses into the table it maps.
 
-use crate::{sys, pages::PageChunk};
+use crate::{pages::PageChunk, sys};
 use core::cell::UnsafeCell;
 use kernel::{error::to_result, prelude::*};
 
@@ -45,7 +45,9 @@ impl SgTable {
         for (to, from) in copy.entries().zip(self.entries()) {
             // SAFETY: Both are valid entries; `from` describes pages of the
             // same buffer, which outlives `copy`.
-            unsafe { sys::rdh_sg_set_page(to, sys::rdh_sg_page(from), (*from).length, (*from).offset) };
+            unsafe {
+                sys::rdh_sg_set_page(to, sys::rdh_sg_page(from), (*from).length, (*from).offset)
+            };
         }
         Ok(copy)
     }

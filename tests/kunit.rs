@@ -9,8 +9,8 @@ use kernel::prelude::*;
 mod tests {
     use crate::{
         buffer::HeapBuffer,
-        sys,
         pages::{LIVE_BYTES, PAGE_SIZE},
+        sys,
     };
     use core::sync::atomic::Ordering;
     use kernel::prelude::*;
@@ -114,7 +114,8 @@ mod tests {
         flush_releases();
         let before = LIVE_BYTES.load(Ordering::Relaxed);
         let len = 3 * MIB;
-        let dmabuf = crate::allocate_dma_buf(len, sys::O_RDWR, c"rust_dmabuf_heap_kunit".as_ptr())?;
+        let dmabuf =
+            crate::allocate_dma_buf(len, sys::O_RDWR, c"rust_dmabuf_heap_kunit".as_char_ptr())?;
         // SAFETY: `dmabuf` was just exported and we hold its only reference.
         let (size, ops) = unsafe { ((*dmabuf).size, (*dmabuf).ops) };
         assert_eq!(size, len);

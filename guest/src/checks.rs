@@ -20,21 +20,45 @@ const PAGE: u64 = 4096;
 type Check = (&'static str, fn() -> Outcome);
 
 const CHECKS: &[Check] = &[
-    ("module_loads_and_registers_heap", module_loads_and_registers_heap),
+    (
+        "module_loads_and_registers_heap",
+        module_loads_and_registers_heap,
+    ),
     ("system_heap_is_present", system_heap_is_present),
-    ("alloc_4k_is_zeroed_and_mappable", || alloc_zeroed_and_mappable(4 * KIB)),
-    ("alloc_1m_is_zeroed_and_mappable", || alloc_zeroed_and_mappable(MIB)),
-    ("alloc_8m_is_zeroed_and_mappable", || alloc_zeroed_and_mappable(8 * MIB)),
+    ("alloc_4k_is_zeroed_and_mappable", || {
+        alloc_zeroed_and_mappable(4 * KIB)
+    }),
+    ("alloc_1m_is_zeroed_and_mappable", || {
+        alloc_zeroed_and_mappable(MIB)
+    }),
+    ("alloc_8m_is_zeroed_and_mappable", || {
+        alloc_zeroed_and_mappable(8 * MIB)
+    }),
     ("odd_sizes_round_up_to_pages", odd_sizes_round_up_to_pages),
-    ("cpu_writes_are_seen_through_another_mapping", cpu_writes_are_seen_through_another_mapping),
+    (
+        "cpu_writes_are_seen_through_another_mapping",
+        cpu_writes_are_seen_through_another_mapping,
+    ),
     ("close_frees_the_memory", close_frees_the_memory),
     ("len_zero_is_einval", len_zero_is_einval),
-    ("len_beyond_ram_is_enomem_and_leaves_nothing", len_beyond_ram_is_enomem_and_leaves_nothing),
-    ("wrapping_lengths_are_rejected", wrapping_lengths_are_rejected),
+    (
+        "len_beyond_ram_is_enomem_and_leaves_nothing",
+        len_beyond_ram_is_enomem_and_leaves_nothing,
+    ),
+    (
+        "wrapping_lengths_are_rejected",
+        wrapping_lengths_are_rejected,
+    ),
     ("unknown_fd_flags_are_einval", unknown_fd_flags_are_einval),
-    ("nonzero_heap_flags_are_einval", nonzero_heap_flags_are_einval),
+    (
+        "nonzero_heap_flags_are_einval",
+        nonzero_heap_flags_are_einval,
+    ),
     ("mmap_past_the_end_is_einval", mmap_past_the_end_is_einval),
-    ("sync_without_direction_is_einval", sync_without_direction_is_einval),
+    (
+        "sync_without_direction_is_einval",
+        sync_without_direction_is_einval,
+    ),
     ("module_cannot_be_unloaded", module_cannot_be_unloaded),
 ];
 
@@ -88,14 +112,20 @@ pub fn exported_bytes(exp_name: &str) -> Result<u64, String> {
 fn module_loads_and_registers_heap() -> Outcome {
     sys::load_module(MODULE_PATH, &module_params()).map_err(|e| format!("finit_module: {e}"))?;
     let path = heap_path(&heap_name());
-    ensure(path.exists(), || format!("{} missing after load", path.display()))
+    ensure(path.exists(), || {
+        format!("{} missing after load", path.display())
+    })
 }
 
 fn system_heap_is_present() -> Outcome {
     let heap = Heap::new(HeapKind::System).map_err(|e| format!("open system heap: {e}"))?;
-    let fd = heap.allocate(MIB as usize).map_err(|e| format!("allocate: {e}"))?;
+    let fd = heap
+        .allocate(MIB as usize)
+        .map_err(|e| format!("allocate: {e}"))?;
     let size = sys::dma_buf_size(&fd).map_err(|e| e.to_string())?;
-    ensure(size == MIB, || format!("system heap buffer has size {size}"))
+    ensure(size == MIB, || {
+        format!("system heap buffer has size {size}")
+    })
 }
 
 fn allocate(len: u64) -> Result<OwnedFd, String> {
@@ -105,15 +135,22 @@ fn allocate(len: u64) -> Result<OwnedFd, String> {
 }
 
 fn map(fd: OwnedFd) -> Result<MappedDmaBuf, String> {
-    DmaBuf::from(fd).memory_map().map_err(|e| format!("mmap: {e}"))
+    DmaBuf::from(fd)
+        .memory_map()
+        .map_err(|e| format!("mmap: {e}"))
 }
 
 /// Reads the whole buffer under SYNC READ and checks every byte is zero.
 fn check_zeroed(buf: &MappedDmaBuf) -> Outcome {
     let nonzero = buf
-        .read(|bytes, _: Option<()>| Ok(bytes.iter().filter(|&&b| b != 0).count()), None)
+        .read(
+            |bytes, _: Option<()>| Ok(bytes.iter().filter(|&&b| b != 0).count()),
+            None,
+        )
         .map_err(|e| format!("read: {e}"))?;
-    ensure(nonzero == 0, || format!("{nonzero} non-zero bytes in a new buffer"))
+    ensure(nonzero == 0, || {
+        format!("{nonzero} non-zero bytes in a new buffer")
+    })
 }
 
 fn pattern(i: usize) -> u8 {
@@ -124,16 +161,30 @@ fn pattern(i: usize) -> u8 {
 fn check_write_read(buf: &mut MappedDmaBuf) -> Outcome {
     buf.write(
         |bytes, _: Option<()>| {
-            bytes.iter_mut().enumerate().for_each(|(i, b)| *b = pattern(i));
+            bytes
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b = pattern(i));
             Ok(())
         },
         None,
     )
     .map_err(|e| format!("write: {e}"))?;
     let bad = buf
-        .read(|bytes, _: Option<()>| Ok(bytes.iter().enumerate().filter(|(i, &b)| b != pattern(*i)).count()), None)
+        .read(
+            |bytes, _: Option<()>| {
+                Ok(bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, &b)| b != pattern(*i))
+                    .count())
+            },
+            None,
+        )
         .map_err(|e| format!("read: {e}"))?;
-    ensure(bad == 0, || format!("{bad} bytes differ from what was written"))
+    ensure(bad == 0, || {
+        format!("{bad} bytes differ from what was written")
+    })
 }
 
 fn alloc_zeroed_and_mappable(len: u64) -> Outcome {
@@ -150,7 +201,9 @@ fn odd_sizes_round_up_to_pages() -> Outcome {
         let fd = allocate(len)?;
         let size = sys::dma_buf_size(&fd).map_err(|e| e.to_string())?;
         let expected = len.div_ceil(PAGE) * PAGE;
-        ensure(size == expected, || format!("len {len}: size {size}, expected {expected}"))?;
+        ensure(size == expected, || {
+            format!("len {len}: size {size}, expected {expected}")
+        })?;
         let mut buf = map(fd)?;
         check_zeroed(&buf).map_err(|e| format!("len {len}: {e}"))?;
         check_write_read(&mut buf).map_err(|e| format!("len {len}: {e}"))?;
@@ -162,19 +215,35 @@ fn cpu_writes_are_seen_through_another_mapping() -> Outcome {
     let len = 2 * MIB + 68 * KIB;
     let fd = allocate(len)?;
     let mut first = sys::Mapping::new(&fd, len as usize, 0).map_err(|e| format!("mmap: {e}"))?;
-    sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_WRITE).map_err(|e| e.to_string())?;
-    first.bytes_mut().iter_mut().enumerate().for_each(|(i, b)| *b = pattern(i) ^ 0x5a);
-    sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_WRITE).map_err(|e| e.to_string())?;
+    sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_WRITE)
+        .map_err(|e| e.to_string())?;
+    first
+        .bytes_mut()
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = pattern(i) ^ 0x5a);
+    sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_WRITE)
+        .map_err(|e| e.to_string())?;
     drop(first);
     // A second mapping at an offset inside a 1 MiB chunk and across chunks.
     let offset_pages = 300usize;
     let second_len = len as usize - offset_pages * PAGE as usize;
-    let second = sys::Mapping::new(&fd, second_len, offset_pages).map_err(|e| format!("mmap at offset: {e}"))?;
-    sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_READ).map_err(|e| e.to_string())?;
+    let second = sys::Mapping::new(&fd, second_len, offset_pages)
+        .map_err(|e| format!("mmap at offset: {e}"))?;
+    sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_READ)
+        .map_err(|e| e.to_string())?;
     let base = offset_pages * PAGE as usize;
-    let bad = second.bytes().iter().enumerate().filter(|(i, &b)| b != pattern(base + i) ^ 0x5a).count();
-    sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_READ).map_err(|e| e.to_string())?;
-    ensure(bad == 0, || format!("{bad} bytes differ in the second mapping"))
+    let bad = second
+        .bytes()
+        .iter()
+        .enumerate()
+        .filter(|(i, &b)| b != pattern(base + i) ^ 0x5a)
+        .count();
+    sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_READ)
+        .map_err(|e| e.to_string())?;
+    ensure(bad == 0, || {
+        format!("{bad} bytes differ in the second mapping")
+    })
 }
 
 fn close_frees_the_memory() -> Outcome {
@@ -188,11 +257,16 @@ fn close_frees_the_memory() -> Outcome {
     drop(fd);
     let after = exported_bytes(&name)?;
     let free_after = sys::meminfo_kib("MemFree").ok_or("no MemFree")?;
-    ensure(during == before + len, || format!("bufinfo: {before} -> {during} bytes while allocated"))?;
-    ensure(after == before, || format!("bufinfo: {before} bytes before, {after} after close"))?;
-    ensure(free_before.saturating_sub(free_during) >= len / KIB - 1024, || {
-        format!("MemFree only fell from {free_before} to {free_during} KiB")
+    ensure(during == before + len, || {
+        format!("bufinfo: {before} -> {during} bytes while allocated")
     })?;
+    ensure(after == before, || {
+        format!("bufinfo: {before} bytes before, {after} after close")
+    })?;
+    ensure(
+        free_before.saturating_sub(free_during) >= len / KIB - 1024,
+        || format!("MemFree only fell from {free_before} to {free_during} KiB"),
+    )?;
     // Allow 4 MiB of unrelated kernel activity.
     ensure(free_after + 4096 >= free_before, || {
         format!("MemFree {free_before} KiB before, {free_after} KiB after close")
@@ -200,7 +274,10 @@ fn close_frees_the_memory() -> Outcome {
 }
 
 fn raw_alloc(len: u64, fd_flags: u32, heap_flags: u64) -> io::Result<OwnedFd> {
-    let heap = File::options().read(true).write(true).open(heap_path(&heap_name()))?;
+    let heap = File::options()
+        .read(true)
+        .write(true)
+        .open(heap_path(&heap_name()))?;
     let mut data = sys::AllocationData {
         len,
         fd: 0,
@@ -219,33 +296,61 @@ fn len_zero_is_einval() -> Outcome {
 fn len_beyond_ram_is_enomem_and_leaves_nothing() -> Outcome {
     let before = exported_bytes(&heap_name())?;
     let free_before = sys::meminfo_kib("MemFree").ok_or("no MemFree")?;
-    expect_errno(raw_alloc(sys::total_ram() + PAGE, RDWR_CLOEXEC, 0), libc::ENOMEM, "RAM + 4 KiB")?;
+    expect_errno(
+        raw_alloc(sys::total_ram() + PAGE, RDWR_CLOEXEC, 0),
+        libc::ENOMEM,
+        "RAM + 4 KiB",
+    )?;
     expect_errno(raw_alloc(1 << 48, RDWR_CLOEXEC, 0), libc::ENOMEM, "1 << 48")?;
     let after = exported_bytes(&heap_name())?;
     let free_after = sys::meminfo_kib("MemFree").ok_or("no MemFree")?;
-    ensure(after == before, || format!("bufinfo {before} -> {after} bytes"))?;
-    ensure(free_after + 4096 >= free_before, || format!("MemFree {free_before} -> {free_after} KiB"))
+    ensure(after == before, || {
+        format!("bufinfo {before} -> {after} bytes")
+    })?;
+    ensure(free_after + 4096 >= free_before, || {
+        format!("MemFree {free_before} -> {free_after} KiB")
+    })
 }
 
 fn wrapping_lengths_are_rejected() -> Outcome {
     // PAGE_ALIGN wraps these to 0 (the core's EINVAL) ...
     expect_errno(raw_alloc(u64::MAX, RDWR_CLOEXEC, 0), libc::EINVAL, "~0")?;
-    expect_errno(raw_alloc(0xffff_ffff_ffff_f001, RDWR_CLOEXEC, 0), libc::EINVAL, "0xfffffffffffff001")?;
+    expect_errno(
+        raw_alloc(0xffff_ffff_ffff_f001, RDWR_CLOEXEC, 0),
+        libc::EINVAL,
+        "0xfffffffffffff001",
+    )?;
     // ... while these are merely larger than RAM (ours).
-    expect_errno(raw_alloc(0xffff_ffff_ffff_f000, RDWR_CLOEXEC, 0), libc::ENOMEM, "0xfffffffffffff000")?;
-    expect_errno(raw_alloc(0xffff_f000, RDWR_CLOEXEC, 0), libc::ENOMEM, "0xfffff000")
+    expect_errno(
+        raw_alloc(0xffff_ffff_ffff_f000, RDWR_CLOEXEC, 0),
+        libc::ENOMEM,
+        "0xfffffffffffff000",
+    )?;
+    expect_errno(
+        raw_alloc(0xffff_f000, RDWR_CLOEXEC, 0),
+        libc::ENOMEM,
+        "0xfffff000",
+    )
 }
 
 fn unknown_fd_flags_are_einval() -> Outcome {
     for flags in [libc::O_NONBLOCK as u32, libc::O_APPEND as u32, 0x8000_0000] {
-        expect_errno(raw_alloc(PAGE, RDWR_CLOEXEC | flags, 0), libc::EINVAL, &format!("fd_flags {flags:#x}"))?;
+        expect_errno(
+            raw_alloc(PAGE, RDWR_CLOEXEC | flags, 0),
+            libc::EINVAL,
+            &format!("fd_flags {flags:#x}"),
+        )?;
     }
     Ok(())
 }
 
 fn nonzero_heap_flags_are_einval() -> Outcome {
     for flags in [1, 0x111111, 1 << 63] {
-        expect_errno(raw_alloc(PAGE, RDWR_CLOEXEC, flags), libc::EINVAL, &format!("heap_flags {flags:#x}"))?;
+        expect_errno(
+            raw_alloc(PAGE, RDWR_CLOEXEC, flags),
+            libc::EINVAL,
+            &format!("heap_flags {flags:#x}"),
+        )?;
     }
     Ok(())
 }
@@ -253,24 +358,55 @@ fn nonzero_heap_flags_are_einval() -> Outcome {
 fn mmap_past_the_end_is_einval() -> Outcome {
     let fd = allocate(MIB)?;
     let pages = (MIB / PAGE) as usize;
-    expect_errno(sys::Mapping::new(&fd, 2 * MIB as usize, 0), libc::EINVAL, "2 MiB of 1 MiB")?;
-    expect_errno(sys::Mapping::new(&fd, PAGE as usize, pages), libc::EINVAL, "page at the end")?;
-    expect_errno(sys::Mapping::new(&fd, 2 * PAGE as usize, pages - 1), libc::EINVAL, "last page + 1")?;
+    expect_errno(
+        sys::Mapping::new(&fd, 2 * MIB as usize, 0),
+        libc::EINVAL,
+        "2 MiB of 1 MiB",
+    )?;
+    expect_errno(
+        sys::Mapping::new(&fd, PAGE as usize, pages),
+        libc::EINVAL,
+        "page at the end",
+    )?;
+    expect_errno(
+        sys::Mapping::new(&fd, 2 * PAGE as usize, pages - 1),
+        libc::EINVAL,
+        "last page + 1",
+    )?;
     // The last page alone is fine.
-    sys::Mapping::new(&fd, PAGE as usize, pages - 1).map(drop).map_err(|e| format!("last page: {e}"))
+    sys::Mapping::new(&fd, PAGE as usize, pages - 1)
+        .map(drop)
+        .map_err(|e| format!("last page: {e}"))
 }
 
 fn sync_without_direction_is_einval() -> Outcome {
     let fd = allocate(PAGE)?;
-    expect_errno(sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_START), libc::EINVAL, "START without READ/WRITE")?;
-    expect_errno(sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_RW | 0x100), libc::EINVAL, "unknown bit")
+    expect_errno(
+        sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_START),
+        libc::EINVAL,
+        "START without READ/WRITE",
+    )?;
+    expect_errno(
+        sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_RW | 0x100),
+        libc::EINVAL,
+        "unknown bit",
+    )
 }
 
 fn module_cannot_be_unloaded() -> Outcome {
     match sys::unload_module(MODULE_NAME) {
         Ok(()) => Err("delete_module succeeded: the heap would dangle".into()),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EWOULDBLOCK)) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EBUSY) | Some(libc::EWOULDBLOCK)
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(format!("delete_module: {e}, expected EBUSY or EWOULDBLOCK")),
     }?;
-    ensure(heap_path(&heap_name()).exists(), || "heap node vanished".into())
+    ensure(heap_path(&heap_name()).exists(), || {
+        "heap node vanished".into()
+    })
 }

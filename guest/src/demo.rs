@@ -16,25 +16,32 @@ fn say(line: impl AsRef<str>) {
 
 fn heaps() -> String {
     let mut names: Vec<String> = std::fs::read_dir("/dev/dma_heap")
-        .map(|dir| dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names.join(", ")
 }
 
 fn exercise(label: &str, path: PathBuf, exp_name: &str) -> Result<(), String> {
-    let heap = Heap::new(HeapKind::Custom(path.clone())).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let heap = Heap::new(HeapKind::Custom(path.clone()))
+        .map_err(|e| format!("open {}: {e}", path.display()))?;
     let len = 8 * MIB;
     let start = Instant::now();
     let fd = heap.allocate(len).map_err(|e| format!("allocate: {e}"))?;
     let alloc_us = start.elapsed().as_micros();
     let size = sys::dma_buf_size(&fd).map_err(|e| e.to_string())?;
     let live = exported_bytes(exp_name).unwrap_or(0);
-    let mut buf = DmaBuf::from(fd).memory_map().map_err(|e| format!("mmap: {e}"))?;
+    let mut buf = DmaBuf::from(fd)
+        .memory_map()
+        .map_err(|e| format!("mmap: {e}"))?;
     let zeroed = buf
         .read(|b, _: Option<()>| Ok(b.iter().all(|&x| x == 0)), None)
         .map_err(|e| e.to_string())?;
-    buf.write(|b, _: Option<()>| Ok(b.fill(0xab)), None).map_err(|e| e.to_string())?;
+    buf.write(|b, _: Option<()>| Ok(b.fill(0xab)), None)
+        .map_err(|e| e.to_string())?;
     let readback = buf
         .read(|b, _: Option<()>| Ok(b.iter().all(|&x| x == 0xab)), None)
         .map_err(|e| e.to_string())?;
@@ -58,7 +65,9 @@ fn exercise(label: &str, path: PathBuf, exp_name: &str) -> Result<(), String> {
 pub fn run() {
     say(format!("heaps before loading: {}", heaps()));
     match sys::load_module(MODULE_PATH, &module_params()) {
-        Ok(()) => say("loaded rust_dmabuf_heap.ko (its KUnit suite ran during the load; log below)"),
+        Ok(()) => {
+            say("loaded rust_dmabuf_heap.ko (its KUnit suite ran during the load; log below)")
+        }
         Err(e) => say(format!("FAILED to load the module: {e}")),
     }
     say(format!("heaps after loading:  {}", heaps()));
@@ -70,5 +79,9 @@ pub fn run() {
             ok = false;
         }
     }
-    say(if ok { "result: both heaps allocated, zeroed and mapped correctly" } else { "result: FAILED" });
+    say(if ok {
+        "result: both heaps allocated, zeroed and mapped correctly"
+    } else {
+        "result: FAILED"
+    });
 }

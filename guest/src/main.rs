@@ -26,7 +26,9 @@ pub const MODULE_NAME: &str = "rust_dmabuf_heap";
 
 /// Module parameters requested on the kernel command line.
 pub fn module_params() -> String {
-    std::env::var("rdh_params").unwrap_or_default().replace(',', " ")
+    std::env::var("rdh_params")
+        .unwrap_or_default()
+        .replace(',', " ")
 }
 
 /// The heap name the module registers with those parameters.
@@ -39,7 +41,12 @@ pub fn heap_name() -> String {
 }
 
 fn main() {
-    for (fstype, target) in [("proc", "/proc"), ("sysfs", "/sys"), ("devtmpfs", "/dev"), ("debugfs", "/sys/kernel/debug")] {
+    for (fstype, target) in [
+        ("proc", "/proc"),
+        ("sysfs", "/sys"),
+        ("devtmpfs", "/dev"),
+        ("debugfs", "/sys/kernel/debug"),
+    ] {
         if let Err(err) = sys::mount(fstype, target) {
             println!("rdh-guest: mount {target}: {err}");
         }

@@ -24,8 +24,16 @@ pub fn mount(fstype: &str, target: &str) -> io::Result<()> {
     let fstype = CString::new(fstype).unwrap();
     let target = CString::new(target).unwrap();
     // SAFETY: All pointers are valid NUL-terminated strings.
-    cvt(unsafe { libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) })
-        .map(drop)
+    cvt(unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    })
+    .map(drop)
 }
 
 /// Loads a kernel module from a file with the given parameters.
@@ -33,7 +41,8 @@ pub fn load_module(path: &str, params: &str) -> io::Result<()> {
     let file = File::open(path)?;
     let params = CString::new(params).unwrap();
     // SAFETY: `file` is an open module file; `params` is NUL-terminated.
-    let ret = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
     cvt(ret as libc::c_int).map(drop)
 }
 
@@ -67,17 +76,22 @@ pub struct AllocationData {
 
 const fn iowr(ty: u8, nr: u8, size: usize) -> libc::c_ulong {
     // _IOWR: direction 3 (read | write) in bits 30..31.
-    ((3 << 30) | ((size as libc::c_ulong) << 16) | ((ty as libc::c_ulong) << 8) | nr as libc::c_ulong)
-        as libc::c_ulong
+    ((3 << 30)
+        | ((size as libc::c_ulong) << 16)
+        | ((ty as libc::c_ulong) << 8)
+        | nr as libc::c_ulong) as libc::c_ulong
 }
 
 const fn iow(ty: u8, nr: u8, size: usize) -> libc::c_ulong {
-    ((1 << 30) | ((size as libc::c_ulong) << 16) | ((ty as libc::c_ulong) << 8) | nr as libc::c_ulong)
-        as libc::c_ulong
+    ((1 << 30)
+        | ((size as libc::c_ulong) << 16)
+        | ((ty as libc::c_ulong) << 8)
+        | nr as libc::c_ulong) as libc::c_ulong
 }
 
 /// `DMA_HEAP_IOCTL_ALLOC`.
-pub const DMA_HEAP_IOCTL_ALLOC: libc::c_ulong = iowr(b'H', 0, std::mem::size_of::<AllocationData>());
+pub const DMA_HEAP_IOCTL_ALLOC: libc::c_ulong =
+    iowr(b'H', 0, std::mem::size_of::<AllocationData>());
 /// `DMA_BUF_IOCTL_SYNC`.
 pub const DMA_BUF_IOCTL_SYNC: libc::c_ulong = iow(b'b', 0, 8);
 pub const DMA_BUF_SYNC_READ: u64 = 1;
@@ -89,7 +103,13 @@ pub const DMA_BUF_SYNC_END: u64 = 4;
 /// Issues `DMA_HEAP_IOCTL_ALLOC` with exactly the given fields.
 pub fn heap_alloc_raw(heap: &File, data: &mut AllocationData) -> io::Result<OwnedFd> {
     // SAFETY: `data` is a valid `dma_heap_allocation_data` for the ioctl.
-    cvt(unsafe { libc::ioctl(heap.as_raw_fd(), DMA_HEAP_IOCTL_ALLOC as libc::Ioctl, data as *mut AllocationData) })?;
+    cvt(unsafe {
+        libc::ioctl(
+            heap.as_raw_fd(),
+            DMA_HEAP_IOCTL_ALLOC as libc::Ioctl,
+            data as *mut AllocationData,
+        )
+    })?;
     // SAFETY: On success the kernel returned a new fd that we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(data.fd as RawFd) })
 }
@@ -98,7 +118,14 @@ pub fn heap_alloc_raw(heap: &File, data: &mut AllocationData) -> io::Result<Owne
 pub fn dma_buf_sync(buf: &impl AsRawFd, flags: u64) -> io::Result<()> {
     let mut flags = flags;
     // SAFETY: `flags` is a valid `struct dma_buf_sync` (one u64).
-    cvt(unsafe { libc::ioctl(buf.as_raw_fd(), DMA_BUF_IOCTL_SYNC as libc::Ioctl, &mut flags as *mut u64) }).map(drop)
+    cvt(unsafe {
+        libc::ioctl(
+            buf.as_raw_fd(),
+            DMA_BUF_IOCTL_SYNC as libc::Ioctl,
+            &mut flags as *mut u64,
+        )
+    })
+    .map(drop)
 }
 
 /// A shared read/write mapping of a dma-buf.
@@ -110,7 +137,9 @@ pub struct Mapping {
 impl Mapping {
     /// Maps `len` bytes at page offset `pgoff` of `buf`.
     pub fn new(buf: &impl AsRawFd, len: usize, pgoff: usize) -> io::Result<Self> {
-        let offset = pgoff.checked_mul(4096).ok_or(io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+        let offset = pgoff
+            .checked_mul(4096)
+            .ok_or(io::Error::from_raw_os_error(libc::EOVERFLOW))?;
         // SAFETY: A fresh shared mapping; the kernel validates the range.
         let ptr = unsafe {
             libc::mmap(
@@ -125,7 +154,10 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Self { ptr: ptr.cast(), len })
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
     }
 
     pub fn bytes(&self) -> &[u8] {

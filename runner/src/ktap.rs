@@ -66,7 +66,10 @@ fn parse_result(content: &str) -> Option<(Status, &str)> {
     let (number, rest) = rest.split_once(' ').unwrap_or((rest, ""));
     number.parse::<usize>().ok()?;
     let (name, directive) = rest.split_once(" # ").unwrap_or((rest, ""));
-    let skip = directive.trim_start().to_ascii_uppercase().starts_with("SKIP");
+    let skip = directive
+        .trim_start()
+        .to_ascii_uppercase()
+        .starts_with("SKIP");
     let status = match (ok, skip) {
         (_, true) => Status::Skip,
         (true, false) => Status::Pass,
@@ -89,7 +92,12 @@ pub fn parse(text: &str) -> Report {
     // checking that each got as many results as it planned. Returns the
     // innermost closed level next to `indent`, i.e. the children of the
     // result line that triggered the close.
-    fn close(stack: &mut Vec<Level>, report: &mut Report, indent: usize, inclusive: bool) -> Option<Level> {
+    fn close(
+        stack: &mut Vec<Level>,
+        report: &mut Report,
+        indent: usize,
+        inclusive: bool,
+    ) -> Option<Level> {
         let mut child = None;
         while let Some(top) = stack.last() {
             if top.indent < indent || (!inclusive && top.indent == indent) {
@@ -105,7 +113,10 @@ pub fn parse(text: &str) -> Report {
                     ));
                 }
             } else if level.results == 0 && level.name.is_some() {
-                report.errors.push(format!("{}: no plan and no results", level.name.as_deref().unwrap_or("")));
+                report.errors.push(format!(
+                    "{}: no plan and no results",
+                    level.name.as_deref().unwrap_or("")
+                ));
             }
             child = Some(level);
         }
@@ -141,11 +152,18 @@ pub fn parse(text: &str) -> Report {
             match children {
                 Some(children) => {
                     let suite = children.name.clone().unwrap_or_else(|| name.to_string());
-                    if status == Status::Fail && children.failed == 0 && children.plan.is_some_and(|p| p == children.results) {
-                        report.errors.push(format!("{suite}: suite failed but none of its cases did"));
+                    if status == Status::Fail
+                        && children.failed == 0
+                        && children.plan.is_some_and(|p| p == children.results)
+                    {
+                        report
+                            .errors
+                            .push(format!("{suite}: suite failed but none of its cases did"));
                     }
                     if status == Status::Pass && children.failed > 0 {
-                        report.errors.push(format!("{suite}: suite passed with failing cases"));
+                        report
+                            .errors
+                            .push(format!("{suite}: suite passed with failing cases"));
                     }
                     if status == Status::Fail {
                         level.failed += 1;
@@ -196,13 +214,19 @@ ok 1 rust_dmabuf_heap
         assert_eq!(r.count(Status::Pass), 2);
         assert_eq!(r.count(Status::Skip), 1);
         assert_eq!(r.cases[0].suite, "rust_dmabuf_heap");
-        assert_eq!(r.suites, vec![("rust_dmabuf_heap".to_string(), Status::Pass)]);
+        assert_eq!(
+            r.suites,
+            vec![("rust_dmabuf_heap".to_string(), Status::Pass)]
+        );
     }
 
     #[test]
     fn failing_case_is_counted() {
         let text = KUNIT_PASS
-            .replace("    ok 3 third", "    # third: ASSERTION FAILED at x.rs:1\n    not ok 3 third")
+            .replace(
+                "    ok 3 third",
+                "    # third: ASSERTION FAILED at x.rs:1\n    not ok 3 third",
+            )
             .replace("ok 1 rust_dmabuf_heap", "not ok 1 rust_dmabuf_heap");
         let r = parse(&text);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
@@ -228,12 +252,21 @@ ok 1 rust_dmabuf_heap
     #[test]
     fn suite_verdict_must_match_its_cases() {
         let r = parse(&KUNIT_PASS.replace("    ok 1 first", "    not ok 1 first"));
-        assert!(r.errors.iter().any(|e| e.contains("passed with failing cases")), "{:?}", r.errors);
+        assert!(
+            r.errors
+                .iter()
+                .any(|e| e.contains("passed with failing cases")),
+            "{:?}",
+            r.errors
+        );
     }
 
     #[test]
     fn two_documents_and_noise_between() {
-        let text = format!("{KUNIT_PASS}random kernel line\nrdh-guest: note\n{}", KUNIT_PASS.replace("rust_dmabuf_heap", "rdh_guest"));
+        let text = format!(
+            "{KUNIT_PASS}random kernel line\nrdh-guest: note\n{}",
+            KUNIT_PASS.replace("rust_dmabuf_heap", "rdh_guest")
+        );
         let r = parse(&text);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(r.suites.len(), 2);

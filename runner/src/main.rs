@@ -81,7 +81,9 @@ fn parse_args() -> Options {
             "--initrd" => o.initrd = value(),
             "--append" => o.append = value(),
             "--log" => o.log = value(),
-            "--timeout" => o.timeout = Duration::from_secs(value().parse().unwrap_or_else(|_| usage())),
+            "--timeout" => {
+                o.timeout = Duration::from_secs(value().parse().unwrap_or_else(|_| usage()))
+            }
             "--smp" => o.smp = value().parse().unwrap_or_else(|_| usage()),
             "--memory" => o.memory_mib = value().parse().unwrap_or_else(|_| usage()),
             "--expect-suite" => o.expect_suites.push(value()),
@@ -101,13 +103,22 @@ fn boot(o: &Options) -> std::io::Result<(String, bool)> {
     if let Some(dir) = &o.qemu_data {
         cmd.args(["-L", dir]);
     }
-    cmd.args(["-M", "virt", "-cpu", "max", "-nographic", "-no-reboot", "-nic", "none"])
-        .args(["-smp", &o.smp.to_string(), "-m", &o.memory_mib.to_string()])
-        .args(["-kernel", &o.kernel, "-initrd", &o.initrd])
-        .args(["-append", &format!("console=ttyAMA0 panic=-1 {}", o.append)])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "-M",
+        "virt",
+        "-cpu",
+        "max",
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",
+    ])
+    .args(["-smp", &o.smp.to_string(), "-m", &o.memory_mib.to_string()])
+    .args(["-kernel", &o.kernel, "-initrd", &o.initrd])
+    .args(["-append", &format!("console=ttyAMA0 panic=-1 {}", o.append)])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
@@ -115,7 +126,11 @@ fn boot(o: &Options) -> std::io::Result<(String, bool)> {
     let tx_err = tx.clone();
     thread::spawn(move || {
         for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
-            let _ = tx.send(String::from_utf8_lossy(&line).trim_end_matches('\r').to_string());
+            let _ = tx.send(
+                String::from_utf8_lossy(&line)
+                    .trim_end_matches('\r')
+                    .to_string(),
+            );
         }
     });
     thread::spawn(move || {
@@ -170,7 +185,10 @@ fn main() -> ExitCode {
     if !text.lines().any(|l| l == DONE_MARKER) {
         problems.push("the guest did not reach its end marker".to_string());
     }
-    for line in text.lines().filter(|l| SPLATS.iter().any(|s| l.contains(s))) {
+    for line in text
+        .lines()
+        .filter(|l| SPLATS.iter().any(|s| l.contains(s)))
+    {
         problems.push(format!("kernel: {line}"));
     }
 

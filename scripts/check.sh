@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# `make check`: every test this project has, from a fresh machine.
+#   1. set-up (idempotent)            4. module build with CLIPPY=1, no warnings
+#   2. host tests (cargo test)        5. QEMU arm64: KUnit at insmod + guest checks
+#   3. rustfmt with the kernel's .rustfmt.toml
+# Ends with "N passed, N failed" over host tests and VM results; exits
+# non-zero if anything failed.
+set -uo pipefail
+. "$(dirname "$0")/env.sh"
+cd "$REPO_ROOT"
+
+step() { printf '\n== %s\n' "$*"; }
+start=$(date +%s)
+host_passed=0 host_failed=0 vm_passed=0 vm_failed=0 broken=()
+
+step "set-up (KVER=$KVER)"
+bash scripts/setup.sh || { echo "check: set-up failed"; exit 1; }
+
+step "host tests"
+host_log=$(mktemp)
+cargo test --workspace --locked 2>&1 | tee "$host_log" | grep -E '^(test result|running|error|failures)|FAILED|panicked'
+host_rc=${PIPESTATUS[0]}
+read -r host_passed host_failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$host_log")
+rm -f "$host_log"
+[ "$host_rc" -eq 0 ] || broken+=("host tests")
+
+step "rustfmt (kernel .rustfmt.toml)"
+if rustfmt --check --config-path "$KSRC/.rustfmt.toml" $(git ls-files '*.rs'); then
+	echo "rustfmt: clean"
+else
+	broken+=("rustfmt")
+fi
+
+step "module build, CLIPPY=1"
+if bash scripts/build-module.sh CLIPPY=1; then
+	echo "module: built with no warnings"
+else
+	broken+=("module build")
+fi
+
+step "QEMU arm64: KUnit at insmod + guest checks"
+if [ ${#broken[@]} -eq 0 ] || [ -f rust_dmabuf_heap.ko ]; then
+	vm_log=$(mktemp)
+	bash scripts/vm.sh check 2>&1 | tee "$vm_log"
+	vm_rc=${PIPESTATUS[0]}
+	read -r vm_passed vm_failed < <(awk '/^[0-9]+ passed, [0-9]+ failed/ { p = $1; f = $3 } END { print p + 0, f + 0 }' "$vm_log")
+	rm -f "$vm_log"
+	[ "$vm_rc" -eq 0 ] || broken+=("QEMU run")
+else
+	broken+=("QEMU run (not started)")
+fi
+
+step "summary"
+echo "host tests: $host_passed passed, $host_failed failed"
+echo "VM (KUnit + guest): $vm_passed passed, $vm_failed failed"
+echo "wall time: $(($(date +%s) - start)) s"
+failed=$((host_failed + vm_failed))
+if [ ${#broken[@]} -gt 0 ]; then
+	echo "failed steps: ${broken[*]}"
+	[ $failed -gt 0 ] || failed=${#broken[@]}
+fi
+echo "$((host_passed + vm_passed)) passed, $failed failed"
+[ ${#broken[@]} -eq 0 ] && [ $failed -eq 0 ]
