@@ -12,11 +12,13 @@ log() { printf 'setup: %s\n' "$*"; }
 # --- Debian 12 packages ------------------------------------------------------
 PKGS=(clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev
 	libssl-dev cpio kmod make python3 xz-utils
-	# Libraries of qemu-system-arm 10.0 from bookworm-backports.
-	libcapstone4 libpmem1 libfdt1 librdmacm1 libibverbs1 libslirp0
-	libvdeplug2 libaio1 liburing2 libnuma1 libpixman-1-0 libjpeg62-turbo
-	libpng16-16 libsnappy1v5 liblzo2-2 libzstd1 libglib2.0-0 libgnutls30
-	libseccomp2 libndctl6 libdaxctl1 libfuse3-3 libusb-1.0-0)
+	# Libraries of qemu-system-arm 10.0 from bookworm-backports (what ldd
+	# resolves for qemu-system-aarch64 on Debian 12).
+	libaio1 libbpf1 libcapstone4 libdaxctl1 libfdt1 libfuse3-3
+	libglib2.0-0 libgmp10 libgnutls30 libhogweed6 libibverbs1
+	libjpeg62-turbo libndctl6 libnettle8 libnl-3-200 libnl-route-3-200
+	libnuma1 libpixman-1-0 libpmem1 libpng16-16 librdmacm1 libsasl2-2
+	libseccomp2 libslirp0 libudev1 liburing2 libvdeplug2 libzstd1 zlib1g)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
