@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # `make check`: every test this project has, from a fresh machine.
-#   1. set-up (idempotent)            4. module build with CLIPPY=1, no warnings
-#   2. host tests (cargo test)        5. QEMU arm64: KUnit at insmod + guest checks
-#   3. rustfmt with the kernel's .rustfmt.toml
+#   1. set-up (idempotent)            4. test kernel (cached) and module build
+#   2. host tests (cargo test)           with CLIPPY=1, no warnings
+#   3. rustfmt with the kernel's         5. QEMU arm64: KUnit at insmod + guest
+#      .rustfmt.toml                        checks
 # Ends with "N passed, N failed" over host tests and VM results; exits
 # non-zero if anything failed.
 set -uo pipefail
@@ -30,6 +31,12 @@ if rustfmt --check --config-path "$KSRC/.rustfmt.toml" $(git ls-files '*.rs'); t
 	echo "rustfmt: clean"
 else
 	broken+=("rustfmt")
+fi
+
+step "kernel (cached: $(kernel_key))"
+if ! bash scripts/build-kernel.sh; then
+	echo "check: kernel build failed"
+	exit 1
 fi
 
 step "module build, CLIPPY=1"

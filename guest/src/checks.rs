@@ -59,6 +59,10 @@ const CHECKS: &[Check] = &[
         "sync_without_direction_is_einval",
         sync_without_direction_is_einval,
     ),
+    (
+        "killed_allocations_leave_nothing",
+        killed_allocations_leave_nothing,
+    ),
     ("module_cannot_be_unloaded", module_cannot_be_unloaded),
 ];
 
@@ -391,6 +395,43 @@ fn sync_without_direction_is_einval() -> Outcome {
         libc::EINVAL,
         "unknown bit",
     )
+}
+
+/// SIGKILL lands at varied points of a 256 MiB allocation (inside the
+/// chunk loop, which then stops with EINTR, or after it): either way every
+/// page comes back.
+fn killed_allocations_leave_nothing() -> Outcome {
+    let name = heap_name();
+    let before = exported_bytes(&name)?;
+    let free_before = sys::meminfo_kib("MemFree").ok_or("no MemFree")?;
+    for delay_us in [0, 2_000, 10_000, 40_000, 150_000] {
+        // SAFETY: The guest is single-threaded; the child only allocates and
+        // exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let _ = raw_alloc(256 * MIB, RDWR_CLOEXEC, 0);
+            // SAFETY: Leave the child without running the parent's cleanup.
+            unsafe { libc::_exit(0) };
+        }
+        if pid < 0 {
+            return Err(format!("fork: {}", io::Error::last_os_error()));
+        }
+        std::thread::sleep(std::time::Duration::from_micros(delay_us));
+        let mut status = 0;
+        // SAFETY: `pid` is our child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, &mut status, 0);
+        }
+    }
+    let after = exported_bytes(&name)?;
+    let free_after = sys::meminfo_kib("MemFree").ok_or("no MemFree")?;
+    ensure(after == before, || {
+        format!("bufinfo {before} -> {after} bytes")
+    })?;
+    ensure(free_after + 4096 >= free_before, || {
+        format!("MemFree {free_before} KiB before, {free_after} KiB after the killed allocations")
+    })
 }
 
 fn module_cannot_be_unloaded() -> Outcome {
