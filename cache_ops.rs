@@ -47,14 +47,14 @@ impl DmaDevice {
     /// non-coherent devices as part of the mapping.
     pub(crate) fn map(&self, table: &SgTable, dir: Direction) -> Result {
         // SAFETY: `dev` is valid; the table is allocated and not mapped.
-        to_result(unsafe { sys::dma_map_sgtable(self.dev, table.as_raw(), dir, 0) })
+        to_result(unsafe { sys::rdh_dma_map_sgtable(self.dev, table.as_raw(), dir, 0) })
     }
 
     /// Unmaps `table`; for directions the device may write, the DMA API
     /// invalidates the CPU cache.
     pub(crate) fn unmap(&self, table: &SgTable, dir: Direction) {
         // SAFETY: `table` was mapped for this device with `dir` by `map`.
-        unsafe { sys::dma_unmap_sgtable(self.dev, table.as_raw(), dir, 0) };
+        unsafe { sys::rdh_dma_unmap_sgtable(self.dev, table.as_raw(), dir, 0) };
     }
 
     /// Makes device writes visible to the CPU (invalidate).

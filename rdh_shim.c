@@ -3,6 +3,8 @@
  * C glue for the Rust module: only what Rust cannot reach through exported
  * symbols (static inlines, macros, a string module parameter). No logic here.
  */
+#include <kunit/device.h>
+#include <kunit/test-bug.h>
 #include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
 #include <linux/highmem.h>
@@ -23,6 +25,12 @@ MODULE_PARM_DESC(heap_name,
 const char *rdh_heap_name(void)
 {
 	return heap_name;
+}
+
+/* Rust's way to name the module changed between 7.2 and 7.3; C's did not. */
+struct module *rdh_this_module(void)
+{
+	return THIS_MODULE;
 }
 
 /* A registered heap can never be removed: refuse rmmod from then on. */
@@ -55,6 +63,18 @@ struct page *rdh_sg_page(struct scatterlist *sg)
 struct page *rdh_nth_page(struct page *page, unsigned long n)
 {
 	return page + n;
+}
+
+int rdh_dma_map_sgtable(struct device *dev, struct sg_table *sgt,
+			enum dma_data_direction dir, unsigned long attrs)
+{
+	return dma_map_sgtable(dev, sgt, dir, attrs);
+}
+
+void rdh_dma_unmap_sgtable(struct device *dev, struct sg_table *sgt,
+			   enum dma_data_direction dir, unsigned long attrs)
+{
+	dma_unmap_sgtable(dev, sgt, dir, attrs);
 }
 
 void rdh_dma_sync_sgtable_for_cpu(struct device *dev, struct sg_table *sgt,
@@ -93,4 +113,24 @@ void *rdh_vmap_pages(struct page **pages, unsigned int count)
 void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr)
 {
 	iosys_map_set_vaddr(map, vaddr);
+}
+
+/*
+ * A device owned by the running KUnit test (released when the test ends),
+ * with a 64-bit DMA mask and no IOMMU: non-coherent on arm64, so mapping a
+ * buffer for it goes through the real cache maintenance path.
+ */
+struct device *rdh_kunit_dma_device(const char *name)
+{
+	struct kunit *test = kunit_get_current_test();
+	struct device *dev;
+
+	if (!test)
+		return ERR_PTR(-EINVAL);
+	dev = kunit_device_register(test, name);
+	if (IS_ERR(dev))
+		return dev;
+	if (dma_coerce_mask_and_coherent(dev, DMA_BIT_MASK(64)))
+		return ERR_PTR(-EIO);
+	return dev;
 }

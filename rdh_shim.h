@@ -35,6 +35,7 @@ const unsigned int RDH_PAGE_SHIFT = PAGE_SHIFT;
 #endif
 
 const char *rdh_heap_name(void);
+struct module *rdh_this_module(void);
 void rdh_pin_module(void);
 bool rdh_fatal_signal_pending(void);
 unsigned long rdh_totalram_pages(void);
@@ -44,6 +45,10 @@ void rdh_sg_set_page(struct scatterlist *sg, struct page *page,
 struct page *rdh_sg_page(struct scatterlist *sg);
 struct page *rdh_nth_page(struct page *page, unsigned long n);
 
+int rdh_dma_map_sgtable(struct device *dev, struct sg_table *sgt,
+			enum dma_data_direction dir, unsigned long attrs);
+void rdh_dma_unmap_sgtable(struct device *dev, struct sg_table *sgt,
+			   enum dma_data_direction dir, unsigned long attrs);
 void rdh_dma_sync_sgtable_for_cpu(struct device *dev, struct sg_table *sgt,
 				  enum dma_data_direction dir);
 void rdh_dma_sync_sgtable_for_device(struct device *dev, struct sg_table *sgt,
@@ -54,5 +59,8 @@ void *rdh_vmap_pages(struct page **pages, unsigned int count);
 void rdh_invalidate_kernel_vmap_range(void *vaddr, int size);
 void rdh_flush_kernel_vmap_range(void *vaddr, int size);
 void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr);
+
+/* For the KUnit suite only. */
+struct device *rdh_kunit_dma_device(const char *name);
 
 #endif /* RDH_SHIM_H */

@@ -17,7 +17,7 @@
 //! unloaded.
 
 use core::ptr::NonNull;
-use kernel::{error::from_err_ptr, prelude::*, ModuleMetadata};
+use kernel::{error::from_err_ptr, prelude::*};
 
 mod buffer;
 mod cache_ops;
@@ -78,7 +78,8 @@ fn allocate_dma_buf(
     // SAFETY: All zeroes is a valid `dma_buf_export_info`.
     let mut info: sys::dma_buf_export_info = unsafe { core::mem::zeroed() };
     info.exp_name = exp_name;
-    info.owner = RustDmabufHeap::THIS_MODULE.as_ptr();
+    // SAFETY: Returns this module's `struct module`, valid while it is loaded.
+    info.owner = unsafe { sys::rdh_this_module() };
     info.ops = &BUF_OPS;
     info.size = len;
     info.flags = fd_flags as i32;

@@ -41,7 +41,8 @@ check)
 	;;
 run)
 	exec "$runner" "${args[@]}" --log "$REPO_ROOT/target/vm-run.log" \
-		--echo "rdh:" --expect-suite rust_dmabuf_heap
+		--echo "rdh:" --echo "rust_dmabuf_heap:" \
+		--expect-suite rust_dmabuf_heap --expect-suite rdh_run
 	;;
 *)
 	echo "usage: $0 check|run" >&2

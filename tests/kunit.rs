@@ -13,7 +13,7 @@ mod tests {
         sys,
     };
     use core::sync::atomic::Ordering;
-    use kernel::prelude::*;
+    use kernel::{error::from_err_ptr, prelude::*};
 
     const MIB: usize = 1 << 20;
     const KIB: usize = 1 << 10;
@@ -123,6 +123,83 @@ mod tests {
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before + len);
         // SAFETY: We own the reference returned by export.
         unsafe { sys::dma_buf_put(dmabuf) };
+        flush_releases();
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before);
+        Ok(())
+    }
+
+    /// Sum of the DMA lengths of a mapped table's `nents` entries.
+    fn mapped_bytes(table: *mut sys::sg_table) -> usize {
+        // SAFETY: `table` is a mapped table returned by the dma-buf core.
+        let (mut sg, nents) = unsafe { ((*table).sgl, (*table).nents) };
+        let mut total = 0;
+        for _ in 0..nents {
+            // SAFETY: `sg` is one of the `nents` mapped entries.
+            unsafe {
+                total += sys::sg_dma_len(sg) as usize;
+                sg = sys::sg_next(sg);
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn two_importers_map_private_tables_through_the_core() -> Result {
+        flush_releases();
+        let before = LIVE_BYTES.load(Ordering::Relaxed);
+        let len = MIB + 64 * KIB + 4 * KIB;
+        // SAFETY: Called from a running KUnit test.
+        let camera =
+            from_err_ptr(unsafe { sys::rdh_kunit_dma_device(c"rdh-camera".as_char_ptr()) })?;
+        // SAFETY: As above.
+        let display =
+            from_err_ptr(unsafe { sys::rdh_kunit_dma_device(c"rdh-display".as_char_ptr()) })?;
+        let dmabuf =
+            crate::allocate_dma_buf(len, sys::O_RDWR, c"rust_dmabuf_heap_kunit".as_char_ptr())?;
+
+        // SAFETY: `dmabuf` is live; the devices live until the test ends.
+        let writer = from_err_ptr(unsafe { sys::dma_buf_attach(dmabuf, camera) })?;
+        // SAFETY: As above.
+        let reader = from_err_ptr(unsafe { sys::dma_buf_attach(dmabuf, display) })?;
+        // SAFETY: Both attachments are live and unmapped.
+        let (written, read) = unsafe {
+            (
+                sys::dma_buf_map_attachment_unlocked(
+                    writer,
+                    sys::dma_data_direction_DMA_FROM_DEVICE,
+                ),
+                sys::dma_buf_map_attachment_unlocked(reader, sys::dma_data_direction_DMA_TO_DEVICE),
+            )
+        };
+        let (written, read) = (from_err_ptr(written)?, from_err_ptr(read)?);
+        assert!(!core::ptr::eq(written, read));
+        assert_eq!(mapped_bytes(written), len);
+        assert_eq!(mapped_bytes(read), len);
+        // SAFETY: `dmabuf` is live.
+        let begin = unsafe {
+            sys::dma_buf_begin_cpu_access(dmabuf, sys::dma_data_direction_DMA_FROM_DEVICE)
+        };
+        // SAFETY: As above.
+        let end =
+            unsafe { sys::dma_buf_end_cpu_access(dmabuf, sys::dma_data_direction_DMA_FROM_DEVICE) };
+        assert_eq!((begin, end), (0, 0));
+
+        // SAFETY: Undo the mappings and attachments made above, in order.
+        unsafe {
+            sys::dma_buf_unmap_attachment_unlocked(
+                writer,
+                written,
+                sys::dma_data_direction_DMA_FROM_DEVICE,
+            );
+            sys::dma_buf_unmap_attachment_unlocked(
+                reader,
+                read,
+                sys::dma_data_direction_DMA_TO_DEVICE,
+            );
+            sys::dma_buf_detach(dmabuf, writer);
+            sys::dma_buf_detach(dmabuf, reader);
+            sys::dma_buf_put(dmabuf);
+        }
         flush_releases();
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before);
         Ok(())

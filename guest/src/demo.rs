@@ -3,7 +3,7 @@
 //! `make run`: load the module, allocate from our heap and from the upstream
 //! system heap, and say what happened in a few lines.
 
-use crate::{checks::exported_bytes, heap_name, module_params, sys, MODULE_PATH};
+use crate::{checks::exported_bytes, heap_name, ktap::Suite, module_params, sys, MODULE_PATH};
 use dma_buf::DmaBuf;
 use dma_heap::{Heap, HeapKind};
 use std::{path::PathBuf, time::Instant};
@@ -65,23 +65,28 @@ fn exercise(label: &str, path: PathBuf, exp_name: &str) -> Result<(), String> {
 pub fn run() {
     say(format!("heaps before loading: {}", heaps()));
     match sys::load_module(MODULE_PATH, &module_params()) {
-        Ok(()) => {
-            say("loaded rust_dmabuf_heap.ko (its KUnit suite ran during the load; log below)")
-        }
+        Ok(()) => say("loaded rust_dmabuf_heap.ko (its KUnit suite ran during the load)"),
         Err(e) => say(format!("FAILED to load the module: {e}")),
     }
     say(format!("heaps after loading:  {}", heaps()));
     let ours = heap_name();
-    let mut ok = true;
+    let mut outcomes = Vec::new();
     for (label, name) in [(ours.as_str(), ours.as_str()), ("system", "system")] {
-        if let Err(e) = exercise(label, PathBuf::from(format!("/dev/dma_heap/{name}")), name) {
+        let outcome = exercise(label, PathBuf::from(format!("/dev/dma_heap/{name}")), name);
+        if let Err(e) = &outcome {
             say(format!("{label}: FAILED: {e}"));
-            ok = false;
         }
+        outcomes.push((format!("allocate_map_and_free_from_{label}"), outcome));
     }
-    say(if ok {
+    say(if outcomes.iter().all(|(_, o)| o.is_ok()) {
         "result: both heaps allocated, zeroed and mapped correctly"
     } else {
         "result: FAILED"
     });
+    // The same verdicts as KTAP, so that the runner fails `make run` too.
+    let mut suite = Suite::begin("rdh_run", outcomes.len());
+    for (name, outcome) in outcomes {
+        suite.report(&name, outcome);
+    }
+    suite.end();
 }

@@ -46,13 +46,13 @@ struct Options {
     smp: u32,
     memory_mib: u32,
     expect_suites: Vec<String>,
-    echo_prefix: Option<String>,
+    echo_prefixes: Vec<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: rdh-runner --qemu BIN [--qemu-data DIR] --kernel IMAGE --initrd CPIO --log FILE \
-         [--append ARGS] [--timeout SECS] [--smp N] [--memory MIB] [--expect-suite NAME]... [--echo PREFIX]"
+         [--append ARGS] [--timeout SECS] [--smp N] [--memory MIB] [--expect-suite NAME]... [--echo PREFIX]..."
     );
     std::process::exit(2)
 }
@@ -69,7 +69,7 @@ fn parse_args() -> Options {
         smp: 2,
         memory_mib: 1024,
         expect_suites: Vec::new(),
-        echo_prefix: None,
+        echo_prefixes: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -87,7 +87,7 @@ fn parse_args() -> Options {
             "--smp" => o.smp = value().parse().unwrap_or_else(|_| usage()),
             "--memory" => o.memory_mib = value().parse().unwrap_or_else(|_| usage()),
             "--expect-suite" => o.expect_suites.push(value()),
-            "--echo" => o.echo_prefix = Some(value()),
+            "--echo" => o.echo_prefixes.push(value()),
             _ => usage(),
         }
     }
@@ -147,10 +147,8 @@ fn boot(o: &Options) -> std::io::Result<(String, bool)> {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(line) => {
                 writeln!(log, "{line}")?;
-                if let Some(prefix) = &o.echo_prefix {
-                    if line.starts_with(prefix.as_str()) {
-                        println!("{line}");
-                    }
+                if o.echo_prefixes.iter().any(|p| line.starts_with(p.as_str())) {
+                    println!("{line}");
                 }
                 text.push_str(&line);
                 text.push('\n');
