@@ -26,6 +26,13 @@ read -r host_passed host_failed < <(awk '/^test result:/ { for (i = 1; i <= NF; 
 rm -f "$host_log"
 [ "$host_rc" -eq 0 ] || broken+=("host tests")
 
+step "clippy (user-space crates)"
+if cargo clippy -q --workspace --all-targets --locked -- -D warnings; then
+	echo "clippy: clean"
+else
+	broken+=("clippy")
+fi
+
 step "rustfmt (kernel .rustfmt.toml)"
 if rustfmt --check --config-path "$KSRC/.rustfmt.toml" $(git ls-files '*.rs'); then
 	echo "rustfmt: clean"

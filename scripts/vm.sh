@@ -30,10 +30,15 @@ file /rust_dmabuf_heap.ko $ko 0644 0 0
 LIST
 "$KDIR/usr/gen_init_cpio" "$out/initramfs.list" >"$out/initramfs.cpio"
 
+# The check boot turns on the dma-heap core's memcg accounting so that the
+# guest can verify that our pages are charged; `make run` keeps the default.
+extra_append=
+[ "$mode" = check ] && extra_append="dma_heap.mem_accounting=1"
+
 args=(--qemu "$QEMU" --qemu-data "$QEMU_DIR/usr/share/qemu"
 	--kernel "$KDIR/arch/arm64/boot/Image" --initrd "$out/initramfs.cpio"
 	--smp 2 --memory 1024 --timeout "${RDH_TIMEOUT:-300}"
-	--append "rdh_mode=$mode rdh_params=${RDH_PARAMS:-}")
+	--append "rdh_mode=$mode rdh_params=${RDH_PARAMS:-} $extra_append")
 case "$mode" in
 check)
 	exec "$runner" "${args[@]}" --log "$REPO_ROOT/target/vm-check.log" \

@@ -206,6 +206,36 @@ mod tests {
     }
 
     #[test]
+    fn vmap_through_the_core_maps_the_buffer() -> Result {
+        flush_releases();
+        let before = LIVE_BYTES.load(Ordering::Relaxed);
+        let len = 64 * KIB + 4 * KIB;
+        let dmabuf =
+            crate::allocate_dma_buf(len, sys::O_RDWR, c"rust_dmabuf_heap_kunit".as_char_ptr())?;
+        // SAFETY: All zeroes is a cleared map.
+        let mut map: sys::iosys_map = unsafe { core::mem::zeroed() };
+        // SAFETY: `dmabuf` is live; `map` is ours to fill.
+        let rc = unsafe { sys::dma_buf_vmap_unlocked(dmabuf, &mut map) };
+        assert_eq!(rc, 0);
+        // SAFETY: `dma_buf_vmap_unlocked` filled in a system-memory map.
+        let (vaddr, is_iomem) = unsafe { (map.__bindgen_anon_1.vaddr, map.is_iomem) };
+        assert!(!is_iomem && !vaddr.is_null());
+        if !vaddr.is_null() {
+            // SAFETY: The mapping covers `len` bytes of zeroed memory.
+            let last = unsafe { vaddr.cast::<u8>().add(len - 1).read_volatile() };
+            assert_eq!(last, 0);
+        }
+        // SAFETY: Undo the mapping, then drop our reference.
+        unsafe {
+            sys::dma_buf_vunmap_unlocked(dmabuf, &mut map);
+            sys::dma_buf_put(dmabuf);
+        }
+        flush_releases();
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before);
+        Ok(())
+    }
+
+    #[test]
     fn vmap_sees_the_pages_and_is_refcounted() -> Result {
         let buffer = HeapBuffer::new(64 * KIB + 4 * KIB)?;
         buffer.chunks()[1].fill_page(0, 0x5a);

@@ -40,6 +40,10 @@ const CHECKS: &[Check] = &[
         cpu_writes_are_seen_through_another_mapping,
     ),
     ("close_frees_the_memory", close_frees_the_memory),
+    (
+        "memory_is_charged_to_the_memcg_with_mem_accounting",
+        memory_is_charged_to_the_memcg_with_mem_accounting,
+    ),
     ("len_zero_is_einval", len_zero_is_einval),
     (
         "len_beyond_ram_is_enomem_and_leaves_nothing",
@@ -275,6 +279,61 @@ fn close_frees_the_memory() -> Outcome {
     ensure(free_after + 4096 >= free_before, || {
         format!("MemFree {free_before} KiB before, {free_after} KiB after close")
     })
+}
+
+fn read_number(path: &str) -> Result<u64, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("read {path}: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("parse {path}: {e}"))
+}
+
+fn write_file(path: &str, text: &str) -> Outcome {
+    std::fs::write(path, text).map_err(|e| format!("write {text:?} to {path}: {e}"))
+}
+
+/// With the dma-heap core's `mem_accounting` set (the check boot sets it),
+/// buffer pages are charged to the allocating task's memory cgroup and
+/// uncharged when the buffer is freed.
+fn memory_is_charged_to_the_memcg_with_mem_accounting() -> Outcome {
+    let enabled = std::fs::read_to_string("/sys/module/dma_heap/parameters/mem_accounting")
+        .map_err(|e| format!("mem_accounting parameter: {e}"))?;
+    ensure(enabled.trim() == "Y", || {
+        "boot without dma_heap.mem_accounting=1".into()
+    })?;
+    let root = "/sys/fs/cgroup";
+    if !std::path::Path::new(&format!("{root}/cgroup.procs")).exists() {
+        sys::mount("cgroup2", root).map_err(|e| format!("mount cgroup2: {e}"))?;
+    }
+    write_file(&format!("{root}/cgroup.subtree_control"), "+memory")?;
+    let group = format!("{root}/rdh");
+    std::fs::create_dir_all(&group).map_err(|e| format!("mkdir {group}: {e}"))?;
+    write_file(
+        &format!("{group}/cgroup.procs"),
+        &std::process::id().to_string(),
+    )?;
+    let current = format!("{group}/memory.current");
+    let outcome = (|| {
+        let len = 16 * MIB;
+        let before = read_number(&current)?;
+        let fd = allocate(len)?;
+        let during = read_number(&current)?;
+        drop(fd);
+        let after = read_number(&current)?;
+        ensure(during >= before + len, || {
+            format!("memory.current {before} -> {during} with a {len}-byte buffer")
+        })?;
+        ensure(after + MIB <= during && after < before + MIB, || {
+            format!("memory.current {during} -> {after} after close (before: {before})")
+        })
+    })();
+    write_file(
+        &format!("{root}/cgroup.procs"),
+        &std::process::id().to_string(),
+    )?;
+    let _ = std::fs::remove_dir(&group);
+    outcome
 }
 
 fn raw_alloc(len: u64, fd_flags: u32, heap_flags: u64) -> io::Result<OwnedFd> {

@@ -40,8 +40,14 @@ fn exercise(label: &str, path: PathBuf, exp_name: &str) -> Result<(), String> {
     let zeroed = buf
         .read(|b, _: Option<()>| Ok(b.iter().all(|&x| x == 0)), None)
         .map_err(|e| e.to_string())?;
-    buf.write(|b, _: Option<()>| Ok(b.fill(0xab)), None)
-        .map_err(|e| e.to_string())?;
+    buf.write(
+        |b, _: Option<()>| {
+            b.fill(0xab);
+            Ok(())
+        },
+        None,
+    )
+    .map_err(|e| e.to_string())?;
     let readback = buf
         .read(|b, _: Option<()>| Ok(b.iter().all(|&x| x == 0xab)), None)
         .map_err(|e| e.to_string())?;

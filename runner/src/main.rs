@@ -8,6 +8,7 @@
 //! ...). The last line is `N passed, N failed` (plus skipped, if any).
 
 mod ktap;
+mod verdict;
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -16,24 +17,6 @@ use std::{
     thread,
     time::{Duration, Instant},
 };
-
-const START_MARKER: &str = "rdh-guest: start";
-const DONE_MARKER: &str = "rdh-guest: done";
-
-/// Console text that means the kernel itself went wrong.
-const SPLATS: &[&str] = &[
-    "Oops",
-    "BUG:",
-    "kernel BUG at",
-    "WARNING:",
-    "Kernel panic",
-    "Unable to handle kernel",
-    "Internal error:",
-    "Call trace:",
-    "general protection fault",
-    "UBSAN:",
-    "KASAN:",
-];
 
 struct Options {
     qemu: String,
@@ -176,31 +159,8 @@ fn main() -> ExitCode {
         }
     };
 
-    let mut problems = Vec::new();
-    if timed_out {
-        problems.push(format!("timeout after {} s", o.timeout.as_secs()));
-    }
-    if !text.lines().any(|l| l == DONE_MARKER) {
-        problems.push("the guest did not reach its end marker".to_string());
-    }
-    for line in text
-        .lines()
-        .filter(|l| SPLATS.iter().any(|s| l.contains(s)))
-    {
-        problems.push(format!("kernel: {line}"));
-    }
-
-    let guest_part = text.find(START_MARKER).map_or("", |at| &text[at..]);
-    if guest_part.is_empty() {
-        problems.push("the guest never started".to_string());
-    }
-    let report = ktap::parse(guest_part);
-    problems.extend(report.errors.iter().cloned());
-    for suite in &o.expect_suites {
-        if !report.suites.iter().any(|(name, _)| name == suite) {
-            problems.push(format!("suite {suite}: no result"));
-        }
-    }
+    let timed_out = timed_out.then_some(o.timeout);
+    let verdict::Verdict { report, problems } = verdict::judge(&text, timed_out, &o.expect_suites);
 
     for (suite, _) in &report.suites {
         let cases = report.cases.iter().filter(|c| &c.suite == suite);
