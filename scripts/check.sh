@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # `make check`: every test this project has, from a fresh machine.
 #   1. set-up (idempotent)            4. test kernel (cached) and module build
-#   2. host tests (cargo test)           with CLIPPY=1, no warnings
+#   2. host tests (cargo test), the      with CLIPPY=1, no warnings
+#      cache model, clippy
 #   3. rustfmt with the kernel's         5. QEMU arm64: KUnit at insmod + guest
 #      .rustfmt.toml                        checks
 # Ends with "N passed, N failed" over host tests and VM results; exits
@@ -25,6 +26,14 @@ host_rc=${PIPESTATUS[0]}
 read -r host_passed host_failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$host_log")
 rm -f "$host_log"
 [ "$host_rc" -eq 0 ] || broken+=("host tests")
+
+step "cache model: ownership rules vs. a simulated CPU cache (10^5 random + exhaustive)"
+if cargo run -q --release --locked -p cache-model; then
+	model_ok=1
+else
+	model_ok=0
+	broken+=("cache model")
+fi
 
 step "clippy (user-space crates)"
 if cargo clippy -q --workspace --all-targets --locked -- -D warnings; then
@@ -67,6 +76,7 @@ fi
 
 step "summary"
 echo "host tests: $host_passed passed, $host_failed failed"
+echo "cache model: $([ "${model_ok:-0}" = 1 ] && echo "all campaigns passed" || echo FAILED)"
 echo "VM (KUnit + guest): $vm_passed passed, $vm_failed failed"
 echo "wall time: $(($(date +%s) - start)) s"
 failed=$((host_failed + vm_failed))

@@ -1,0 +1,432 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Who owns a buffer, and the cache maintenance each change of owner needs.
+//!
+//! This is a pure state machine: no `unsafe`, no kernel imports, so the same
+//! file is built into the module and tested on the host against a cache
+//! model (`tests/cache-model`). It decides; `cache_ops.rs` acts.
+//!
+//! # The problem
+//!
+//! On arm64 a non-coherent device reads and writes memory directly while the
+//! CPU works through a write-back cache that may also fill lines
+//! speculatively at any time. Three things can go wrong (see
+//! `shared/docs/ownership-model.md`):
+//!
+//! 1. the device reads memory the CPU has not written back yet;
+//! 2. dirty CPU lines are evicted on top of what the device wrote;
+//! 3. the CPU reads (or partially writes) lines that predate a device write.
+//!
+//! A *clean* (write back dirty lines) cures 1 and 2; an *invalidate* (drop
+//! lines) cures 3. Coherent devices snoop the CPU cache and need neither.
+//!
+//! # State
+//!
+//! What the exporter knows, per buffer:
+//!
+//! - [`Lines`]: what the CPU cache may hold for the memory — possibly dirty
+//!   lines (the CPU may have written since the last clean; freshly zeroed
+//!   pages start dirty) and possibly stale lines (a non-coherent device may
+//!   have written since the last invalidate). `Lines` is the part that a
+//!   later change can keep per range of pages; the rules below apply to
+//!   whichever ranges an access covers.
+//! - Who may access the memory: how many non-coherent devices are mapped,
+//!   how many of them may write without telling us when they did (see
+//!   [`Event::DeviceWrote`]), and how deep the CPU is in
+//!   `begin_cpu_access` brackets.
+//!
+//! # Transitions (policy `Tracked`)
+//!
+//! | event | cache operation | why |
+//! |---|---|---|
+//! | `Map` by a non-coherent device | clean, if lines may be dirty | 1 and 2: the device may read or write from now on |
+//! | `Map` by a coherent device | none | it snoops the CPU cache |
+//! | `Unmap` by a non-coherent writer | none; lines become possibly stale | the invalidate waits for the next CPU access, so device-to-device hand-over costs nothing |
+//! | `BeginCpu` (any direction) | invalidate, if lines may be stale; clean first if they may also be dirty | 3; an invalidate must never drop dirty data; a CPU *write* needs it too (partial lines) |
+//! | `EndCpu`, non-coherent device mapped | clean, if lines may be dirty | 1: a long-lived mapping sees the CPU's writes |
+//! | `EndCpu`, none mapped | none | the clean waits for the next map; a CPU that owns a clean buffer pays nothing |
+//! | `DeviceWrote` (a fence signalled) | none; lines become possibly stale | 3, found out precisely instead of assumed |
+//! | `Attach`, `Detach`, `Unmap` by a reader | none | memory did not change |
+//!
+//! A non-coherent device that may write and is mapped without fence
+//! reporting (`unfenced`) keeps the lines possibly stale for as long as it
+//! is mapped: every CPU access invalidates once, whatever the number of
+//! mapped devices.
+//!
+//! A CPU write bracket marks the lines possibly dirty when it begins *or*
+//! ends with a write direction, so a direction that differs between
+//! `BeginCpu` and `EndCpu` can only cause more maintenance, never less.
+//! While a write bracket is open the lines stay possibly dirty even after a
+//! clean (a device mapped meanwhile gets cleaned again at `EndCpu`), and a
+//! nested `BeginCpu` that must invalidate cleans first whatever the open
+//! bracket declared, because its `EndCpu` may still declare a write. An
+//! `EndCpu` without `BeginCpu` is handled as an end; a nested `BeginCpu`
+//! checks staleness again. Each operation covers the whole buffer (or, later,
+//! the range in question), once: never once per device.
+//!
+//! # Policy `Always`
+//!
+//! The upstream system heap, kept as the baseline: every map cleans, every
+//! unmap invalidates unless the device only read, and `BeginCpu`/`EndCpu`
+//! invalidate/clean once *per mapped attachment*.
+
+/// Direction of an access, as the DMA API names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// The device reads (the CPU wrote); `DMA_TO_DEVICE`.
+    ToDevice,
+    /// The device writes (the CPU will read); `DMA_FROM_DEVICE`.
+    FromDevice,
+    /// Both; `DMA_BIDIRECTIONAL`.
+    Bidirectional,
+}
+
+impl Direction {
+    /// Whether a device access in this direction may write memory.
+    pub fn device_writes(self) -> bool {
+        !matches!(self, Direction::ToDevice)
+    }
+
+    /// Whether a CPU access in this direction may write memory. A CPU
+    /// bracket uses the DMA direction the dma-buf core passes: `ToDevice`
+    /// for `DMA_BUF_SYNC_WRITE`, `FromDevice` for `DMA_BUF_SYNC_READ`.
+    pub fn cpu_writes(self) -> bool {
+        !matches!(self, Direction::FromDevice)
+    }
+}
+
+/// What the exporter knows about a device mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// The device snoops the CPU cache (`dev_is_dma_coherent`).
+    pub coherent: bool,
+    /// The device reports every write through [`Event::DeviceWrote`] (fence
+    /// hooks), so its mapping alone does not make the lines stale.
+    pub fenced: bool,
+}
+
+/// Something the exporter saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An importer device started DMA access (`map_dma_buf`).
+    Map(Device, Direction),
+    /// An importer device finished (`unmap_dma_buf`, or detach while mapped).
+    Unmap(Device, Direction),
+    /// The CPU is about to access the buffer (`begin_cpu_access`).
+    BeginCpu(Direction),
+    /// The CPU finished accessing the buffer (`end_cpu_access`).
+    EndCpu(Direction),
+    /// A mapped device completed work that may have written the buffer.
+    DeviceWrote(Device),
+}
+
+/// Cache maintenance to perform, in this order: clean, then invalidate.
+///
+/// Each count is a number of passes over the whole buffer (or range); only
+/// the `Always` policy ever asks for more than one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheOps {
+    /// Write back dirty lines (`dma_sync_*_for_device`).
+    pub clean: u32,
+    /// Drop lines (`dma_sync_*_for_cpu`).
+    pub invalidate: u32,
+}
+
+impl CacheOps {
+    /// No maintenance.
+    pub const NONE: CacheOps = CacheOps {
+        clean: 0,
+        invalidate: 0,
+    };
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.clean == 0 && self.invalidate == 0
+    }
+}
+
+/// Why an event that the upstream system heap would have paid for cost
+/// nothing (for statistics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// The device snoops the CPU cache.
+    Coherent,
+    /// The CPU cache holds no dirty lines for the buffer.
+    NotDirty,
+    /// No device wrote since the last invalidate.
+    NotStale,
+    /// The invalidate is deferred to the next CPU access.
+    DeferredToCpuAccess,
+    /// No non-coherent device is mapped; the clean waits for the next map.
+    DeferredToMap,
+}
+
+/// The result of one event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do now.
+    pub ops: CacheOps,
+    /// Why an operation the baseline would do was not done, if so.
+    pub skipped: Option<Skip>,
+}
+
+/// Which rules to apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Maintenance only on real ownership transitions (the default).
+    Tracked,
+    /// What the upstream system heap does, as a baseline for comparison.
+    Always,
+}
+
+/// What the CPU cache may hold for some memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lines {
+    /// The CPU may have written since the last clean.
+    pub maybe_dirty: bool,
+    /// A non-coherent device may have written since the last invalidate.
+    pub maybe_stale: bool,
+}
+
+impl Lines {
+    /// Freshly zeroed pages: the zeroes were written through the cache.
+    pub const ZEROED: Lines = Lines {
+        maybe_dirty: true,
+        maybe_stale: false,
+    };
+}
+
+/// The ownership state of one buffer.
+///
+/// # Invariants
+///
+/// `noncoherent_mapped` counts `Map`s minus `Unmap`s of non-coherent
+/// devices, and `unfenced_writers_mapped` the subset that may write and do
+/// not report their writes; neither underflows (an unbalanced `Unmap` is
+/// ignored by the counts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ownership {
+    policy: Policy,
+    lines: Lines,
+    /// Mapped attachments of any kind (for the `Always` policy).
+    mapped: u32,
+    noncoherent_mapped: u32,
+    unfenced_writers_mapped: u32,
+    cpu_depth: u32,
+    /// A bracket with a write direction is open: the CPU may dirty lines at
+    /// any moment, so no clean makes them clean for good until it closes.
+    cpu_writing: bool,
+}
+
+impl Ownership {
+    /// A new buffer of freshly zeroed pages, owned by nobody.
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            lines: Lines::ZEROED,
+            mapped: 0,
+            noncoherent_mapped: 0,
+            unfenced_writers_mapped: 0,
+            cpu_depth: 0,
+            cpu_writing: false,
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// What the CPU cache may hold.
+    pub fn lines(&self) -> Lines {
+        self.lines
+    }
+
+    /// Number of mapped attachments.
+    pub fn mapped(&self) -> u32 {
+        self.mapped
+    }
+
+    /// Depth of open CPU access brackets.
+    pub fn cpu_depth(&self) -> u32 {
+        self.cpu_depth
+    }
+
+    /// Applies `event` and returns the maintenance it needs.
+    pub fn on(&mut self, event: Event) -> Decision {
+        let decision = match self.policy {
+            Policy::Tracked => self.tracked(event),
+            Policy::Always => self.always(event),
+        };
+        self.count(event);
+        // A clean does not outlast an open write bracket.
+        if self.cpu_writing {
+            self.lines.maybe_dirty = true;
+        }
+        decision
+    }
+
+    /// Updates who may access the buffer (after the decision, so that an
+    /// unmapping device is still counted while deciding).
+    fn count(&mut self, event: Event) {
+        match event {
+            Event::Map(dev, dir) => {
+                self.mapped += 1;
+                if !dev.coherent {
+                    self.noncoherent_mapped += 1;
+                    if dir.device_writes() && !dev.fenced {
+                        self.unfenced_writers_mapped += 1;
+                    }
+                }
+            }
+            Event::Unmap(dev, dir) => {
+                self.mapped = self.mapped.saturating_sub(1);
+                if !dev.coherent {
+                    self.noncoherent_mapped = self.noncoherent_mapped.saturating_sub(1);
+                    if dir.device_writes() && !dev.fenced {
+                        self.unfenced_writers_mapped =
+                            self.unfenced_writers_mapped.saturating_sub(1);
+                    }
+                }
+            }
+            Event::BeginCpu(dir) => {
+                self.cpu_depth += 1;
+                self.cpu_writing |= dir.cpu_writes();
+            }
+            Event::EndCpu(_) => {
+                self.cpu_depth = self.cpu_depth.saturating_sub(1);
+                if self.cpu_depth == 0 {
+                    self.cpu_writing = false;
+                }
+            }
+            Event::DeviceWrote(_) => {}
+        }
+    }
+
+    fn tracked(&mut self, event: Event) -> Decision {
+        match event {
+            Event::Map(dev, _) if dev.coherent => skip(Skip::Coherent),
+            Event::Map(_, _) => self.clean_if_dirty(),
+            Event::Unmap(dev, _) if dev.coherent => skip(Skip::Coherent),
+            Event::Unmap(_, dir) if dir.device_writes() => {
+                self.lines.maybe_stale = true;
+                skip(Skip::DeferredToCpuAccess)
+            }
+            Event::Unmap(_, _) => Decision::default(),
+            Event::BeginCpu(dir) => {
+                let stale = self.lines.maybe_stale || self.unfenced_writers_mapped > 0;
+                let decision = if stale {
+                    // Never drop dirty data: clean first if there may be any.
+                    // Inside an open bracket there may be: its end may yet
+                    // reveal a write direction.
+                    let clean = u32::from(self.lines.maybe_dirty || self.cpu_depth > 0);
+                    self.lines = Lines {
+                        maybe_dirty: false,
+                        maybe_stale: false,
+                    };
+                    act(CacheOps {
+                        clean,
+                        invalidate: 1,
+                    })
+                } else if self.mapped > 0 {
+                    skip(Skip::NotStale)
+                } else {
+                    Decision::default()
+                };
+                if dir.cpu_writes() {
+                    self.lines.maybe_dirty = true;
+                }
+                decision
+            }
+            Event::EndCpu(dir) => {
+                if dir.cpu_writes() {
+                    self.lines.maybe_dirty = true;
+                }
+                if self.noncoherent_mapped > 0 {
+                    self.clean_if_dirty()
+                } else if self.lines.maybe_dirty {
+                    skip(Skip::DeferredToMap)
+                } else {
+                    Decision::default()
+                }
+            }
+            Event::DeviceWrote(dev) => {
+                if !dev.coherent {
+                    self.lines.maybe_stale = true;
+                }
+                Decision::default()
+            }
+        }
+    }
+
+    fn clean_if_dirty(&mut self) -> Decision {
+        if self.lines.maybe_dirty {
+            self.lines.maybe_dirty = false;
+            act(CacheOps {
+                clean: 1,
+                invalidate: 0,
+            })
+        } else {
+            skip(Skip::NotDirty)
+        }
+    }
+
+    /// The upstream system heap: `dma_map_sgtable` cleans,
+    /// `dma_unmap_sgtable` invalidates unless `DMA_TO_DEVICE`, and CPU
+    /// brackets sync every mapped attachment. Coherent devices cost nothing
+    /// there too (the DMA API skips them), but the per-attachment loop
+    /// counts only non-coherent mappings for the same reason.
+    fn always(&mut self, event: Event) -> Decision {
+        let noncoherent = self.noncoherent_mapped;
+        let ops = match event {
+            Event::Map(dev, _) if !dev.coherent => CacheOps {
+                clean: 1,
+                invalidate: 0,
+            },
+            Event::Unmap(dev, dir) if !dev.coherent && dir.device_writes() => CacheOps {
+                clean: 0,
+                invalidate: 1,
+            },
+            Event::BeginCpu(dir) if dir.device_writes() => CacheOps {
+                clean: 0,
+                invalidate: noncoherent,
+            },
+            Event::EndCpu(_) => CacheOps {
+                clean: noncoherent,
+                invalidate: 0,
+            },
+            _ => CacheOps::NONE,
+        };
+        // Keep `lines` meaningful for statistics: after any clean nothing is
+        // dirty, after any invalidate nothing is stale.
+        if ops.clean > 0 {
+            self.lines.maybe_dirty = false;
+        }
+        if ops.invalidate > 0 {
+            self.lines.maybe_stale = false;
+        }
+        match event {
+            Event::BeginCpu(dir) | Event::EndCpu(dir) if dir.cpu_writes() => {
+                self.lines.maybe_dirty = true
+            }
+            Event::Unmap(dev, dir)
+                if !dev.coherent && dir.device_writes() && ops.invalidate == 0 =>
+            {
+                self.lines.maybe_stale = true
+            }
+            _ => {}
+        }
+        act(ops)
+    }
+}
+
+fn act(ops: CacheOps) -> Decision {
+    Decision { ops, skipped: None }
+}
+
+fn skip(reason: Skip) -> Decision {
+    Decision {
+        ops: CacheOps::NONE,
+        skipped: Some(reason),
+    }
+}

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Many sequences at once: random ones from a seed, and the exhaustive set.
+
+use crate::{
+    exhaustive::{self, Adversary},
+    oracle,
+    ownership::Policy,
+    rng::Rng,
+    run::{self, Cost, Mutation},
+    script::{self, Scenario, Usage},
+    sim::Violation,
+};
+
+/// Totals over a campaign for one policy.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub sequences: u64,
+    pub steps: u64,
+    pub stale_reads: u64,
+    pub lost_writes: u64,
+    pub cost: Cost,
+    pub oracle: Cost,
+    pub ground_truth: Cost,
+    /// Sequences where the policy's clean or invalidate bytes differ from
+    /// the exporter oracle's.
+    pub differs_from_oracle: u64,
+    /// The first failing sequence: its seed (random) or index, and why.
+    pub first_failure: Option<(u64, String)>,
+}
+
+impl Summary {
+    /// Whether every sequence was safe.
+    pub fn safe(&self) -> bool {
+        self.stale_reads == 0 && self.lost_writes == 0
+    }
+
+    /// Adds one sequence's result; `id` names it for reproduction.
+    pub fn record(&mut self, id: u64, scenario: &Scenario, policy: Policy, mutation: Mutation) {
+        let outcome = run::run(scenario, policy, mutation);
+        let oracle = oracle::exporter_minimum(scenario);
+        self.sequences += 1;
+        self.steps += scenario.steps.len() as u64;
+        for v in &outcome.violations {
+            match v {
+                Violation::StaleCpuRead { .. } | Violation::StaleDeviceRead { .. } => {
+                    self.stale_reads += 1
+                }
+                Violation::LostWrite { .. } => self.lost_writes += 1,
+            }
+        }
+        self.cost.add(outcome.cost);
+        self.oracle.add(oracle);
+        self.ground_truth
+            .add(oracle::ground_truth_minimum(scenario));
+        if outcome.cost != oracle {
+            self.differs_from_oracle += 1;
+        }
+        if self.first_failure.is_none() {
+            if let Some(v) = outcome.violations.first() {
+                self.first_failure = Some((id, format!("{v:?}")));
+            } else if policy == Policy::Tracked && outcome.cost != oracle {
+                self.first_failure = Some((
+                    id,
+                    format!("cost {:?} but oracle {:?}", outcome.cost, oracle),
+                ));
+            }
+        }
+    }
+}
+
+/// The seed of the `i`-th random sequence of a campaign.
+pub fn sequence_seed(base: u64, i: u64) -> u64 {
+    base ^ i.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+/// Checks `count` random sequences of about `len` steps.
+pub fn random(
+    base_seed: u64,
+    count: u64,
+    len: usize,
+    policy: Policy,
+    usage: Usage,
+    mutation: Mutation,
+) -> Summary {
+    let mut summary = Summary::default();
+    for i in 0..count {
+        let seed = sequence_seed(base_seed, i);
+        let scenario = script::random(&mut Rng::new(seed), len, usage);
+        summary.record(seed, &scenario, policy, mutation);
+    }
+    summary
+}
+
+/// Device sets for the exhaustive campaign: two non-coherent devices, and a
+/// non-coherent one next to a coherent one.
+pub const EXHAUSTIVE_DEVICES: [[bool; 2]; 2] = [[false, false], [false, true]];
+
+/// Checks every exporter-event sequence of up to `depth` events, each
+/// against the fixed adversaries and `random_adversaries` random ones.
+pub fn exhaustive(
+    depth: usize,
+    random_adversaries: u64,
+    policy: Policy,
+    usage: Usage,
+    mutation: Mutation,
+) -> Summary {
+    let mut summary = Summary::default();
+    let mut id = 0;
+    for coherent in EXHAUSTIVE_DEVICES {
+        for len in 0..=depth {
+            for events in exhaustive::event_sequences(coherent.len(), len) {
+                if !usage.misuse && !exhaustive::is_strict(&events) {
+                    continue;
+                }
+                let adversaries = [Adversary::FillThenAccessAll, Adversary::AccessAllThenEvict]
+                    .into_iter()
+                    .chain((0..random_adversaries).map(|s| Adversary::Random(s + 1)));
+                for adversary in adversaries {
+                    let scenario =
+                        exhaustive::play(&coherent, &events, adversary, usage.cpu_writes);
+                    summary.record(id, &scenario, policy, mutation);
+                    id += 1;
+                }
+            }
+        }
+    }
+    summary
+}
