@@ -6,12 +6,15 @@
 //! only translate pointers and errors.
 
 use crate::{
-    cache_ops::{self, Direction, DmaDevice},
+    cache_ops::{self, direction, Direction, DmaDevice, MaintainedTable, MapSync},
+    debugfs::BufferFile,
+    ownership::{Decision, Device, Event, Ownership, Policy},
     pages::{self, PageChunk, PAGE_SIZE},
     sg::SgTable,
+    stats::{CacheStats, TOTALS},
     sys,
 };
-use core::{ffi::c_void, ptr::NonNull};
+use core::{ffi::c_void, ptr::NonNull, sync::atomic::Ordering};
 use kernel::{alloc::flags::GFP_KERNEL, new_mutex, prelude::*, sync::Mutex};
 
 /// One importer's view of the buffer.
@@ -20,6 +23,8 @@ use kernel::{alloc::flags::GFP_KERNEL, new_mutex, prelude::*, sync::Mutex};
 /// `priv`; the box keeps that address stable until detach.
 pub(crate) struct Attachment {
     dev: DmaDevice,
+    /// What the ownership rules need to know of the device.
+    device: Device,
     /// A private copy of the table: mapping writes device addresses into it.
     table: SgTable,
     /// The direction of the current mapping, if mapped.
@@ -48,17 +53,22 @@ impl Drop for KernelMapping {
 struct BufferState {
     attachments: KVec<KBox<Attachment>>,
     kernel_mapping: Option<KernelMapping>,
+    ownership: Ownership,
+    stats: CacheStats,
+    /// The buffer's debugfs file, once exported.
+    debugfs_file: Option<BufferFile>,
 }
 
 /// A buffer allocated from the heap.
 ///
-/// Field order is drop order: the table goes before the chunks it points to.
+/// Field order is drop order: the table goes (unmapped from the maintenance
+/// device) before the chunks it points to.
 #[pin_data]
 pub(crate) struct HeapBuffer {
     len: usize,
     #[pin]
     state: Mutex<BufferState>,
-    table: SgTable,
+    table: MaintainedTable,
     chunks: KVec<PageChunk>,
 }
 
@@ -68,22 +78,40 @@ unsafe impl Send for BufferState {}
 
 impl HeapBuffer {
     /// Allocates a zeroed buffer of `len` bytes (a non-zero multiple of the
-    /// page size).
+    /// page size) under the module's policy.
     pub(crate) fn new(len: usize) -> Result<Pin<KBox<Self>>> {
+        Self::with_policy(len, crate::sync_policy())
+    }
+
+    /// Allocates a buffer with an explicit cache maintenance policy.
+    pub(crate) fn with_policy(len: usize, policy: Policy) -> Result<Pin<KBox<Self>>> {
         let chunks = pages::alloc_chunks(len)?;
-        let table = SgTable::new(&chunks)?;
-        KBox::try_pin_init(
+        let table = MaintainedTable::new(SgTable::new(&chunks)?)?;
+        let buffer = KBox::try_pin_init(
             try_pin_init!(Self {
                 len,
                 state <- new_mutex!(BufferState {
                     attachments: KVec::new(),
                     kernel_mapping: None,
+                    ownership: Ownership::new(policy),
+                    stats: CacheStats::default(),
+                    debugfs_file: None,
                 }),
                 table,
                 chunks,
             }),
             GFP_KERNEL,
-        )
+        )?;
+        TOTALS.buffers_allocated.fetch_add(1, Ordering::Relaxed);
+        TOTALS
+            .bytes_allocated
+            .fetch_add(len as u64, Ordering::Relaxed);
+        Ok(buffer)
+    }
+
+    /// Buffer size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// The chunks backing the buffer, largest first.
@@ -93,15 +121,59 @@ impl HeapBuffer {
 
     /// The buffer's own scatter-gather table (one entry per chunk).
     pub(crate) fn table(&self) -> &SgTable {
-        &self.table
+        self.table.table()
+    }
+
+    /// The maintenance counters so far.
+    pub(crate) fn stats(&self) -> CacheStats {
+        self.state.lock().stats
+    }
+
+    /// Keeps the buffer's debugfs file until [`Self::take_debugfs_file`].
+    pub(crate) fn set_debugfs_file(&self, file: Option<BufferFile>) {
+        self.state.lock().debugfs_file = file;
+    }
+
+    /// Takes the debugfs file back, to remove it before the buffer goes.
+    pub(crate) fn take_debugfs_file(&self) -> Option<BufferFile> {
+        self.state.lock().debugfs_file.take()
+    }
+
+    /// The ownership state and counters, read together.
+    pub(crate) fn snapshot(&self) -> (Ownership, CacheStats) {
+        let state = self.state.lock();
+        (state.ownership, state.stats)
+    }
+
+    /// Feeds one event to the ownership rules and, under `tracked`, performs
+    /// the maintenance they ask for.
+    fn decide(&self, state: &mut BufferState, event: Event) -> Decision {
+        let decision = state.ownership.on(event);
+        state.stats.record(decision, self.len);
+        if state.ownership.policy() == Policy::Tracked {
+            self.table.perform(decision.ops);
+        }
+        decision
+    }
+
+    /// How importer mappings sync under the buffer's policy.
+    fn map_sync(state: &BufferState) -> MapSync {
+        match state.ownership.policy() {
+            Policy::Tracked => MapSync::Skip,
+            Policy::Always => MapSync::Default,
+        }
     }
 
     /// Adds an importer; returns the key the core keeps in `attach->priv`.
     pub(crate) fn attach(&self, dev: DmaDevice) -> Result<NonNull<Attachment>> {
-        let table = self.table.duplicate()?;
+        let table = self.table().duplicate()?;
         let mut attachment = KBox::new(
             Attachment {
                 dev,
+                device: Device {
+                    coherent: dev.is_coherent(),
+                    fenced: false,
+                },
                 table,
                 mapped: None,
             },
@@ -113,19 +185,15 @@ impl HeapBuffer {
     }
 
     /// Removes an importer. A mapping the importer failed to undo is undone
-    /// here, so the DMA layer never keeps a mapping of freed memory.
+    /// here (and counts as an unmap), so the DMA layer never keeps a mapping
+    /// of freed memory.
     pub(crate) fn detach(&self, key: NonNull<Attachment>) {
         let mut state = self.state.lock();
         let Some(index) = state.attachments.iter().position(|a| is_key(a, key)) else {
             return;
         };
-        let attachment = state.attachments.remove(index);
-        drop(state);
-        if let Ok(attachment) = attachment {
-            if let Some(dir) = attachment.mapped {
-                attachment.dev.unmap(&attachment.table, dir);
-            }
-        }
+        self.unmap_at(&mut state, index);
+        drop(state.attachments.remove(index));
     }
 
     /// Maps the buffer for an importer's device; returns its table.
@@ -134,38 +202,54 @@ impl HeapBuffer {
         key: NonNull<Attachment>,
         dir: Direction,
     ) -> Result<*mut sys::sg_table> {
-        let mut state = self.state.lock();
-        let attachment = state
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        let sync = Self::map_sync(state);
+        let index = state
             .attachments
-            .iter_mut()
-            .find(|a| is_key(a, key))
+            .iter()
+            .position(|a| is_key(a, key))
             .ok_or(EINVAL)?;
+        let attachment = &mut state.attachments[index];
         if attachment.mapped.is_some() {
             return Err(EBUSY);
         }
-        attachment.dev.map(&attachment.table, dir)?;
+        attachment.dev.map(&attachment.table, dir, sync)?;
         attachment.mapped = Some(dir);
-        Ok(attachment.table.as_raw())
+        let (device, table) = (attachment.device, attachment.table.as_raw());
+        self.decide(state, Event::Map(device, direction(dir)));
+        Ok(table)
     }
 
     /// Undoes [`Self::map`].
     pub(crate) fn unmap(&self, key: NonNull<Attachment>) {
         let mut state = self.state.lock();
-        if let Some(attachment) = state.attachments.iter_mut().find(|a| is_key(a, key)) {
-            if let Some(dir) = attachment.mapped.take() {
-                attachment.dev.unmap(&attachment.table, dir);
-            }
+        if let Some(index) = state.attachments.iter().position(|a| is_key(a, key)) {
+            self.unmap_at(&mut state, index);
         }
+    }
+
+    fn unmap_at(&self, state: &mut BufferState, index: usize) {
+        let sync = Self::map_sync(state);
+        let attachment = &mut state.attachments[index];
+        let Some(dir) = attachment.mapped.take() else {
+            return;
+        };
+        let device = attachment.device;
+        attachment.dev.unmap(&attachment.table, dir, sync);
+        self.decide(state, Event::Unmap(device, direction(dir)));
     }
 
     /// The CPU is about to access the buffer in direction `dir`.
     pub(crate) fn begin_cpu_access(&self, dir: Direction) {
-        let state = self.state.lock();
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
         if let Some(mapping) = &state.kernel_mapping {
             cache_ops::invalidate_kernel_alias(mapping.vaddr, self.len);
         }
-        for attachment in state.attachments.iter() {
-            if attachment.mapped.is_some() {
+        self.decide(state, Event::BeginCpu(direction(dir)));
+        if state.ownership.policy() == Policy::Always {
+            for attachment in state.attachments.iter().filter(|a| a.mapped.is_some()) {
                 attachment.dev.sync_for_cpu(&attachment.table, dir);
             }
         }
@@ -173,12 +257,14 @@ impl HeapBuffer {
 
     /// The CPU finished accessing the buffer in direction `dir`.
     pub(crate) fn end_cpu_access(&self, dir: Direction) {
-        let state = self.state.lock();
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
         if let Some(mapping) = &state.kernel_mapping {
             cache_ops::flush_kernel_alias(mapping.vaddr, self.len);
         }
-        for attachment in state.attachments.iter() {
-            if attachment.mapped.is_some() {
+        self.decide(state, Event::EndCpu(direction(dir)));
+        if state.ownership.policy() == Policy::Always {
+            for attachment in state.attachments.iter().filter(|a| a.mapped.is_some()) {
                 attachment.dev.sync_for_device(&attachment.table, dir);
             }
         }

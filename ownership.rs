@@ -179,6 +179,16 @@ pub enum Policy {
     Always,
 }
 
+impl Policy {
+    /// The policy's name, as the `sync_policy` module parameter spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Tracked => "tracked",
+            Policy::Always => "always",
+        }
+    }
+}
+
 /// What the CPU cache may hold for some memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lines {

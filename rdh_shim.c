@@ -5,13 +5,17 @@
  */
 #include <kunit/device.h>
 #include <kunit/test-bug.h>
+#include <linux/debugfs.h>
 #include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/platform_device.h>
 #include <linux/sched/signal.h>
+#include <linux/seq_file.h>
+#include <linux/version.h>
 #include <linux/vmalloc.h>
 
 #include "rdh_shim.h"
@@ -25,6 +29,45 @@ MODULE_PARM_DESC(heap_name,
 const char *rdh_heap_name(void)
 {
 	return heap_name;
+}
+
+static char sync_policy[16] = "tracked";
+module_param_string(sync_policy, sync_policy, sizeof(sync_policy), 0444);
+MODULE_PARM_DESC(sync_policy,
+		 "Cache maintenance: tracked (on ownership changes only, default) or always (like the system heap)");
+
+const char *rdh_sync_policy(void)
+{
+	return sync_policy;
+}
+
+/*
+ * The heap's own DMA device: non-coherent, direct-mapped, 64-bit mask. Every
+ * buffer is mapped to it once (without syncing), so that cache maintenance
+ * can run at the moment ownership changes, even when no importer has the
+ * buffer mapped (the invalidate deferred from an unmap to the next CPU
+ * access). arm64 cleans and invalidates by physical address, so the device
+ * used does not matter for non-coherent importers.
+ */
+struct device *rdh_maintenance_device_create(void)
+{
+	struct platform_device *pdev;
+	int ret;
+
+	pdev = platform_device_register_simple(KBUILD_MODNAME, PLATFORM_DEVID_NONE, NULL, 0);
+	if (IS_ERR(pdev))
+		return ERR_CAST(pdev);
+	ret = dma_coerce_mask_and_coherent(&pdev->dev, DMA_BIT_MASK(64));
+	if (ret) {
+		platform_device_unregister(pdev);
+		return ERR_PTR(ret);
+	}
+	return &pdev->dev;
+}
+
+bool rdh_dev_is_dma_coherent(struct device *dev)
+{
+	return dev_is_dma_coherent(dev);
 }
 
 /* Rust's way to name the module changed between 7.2 and 7.3; C's did not. */
@@ -115,12 +158,62 @@ void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr)
 	iosys_map_set_vaddr(map, vaddr);
 }
 
+/* Marks a device as snooping the CPU caches (before its DMA mask is set). */
+static void rdh_set_dma_coherent(struct device *dev, bool coherent)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 3, 0)
+	dev_assign_dma_coherent(dev, coherent);
+#else
+	dev->dma_coherent = coherent;
+#endif
+}
+
+/* debugfs files; the text comes from Rust (debugfs.rs). */
+static int stats_show(struct seq_file *m, void *unused)
+{
+	return rdh_show_heap_stats(m);
+}
+DEFINE_SHOW_ATTRIBUTE(stats);
+
+static int buffer_show(struct seq_file *m, void *unused)
+{
+	return rdh_show_buffer(m, m->private);
+}
+DEFINE_SHOW_ATTRIBUTE(buffer);
+
+static struct dentry *rdh_buffers_dir;
+
+void rdh_debugfs_init(const char *heap)
+{
+	struct dentry *dir;
+
+	dir = debugfs_create_dir(heap, debugfs_create_dir(KBUILD_MODNAME, NULL));
+	debugfs_create_file("stats", 0444, dir, NULL, &stats_fops);
+	rdh_buffers_dir = debugfs_create_dir("buffers", dir);
+}
+
+/* One file per live buffer, named after the dma-buf's inode (fstat st_ino). */
+struct dentry *rdh_debugfs_add_buffer(struct dma_buf *dmabuf, void *buffer)
+{
+	char name[24];
+
+	snprintf(name, sizeof(name), "%llu", (unsigned long long)file_inode(dmabuf->file)->i_ino);
+	return debugfs_create_file(name, 0444, rdh_buffers_dir, buffer, &buffer_fops);
+}
+
+/* Waits for readers in flight, so the buffer can be freed afterwards. */
+void rdh_debugfs_remove(struct dentry *dentry)
+{
+	debugfs_remove(dentry);
+}
+
 /*
  * A device owned by the running KUnit test (released when the test ends),
- * with a 64-bit DMA mask and no IOMMU: non-coherent on arm64, so mapping a
- * buffer for it goes through the real cache maintenance path.
+ * with a 64-bit DMA mask and no IOMMU: non-coherent on arm64 unless asked
+ * otherwise, so mapping a buffer for it goes through the real cache
+ * maintenance path.
  */
-struct device *rdh_kunit_dma_device(const char *name)
+struct device *rdh_kunit_dma_device(const char *name, bool coherent)
 {
 	struct kunit *test = kunit_get_current_test();
 	struct device *dev;
@@ -130,6 +223,7 @@ struct device *rdh_kunit_dma_device(const char *name)
 	dev = kunit_device_register(test, name);
 	if (IS_ERR(dev))
 		return dev;
+	rdh_set_dma_coherent(dev, coherent);
 	if (dma_coerce_mask_and_coherent(dev, DMA_BIT_MASK(64)))
 		return ERR_PTR(-EIO);
 	return dev;

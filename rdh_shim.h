@@ -32,9 +32,13 @@ const gfp_t RDH_GFP_LOW_ORDER = GFP_HIGHUSER | __GFP_ZERO | __GFP_NOWARN |
 const gfp_t RDH_GFP_ACCOUNT = __GFP_ACCOUNT;
 const unsigned long RDH_PAGE_SIZE = PAGE_SIZE;
 const unsigned int RDH_PAGE_SHIFT = PAGE_SHIFT;
+const unsigned long RDH_DMA_ATTR_SKIP_CPU_SYNC = DMA_ATTR_SKIP_CPU_SYNC;
 #endif
 
 const char *rdh_heap_name(void);
+const char *rdh_sync_policy(void);
+struct device *rdh_maintenance_device_create(void);
+bool rdh_dev_is_dma_coherent(struct device *dev);
 struct module *rdh_this_module(void);
 void rdh_pin_module(void);
 bool rdh_fatal_signal_pending(void);
@@ -60,7 +64,15 @@ void rdh_invalidate_kernel_vmap_range(void *vaddr, int size);
 void rdh_flush_kernel_vmap_range(void *vaddr, int size);
 void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr);
 
+/* debugfs: /sys/kernel/debug/rust_dmabuf_heap/<heap>/{stats,buffers/<ino>}. */
+void rdh_debugfs_init(const char *heap);
+struct dentry *rdh_debugfs_add_buffer(struct dma_buf *dmabuf, void *buffer);
+void rdh_debugfs_remove(struct dentry *dentry);
+/* Implemented in Rust (debugfs.rs), called by the show callbacks. */
+int rdh_show_heap_stats(struct seq_file *m);
+int rdh_show_buffer(struct seq_file *m, void *buffer);
+
 /* For the KUnit suite only. */
-struct device *rdh_kunit_dma_device(const char *name);
+struct device *rdh_kunit_dma_device(const char *name, bool coherent);
 
 #endif /* RDH_SHIM_H */

@@ -16,13 +16,24 @@
 //! so once registration succeeds the module pins itself and cannot be
 //! unloaded.
 
-use core::ptr::NonNull;
+use core::{
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, Ordering},
+};
 use kernel::{error::from_err_ptr, prelude::*};
+use ownership::Policy;
 
 mod buffer;
 mod cache_ops;
+mod debugfs;
+// Shared with the host-side cache model, which uses more of its public API
+// than the module does.
+#[expect(unreachable_pub)]
+#[allow(dead_code)]
+mod ownership;
 mod pages;
 mod sg;
+mod stats;
 mod sys;
 
 use buffer::{Attachment, HeapBuffer};
@@ -39,8 +50,37 @@ module! {
 
 struct RustDmabufHeap;
 
+/// Whether the module runs the `always` policy (parameter `sync_policy`).
+static POLICY_ALWAYS: AtomicBool = AtomicBool::new(false);
+
+/// The cache maintenance policy new buffers get.
+pub(crate) fn sync_policy() -> Policy {
+    if POLICY_ALWAYS.load(Ordering::Relaxed) {
+        Policy::Always
+    } else {
+        Policy::Tracked
+    }
+}
+
+/// Reads the `sync_policy` parameter.
+fn parse_sync_policy() -> Result<Policy> {
+    // SAFETY: The parameter is static, NUL-terminated storage.
+    let text = unsafe { CStr::from_char_ptr(sys::rdh_sync_policy()) };
+    match text.to_bytes() {
+        b"tracked" => Ok(Policy::Tracked),
+        b"always" => Ok(Policy::Always),
+        _ => {
+            pr_err!("sync_policy must be \"tracked\" or \"always\"\n");
+            Err(EINVAL)
+        }
+    }
+}
+
 impl kernel::Module for RustDmabufHeap {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        let policy = parse_sync_policy()?;
+        POLICY_ALWAYS.store(policy == Policy::Always, Ordering::Relaxed);
+        cache_ops::create_maintenance_device()?;
         // SAFETY: The name is a module parameter: static storage that lives
         // as long as the module, which is forever once the heap exists.
         let name = unsafe { sys::rdh_heap_name() };
@@ -52,13 +92,15 @@ impl kernel::Module for RustDmabufHeap {
         // SAFETY: `info` is valid for the call; the core copies what it keeps
         // except `name` and `ops`, which are static.
         from_err_ptr(unsafe { sys::dma_heap_add(&info) })?;
+        debugfs::init(name);
         // SAFETY: Called from module init of this module.
         unsafe { sys::rdh_pin_module() };
         // SAFETY: `name` is a valid NUL-terminated string (see above).
         let name = unsafe { CStr::from_char_ptr(name) };
         pr_info!(
-            "registered /dev/dma_heap/{}\n",
-            name.to_str().unwrap_or("?")
+            "registered /dev/dma_heap/{} (sync_policy={})\n",
+            name.to_str().unwrap_or("?"),
+            policy.name()
         );
         Ok(RustDmabufHeap)
     }
@@ -74,7 +116,16 @@ fn allocate_dma_buf(
     fd_flags: u32,
     exp_name: *const c_char,
 ) -> Result<*mut sys::dma_buf> {
-    let buffer = HeapBuffer::new(len)?;
+    export(HeapBuffer::new(len)?, fd_flags, exp_name)
+}
+
+/// Exports `buffer` as a dma-buf; the dma-buf owns it from then on.
+fn export(
+    buffer: Pin<KBox<HeapBuffer>>,
+    fd_flags: u32,
+    exp_name: *const c_char,
+) -> Result<*mut sys::dma_buf> {
+    let len = buffer.len();
     // SAFETY: All zeroes is a valid `dma_buf_export_info`.
     let mut info: sys::dma_buf_export_info = unsafe { core::mem::zeroed() };
     info.exp_name = exp_name;
@@ -89,7 +140,12 @@ fn allocate_dma_buf(
     // SAFETY: `info` is fully initialised; on success the dma-buf owns `raw`
     // and gives it back in `release`.
     match from_err_ptr(unsafe { sys::dma_buf_export(&info) }) {
-        Ok(dmabuf) => Ok(dmabuf),
+        Ok(dmabuf) => {
+            // SAFETY: `dmabuf` is live and owns `raw`, which lives until
+            // `buf_release` has removed the file.
+            unsafe { (*raw).set_debugfs_file(debugfs::BufferFile::new(dmabuf, &*raw)) };
+            Ok(dmabuf)
+        }
         Err(err) => {
             // SAFETY: Export failed, so nothing else refers to `raw`.
             drop(unsafe { KBox::from_raw(raw) });
@@ -283,9 +339,12 @@ unsafe extern "C" fn buf_vunmap(dmabuf: *mut sys::dma_buf, map: *mut sys::iosys_
 /// Called once by the dma-buf core when the last reference is gone; nothing
 /// uses the buffer afterwards.
 unsafe extern "C" fn buf_release(dmabuf: *mut sys::dma_buf) {
-    // SAFETY: `priv` holds the box leaked by `allocate_dma_buf`, and this is
-    // the last use of it.
-    drop(unsafe { KBox::from_raw((*dmabuf).priv_.cast::<HeapBuffer>()) });
+    // SAFETY: `priv` holds the box leaked by `export`, and this is the last
+    // use of it.
+    let buffer = unsafe { KBox::from_raw((*dmabuf).priv_.cast::<HeapBuffer>()) };
+    // Remove the debugfs file first: removal waits for its readers.
+    drop(buffer.take_debugfs_file());
+    drop(buffer);
 }
 
 #[path = "tests/kunit.rs"]

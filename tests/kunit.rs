@@ -9,7 +9,9 @@ use kernel::prelude::*;
 mod tests {
     use crate::{
         buffer::HeapBuffer,
+        ownership::{self, CacheOps, Device, Event, Ownership, Policy},
         pages::{LIVE_BYTES, PAGE_SIZE},
+        stats::CacheStats,
         sys,
     };
     use core::sync::atomic::Ordering;
@@ -150,10 +152,11 @@ mod tests {
         let len = MIB + 64 * KIB + 4 * KIB;
         // SAFETY: Called from a running KUnit test.
         let camera =
-            from_err_ptr(unsafe { sys::rdh_kunit_dma_device(c"rdh-camera".as_char_ptr()) })?;
+            from_err_ptr(unsafe { sys::rdh_kunit_dma_device(c"rdh-camera".as_char_ptr(), false) })?;
         // SAFETY: As above.
-        let display =
-            from_err_ptr(unsafe { sys::rdh_kunit_dma_device(c"rdh-display".as_char_ptr()) })?;
+        let display = from_err_ptr(unsafe {
+            sys::rdh_kunit_dma_device(c"rdh-display".as_char_ptr(), false)
+        })?;
         let dmabuf =
             crate::allocate_dma_buf(len, sys::O_RDWR, c"rust_dmabuf_heap_kunit".as_char_ptr())?;
 
@@ -233,6 +236,214 @@ mod tests {
         flush_releases();
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before);
         Ok(())
+    }
+
+    const NAME: &CStr = c"rust_dmabuf_heap_kunit";
+    const TO_DEVICE: sys::dma_data_direction = sys::dma_data_direction_DMA_TO_DEVICE;
+    const FROM_DEVICE: sys::dma_data_direction = sys::dma_data_direction_DMA_FROM_DEVICE;
+    const BIDIRECTIONAL: sys::dma_data_direction = sys::dma_data_direction_DMA_BIDIRECTIONAL;
+
+    /// An exported buffer with importers attached and mapped through the
+    /// dma-buf core, torn down (unmapped, detached, put) on drop.
+    struct Rig {
+        dmabuf: *mut sys::dma_buf,
+        importers: KVec<(
+            *mut sys::dma_buf_attachment,
+            *mut sys::sg_table,
+            sys::dma_data_direction,
+        )>,
+        devices: usize,
+    }
+
+    impl Rig {
+        fn new(len: usize, policy: Policy) -> Result<Self> {
+            let buffer = HeapBuffer::with_policy(len, policy)?;
+            Ok(Self {
+                dmabuf: crate::export(buffer, sys::O_RDWR, NAME.as_char_ptr())?,
+                importers: KVec::new(),
+                devices: 0,
+            })
+        }
+
+        /// A new KUnit device (names must be unique within a test).
+        fn device(&mut self, coherent: bool) -> Result<*mut sys::device> {
+            const NAMES: [&CStr; 4] = [
+                c"rdh-importer-0",
+                c"rdh-importer-1",
+                c"rdh-importer-2",
+                c"rdh-importer-3",
+            ];
+            let name = NAMES.get(self.devices).ok_or(ENOSPC)?;
+            self.devices += 1;
+            // SAFETY: Called from a running KUnit test.
+            from_err_ptr(unsafe { sys::rdh_kunit_dma_device(name.as_char_ptr(), coherent) })
+        }
+
+        /// Attaches `dev` and maps it in direction `dir`.
+        fn map(&mut self, dev: *mut sys::device, dir: sys::dma_data_direction) -> Result {
+            // SAFETY: `dmabuf` is live; the device lives until the test ends.
+            let attach = from_err_ptr(unsafe { sys::dma_buf_attach(self.dmabuf, dev) })?;
+            // SAFETY: `attach` is a live, unmapped attachment.
+            let table =
+                match from_err_ptr(unsafe { sys::dma_buf_map_attachment_unlocked(attach, dir) }) {
+                    Ok(table) => table,
+                    Err(e) => {
+                        // SAFETY: Undo the attach above.
+                        unsafe { sys::dma_buf_detach(self.dmabuf, attach) };
+                        return Err(e);
+                    }
+                };
+            self.importers.push((attach, table, dir), GFP_KERNEL)?;
+            Ok(())
+        }
+
+        /// Maps a new device in direction `dir`.
+        fn map_new(&mut self, coherent: bool, dir: sys::dma_data_direction) -> Result {
+            let dev = self.device(coherent)?;
+            self.map(dev, dir)
+        }
+
+        /// Unmaps and detaches the most recent importer.
+        fn unmap_last(&mut self) {
+            if let Some((attach, table, dir)) = self.importers.pop() {
+                // SAFETY: Mapped and attached by `map`.
+                unsafe {
+                    sys::dma_buf_unmap_attachment_unlocked(attach, table, dir);
+                    sys::dma_buf_detach(self.dmabuf, attach);
+                }
+            }
+        }
+
+        /// One CPU access bracket; returns the two return codes.
+        fn cpu_access(
+            &self,
+            begin: sys::dma_data_direction,
+            end: sys::dma_data_direction,
+        ) -> (i32, i32) {
+            // SAFETY: `dmabuf` is live.
+            let b = unsafe { sys::dma_buf_begin_cpu_access(self.dmabuf, begin) };
+            // SAFETY: As above.
+            let e = unsafe { sys::dma_buf_end_cpu_access(self.dmabuf, end) };
+            (b, e)
+        }
+
+        fn stats(&self) -> CacheStats {
+            // SAFETY: `dmabuf` is one of ours and live.
+            unsafe { crate::buffer(self.dmabuf) }.stats()
+        }
+    }
+
+    impl Drop for Rig {
+        fn drop(&mut self) {
+            while !self.importers.is_empty() {
+                self.unmap_last();
+            }
+            // SAFETY: We hold the reference returned by export.
+            unsafe { sys::dma_buf_put(self.dmabuf) };
+            flush_releases();
+        }
+    }
+
+    /// Cleans and invalidates between two snapshots.
+    fn ops_between(before: CacheStats, after: CacheStats) -> (u64, u64) {
+        (
+            after.cleans - before.cleans,
+            after.invalidates - before.invalidates,
+        )
+    }
+
+    #[test]
+    fn tracked_three_mapped_importers_cost_one_invalidate_and_one_clean_per_cpu_access() -> Result {
+        let mut rig = Rig::new(MIB, Policy::Tracked)?;
+        for _ in 0..3 {
+            rig.map_new(false, BIDIRECTIONAL)?;
+        }
+        // Mapping cleaned the zeroed pages once, not three times.
+        assert_eq!((rig.stats().cleans, rig.stats().invalidates), (1, 0));
+        let before = rig.stats();
+        assert_eq!(rig.cpu_access(BIDIRECTIONAL, BIDIRECTIONAL), (0, 0));
+        assert_eq!(ops_between(before, rig.stats()), (1, 1));
+        assert_eq!(rig.stats().clean_bytes, 2 * MIB as u64);
+        Ok(())
+    }
+
+    #[test]
+    fn always_three_mapped_importers_cost_three_and_three_like_the_system_heap() -> Result {
+        let mut rig = Rig::new(MIB, Policy::Always)?;
+        for _ in 0..3 {
+            rig.map_new(false, BIDIRECTIONAL)?;
+        }
+        assert_eq!((rig.stats().cleans, rig.stats().invalidates), (3, 0));
+        let before = rig.stats();
+        assert_eq!(rig.cpu_access(BIDIRECTIONAL, BIDIRECTIONAL), (0, 0));
+        assert_eq!(ops_between(before, rig.stats()), (3, 3));
+        Ok(())
+    }
+
+    #[test]
+    fn cpu_owned_buffer_costs_nothing_for_100_accesses() -> Result {
+        let rig = Rig::new(64 * KIB, Policy::Tracked)?;
+        for _ in 0..100 {
+            assert_eq!(rig.cpu_access(BIDIRECTIONAL, BIDIRECTIONAL), (0, 0));
+        }
+        assert_eq!(ops_between(CacheStats::default(), rig.stats()), (0, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn camera_gpu_display_handover_costs_only_the_first_clean() -> Result {
+        let mut rig = Rig::new(MIB, Policy::Tracked)?;
+        let (camera, gpu, display) = (rig.device(false)?, rig.device(false)?, rig.device(false)?);
+        for _ in 0..3 {
+            rig.map(camera, FROM_DEVICE)?;
+            rig.unmap_last();
+            rig.map(gpu, BIDIRECTIONAL)?;
+            rig.unmap_last();
+            rig.map(display, TO_DEVICE)?;
+            rig.unmap_last();
+        }
+        assert_eq!(ops_between(CacheStats::default(), rig.stats()), (1, 0));
+        // The CPU reads the result: one invalidate for all the device writes.
+        assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
+        assert_eq!(ops_between(CacheStats::default(), rig.stats()), (1, 1));
+        Ok(())
+    }
+
+    #[test]
+    fn coherent_importers_cost_nothing() -> Result {
+        let mut rig = Rig::new(MIB, Policy::Tracked)?;
+        rig.map_new(true, BIDIRECTIONAL)?;
+        rig.map_new(true, FROM_DEVICE)?;
+        assert_eq!(rig.cpu_access(BIDIRECTIONAL, BIDIRECTIONAL), (0, 0));
+        rig.unmap_last();
+        assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
+        assert_eq!(ops_between(CacheStats::default(), rig.stats()), (0, 0));
+        assert!(rig.stats().skipped[0] >= 2);
+        Ok(())
+    }
+
+    #[test]
+    fn ownership_rules_run_in_the_kernel() {
+        use ownership::Direction::*;
+        let nc = Device {
+            coherent: false,
+            fenced: false,
+        };
+        let mut own = Ownership::new(Policy::Tracked);
+        let script = [
+            (Event::Map(nc, FromDevice), (1, 0)), // zeroed pages cleaned
+            (Event::Unmap(nc, FromDevice), (0, 0)),
+            (Event::Map(nc, ToDevice), (0, 0)), // hand-over: free
+            (Event::Unmap(nc, ToDevice), (0, 0)),
+            (Event::BeginCpu(FromDevice), (0, 1)), // camera data: invalidate
+            (Event::EndCpu(FromDevice), (0, 0)),
+            (Event::BeginCpu(FromDevice), (0, 0)), // still CPU-owned: free
+            (Event::EndCpu(ToDevice), (0, 0)),     // dirty, nobody mapped
+            (Event::Map(nc, ToDevice), (1, 0)),    // the clean happens now
+        ];
+        for (event, (clean, invalidate)) in script {
+            assert_eq!(own.on(event).ops, CacheOps { clean, invalidate });
+        }
     }
 
     #[test]

@@ -67,6 +67,10 @@ const CHECKS: &[Check] = &[
         "killed_allocations_leave_nothing",
         killed_allocations_leave_nothing,
     ),
+    (
+        "cpu_owned_buffer_costs_no_cache_ops_for_100_syncs",
+        cpu_owned_buffer_costs_no_cache_ops_for_100_syncs,
+    ),
     ("module_cannot_be_unloaded", module_cannot_be_unloaded),
 ];
 
@@ -454,6 +458,60 @@ fn sync_without_direction_is_einval() -> Outcome {
         libc::EINVAL,
         "unknown bit",
     )
+}
+
+/// The heap's debugfs directory.
+pub fn debugfs_dir() -> String {
+    format!("/sys/kernel/debug/rust_dmabuf_heap/{}", heap_name())
+}
+
+/// One number from a `key: value` debugfs file.
+pub fn debugfs_number(path: &str, key: &str) -> Result<u64, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+        .ok_or_else(|| format!("{path}: no {key}"))?
+        .parse()
+        .map_err(|e| format!("{path}: {key}: {e}"))
+}
+
+/// The debugfs file of the buffer behind `fd` (named after its inode).
+pub fn buffer_file(fd: &impl std::os::fd::AsRawFd) -> Result<String, String> {
+    // SAFETY: `st` is a valid out-parameter for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(format!("fstat: {}", io::Error::last_os_error()));
+    }
+    Ok(format!("{}/buffers/{}", debugfs_dir(), st.st_ino))
+}
+
+/// 100 SYNC START/END pairs on a buffer no device has mapped: the CPU owns
+/// it and nothing needs maintenance (debugfs counts 0 operations). The
+/// buffer's debugfs file exists while the fd is open and goes with it.
+fn cpu_owned_buffer_costs_no_cache_ops_for_100_syncs() -> Outcome {
+    let fd = allocate(MIB)?;
+    let file = buffer_file(&fd)?;
+    ensure(debugfs_number(&file, "size")? == MIB, || {
+        format!("{file}: wrong size")
+    })?;
+    let mut map = sys::Mapping::new(&fd, MIB as usize, 0).map_err(|e| format!("mmap: {e}"))?;
+    for i in 0..100usize {
+        let sync = |flags| sys::dma_buf_sync(&fd, flags).map_err(|e| e.to_string());
+        sync(sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_RW)?;
+        map.bytes_mut()[i * 4096] = i as u8;
+        sync(sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_RW)?;
+    }
+    let cleans = debugfs_number(&file, "cleans")?;
+    let invalidates = debugfs_number(&file, "invalidates")?;
+    ensure((cleans, invalidates) == (0, 0), || {
+        format!("{cleans} cleans and {invalidates} invalidates for a CPU-owned buffer")
+    })?;
+    drop(map);
+    drop(fd);
+    ensure(!std::path::Path::new(&file).exists(), || {
+        format!("{file} still exists after close")
+    })
 }
 
 /// SIGKILL lands at varied points of a 256 MiB allocation (inside the

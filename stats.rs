@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Counters of cache maintenance, per buffer and for the whole heap, as
+//! shown in debugfs. Bytes are what the DMA API was asked to clean or
+//! invalidate (whole buffers); skips say why an operation the upstream
+//! system heap would have performed was not.
+
+use crate::ownership::{Decision, Skip};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Every reason an operation can be skipped, in display order.
+pub(crate) const SKIP_REASONS: [Skip; 5] = [
+    Skip::Coherent,
+    Skip::NotDirty,
+    Skip::NotStale,
+    Skip::DeferredToCpuAccess,
+    Skip::DeferredToMap,
+];
+
+/// The name of a skip reason in debugfs.
+pub(crate) fn skip_name(skip: Skip) -> &'static str {
+    match skip {
+        Skip::Coherent => "coherent",
+        Skip::NotDirty => "not_dirty",
+        Skip::NotStale => "not_stale",
+        Skip::DeferredToCpuAccess => "deferred_to_cpu_access",
+        Skip::DeferredToMap => "deferred_to_map",
+    }
+}
+
+fn skip_index(skip: Skip) -> usize {
+    SKIP_REASONS.iter().position(|&s| s == skip).unwrap_or(0)
+}
+
+/// Counters of one buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CacheStats {
+    pub(crate) cleans: u64,
+    pub(crate) invalidates: u64,
+    pub(crate) clean_bytes: u64,
+    pub(crate) invalidate_bytes: u64,
+    pub(crate) skipped: [u64; SKIP_REASONS.len()],
+}
+
+impl CacheStats {
+    /// Records a decision about a buffer of `len` bytes, here and in the
+    /// heap totals.
+    pub(crate) fn record(&mut self, decision: Decision, len: usize) {
+        let len = len as u64;
+        let (cleans, invalidates) = (
+            u64::from(decision.ops.clean),
+            u64::from(decision.ops.invalidate),
+        );
+        self.cleans += cleans;
+        self.invalidates += invalidates;
+        self.clean_bytes += cleans * len;
+        self.invalidate_bytes += invalidates * len;
+        TOTALS
+            .clean_bytes
+            .fetch_add(cleans * len, Ordering::Relaxed);
+        TOTALS
+            .invalidate_bytes
+            .fetch_add(invalidates * len, Ordering::Relaxed);
+        if let Some(skip) = decision.skipped {
+            self.skipped[skip_index(skip)] += 1;
+            TOTALS.skipped[skip_index(skip)].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Heap-wide counters since the module was loaded.
+pub(crate) struct Totals {
+    pub(crate) buffers_allocated: AtomicU64,
+    pub(crate) bytes_allocated: AtomicU64,
+    pub(crate) clean_bytes: AtomicU64,
+    pub(crate) invalidate_bytes: AtomicU64,
+    pub(crate) skipped: [AtomicU64; SKIP_REASONS.len()],
+}
+
+/// The heap's totals.
+pub(crate) static TOTALS: Totals = Totals {
+    buffers_allocated: AtomicU64::new(0),
+    bytes_allocated: AtomicU64::new(0),
+    clean_bytes: AtomicU64::new(0),
+    invalidate_bytes: AtomicU64::new(0),
+    skipped: [const { AtomicU64::new(0) }; SKIP_REASONS.len()],
+};
