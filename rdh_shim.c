@@ -15,9 +15,9 @@
 #include <linux/platform_device.h>
 #include <linux/sched/signal.h>
 #include <linux/seq_file.h>
-#include <linux/version.h>
 #include <linux/vmalloc.h>
 
+#include "rdh_compat.h"
 #include "rdh_shim.h"
 
 /* Rust module parameters are integers only; the heap name is a string. */
@@ -31,14 +31,40 @@ const char *rdh_heap_name(void)
 	return heap_name;
 }
 
-static char sync_policy[16] = "tracked";
-module_param_string(sync_policy, sync_policy, sizeof(sync_policy), 0444);
-MODULE_PARM_DESC(sync_policy,
-		 "Cache maintenance: tracked (on ownership changes only, default) or always (like the system heap)");
+/*
+ * sync_policy: "tracked" (default) or "always". Writable at run time
+ * (/sys/module/rust_dmabuf_heap/parameters/sync_policy); a buffer keeps the
+ * policy it was allocated with. Anything else is refused with -EINVAL.
+ */
+static bool sync_always;
 
-const char *rdh_sync_policy(void)
+static int sync_policy_set(const char *val, const struct kernel_param *kp)
 {
-	return sync_policy;
+	if (sysfs_streq(val, "tracked"))
+		WRITE_ONCE(sync_always, false);
+	else if (sysfs_streq(val, "always"))
+		WRITE_ONCE(sync_always, true);
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int sync_policy_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%s\n", READ_ONCE(sync_always) ? "always" : "tracked");
+}
+
+static const struct kernel_param_ops sync_policy_ops = {
+	.set = sync_policy_set,
+	.get = sync_policy_get,
+};
+module_param_cb(sync_policy, &sync_policy_ops, NULL, 0644);
+MODULE_PARM_DESC(sync_policy,
+		 "Cache maintenance for new buffers: tracked (on ownership changes only, default) or always (like the system heap)");
+
+bool rdh_sync_policy_always(void)
+{
+	return READ_ONCE(sync_always);
 }
 
 /*
@@ -156,16 +182,6 @@ void *rdh_vmap_pages(struct page **pages, unsigned int count)
 void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr)
 {
 	iosys_map_set_vaddr(map, vaddr);
-}
-
-/* Marks a device as snooping the CPU caches (before its DMA mask is set). */
-static void rdh_set_dma_coherent(struct device *dev, bool coherent)
-{
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 3, 0)
-	dev_assign_dma_coherent(dev, coherent);
-#else
-	dev->dma_coherent = coherent;
-#endif
 }
 
 /* debugfs files; the text comes from Rust (debugfs.rs). */

@@ -16,10 +16,7 @@
 //! so once registration succeeds the module pins itself and cannot be
 //! unloaded.
 
-use core::{
-    ptr::NonNull,
-    sync::atomic::{AtomicBool, Ordering},
-};
+use core::ptr::NonNull;
 use kernel::{error::from_err_ptr, prelude::*};
 use ownership::Policy;
 
@@ -50,36 +47,18 @@ module! {
 
 struct RustDmabufHeap;
 
-/// Whether the module runs the `always` policy (parameter `sync_policy`).
-static POLICY_ALWAYS: AtomicBool = AtomicBool::new(false);
-
-/// The cache maintenance policy new buffers get.
+/// The cache maintenance policy new buffers get (parameter `sync_policy`).
 pub(crate) fn sync_policy() -> Policy {
-    if POLICY_ALWAYS.load(Ordering::Relaxed) {
+    // SAFETY: Reads a module parameter; no preconditions.
+    if unsafe { sys::rdh_sync_policy_always() } {
         Policy::Always
     } else {
         Policy::Tracked
     }
 }
 
-/// Reads the `sync_policy` parameter.
-fn parse_sync_policy() -> Result<Policy> {
-    // SAFETY: The parameter is static, NUL-terminated storage.
-    let text = unsafe { CStr::from_char_ptr(sys::rdh_sync_policy()) };
-    match text.to_bytes() {
-        b"tracked" => Ok(Policy::Tracked),
-        b"always" => Ok(Policy::Always),
-        _ => {
-            pr_err!("sync_policy must be \"tracked\" or \"always\"\n");
-            Err(EINVAL)
-        }
-    }
-}
-
 impl kernel::Module for RustDmabufHeap {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let policy = parse_sync_policy()?;
-        POLICY_ALWAYS.store(policy == Policy::Always, Ordering::Relaxed);
         cache_ops::create_maintenance_device()?;
         // SAFETY: The name is a module parameter: static storage that lives
         // as long as the module, which is forever once the heap exists.
@@ -100,7 +79,7 @@ impl kernel::Module for RustDmabufHeap {
         pr_info!(
             "registered /dev/dma_heap/{} (sync_policy={})\n",
             name.to_str().unwrap_or("?"),
-            policy.name()
+            sync_policy().name()
         );
         Ok(RustDmabufHeap)
     }

@@ -27,6 +27,7 @@ dir /proc 0755 0 0
 dir /sys 0755 0 0
 file /init $guest 0755 0 0
 file /rust_dmabuf_heap.ko $ko 0644 0 0
+file /rdh_importer.ko $(dirname "$ko")/rdh_importer.ko 0644 0 0
 LIST
 "$KDIR/usr/gen_init_cpio" "$out/initramfs.list" >"$out/initramfs.cpio"
 

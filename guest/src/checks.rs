@@ -7,7 +7,7 @@
 use crate::{
     heap_name,
     ktap::{Outcome, Suite},
-    module_params, sys, MODULE_NAME, MODULE_PATH,
+    module_params, pipelines, sys, MODULE_NAME, MODULE_PATH,
 };
 use dma_buf::{DmaBuf, MappedDmaBuf};
 use dma_heap::{Heap, HeapKind};
@@ -71,6 +71,23 @@ const CHECKS: &[Check] = &[
         "cpu_owned_buffer_costs_no_cache_ops_for_100_syncs",
         cpu_owned_buffer_costs_no_cache_ops_for_100_syncs,
     ),
+    ("importer_driver_loads", pipelines::importer_driver_loads),
+    (
+        "three_mapped_importers_cost_one_invalidate_and_one_clean_per_cpu_access",
+        pipelines::three_mapped_importers_cost_one_invalidate_and_one_clean_per_cpu_access,
+    ),
+    (
+        "camera_gpu_display_with_cpu_readback_invalidates_once_per_frame",
+        pipelines::camera_gpu_display_with_cpu_readback_invalidates_once_per_frame,
+    ),
+    (
+        "cpu_fill_for_display_cleans_once_per_frame",
+        pipelines::cpu_fill_for_display_cleans_once_per_frame,
+    ),
+    (
+        "coherent_pipeline_costs_nothing",
+        pipelines::coherent_pipeline_costs_nothing,
+    ),
     ("module_cannot_be_unloaded", module_cannot_be_unloaded),
 ];
 
@@ -91,7 +108,7 @@ fn our_heap() -> Result<Heap, String> {
     Heap::new(HeapKind::Custom(heap_path(&heap_name()))).map_err(|e| format!("open heap: {e}"))
 }
 
-fn ensure(cond: bool, what: impl FnOnce() -> String) -> Outcome {
+pub fn ensure(cond: bool, what: impl FnOnce() -> String) -> Outcome {
     if cond {
         Ok(())
     } else {
@@ -138,6 +155,11 @@ fn system_heap_is_present() -> Outcome {
     ensure(size == MIB, || {
         format!("system heap buffer has size {size}")
     })
+}
+
+/// Allocates `len` bytes from our heap.
+pub fn allocate_fd(len: u64) -> Result<OwnedFd, String> {
+    allocate(len)
 }
 
 fn allocate(len: u64) -> Result<OwnedFd, String> {

@@ -15,8 +15,10 @@
 
 mod checks;
 mod demo;
+mod importer;
 mod kmsg;
 mod ktap;
+mod pipelines;
 mod sys;
 
 /// Where the initramfs keeps the module.

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Ownership tracking seen from user space: the importer driver's fake
+//! devices play device pipelines on our buffers, the CPU brackets its
+//! accesses with DMA_BUF_IOCTL_SYNC, and the buffer's debugfs counters must
+//! show exactly the maintenance the ownership rules promise — next to what
+//! `sync_policy=always` (the system heap's behaviour) does for the same
+//! sequence.
+
+use crate::{
+    checks::{allocate_fd, buffer_file, debugfs_number, ensure},
+    importer::{Dir, Session},
+    ktap::Outcome,
+    sys,
+};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+const MIB: u64 = 1 << 20;
+const POLICY: &str = "/sys/module/rust_dmabuf_heap/parameters/sync_policy";
+
+/// Loads the importer test driver.
+pub fn importer_driver_loads() -> Outcome {
+    sys::load_module(crate::importer::MODULE_PATH, "").map_err(|e| format!("finit_module: {e}"))?;
+    Session::open()
+        .map(drop)
+        .map_err(|e| format!("open /dev/rdh_importer: {e}"))
+}
+
+/// Cache operations counted by debugfs: (cleans, invalidates).
+type Ops = (u64, u64);
+
+/// The operations on the buffer behind `fd` so far.
+fn ops(fd: &OwnedFd) -> Result<Ops, String> {
+    let file = buffer_file(fd)?;
+    Ok((
+        debugfs_number(&file, "cleans")?,
+        debugfs_number(&file, "invalidates")?,
+    ))
+}
+
+/// Allocates a buffer under `policy` (the parameter applies to new buffers).
+fn allocate_with(policy: &str) -> Result<OwnedFd, String> {
+    std::fs::write(POLICY, policy).map_err(|e| format!("set sync_policy={policy}: {e}"))?;
+    let fd = allocate_fd(MIB);
+    std::fs::write(POLICY, "tracked").map_err(|e| format!("reset sync_policy: {e}"))?;
+    fd
+}
+
+fn sync(fd: &OwnedFd, flags: u64) -> Result<(), String> {
+    sys::dma_buf_sync(fd, flags).map_err(|e| format!("DMA_BUF_IOCTL_SYNC {flags:#x}: {e}"))
+}
+
+fn cpu_access(fd: &OwnedFd, dir: u64) -> Result<(), String> {
+    sync(fd, sys::DMA_BUF_SYNC_START | dir)?;
+    sync(fd, sys::DMA_BUF_SYNC_END | dir)
+}
+
+fn importer_err(e: std::io::Error) -> String {
+    format!("importer: {e}")
+}
+
+/// Three non-coherent devices keep the buffer mapped (the display/GPU
+/// pattern); one CPU read-write bracket. Returns the operations of the
+/// bracket alone, and those of the three maps.
+fn three_mapped_then_cpu_access(policy: &str) -> Result<(Ops, Ops), String> {
+    let fd = allocate_with(policy)?;
+    let session = Session::open().map_err(importer_err)?;
+    for _ in 0..3 {
+        let device = session.device(false).map_err(importer_err)?;
+        let a = session
+            .attach(device, fd.as_raw_fd())
+            .map_err(importer_err)?;
+        session.map(a, Dir::Bidirectional).map_err(importer_err)?;
+    }
+    let maps = ops(&fd)?;
+    cpu_access(&fd, sys::DMA_BUF_SYNC_RW)?;
+    let after = ops(&fd)?;
+    Ok(((after.0 - maps.0, after.1 - maps.1), maps))
+}
+
+pub fn three_mapped_importers_cost_one_invalidate_and_one_clean_per_cpu_access() -> Outcome {
+    let (tracked, tracked_maps) = three_mapped_then_cpu_access("tracked")?;
+    let (always, always_maps) = three_mapped_then_cpu_access("always")?;
+    ensure(tracked == (1, 1) && tracked_maps == (1, 0), || {
+        format!("tracked: maps cost {tracked_maps:?}, the CPU access {tracked:?} (want (1, 0) and (1, 1))")
+    })?;
+    ensure(always == (3, 3) && always_maps == (3, 0), || {
+        format!(
+            "always: maps cost {always_maps:?}, the CPU access {always:?} (want (3, 0) and (3, 3))"
+        )
+    })
+}
+
+/// `frames` camera → GPU → display jobs (map/unmap per job), the CPU
+/// reading every frame back. Returns (cleans, invalidates).
+fn camera_gpu_display(policy: &str, frames: u64, coherent: bool) -> Result<Ops, String> {
+    let fd = allocate_with(policy)?;
+    let session = Session::open().map_err(importer_err)?;
+    let camera = session.device(coherent).map_err(importer_err)?;
+    let gpu = session.device(coherent).map_err(importer_err)?;
+    let display = session.device(coherent).map_err(importer_err)?;
+    for _ in 0..frames {
+        session
+            .job(camera, fd.as_raw_fd(), Dir::FromDevice)
+            .map_err(importer_err)?;
+        session
+            .job(gpu, fd.as_raw_fd(), Dir::Bidirectional)
+            .map_err(importer_err)?;
+        session
+            .job(display, fd.as_raw_fd(), Dir::ToDevice)
+            .map_err(importer_err)?;
+        cpu_access(&fd, sys::DMA_BUF_SYNC_READ)?;
+    }
+    ops(&fd)
+}
+
+pub fn camera_gpu_display_with_cpu_readback_invalidates_once_per_frame() -> Outcome {
+    let frames = 8;
+    let tracked = camera_gpu_display("tracked", frames, false)?;
+    let always = camera_gpu_display("always", frames, false)?;
+    // Tracked: the zeroed pages once, then one invalidate per readback.
+    ensure(tracked == (1, frames), || {
+        format!("tracked: {tracked:?}, want (1, {frames})")
+    })?;
+    // Always: a clean per map, an invalidate per unmap of a writer.
+    ensure(always == (3 * frames, 2 * frames), || {
+        format!("always: {always:?}, want ({}, {})", 3 * frames, 2 * frames)
+    })
+}
+
+pub fn coherent_pipeline_costs_nothing() -> Outcome {
+    let tracked = camera_gpu_display("tracked", 4, true)?;
+    ensure(tracked == (0, 0), || {
+        format!("coherent devices cost {tracked:?}")
+    })
+}
+
+/// The CPU fills each frame (SYNC WRITE) for a non-coherent display: one
+/// clean per frame is the minimum, and both policies do exactly that.
+pub fn cpu_fill_for_display_cleans_once_per_frame() -> Outcome {
+    let frames = 6;
+    for policy in ["tracked", "always"] {
+        let fd = allocate_with(policy)?;
+        let session = Session::open().map_err(importer_err)?;
+        let display = session.device(false).map_err(importer_err)?;
+        for _ in 0..frames {
+            cpu_access(&fd, sys::DMA_BUF_SYNC_WRITE)?;
+            session
+                .job(display, fd.as_raw_fd(), Dir::ToDevice)
+                .map_err(importer_err)?;
+        }
+        let got = ops(&fd)?;
+        ensure(got == (frames, 0), || {
+            format!("{policy}: {got:?}, want ({frames}, 0)")
+        })?;
+    }
+    Ok(())
+}

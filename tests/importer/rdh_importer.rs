@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Importer test driver: fake DMA devices that user space can attach to a
+//! dma-buf and map, so that the guest can play camera → GPU → display
+//! pipelines against the heap.
+//!
+//! `/dev/rdh_importer` (misc device); each open file is a session whose
+//! devices and attachments are torn down when it is closed. Arguments are
+//! passed by value in the ioctl argument:
+//!
+//! | ioctl | argument | returns |
+//! |---|---|---|
+//! | `RDI_CREATE_DEVICE` | 1 for a coherent device, 0 for non-coherent | device index |
+//! | `RDI_ATTACH` | `device << 32 \| dma-buf fd` | attachment index |
+//! | `RDI_MAP` | `attachment << 8 \| direction` (0 bidirectional, 1 to device, 2 from device) | 0 |
+//! | `RDI_UNMAP` | attachment | 0 |
+//! | `RDI_DETACH` | attachment (unmaps first if mapped) | 0 |
+//!
+//! Devices are platform devices without a driver or IOMMU: the DMA API maps
+//! them directly and, unless coherent, performs real cache maintenance.
+
+use core::{
+    ptr::NonNull,
+    sync::atomic::{AtomicI32, Ordering},
+};
+use kernel::{
+    error::from_err_ptr,
+    fs::File,
+    ioctl::_IO,
+    miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
+    new_mutex,
+    prelude::*,
+    sync::Mutex,
+};
+
+/// The raw C API: our bindgen output (shared with the heap) and the shim.
+#[allow(
+    non_camel_case_types,
+    non_upper_case_globals,
+    non_snake_case,
+    unreachable_pub,
+    missing_docs,
+    dead_code,
+    improper_ctypes,
+    clippy::all,
+    clippy::undocumented_unsafe_blocks,
+    clippy::ptr_as_ptr,
+    clippy::ref_as_ptr,
+    clippy::cast_lossless,
+    clippy::as_underscore
+)]
+mod sys {
+    pub(crate) use kernel::bindings::*;
+
+    include!("../../ffi_generated.rs");
+
+    extern "C" {
+        pub(crate) fn rdi_device_create(id: kernel::ffi::c_int, coherent: bool) -> *mut device;
+        pub(crate) fn rdi_device_destroy(dev: *mut device);
+    }
+}
+
+const RDI_CREATE_DEVICE: u32 = _IO(b'R' as u32, 1);
+const RDI_ATTACH: u32 = _IO(b'R' as u32, 2);
+const RDI_MAP: u32 = _IO(b'R' as u32, 3);
+const RDI_UNMAP: u32 = _IO(b'R' as u32, 4);
+const RDI_DETACH: u32 = _IO(b'R' as u32, 5);
+
+module! {
+    type: RdhImporter,
+    name: "rdh_importer",
+    authors: ["rust-dmabuf-heap developers"],
+    description: "Test importer: fake DMA devices for rust_dmabuf_heap's tests",
+    license: "GPL",
+    imports_ns: ["DMA_BUF"],
+}
+
+#[pin_data]
+struct RdhImporter {
+    #[pin]
+    _misc: MiscDeviceRegistration<Session>,
+}
+
+impl kernel::InPlaceModule for RdhImporter {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            _misc <- MiscDeviceRegistration::register(MiscDeviceOptions {
+                name: c"rdh_importer",
+            }),
+        })
+    }
+}
+
+/// Platform device ids, unique across sessions.
+static NEXT_DEVICE_ID: AtomicI32 = AtomicI32::new(0);
+
+/// A fake DMA device.
+///
+/// # Invariants
+///
+/// `dev` was returned by `rdi_device_create` and is destroyed on drop.
+struct FakeDevice {
+    dev: NonNull<sys::device>,
+}
+
+impl FakeDevice {
+    fn new(coherent: bool) -> Result<Self> {
+        let id = NEXT_DEVICE_ID.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: Process context; `id` is unique.
+        let dev = from_err_ptr(unsafe { sys::rdi_device_create(id, coherent) })?;
+        // INVARIANT: Just created.
+        Ok(Self {
+            dev: NonNull::new(dev).ok_or(ENOMEM)?,
+        })
+    }
+}
+
+impl Drop for FakeDevice {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant; no attachment uses it any more
+        // (sessions drop attachments first).
+        unsafe { sys::rdi_device_destroy(self.dev.as_ptr()) };
+    }
+}
+
+/// One attachment of a fake device to a dma-buf.
+///
+/// # Invariants
+///
+/// We hold a reference on `dmabuf` (from `dma_buf_get`); `attach` is an
+/// attachment of it, and `mapping` is its current mapping, if any. Drop
+/// undoes all three.
+struct Importer {
+    dmabuf: NonNull<sys::dma_buf>,
+    attach: NonNull<sys::dma_buf_attachment>,
+    mapping: Option<(*mut sys::sg_table, sys::dma_data_direction)>,
+}
+
+impl Importer {
+    fn new(fd: i32, device: &FakeDevice) -> Result<Self> {
+        // SAFETY: `dma_buf_get` validates the fd and takes a reference.
+        let dmabuf = from_err_ptr(unsafe { sys::dma_buf_get(fd) })?;
+        // SAFETY: `dmabuf` is live (we hold a reference); the device lives
+        // as long as the session, longer than the attachment.
+        match from_err_ptr(unsafe { sys::dma_buf_attach(dmabuf, device.dev.as_ptr()) }) {
+            // INVARIANT: Reference and attachment taken above.
+            Ok(attach) => Ok(Self {
+                dmabuf: NonNull::new(dmabuf).ok_or(EINVAL)?,
+                attach: NonNull::new(attach).ok_or(EINVAL)?,
+                mapping: None,
+            }),
+            Err(e) => {
+                // SAFETY: Drop the reference taken above.
+                unsafe { sys::dma_buf_put(dmabuf) };
+                Err(e)
+            }
+        }
+    }
+
+    fn map(&mut self, dir: sys::dma_data_direction) -> Result {
+        if self.mapping.is_some() {
+            return Err(EBUSY);
+        }
+        // SAFETY: `attach` is live and unmapped.
+        let table = from_err_ptr(unsafe {
+            sys::dma_buf_map_attachment_unlocked(self.attach.as_ptr(), dir)
+        })?;
+        self.mapping = Some((table, dir));
+        Ok(())
+    }
+
+    fn unmap(&mut self) {
+        if let Some((table, dir)) = self.mapping.take() {
+            // SAFETY: `table` is the live mapping of `attach` made with `dir`.
+            unsafe { sys::dma_buf_unmap_attachment_unlocked(self.attach.as_ptr(), table, dir) };
+        }
+    }
+}
+
+impl Drop for Importer {
+    fn drop(&mut self) {
+        self.unmap();
+        // SAFETY: By the type invariant: detach, then drop our reference.
+        unsafe {
+            sys::dma_buf_detach(self.dmabuf.as_ptr(), self.attach.as_ptr());
+            sys::dma_buf_put(self.dmabuf.as_ptr());
+        }
+    }
+}
+
+// SAFETY: The raw pointers refer to kernel objects usable from any thread;
+// the session's mutex serialises their use.
+unsafe impl Send for Importer {}
+// SAFETY: As above.
+unsafe impl Send for FakeDevice {}
+
+/// What one open file created. Field order is drop order: attachments go
+/// before the devices they use.
+struct SessionState {
+    importers: KVec<Option<Importer>>,
+    devices: KVec<FakeDevice>,
+}
+
+#[pin_data]
+struct Session {
+    #[pin]
+    state: Mutex<SessionState>,
+}
+
+impl Session {
+    fn importer<'a>(state: &'a mut SessionState, which: usize) -> Result<&'a mut Importer> {
+        state
+            .importers
+            .get_mut(which)
+            .and_then(Option::as_mut)
+            .ok_or(EINVAL)
+    }
+
+    fn command(&self, cmd: u32, arg: usize) -> Result<isize> {
+        let mut state = self.state.lock();
+        match cmd {
+            RDI_CREATE_DEVICE => {
+                let coherent = match arg {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(EINVAL),
+                };
+                state.devices.push(FakeDevice::new(coherent)?, GFP_KERNEL)?;
+                Ok(state.devices.len() as isize - 1)
+            }
+            RDI_ATTACH => {
+                let (device, fd) = (arg >> 32, (arg & 0xffff_ffff) as i32);
+                let device = state.devices.get(device).ok_or(EINVAL)?;
+                let importer = Importer::new(fd, device)?;
+                state.importers.push(Some(importer), GFP_KERNEL)?;
+                Ok(state.importers.len() as isize - 1)
+            }
+            RDI_MAP => {
+                let dir = match arg & 0xff {
+                    0 => sys::dma_data_direction_DMA_BIDIRECTIONAL,
+                    1 => sys::dma_data_direction_DMA_TO_DEVICE,
+                    2 => sys::dma_data_direction_DMA_FROM_DEVICE,
+                    _ => return Err(EINVAL),
+                };
+                Self::importer(&mut state, arg >> 8)?.map(dir)?;
+                Ok(0)
+            }
+            RDI_UNMAP => {
+                Self::importer(&mut state, arg)?.unmap();
+                Ok(0)
+            }
+            RDI_DETACH => {
+                let slot = state.importers.get_mut(arg).ok_or(EINVAL)?;
+                drop(slot.take().ok_or(EINVAL)?);
+                Ok(0)
+            }
+            _ => Err(ENOTTY),
+        }
+    }
+}
+
+#[vtable]
+impl MiscDevice for Session {
+    type Ptr = Pin<KBox<Self>>;
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
+        KBox::try_pin_init(
+            try_pin_init!(Session {
+                state <- new_mutex!(SessionState {
+                    importers: KVec::new(),
+                    devices: KVec::new(),
+                }),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    fn ioctl(me: Pin<&Session>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        me.command(cmd, arg)
+    }
+}
