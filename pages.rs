@@ -45,7 +45,7 @@ impl PageChunk {
         };
         // Charge the memory cgroup like the system heap does when the
         // dma-heap core asks for it.
-        if sys::mem_accounting_enabled() {
+        if mem_accounting_enabled() {
             gfp |= sys::RDH_GFP_ACCOUNT;
         }
         // SAFETY: `alloc_pages` may be called with any flags and order; it
@@ -117,6 +117,26 @@ impl Drop for PageChunk {
     }
 }
 
+/// Whether the dma-heap core asks heaps to charge the memory cgroup.
+fn mem_accounting_enabled() -> bool {
+    // SAFETY: A read-only (0444) parameter of the dma-heap core, set before
+    // any heap can allocate.
+    unsafe { sys::mem_accounting }
+}
+
+/// Whether the current task has been killed.
+fn fatal_signal_pending() -> bool {
+    // SAFETY: Looks at `current`, which is always valid in process context,
+    // the only context allocation runs in.
+    unsafe { sys::rdh_fatal_signal_pending() }
+}
+
+/// Number of pages of RAM managed by the kernel.
+pub(crate) fn totalram_pages() -> usize {
+    // SAFETY: Reads a global counter; no preconditions.
+    unsafe { sys::rdh_totalram_pages() as usize }
+}
+
 /// Allocates `len` bytes (a non-zero multiple of the page size) as zeroed
 /// chunks, each no larger than the previous one, like the system heap.
 ///
@@ -128,7 +148,7 @@ pub(crate) fn alloc_chunks(len: usize) -> Result<KVec<PageChunk>> {
     if len == 0 || len % PAGE_SIZE != 0 {
         return Err(EINVAL);
     }
-    if len / PAGE_SIZE > sys::totalram_pages() {
+    if len / PAGE_SIZE > totalram_pages() {
         return Err(ENOMEM);
     }
     let mut chunks = KVec::new();
@@ -136,7 +156,7 @@ pub(crate) fn alloc_chunks(len: usize) -> Result<KVec<PageChunk>> {
     let mut max_order = ORDERS[0];
     while remaining > 0 {
         // Stop early for a killed process: the memory would go unused.
-        if sys::fatal_signal_pending() {
+        if fatal_signal_pending() {
             return Err(EINTR);
         }
         let chunk = ORDERS

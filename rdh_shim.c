@@ -17,7 +17,7 @@
 #include <linux/seq_file.h>
 #include <linux/vmalloc.h>
 
-#include "rdh_compat.h"
+#include "rdh_dma_device.h"
 #include "rdh_shim.h"
 
 /* Rust module parameters are integers only; the heap name is a string. */
@@ -77,18 +77,7 @@ bool rdh_sync_policy_always(void)
  */
 struct device *rdh_maintenance_device_create(void)
 {
-	struct platform_device *pdev;
-	int ret;
-
-	pdev = platform_device_register_simple(KBUILD_MODNAME, PLATFORM_DEVID_NONE, NULL, 0);
-	if (IS_ERR(pdev))
-		return ERR_CAST(pdev);
-	ret = dma_coerce_mask_and_coherent(&pdev->dev, DMA_BIT_MASK(64));
-	if (ret) {
-		platform_device_unregister(pdev);
-		return ERR_PTR(ret);
-	}
-	return &pdev->dev;
+	return rdh_platform_dma_device(KBUILD_MODNAME, PLATFORM_DEVID_NONE, false);
 }
 
 bool rdh_dev_is_dma_coherent(struct device *dev)
@@ -239,8 +228,7 @@ struct device *rdh_kunit_dma_device(const char *name, bool coherent)
 	dev = kunit_device_register(test, name);
 	if (IS_ERR(dev))
 		return dev;
-	rdh_set_dma_coherent(dev, coherent);
-	if (dma_coerce_mask_and_coherent(dev, DMA_BIT_MASK(64)))
+	if (rdh_setup_dma_device(dev, coherent))
 		return ERR_PTR(-EIO);
 	return dev;
 }

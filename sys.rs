@@ -6,8 +6,9 @@
 //! This is the only module that holds C declarations. Types the kernel crate
 //! already binds (`device`, `page`, `sg_table`, ...) come from
 //! [`kernel::bindings`], so values pass between the two without casts. Only
-//! the wrapper modules (`pages`, `sg`, `cache_ops`, `buffer`) and the C entry
-//! points in the crate root use these items.
+//! the wrapper types (`pages`, `sg`, `cache_ops`, `buffer`, `debugfs`) and
+//! the C entry points in the crate root use these items. The importer test
+//! driver includes this file too.
 
 #![allow(
     non_camel_case_types,
@@ -28,29 +29,3 @@
 pub(crate) use kernel::bindings::*;
 
 include!("ffi_generated.rs");
-
-/// Safe wrappers for shim calls that take no pointers.
-mod safe {
-    use super::*;
-
-    /// Whether the dma-heap core asks heaps to charge the memory cgroup.
-    pub(crate) fn mem_accounting_enabled() -> bool {
-        // SAFETY: A read-only (0444) parameter of the dma-heap core, set
-        // before any heap can allocate.
-        unsafe { mem_accounting }
-    }
-
-    /// Whether the current task has been killed.
-    pub(crate) fn fatal_signal_pending() -> bool {
-        // SAFETY: Looks at `current`, which is always valid in process
-        // context, the only context allocation runs in.
-        unsafe { rdh_fatal_signal_pending() }
-    }
-
-    /// Number of pages of RAM managed by the kernel.
-    pub(crate) fn totalram_pages() -> usize {
-        // SAFETY: Reads a global counter; no preconditions.
-        unsafe { rdh_totalram_pages() as usize }
-    }
-}
-pub(crate) use safe::{fatal_signal_pending, mem_accounting_enabled, totalram_pages};

@@ -10,7 +10,7 @@ mod tests {
     use crate::{
         buffer::HeapBuffer,
         ownership::{self, CacheOps, Device, Event, Ownership, Policy},
-        pages::{LIVE_BYTES, PAGE_SIZE},
+        pages::{self, LIVE_BYTES, PAGE_SIZE},
         stats::CacheStats,
         sys,
     };
@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn request_beyond_ram_fails_without_allocating() {
         let before = LIVE_BYTES.load(Ordering::Relaxed);
-        let too_big = (sys::totalram_pages() + 1) * PAGE_SIZE;
+        let too_big = (pages::totalram_pages() + 1) * PAGE_SIZE;
         assert!(matches!(HeapBuffer::new(too_big), Err(e) if e == ENOMEM));
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before);
     }

@@ -33,26 +33,16 @@ use kernel::{
     sync::Mutex,
 };
 
-/// The raw C API: our bindgen output (shared with the heap) and the shim.
-#[allow(
-    non_camel_case_types,
-    non_upper_case_globals,
-    non_snake_case,
-    unreachable_pub,
-    missing_docs,
-    dead_code,
-    improper_ctypes,
-    clippy::all,
-    clippy::undocumented_unsafe_blocks,
-    clippy::ptr_as_ptr,
-    clippy::ref_as_ptr,
-    clippy::cast_lossless,
-    clippy::as_underscore
-)]
-mod sys {
-    pub(crate) use kernel::bindings::*;
+/// The heap's bindgen output, shared.
+#[path = "../../sys.rs"]
+mod sys;
 
-    include!("../../ffi_generated.rs");
+/// This driver's C shim (`rdi_shim.c`).
+// `struct device` holds a field-less `lockdep_map` without lockdep; only
+// pointers cross, as in the bindgen output.
+#[allow(improper_ctypes)]
+mod shim {
+    use kernel::bindings::device;
 
     extern "C" {
         pub(crate) fn rdi_device_create(id: kernel::ffi::c_int, coherent: bool) -> *mut device;
@@ -107,7 +97,7 @@ impl FakeDevice {
     fn new(coherent: bool) -> Result<Self> {
         let id = NEXT_DEVICE_ID.fetch_add(1, Ordering::Relaxed);
         // SAFETY: Process context; `id` is unique.
-        let dev = from_err_ptr(unsafe { sys::rdi_device_create(id, coherent) })?;
+        let dev = from_err_ptr(unsafe { shim::rdi_device_create(id, coherent) })?;
         // INVARIANT: Just created.
         Ok(Self {
             dev: NonNull::new(dev).ok_or(ENOMEM)?,
@@ -119,7 +109,7 @@ impl Drop for FakeDevice {
     fn drop(&mut self) {
         // SAFETY: By the type invariant; no attachment uses it any more
         // (sessions drop attachments first).
-        unsafe { sys::rdi_device_destroy(self.dev.as_ptr()) };
+        unsafe { shim::rdi_device_destroy(self.dev.as_ptr()) };
     }
 }
 
