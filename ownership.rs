@@ -41,12 +41,12 @@
 //! |---|---|---|
 //! | `Map` by a non-coherent device | clean, if lines may be dirty | 1 and 2: the device may read or write from now on |
 //! | `Map` by a coherent device | none | it snoops the CPU cache |
-//! | `Unmap` by a non-coherent writer | none; lines become possibly stale | the invalidate waits for the next CPU access, so device-to-device hand-over costs nothing |
+//! | `Unmap` by a non-coherent, unfenced writer | none; lines become possibly stale | the invalidate waits for the next CPU access, so device-to-device hand-over costs nothing |
 //! | `BeginCpu` (any direction) | invalidate, if lines may be stale; clean first if they may also be dirty | 3; an invalidate must never drop dirty data; a CPU *write* needs it too (partial lines) |
 //! | `EndCpu`, non-coherent device mapped | clean, if lines may be dirty | 1: a long-lived mapping sees the CPU's writes |
 //! | `EndCpu`, none mapped | none | the clean waits for the next map; a CPU that owns a clean buffer pays nothing |
 //! | `DeviceWrote` (a fence signalled) | none; lines become possibly stale | 3, found out precisely instead of assumed |
-//! | `Attach`, `Detach`, `Unmap` by a reader | none | memory did not change |
+//! | `Unmap` by a reader or a fenced device | none | memory did not change, or its writes were reported |
 //!
 //! A non-coherent device that may write and is mapped without fence
 //! reporting (`unfenced`) keeps the lines possibly stale for as long as it
@@ -116,7 +116,9 @@ pub enum Event {
     BeginCpu(Direction),
     /// The CPU finished accessing the buffer (`end_cpu_access`).
     EndCpu(Direction),
-    /// A mapped device completed work that may have written the buffer.
+    /// A fenced device completed work that may have written the buffer (its
+    /// fence signalled). Comes before any CPU access that depends on it:
+    /// CPU access waits for the buffer's fences.
     DeviceWrote(Device),
 }
 
@@ -318,7 +320,8 @@ impl Ownership {
             Event::Map(dev, _) if dev.coherent => skip(Skip::Coherent),
             Event::Map(_, _) => self.clean_if_dirty(),
             Event::Unmap(dev, _) if dev.coherent => skip(Skip::Coherent),
-            Event::Unmap(_, dir) if dir.device_writes() => {
+            // A fenced device reported its writes already.
+            Event::Unmap(dev, dir) if dir.device_writes() && !dev.fenced => {
                 self.lines.maybe_stale = true;
                 skip(Skip::DeferredToCpuAccess)
             }

@@ -92,9 +92,14 @@ pub fn random(
     summary
 }
 
-/// Device sets for the exhaustive campaign: two non-coherent devices, and a
-/// non-coherent one next to a coherent one.
-pub const EXHAUSTIVE_DEVICES: [[bool; 2]; 2] = [[false, false], [false, true]];
+/// Device sets for the exhaustive campaign, as (coherent, fenced) pairs: two
+/// non-coherent devices, a non-coherent one next to a coherent one, and a
+/// fenced non-coherent one next to an unfenced one.
+pub const EXHAUSTIVE_DEVICES: [[(bool, bool); 2]; 3] = [
+    [(false, false), (false, false)],
+    [(false, false), (true, false)],
+    [(false, true), (false, false)],
+];
 
 /// Checks every exporter-event sequence of up to `depth` events, each
 /// against the fixed adversaries and `random_adversaries` random ones.
@@ -107,9 +112,11 @@ pub fn exhaustive(
 ) -> Summary {
     let mut summary = Summary::default();
     let mut id = 0;
-    for coherent in EXHAUSTIVE_DEVICES {
+    for devices in EXHAUSTIVE_DEVICES {
+        let coherent: Vec<bool> = devices.iter().map(|d| d.0).collect();
+        let fenced: Vec<bool> = devices.iter().map(|d| d.1).collect();
         for len in 0..=depth {
-            for events in exhaustive::event_sequences(coherent.len(), len) {
+            for events in exhaustive::event_sequences(&fenced, len) {
                 if !usage.misuse && !exhaustive::is_strict(&events) {
                     continue;
                 }
@@ -118,7 +125,7 @@ pub fn exhaustive(
                     .chain((0..random_adversaries).map(|s| Adversary::Random(s + 1)));
                 for adversary in adversaries {
                     let scenario =
-                        exhaustive::play(&coherent, &events, adversary, usage.cpu_writes);
+                        exhaustive::play(&coherent, &fenced, &events, adversary, usage.cpu_writes);
                     summary.record(id, &scenario, policy, mutation);
                     id += 1;
                 }

@@ -13,8 +13,14 @@ use crate::{
 /// All exporter-event sequences of exactly `len` events for these devices:
 /// maps of unmapped devices, unmaps of mapped ones, and any `BeginCpu` or
 /// `EndCpu` (unbalanced and nested ones included).
-pub fn event_sequences(devices: usize, len: usize) -> Vec<Vec<Step>> {
-    fn grow(prefix: &mut Vec<Step>, mapped: &mut Vec<bool>, len: usize, out: &mut Vec<Vec<Step>>) {
+pub fn event_sequences(fenced: &[bool], len: usize) -> Vec<Vec<Step>> {
+    fn grow(
+        prefix: &mut Vec<Step>,
+        mapped: &mut Vec<bool>,
+        fenced: &[bool],
+        len: usize,
+        out: &mut Vec<Vec<Step>>,
+    ) {
         if prefix.len() == len {
             out.push(prefix.clone());
             return;
@@ -23,6 +29,9 @@ pub fn event_sequences(devices: usize, len: usize) -> Vec<Vec<Step>> {
         for (dev, &is_mapped) in mapped.iter().enumerate() {
             if is_mapped {
                 next.push(Step::Unmap(dev));
+                if fenced[dev] {
+                    next.push(Step::DeviceWrote(dev));
+                }
             } else {
                 next.extend(DIRECTIONS.iter().map(|&d| Step::Map(dev, d)));
             }
@@ -38,7 +47,7 @@ pub fn event_sequences(devices: usize, len: usize) -> Vec<Vec<Step>> {
                 mapped[dev] = !mapped[dev];
             }
             prefix.push(step);
-            grow(prefix, mapped, len, out);
+            grow(prefix, mapped, fenced, len, out);
             prefix.pop();
             if let Some(dev) = toggled {
                 mapped[dev] = !mapped[dev];
@@ -46,7 +55,13 @@ pub fn event_sequences(devices: usize, len: usize) -> Vec<Vec<Step>> {
         }
     }
     let mut out = Vec::new();
-    grow(&mut Vec::new(), &mut vec![false; devices], len, &mut out);
+    grow(
+        &mut Vec::new(),
+        &mut vec![false; fenced.len()],
+        fenced,
+        len,
+        &mut out,
+    );
     out
 }
 
@@ -81,6 +96,7 @@ pub enum Adversary {
 /// (before the first event and after the last one too).
 pub fn play(
     coherent: &[bool],
+    fenced: &[bool],
     events: &[Step],
     adversary: Adversary,
     writes: CpuWrites,
@@ -132,20 +148,37 @@ pub fn play(
             }
         }
     };
+    // A fenced device may write in the gap before event `i` only if its
+    // fence signals before the CPU or its own unmap depends on the data.
+    let may_write = |i: usize, dev: usize| {
+        !fenced[dev]
+            || events[i..]
+                .iter()
+                .find(|e| {
+                    matches!(e, Step::BeginCpu(_))
+                        || **e == Step::Unmap(dev)
+                        || **e == Step::DeviceWrote(dev)
+                })
+                .is_none_or(|e| *e == Step::DeviceWrote(dev))
+    };
     for (i, &event) in events.iter().enumerate() {
+        p.may_write = (0..coherent.len()).map(|dev| may_write(i, dev)).collect();
         gap(&p, &mut steps, &mut rng);
         match event {
             Step::BeginCpu(dir) => p.brackets.push((dir, end_of[i].unwrap_or(dir))),
             Step::EndCpu(_) => {
                 p.brackets.pop();
             }
+            Step::DeviceWrote(_) => {}
             _ => p.apply(event),
         }
         steps.push(event);
     }
+    p.may_write = vec![true; coherent.len()];
     gap(&p, &mut steps, &mut rng);
     Scenario {
         coherent: coherent.to_vec(),
+        fenced: fenced.to_vec(),
         steps,
     }
 }

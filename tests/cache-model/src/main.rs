@@ -174,7 +174,7 @@ fn main() {
 
     println!();
     header(&format!(
-        "exhaustive: every exporter-event sequence of up to {} events, 2 devices (both non-coherent, or one coherent), 2 fixed + 3 random adversaries",
+        "exhaustive: every exporter-event sequence of up to {} events, 2 devices (both non-coherent, one coherent, or one fenced), 2 fixed + 3 random adversaries",
         a.depth
     ));
     let ex_tracked = campaign::exhaustive(a.depth, 3, Policy::Tracked, Usage::ANY, Mutation::None);

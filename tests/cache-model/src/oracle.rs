@@ -54,10 +54,10 @@ fn seen(scenario: &Scenario) -> Vec<Seen> {
             out.push(Seen::CpuDirt);
         }
         let noncoherent = |dev: usize| !scenario.coherent[dev];
-        let writers_mapped = mapped
-            .iter()
-            .enumerate()
-            .any(|(dev, d)| noncoherent(dev) && d.is_some_and(device_writes));
+        // Writers whose writes nothing reports: any moment may be a write.
+        let writers_mapped = mapped.iter().enumerate().any(|(dev, d)| {
+            noncoherent(dev) && !scenario.fenced[dev] && d.is_some_and(device_writes)
+        });
         let any_mapped = mapped
             .iter()
             .enumerate()
@@ -71,11 +71,12 @@ fn seen(scenario: &Scenario) -> Vec<Seen> {
             }
             Step::Unmap(dev) => {
                 if let Some(dir) = mapped[dev].take() {
-                    if noncoherent(dev) && device_writes(dir) {
+                    if noncoherent(dev) && !scenario.fenced[dev] && device_writes(dir) {
                         out.push(Seen::DeviceDirt);
                     }
                 }
             }
+            Step::DeviceWrote(dev) if noncoherent(dev) => out.push(Seen::DeviceDirt),
             Step::BeginCpu(dir) => {
                 let nested = depth > 0;
                 depth += 1;

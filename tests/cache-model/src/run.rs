@@ -41,6 +41,8 @@ pub enum Mutation {
     DropInvalidates,
     /// Ignore every clean the rules ask for.
     DropCleans,
+    /// Never tell the rules that a fence signalled.
+    IgnoreFences,
 }
 
 /// What happened in one run.
@@ -67,7 +69,7 @@ pub fn run(scenario: &Scenario, policy: Policy, mutation: Mutation) -> Outcome {
     let mut cost = Cost::default();
     let device = |dev: usize| Device {
         coherent: scenario.coherent[dev],
-        fenced: false,
+        fenced: scenario.fenced[dev],
     };
     for &step in &scenario.steps {
         let event = match step {
@@ -77,6 +79,7 @@ pub fn run(scenario: &Scenario, policy: Policy, mutation: Mutation) -> Outcome {
             }
             Step::Unmap(dev) => mapped[dev].take().map(|dir| Event::Unmap(device(dev), dir)),
             Step::BeginCpu(dir) => Some(Event::BeginCpu(dir)),
+            Step::DeviceWrote(dev) => Some(Event::DeviceWrote(device(dev))),
             Step::EndCpu(dir) => Some(Event::EndCpu(dir)),
             Step::CpuRead(w) => {
                 machine.cpu_read(w);
@@ -103,10 +106,13 @@ pub fn run(scenario: &Scenario, policy: Policy, mutation: Mutation) -> Outcome {
                 None
             }
         };
+        let event = event.filter(|e| {
+            !(mutation == Mutation::IgnoreFences && matches!(e, Event::DeviceWrote(_)))
+        });
         if let Some(event) = event {
             let mut ops = own.on(event).ops;
             match mutation {
-                Mutation::None => {}
+                Mutation::None | Mutation::IgnoreFences => {}
                 Mutation::DropInvalidates => ops.invalidate = 0,
                 Mutation::DropCleans => ops.clean = 0,
             }

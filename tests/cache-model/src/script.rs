@@ -26,6 +26,8 @@ pub enum Step {
     CpuWrite(usize),
     DeviceRead(usize, usize),
     DeviceWrite(usize, usize),
+    /// A fenced device's fence signalled after it wrote.
+    DeviceWrote(usize),
     Evict(usize),
     Fill(usize),
 }
@@ -35,7 +37,11 @@ impl Step {
     pub fn is_exporter_event(&self) -> bool {
         matches!(
             self,
-            Step::Map(..) | Step::Unmap(_) | Step::BeginCpu(_) | Step::EndCpu(_)
+            Step::Map(..)
+                | Step::Unmap(_)
+                | Step::BeginCpu(_)
+                | Step::EndCpu(_)
+                | Step::DeviceWrote(_)
         )
     }
 }
@@ -45,6 +51,10 @@ impl Step {
 pub struct Scenario {
     /// Per device: whether it is coherent.
     pub coherent: Vec<bool>,
+    /// Per device: whether it reports its writes through fences
+    /// ([`Step::DeviceWrote`] follows its writes before the CPU or an unmap
+    /// can depend on them).
+    pub fenced: Vec<bool>,
     pub steps: Vec<Step>,
 }
 
@@ -102,6 +112,9 @@ fn cpu_reads(dir: Direction) -> bool {
 #[derive(Clone)]
 pub struct Protocol {
     pub coherent: Vec<bool>,
+    /// Fenced devices may write only where a `DeviceWrote` will follow
+    /// before anything depends on the data; the builder keeps this current.
+    pub may_write: Vec<bool>,
     pub mapped: Vec<Option<Direction>>,
     /// Open CPU brackets: (begin direction, end direction it will use).
     pub brackets: Vec<(Direction, Direction)>,
@@ -112,6 +125,7 @@ impl Protocol {
         let n = coherent.len();
         Self {
             coherent,
+            may_write: vec![true; n],
             mapped: vec![None; n],
             brackets: Vec::new(),
         }
@@ -151,7 +165,7 @@ impl Protocol {
                         if device_reads(*dir) {
                             out.push(vec![Step::DeviceRead(dev, word)]);
                         }
-                        if dir.device_writes() {
+                        if dir.device_writes() && self.may_write[dev] {
                             out.push(vec![Step::DeviceWrite(dev, word)]);
                         }
                     }
@@ -172,17 +186,28 @@ impl Protocol {
     }
 }
 
-/// A random sequence of about `len` steps with `devices` devices, each
-/// coherent or not at random.
+/// A random sequence of about `len` steps with 1 to 3 devices, each
+/// coherent or not and, if not, fenced or not at random.
 pub fn random(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
     let writes = usage.cpu_writes;
     let devices = 1 + rng.below(3);
     let coherent: Vec<bool> = (0..devices).map(|_| rng.chance(25)).collect();
+    let fenced: Vec<bool> = coherent.iter().map(|&c| !c && rng.chance(40)).collect();
     let mut p = Protocol::new(coherent.clone());
     let mut steps = Vec::new();
+    // Fenced devices that wrote and whose fence has not signalled yet.
+    let mut pending = vec![false; devices];
+    let signal = |dev: usize, pending: &mut Vec<bool>, steps: &mut Vec<Step>| {
+        if std::mem::take(&mut pending[dev]) {
+            steps.push(Step::DeviceWrote(dev));
+        }
+    };
     while steps.len() < len {
         let roll = rng.below(100);
-        if roll < 12 {
+        if roll < 4 {
+            // A fence signals.
+            signal(rng.below(devices), &mut pending, &mut steps);
+        } else if roll < 12 {
             // Spontaneous cache activity.
             let line = rng.below(LINES);
             steps.push(if rng.chance(50) {
@@ -197,7 +222,11 @@ pub fn random(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
             }
             let dev = rng.below(devices);
             let step = match p.mapped[dev] {
-                Some(_) => Step::Unmap(dev),
+                Some(_) => {
+                    // The driver unmaps once its work is done.
+                    signal(dev, &mut pending, &mut steps);
+                    Step::Unmap(dev)
+                }
                 None => Step::Map(dev, DIRECTIONS[rng.below(3)]),
             };
             p.apply(step);
@@ -212,6 +241,10 @@ pub fn random(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
                 } else {
                     DIRECTIONS[rng.below(3)]
                 };
+                // CPU access waits for the buffer's fences.
+                for dev in 0..devices {
+                    signal(dev, &mut pending, &mut steps);
+                }
                 p.brackets.push((begin, end));
                 steps.push(Step::BeginCpu(begin));
             }
@@ -227,13 +260,26 @@ pub fn random(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
         } else {
             let legal = p.legal_accesses(writes);
             if !legal.is_empty() {
-                steps.extend(legal[rng.below(legal.len())].iter().copied());
+                let chosen = &legal[rng.below(legal.len())];
+                for step in chosen {
+                    if let Step::DeviceWrite(dev, _) = *step {
+                        pending[dev] |= fenced[dev];
+                    }
+                }
+                steps.extend(chosen.iter().copied());
             }
         }
+    }
+    for dev in 0..devices {
+        signal(dev, &mut pending, &mut steps);
     }
     // Close what is open so that the final state is a quiet one.
     while let Some((_, end)) = p.brackets.pop() {
         steps.push(Step::EndCpu(end));
     }
-    Scenario { coherent, steps }
+    Scenario {
+        coherent,
+        fenced,
+        steps,
+    }
 }

@@ -159,6 +159,14 @@ fn fenced_writer_costs_an_invalidate_only_after_it_wrote() {
 }
 
 #[test]
+fn fenced_writer_unmap_costs_nothing_without_a_reported_write() {
+    let mut own = settled();
+    own.on(Map(FENCED, Bidirectional));
+    own.on(Unmap(FENCED, Bidirectional));
+    assert_eq!(own.on(BeginCpu(FromDevice)).ops, CacheOps::NONE);
+}
+
+#[test]
 fn device_write_is_invalidated_at_the_next_cpu_access_not_at_unmap() {
     let mut own = settled();
     own.on(Map(NONCOHERENT, FromDevice));

@@ -79,6 +79,27 @@ fn dropping_the_clean_before_device_access_is_caught() {
     );
 }
 
+#[test]
+fn ignoring_fence_signals_is_caught() {
+    let s = campaign::random(
+        SEED,
+        500,
+        60,
+        Policy::Tracked,
+        Usage::ANY,
+        Mutation::IgnoreFences,
+    );
+    assert!(s.stale_reads > 0, "the model missed an ignored fence");
+}
+
+#[test]
+fn fences_are_safe_and_minimal_on_every_short_sequence() {
+    // The exhaustive campaign includes a fenced device next to an unfenced one.
+    let s = campaign::exhaustive(3, 0, Policy::Tracked, Usage::ANY, Mutation::None);
+    assert!(s.safe(), "{:?}", s.first_failure);
+    assert_eq!(s.differs_from_oracle, 0, "{:?}", s.first_failure);
+}
+
 /// The upstream system heap does not invalidate for a write-only CPU access
 /// (`dma_sync_*_for_cpu(DMA_TO_DEVICE)` is a no-op on arm64). A partial-line
 /// CPU write after a device write then writes stale neighbours back over the
@@ -87,6 +108,7 @@ fn dropping_the_clean_before_device_access_is_caught() {
 fn write_only_cpu_access_after_a_device_write_loses_data_with_always_only() {
     let scenario = Scenario {
         coherent: vec![false],
+        fenced: vec![false],
         steps: vec![
             Map(0, Bidirectional), // long-lived GPU mapping
             Fill(0),               // the CPU speculatively caches line 0
