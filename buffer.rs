@@ -8,6 +8,7 @@
 use crate::{
     cache_ops::{self, direction, Direction, DmaDevice, MaintainedTable, MapSync},
     debugfs::BufferFile,
+    fence_hooks::{self, FenceHooks},
     ownership::{Decision, Device, Event, Ownership, Policy},
     pages::{self, PageChunk, PAGE_SIZE},
     sg::SgTable,
@@ -57,6 +58,8 @@ struct BufferState {
     stats: CacheStats,
     /// The buffer's debugfs file, once exported.
     debugfs_file: Option<BufferFile>,
+    /// Fences of fenced attachments the buffer watches.
+    fences: FenceHooks,
 }
 
 /// A buffer allocated from the heap.
@@ -96,6 +99,7 @@ impl HeapBuffer {
                     ownership: Ownership::new(policy),
                     stats: CacheStats::default(),
                     debugfs_file: None,
+                    fences: FenceHooks::new()?,
                 }),
                 table,
                 chunks,
@@ -145,9 +149,18 @@ impl HeapBuffer {
         (state.ownership, state.stats)
     }
 
+    /// Feeds one event to the ownership rules, after the fence signals that
+    /// came before it, and performs the maintenance they ask for.
+    fn decide(&self, state: &mut BufferState, event: Event) -> Decision {
+        if state.fences.take_device_wrote() {
+            self.apply(state, Event::DeviceWrote(FENCED_WRITER));
+        }
+        self.apply(state, event)
+    }
+
     /// Feeds one event to the ownership rules and, under `tracked`, performs
     /// the maintenance they ask for.
-    fn decide(&self, state: &mut BufferState, event: Event) -> Decision {
+    fn apply(&self, state: &mut BufferState, event: Event) -> Decision {
         let decision = state.ownership.on(event);
         state.stats.record(decision, self.len);
         if state.ownership.policy() == Policy::Tracked {
@@ -240,10 +253,69 @@ impl HeapBuffer {
         self.decide(state, Event::Unmap(device, direction(dir)));
     }
 
-    /// The CPU is about to access the buffer in direction `dir`.
-    pub(crate) fn begin_cpu_access(&self, dir: Direction) {
+    /// Declares that an attachment accesses the buffer in direction `dir`
+    /// until `fence` signals (see `include/rust_dmabuf_heap.h`). From the
+    /// first call on, the attachment counts as fenced: its writes are
+    /// reported by its fences, not assumed whenever it is mapped.
+    ///
+    /// # Safety
+    ///
+    /// `fence` must be a valid fence for the duration of the call.
+    pub(crate) unsafe fn access_until(
+        &self,
+        key: NonNull<Attachment>,
+        dir: Direction,
+        fence: *mut sys::dma_fence,
+    ) -> Result {
         let mut guard = self.state.lock();
         let state = &mut *guard;
+        let attachment = state
+            .attachments
+            .iter_mut()
+            .find(|a| is_key(a, key))
+            .ok_or(EINVAL)?;
+        let (before, mapped) = (attachment.device, attachment.mapped);
+        attachment.device.fenced = true;
+        let after = attachment.device;
+        if !before.fenced {
+            if let Some(mapped) = mapped {
+                // Re-enter the mapping as fenced; what it may have written
+                // until now still counts.
+                self.decide(state, Event::Unmap(before, direction(mapped)));
+                self.decide(state, Event::Map(after, direction(mapped)));
+            }
+        }
+        let writes = direction(dir).device_writes() && !after.coherent;
+        // SAFETY: The caller guarantees that `fence` is valid.
+        unsafe { state.fences.watch(fence, writes) }
+    }
+
+    /// The CPU is about to access the buffer in direction `dir`. Waits first
+    /// for the device work it depends on (fenced attachments' fences and
+    /// the reservation object's), so that the decision sees that work
+    /// complete; the wait is interruptible.
+    ///
+    /// # Safety
+    ///
+    /// `resv` must be the buffer's reservation object.
+    pub(crate) unsafe fn begin_cpu_access(
+        &self,
+        dir: Direction,
+        resv: *mut sys::dma_resv,
+    ) -> Result {
+        let cpu_writes = direction(dir).cpu_writes();
+        let pending = self.state.lock().fences.pending(cpu_writes)?;
+        for fence in pending.iter() {
+            fence.wait()?;
+        }
+        drop(pending);
+        // SAFETY: The caller guarantees that `resv` is the buffer's.
+        let implicit_writer = unsafe { fence_hooks::wait_for_implicit_fences(resv, cpu_writes) }?;
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        if implicit_writer {
+            self.decide(state, Event::DeviceWrote(FENCED_WRITER));
+        }
         if let Some(mapping) = &state.kernel_mapping {
             cache_ops::invalidate_kernel_alias(mapping.vaddr, self.len);
         }
@@ -253,6 +325,7 @@ impl HeapBuffer {
                 attachment.dev.sync_for_cpu(&attachment.table, dir);
             }
         }
+        Ok(())
     }
 
     /// The CPU finished accessing the buffer in direction `dir`.
@@ -348,6 +421,13 @@ impl HeapBuffer {
         }
     }
 }
+
+/// A device whose write a fence reported. Its coherence is unknown to the
+/// fence, so it is taken as non-coherent: at worst one invalidate too many.
+const FENCED_WRITER: Device = Device {
+    coherent: false,
+    fenced: true,
+};
 
 fn is_key(attachment: &KBox<Attachment>, key: NonNull<Attachment>) -> bool {
     core::ptr::eq(&**attachment, key.as_ptr())

@@ -6,6 +6,8 @@
 #include <kunit/device.h>
 #include <kunit/test-bug.h>
 #include <linux/debugfs.h>
+#include <linux/dma-fence.h>
+#include <linux/dma-resv.h>
 #include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
 #include <linux/highmem.h>
@@ -16,6 +18,7 @@
 #include <linux/sched/signal.h>
 #include <linux/seq_file.h>
 #include <linux/vmalloc.h>
+#include <linux/workqueue.h>
 
 #include "rdh_dma_device.h"
 #include "rdh_shim.h"
@@ -173,6 +176,41 @@ void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr)
 	iosys_map_set_vaddr(map, vaddr);
 }
 
+/* The explicit fence API; implemented in Rust (fence_hooks.rs, buffer.rs). */
+EXPORT_SYMBOL_GPL(rdh_dma_buf_access_until);
+
+struct dma_fence *rdh_dma_fence_get(struct dma_fence *fence)
+{
+	return dma_fence_get(fence);
+}
+
+void rdh_dma_fence_put(struct dma_fence *fence)
+{
+	dma_fence_put(fence);
+}
+
+bool rdh_dma_fence_is_signaled(struct dma_fence *fence)
+{
+	return dma_fence_is_signaled(fence);
+}
+
+/* Interruptible: a CPU access may be cancelled by a signal and retried. */
+long rdh_dma_fence_wait(struct dma_fence *fence)
+{
+	return dma_fence_wait(fence, true);
+}
+
+/*
+ * What DMA_BUF_IOCTL_SYNC would wait for after begin_cpu_access, waited for
+ * before it instead, so that the decision sees the devices' work complete.
+ * *device_wrote tells whether implicit-sync writers were still running.
+ */
+long rdh_resv_wait_for_cpu(struct dma_resv *resv, bool write, bool *device_wrote)
+{
+	*device_wrote = !dma_resv_test_signaled(resv, DMA_RESV_USAGE_WRITE);
+	return dma_resv_wait_timeout(resv, dma_resv_usage_rw(write), true, MAX_SCHEDULE_TIMEOUT);
+}
+
 /* debugfs files; the text comes from Rust (debugfs.rs). */
 static int stats_show(struct seq_file *m, void *unused)
 {
@@ -231,4 +269,64 @@ struct device *rdh_kunit_dma_device(const char *name, bool coherent)
 	if (rdh_setup_dma_device(dev, coherent))
 		return ERR_PTR(-EIO);
 	return dev;
+}
+
+/* Fences on a private context, signalled by the KUnit suite. */
+static const char *rdh_test_fence_name(struct dma_fence *fence)
+{
+	return "rdh-kunit";
+}
+
+static const struct dma_fence_ops rdh_test_fence_ops = {
+	.get_driver_name = rdh_test_fence_name,
+	.get_timeline_name = rdh_test_fence_name,
+};
+
+static DEFINE_SPINLOCK(rdh_test_fence_lock);
+
+struct dma_fence *rdh_test_fence_create(void)
+{
+	struct dma_fence *fence = kzalloc(sizeof(*fence), GFP_KERNEL);
+
+	if (!fence)
+		return ERR_PTR(-ENOMEM);
+	dma_fence_init(fence, &rdh_test_fence_ops, &rdh_test_fence_lock,
+		       dma_fence_context_alloc(1), 1);
+	return fence;
+}
+
+void rdh_test_fence_signal(struct dma_fence *fence)
+{
+	bool cookie = dma_fence_begin_signalling();
+
+	dma_fence_signal(fence);
+	dma_fence_end_signalling(cookie);
+}
+
+struct rdh_late_signal {
+	struct delayed_work work;
+	struct dma_fence *fence;
+};
+
+static void rdh_late_signal_fn(struct work_struct *work)
+{
+	struct rdh_late_signal *late = container_of(to_delayed_work(work), struct rdh_late_signal, work);
+
+	rdh_test_fence_signal(late->fence);
+	dma_fence_put(late->fence);
+	kfree(late);
+}
+
+/* Signals @fence from a workqueue (possibly another CPU) after @ms. */
+void rdh_test_fence_signal_later(struct dma_fence *fence, unsigned int ms)
+{
+	struct rdh_late_signal *late = kzalloc(sizeof(*late), GFP_KERNEL);
+
+	if (!late) {
+		rdh_test_fence_signal(fence);
+		return;
+	}
+	late->fence = dma_fence_get(fence);
+	INIT_DELAYED_WORK(&late->work, rdh_late_signal_fn);
+	schedule_delayed_work(&late->work, msecs_to_jiffies(ms));
 }

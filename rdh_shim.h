@@ -17,6 +17,8 @@
 #include <linux/scatterlist.h>
 #include <linux/vmalloc.h>
 
+#include "include/rust_dmabuf_heap.h"
+
 #ifdef __BINDGEN__
 /*
  * Allocation flags, evaluated by the C compiler so that bindgen sees plain
@@ -72,7 +74,17 @@ void rdh_debugfs_remove(struct dentry *dentry);
 int rdh_show_heap_stats(struct seq_file *m);
 int rdh_show_buffer(struct seq_file *m, void *buffer);
 
+/* dma_fence and dma_resv static inlines (used by fence_hooks.rs only). */
+struct dma_fence *rdh_dma_fence_get(struct dma_fence *fence);
+void rdh_dma_fence_put(struct dma_fence *fence);
+bool rdh_dma_fence_is_signaled(struct dma_fence *fence);
+long rdh_dma_fence_wait(struct dma_fence *fence);
+long rdh_resv_wait_for_cpu(struct dma_resv *resv, bool write, bool *device_wrote);
+
 /* For the KUnit suite only. */
 struct device *rdh_kunit_dma_device(const char *name, bool coherent);
+struct dma_fence *rdh_test_fence_create(void);
+void rdh_test_fence_signal(struct dma_fence *fence);
+void rdh_test_fence_signal_later(struct dma_fence *fence, unsigned int ms);
 
 #endif /* RDH_SHIM_H */

@@ -23,6 +23,7 @@ use ownership::Policy;
 mod buffer;
 mod cache_ops;
 mod debugfs;
+mod fence_hooks;
 // Shared with the host-side cache model, which uses more of its public API
 // than the module does.
 #[expect(unreachable_pub)]
@@ -259,9 +260,11 @@ unsafe extern "C" fn buf_begin_cpu_access(
     dmabuf: *mut sys::dma_buf,
     dir: sys::dma_data_direction,
 ) -> c_int {
-    // SAFETY: See the function's safety section.
-    unsafe { buffer(dmabuf) }.begin_cpu_access(dir);
-    0
+    // SAFETY: See the function's safety section; `resv` is the dma-buf's.
+    match unsafe { buffer(dmabuf).begin_cpu_access(dir, (*dmabuf).resv) } {
+        Ok(()) => 0,
+        Err(err) => err.to_errno(),
+    }
 }
 
 /// # Safety
@@ -324,6 +327,42 @@ unsafe extern "C" fn buf_release(dmabuf: *mut sys::dma_buf) {
     // Remove the debugfs file first: removal waits for its readers.
     drop(buffer.take_debugfs_file());
     drop(buffer);
+}
+
+/// The explicit fence API for importer drivers (exported by the C shim;
+/// documented in `include/rust_dmabuf_heap.h`).
+///
+/// # Safety
+///
+/// Called by an importer driver in process context with a live attachment
+/// and a valid fence.
+#[no_mangle]
+pub unsafe extern "C" fn rdh_dma_buf_access_until(
+    attach: *mut sys::dma_buf_attachment,
+    dir: sys::dma_data_direction,
+    fence: *mut sys::dma_fence,
+) -> c_int {
+    if attach.is_null() || fence.is_null() {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: A live attachment points to its live dma-buf.
+    let dmabuf = unsafe { (*attach).dmabuf };
+    // SAFETY: As above.
+    if !core::ptr::eq(unsafe { (*dmabuf).ops }, &BUF_OPS) {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: The dma-buf is ours, so `attach` is an attachment made by
+    // `buf_attach`; `fence` is valid (the caller's promise).
+    let result = unsafe {
+        match attachment_key(attach) {
+            Some(key) => buffer(dmabuf).access_until(key, dir, fence),
+            None => Err(EINVAL),
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(err) => err.to_errno(),
+    }
 }
 
 #[path = "tests/kunit.rs"]

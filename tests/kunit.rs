@@ -14,8 +14,8 @@ mod tests {
         stats::CacheStats,
         sys,
     };
-    use core::sync::atomic::Ordering;
-    use kernel::{error::from_err_ptr, prelude::*};
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    use kernel::{error::from_err_ptr, prelude::*, str::CString};
 
     const MIB: usize = 1 << 20;
     const KIB: usize = 1 << 10;
@@ -252,7 +252,6 @@ mod tests {
             *mut sys::sg_table,
             sys::dma_data_direction,
         )>,
-        devices: usize,
     }
 
     impl Rig {
@@ -261,20 +260,15 @@ mod tests {
             Ok(Self {
                 dmabuf: crate::export(buffer, sys::O_RDWR, NAME.as_char_ptr())?,
                 importers: KVec::new(),
-                devices: 0,
             })
         }
 
-        /// A new KUnit device (names must be unique within a test).
+        /// A new KUnit device (names must be unique within a test: they
+        /// also name a driver that lives until the test ends).
         fn device(&mut self, coherent: bool) -> Result<*mut sys::device> {
-            const NAMES: [&CStr; 4] = [
-                c"rdh-importer-0",
-                c"rdh-importer-1",
-                c"rdh-importer-2",
-                c"rdh-importer-3",
-            ];
-            let name = NAMES.get(self.devices).ok_or(ENOSPC)?;
-            self.devices += 1;
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let name = CString::try_from_fmt(fmt!("rdh-importer-{n}"))?;
             // SAFETY: Called from a running KUnit test.
             from_err_ptr(unsafe { sys::rdh_kunit_dma_device(name.as_char_ptr(), coherent) })
         }
@@ -327,6 +321,13 @@ mod tests {
             (b, e)
         }
 
+        /// Declares, for importer `i`, an access in `dir` until `fence`.
+        fn access_until(&self, i: usize, dir: sys::dma_data_direction, fence: &TestFence) -> i32 {
+            let attach = self.importers[i].0;
+            // SAFETY: `attach` is live; the fence is referenced by `fence`.
+            unsafe { crate::rdh_dma_buf_access_until(attach, dir, fence.0) }
+        }
+
         fn stats(&self) -> CacheStats {
             // SAFETY: `dmabuf` is one of ours and live.
             unsafe { crate::buffer(self.dmabuf) }.stats()
@@ -342,6 +343,153 @@ mod tests {
             unsafe { sys::dma_buf_put(self.dmabuf) };
             flush_releases();
         }
+    }
+
+    /// A fence on a private context; we hold one reference.
+    struct TestFence(*mut sys::dma_fence);
+
+    impl TestFence {
+        fn new() -> Result<Self> {
+            // SAFETY: Process context.
+            Ok(Self(from_err_ptr(unsafe { sys::rdh_test_fence_create() })?))
+        }
+
+        fn signal(&self) {
+            // SAFETY: The fence is valid while we hold our reference.
+            unsafe { sys::rdh_test_fence_signal(self.0) };
+        }
+
+        fn signal_later(&self, ms: u32) {
+            // SAFETY: As above; the work item takes its own reference.
+            unsafe { sys::rdh_test_fence_signal_later(self.0, ms) };
+        }
+
+        fn is_signaled(&self) -> bool {
+            // SAFETY: As above.
+            unsafe { sys::rdh_dma_fence_is_signaled(self.0) }
+        }
+    }
+
+    impl Drop for TestFence {
+        fn drop(&mut self) {
+            // Never leave a fence unsignalled: nothing may wait forever.
+            self.signal();
+            // SAFETY: Our reference.
+            unsafe { sys::rdh_dma_fence_put(self.0) };
+        }
+    }
+
+    /// A tracked buffer with one mapped non-coherent writer that declared a
+    /// first (signalled) fence, its conversion to fenced already paid for.
+    fn fenced_writer() -> Result<Rig> {
+        let mut rig = Rig::new(MIB, Policy::Tracked)?;
+        rig.map_new(false, BIDIRECTIONAL)?;
+        let first = TestFence::new()?;
+        first.signal();
+        assert_eq!(rig.access_until(0, BIDIRECTIONAL, &first), 0);
+        assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
+        Ok(rig)
+    }
+
+    #[test]
+    fn fenced_writer_costs_an_invalidate_only_after_its_fence_signalled() -> Result {
+        let rig = fenced_writer()?;
+        let before = rig.stats();
+        // No device work since the last CPU access: free, though mapped.
+        for _ in 0..5 {
+            assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
+        }
+        assert_eq!(ops_between(before, rig.stats()), (0, 0));
+        // Three frames written, then one CPU read: one invalidate.
+        for _ in 0..3 {
+            let frame = TestFence::new()?;
+            assert_eq!(rig.access_until(0, FROM_DEVICE, &frame), 0);
+            frame.signal();
+        }
+        assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
+        assert_eq!(ops_between(before, rig.stats()), (0, 1));
+        Ok(())
+    }
+
+    #[test]
+    fn fence_signalled_before_it_is_hooked_counts_at_once() -> Result {
+        let rig = fenced_writer()?;
+        let before = rig.stats();
+        let done = TestFence::new()?;
+        done.signal();
+        assert_eq!(rig.access_until(0, FROM_DEVICE, &done), 0);
+        assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
+        assert_eq!(ops_between(before, rig.stats()), (0, 1));
+        Ok(())
+    }
+
+    #[test]
+    fn many_fences_on_one_buffer_cost_one_invalidate() -> Result {
+        let rig = fenced_writer()?;
+        let before = rig.stats();
+        let mut fences = KVec::new();
+        for _ in 0..64 {
+            let fence = TestFence::new()?;
+            assert_eq!(rig.access_until(0, FROM_DEVICE, &fence), 0);
+            fences.push(fence, GFP_KERNEL)?;
+        }
+        for fence in fences.iter() {
+            fence.signal();
+        }
+        assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
+        assert_eq!(ops_between(before, rig.stats()), (0, 1));
+        Ok(())
+    }
+
+    #[test]
+    fn cpu_access_waits_for_a_fence_signalled_on_another_cpu() -> Result {
+        let rig = fenced_writer()?;
+        let before = rig.stats();
+        let fence = TestFence::new()?;
+        assert_eq!(rig.access_until(0, FROM_DEVICE, &fence), 0);
+        fence.signal_later(20);
+        // SAFETY: `dmabuf` is live.
+        let begin = unsafe { sys::dma_buf_begin_cpu_access(rig.dmabuf, FROM_DEVICE) };
+        let signalled_first = fence.is_signaled();
+        // SAFETY: As above.
+        let end = unsafe { sys::dma_buf_end_cpu_access(rig.dmabuf, FROM_DEVICE) };
+        assert_eq!((begin, end), (0, 0));
+        assert!(signalled_first);
+        assert_eq!(ops_between(before, rig.stats()), (0, 1));
+        Ok(())
+    }
+
+    #[test]
+    fn buffer_freed_with_callbacks_pending_then_signalled() -> Result {
+        flush_releases();
+        let live = LIVE_BYTES.load(Ordering::Relaxed);
+        let (a, b) = (TestFence::new()?, TestFence::new()?);
+        {
+            let rig = fenced_writer()?;
+            assert_eq!(rig.access_until(0, FROM_DEVICE, &a), 0);
+            assert_eq!(rig.access_until(0, TO_DEVICE, &b), 0);
+            // The rig drops here: detach, last reference, release.
+        }
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), live);
+        // Signalling after the buffer is gone must touch nothing of it.
+        a.signal();
+        b.signal();
+        Ok(())
+    }
+
+    #[test]
+    fn fence_signalled_during_release() -> Result {
+        flush_releases();
+        let live = LIVE_BYTES.load(Ordering::Relaxed);
+        for ms in [0, 1, 2] {
+            let fence = TestFence::new()?;
+            let rig = fenced_writer()?;
+            assert_eq!(rig.access_until(0, FROM_DEVICE, &fence), 0);
+            fence.signal_later(ms);
+            drop(rig);
+        }
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), live);
+        Ok(())
     }
 
     /// Cleans and invalidates between two snapshots.
