@@ -7,6 +7,7 @@
 #   make run     boot QEMU arm64, load the module, allocate from our heap
 #                and from the system heap, print what happened
 #   make check   all tests (host, rustfmt, clippy, QEMU: KUnit + guest)
+#   make check-debug  the QEMU suite under KASAN, lockdep, ...
 #   make module  build rust_dmabuf_heap.ko (KDIR=... for a real board)
 #
 # KVER=7.2 selects the Debian 7.2 kernel series instead of 7.3.
@@ -14,7 +15,7 @@
 KVER ?= 7.3
 export KVER
 
-.PHONY: all setup kernel module run check clean
+.PHONY: all setup kernel module run check check-debug clean
 
 all: module
 
@@ -32,6 +33,11 @@ run: setup
 
 check:
 	@bash scripts/check.sh
+
+# The QEMU suite (KUnit + guest) on a kernel with KASAN, lockdep and the
+# other checkers of kernel/debug.config; any report fails it.
+check-debug: setup
+	@KCONFIG_EXTRA=$(CURDIR)/kernel/debug.config RDH_TIMEOUT=900 bash scripts/vm.sh check
 
 clean:
 	rm -f *.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order ffi_generated.rs

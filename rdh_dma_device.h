@@ -11,12 +11,14 @@
 #include <linux/platform_device.h>
 
 /*
- * Direct DMA mapping (no IOMMU) with a 64-bit mask, coherent or not.
- * Coherence must be set before the mask: setting the mask decides whether
- * the DMA API skips syncs for the device.
+ * Direct DMA mapping (no IOMMU) with a 64-bit mask and no segment size
+ * limit (the heap's chunks are up to 1 MiB), coherent or not. Coherence
+ * must be set before the mask: setting the mask decides whether the DMA API
+ * skips syncs for the device. @dev must have dma_parms.
  */
 static inline int rdh_setup_dma_device(struct device *dev, bool coherent)
 {
+	dma_set_max_seg_size(dev, UINT_MAX);
 	dev_assign_dma_coherent(dev, coherent);
 	return dma_coerce_mask_and_coherent(dev, DMA_BIT_MASK(64));
 }

@@ -5,6 +5,7 @@
  */
 #include <kunit/device.h>
 #include <kunit/test-bug.h>
+#include <kunit/test.h>
 #include <linux/debugfs.h>
 #include <linux/dma-fence.h>
 #include <linux/dma-resv.h>
@@ -22,6 +23,7 @@
 
 #include "rdh_dma_device.h"
 #include "rdh_shim.h"
+#include "rdh_test_fence.h"
 
 /* Rust module parameters are integers only; the heap name is a string. */
 static char heap_name[64] = "rust_system";
@@ -266,67 +268,26 @@ struct device *rdh_kunit_dma_device(const char *name, bool coherent)
 	dev = kunit_device_register(test, name);
 	if (IS_ERR(dev))
 		return dev;
+	/* KUnit devices come without DMA parameters; platform devices have them. */
+	dev->dma_parms = kunit_kzalloc(test, sizeof(*dev->dma_parms), GFP_KERNEL);
+	if (!dev->dma_parms)
+		return ERR_PTR(-ENOMEM);
 	if (rdh_setup_dma_device(dev, coherent))
 		return ERR_PTR(-EIO);
 	return dev;
 }
 
-/* Fences on a private context, signalled by the KUnit suite. */
-static const char *rdh_test_fence_name(struct dma_fence *fence)
-{
-	return "rdh-kunit";
-}
-
-static const struct dma_fence_ops rdh_test_fence_ops = {
-	.get_driver_name = rdh_test_fence_name,
-	.get_timeline_name = rdh_test_fence_name,
-};
-
-static DEFINE_SPINLOCK(rdh_test_fence_lock);
-
 struct dma_fence *rdh_test_fence_create(void)
 {
-	struct dma_fence *fence = kzalloc(sizeof(*fence), GFP_KERNEL);
-
-	if (!fence)
-		return ERR_PTR(-ENOMEM);
-	dma_fence_init(fence, &rdh_test_fence_ops, &rdh_test_fence_lock,
-		       dma_fence_context_alloc(1), 1);
-	return fence;
+	return rdh_test_fence_new();
 }
 
 void rdh_test_fence_signal(struct dma_fence *fence)
 {
-	bool cookie = dma_fence_begin_signalling();
-
-	dma_fence_signal(fence);
-	dma_fence_end_signalling(cookie);
+	rdh_test_fence_fire(fence);
 }
 
-struct rdh_late_signal {
-	struct delayed_work work;
-	struct dma_fence *fence;
-};
-
-static void rdh_late_signal_fn(struct work_struct *work)
-{
-	struct rdh_late_signal *late = container_of(to_delayed_work(work), struct rdh_late_signal, work);
-
-	rdh_test_fence_signal(late->fence);
-	dma_fence_put(late->fence);
-	kfree(late);
-}
-
-/* Signals @fence from a workqueue (possibly another CPU) after @ms. */
 void rdh_test_fence_signal_later(struct dma_fence *fence, unsigned int ms)
 {
-	struct rdh_late_signal *late = kzalloc(sizeof(*late), GFP_KERNEL);
-
-	if (!late) {
-		rdh_test_fence_signal(fence);
-		return;
-	}
-	late->fence = dma_fence_get(fence);
-	INIT_DELAYED_WORK(&late->work, rdh_late_signal_fn);
-	schedule_delayed_work(&late->work, msecs_to_jiffies(ms));
+	rdh_test_fence_fire_later(fence, ms);
 }

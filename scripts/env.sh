@@ -20,7 +20,14 @@ KSRC=$SRC_ROOT/linux-source-$KVER
 QEMU_DIR=$TOOLS/qemu
 QEMU=$QEMU_DIR/usr/bin/qemu-system-aarch64
 # Kernel build directory, keyed by kernel version and config fragment hash.
-KCONFIG_FRAGMENT=${KCONFIG_FRAGMENT:-$REPO_ROOT/kernel/qemu-arm64.config}
+# KCONFIG_EXTRA names more fragment files, appended to the base one.
+KCONFIG_FRAGMENT=$REPO_ROOT/kernel/qemu-arm64.config
+if [ -n "${KCONFIG_EXTRA:-}" ]; then
+	mkdir -p "$CACHE_ROOT/fragments"
+	combined=$CACHE_ROOT/fragments/$(cat "$KCONFIG_FRAGMENT" $KCONFIG_EXTRA | sha256sum | cut -c1-12).config
+	cat "$KCONFIG_FRAGMENT" $KCONFIG_EXTRA >"$combined"
+	KCONFIG_FRAGMENT=$combined
+fi
 kernel_key() {
 	local v
 	v=$(cat "$KSRC/.debian-version" 2>/dev/null || echo "$KVER")

@@ -88,6 +88,14 @@ const CHECKS: &[Check] = &[
         "coherent_pipeline_costs_nothing",
         pipelines::coherent_pipeline_costs_nothing,
     ),
+    (
+        "fenced_writer_costs_one_invalidate_per_cpu_read_after_its_frames",
+        pipelines::fenced_writer_costs_one_invalidate_per_cpu_read_after_its_frames,
+    ),
+    (
+        "cpu_read_waits_for_an_implicit_write_fence",
+        pipelines::cpu_read_waits_for_an_implicit_write_fence,
+    ),
     ("module_cannot_be_unloaded", module_cannot_be_unloaded),
 ];
 

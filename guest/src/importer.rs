@@ -20,6 +20,17 @@ const ATTACH: u64 = io(2);
 const MAP: u64 = io(3);
 const UNMAP: u64 = io(4);
 const DETACH: u64 = io(5);
+const FENCE: u64 = io(6);
+const SIGNAL: u64 = io(7);
+
+/// How a fence is made known to the heap.
+#[derive(Clone, Copy, Debug)]
+pub enum Sync {
+    /// Declared through `rdh_dma_buf_access_until`.
+    Explicit = 1,
+    /// Added to the buffer's reservation object (implicit sync).
+    Implicit = 2,
+}
 
 /// DMA direction of a mapping, as the driver numbers them.
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +46,10 @@ pub struct Session(File);
 /// An attachment index within a session.
 #[derive(Clone, Copy, Debug)]
 pub struct Attachment(u64);
+
+/// A fence index within a session.
+#[derive(Clone, Copy, Debug)]
+pub struct Fence(u64);
 
 /// A device index within a session.
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +96,17 @@ impl Session {
 
     pub fn detach(&self, a: Attachment) -> io::Result<()> {
         self.ioctl(DETACH, a.0).map(drop)
+    }
+
+    /// A new fence for a job of attachment `a` in direction `dir`.
+    pub fn fence(&self, a: Attachment, sync: Sync, dir: Dir) -> io::Result<Fence> {
+        self.ioctl(FENCE, (a.0 << 16) | ((sync as u64) << 8) | dir as u64)
+            .map(Fence)
+    }
+
+    /// Signals a fence now (`delay_ms == 0`) or after a delay.
+    pub fn signal(&self, f: Fence, delay_ms: u32) -> io::Result<()> {
+        self.ioctl(SIGNAL, (f.0 << 32) | delay_ms as u64).map(drop)
     }
 
     /// Attaches, maps in `dir`, unmaps and detaches: one device job.

@@ -9,7 +9,7 @@
 
 use crate::{
     checks::{allocate_fd, buffer_file, debugfs_number, ensure},
-    importer::{Dir, Session},
+    importer::{Dir, Session, Sync},
     ktap::Outcome,
     sys,
 };
@@ -155,4 +155,72 @@ pub fn cpu_fill_for_display_cleans_once_per_frame() -> Outcome {
         })?;
     }
     Ok(())
+}
+
+/// A writer device mapped once (the GPU/display pattern) reports each frame
+/// with a write fence through the explicit API; the CPU reads every 3rd of
+/// 30 frames: 10 invalidates. Two CPU reads with no fence signalled in
+/// between: the second costs nothing.
+pub fn fenced_writer_costs_one_invalidate_per_cpu_read_after_its_frames() -> Outcome {
+    let fd = allocate_with("tracked")?;
+    let session = Session::open().map_err(importer_err)?;
+    let gpu = session.device(false).map_err(importer_err)?;
+    let a = session.attach(gpu, fd.as_raw_fd()).map_err(importer_err)?;
+    session.map(a, Dir::Bidirectional).map_err(importer_err)?;
+    let start = ops(&fd)?;
+    for frame in 1..=30 {
+        let fence = session
+            .fence(a, Sync::Explicit, Dir::FromDevice)
+            .map_err(importer_err)?;
+        session.signal(fence, 0).map_err(importer_err)?;
+        if frame % 3 == 0 {
+            cpu_access(&fd, sys::DMA_BUF_SYNC_READ)?;
+        }
+    }
+    let frames = ops(&fd)?;
+    cpu_access(&fd, sys::DMA_BUF_SYNC_READ)?;
+    let idle = ops(&fd)?;
+    ensure(frames.1 - start.1 == 10, || {
+        format!(
+            "{} invalidates for 10 CPU reads of 30 fenced frames",
+            frames.1 - start.1
+        )
+    })?;
+    ensure(idle == frames, || {
+        format!("a read with no new fence cost {frames:?} -> {idle:?}")
+    })
+}
+
+/// Implicit sync: the device's write fence is in the reservation object and
+/// signals 50 ms later; SYNC START waits for it, and the CPU read that
+/// follows is invalidated once.
+pub fn cpu_read_waits_for_an_implicit_write_fence() -> Outcome {
+    let fd = allocate_with("tracked")?;
+    let session = Session::open().map_err(importer_err)?;
+    let camera = session.device(false).map_err(importer_err)?;
+    let a = session
+        .attach(camera, fd.as_raw_fd())
+        .map_err(importer_err)?;
+    // Declare once so the attachment counts as fenced, then go implicit.
+    let first = session
+        .fence(a, Sync::Explicit, Dir::FromDevice)
+        .map_err(importer_err)?;
+    session.signal(first, 0).map_err(importer_err)?;
+    session.map(a, Dir::FromDevice).map_err(importer_err)?;
+    cpu_access(&fd, sys::DMA_BUF_SYNC_READ)?;
+    let before = ops(&fd)?;
+    let fence = session
+        .fence(a, Sync::Implicit, Dir::FromDevice)
+        .map_err(importer_err)?;
+    session.signal(fence, 50).map_err(importer_err)?;
+    let started = std::time::Instant::now();
+    cpu_access(&fd, sys::DMA_BUF_SYNC_READ)?;
+    let waited = started.elapsed();
+    let after = ops(&fd)?;
+    ensure(waited >= std::time::Duration::from_millis(40), || {
+        format!("SYNC START returned after {waited:?}, before the fence signalled")
+    })?;
+    ensure(after.1 - before.1 == 1, || {
+        format!("{before:?} -> {after:?}: want one invalidate")
+    })
 }

@@ -15,6 +15,11 @@
 //! | `RDI_MAP` | `attachment << 8 \| direction` (0 bidirectional, 1 to device, 2 from device) | 0 |
 //! | `RDI_UNMAP` | attachment | 0 |
 //! | `RDI_DETACH` | attachment (unmaps first if mapped) | 0 |
+//! | `RDI_FENCE` | `attachment << 16 \| flags << 8 \| direction`; flags: 1 declare through `rdh_dma_buf_access_until`, 2 add to the reservation object (WRITE usage for a writing direction, READ otherwise) | fence index |
+//! | `RDI_SIGNAL` | `fence << 32 \| delay in ms` (0: now, else from a workqueue) | 0 |
+//!
+//! Every fence signals within 10 s even if never told to (like vgem's), and
+//! when its session is closed: no fence waits for user space forever.
 //!
 //! Devices are platform devices without a driver or IOMMU: the DMA API maps
 //! them directly and, unless coherent, performs real cache maintenance.
@@ -24,7 +29,7 @@ use core::{
     sync::atomic::{AtomicI32, Ordering},
 };
 use kernel::{
-    error::from_err_ptr,
+    error::{from_err_ptr, to_result},
     fs::File,
     ioctl::_IO,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
@@ -44,9 +49,26 @@ mod sys;
 mod shim {
     use kernel::bindings::device;
 
+    use super::sys::{dma_buf, dma_buf_attachment, dma_data_direction, dma_fence};
+    use kernel::ffi::{c_int, c_uint};
+
     extern "C" {
-        pub(crate) fn rdi_device_create(id: kernel::ffi::c_int, coherent: bool) -> *mut device;
+        pub(crate) fn rdi_device_create(id: c_int, coherent: bool) -> *mut device;
         pub(crate) fn rdi_device_destroy(dev: *mut device);
+        pub(crate) fn rdi_fence_create() -> *mut dma_fence;
+        pub(crate) fn rdi_fence_signal(fence: *mut dma_fence, delay_ms: c_uint);
+        pub(crate) fn rdi_fence_put(fence: *mut dma_fence);
+        pub(crate) fn rdi_resv_add_fence(
+            dmabuf: *mut dma_buf,
+            fence: *mut dma_fence,
+            write: bool,
+        ) -> c_int;
+        /// Exported by rust_dmabuf_heap (`include/rust_dmabuf_heap.h`).
+        pub(crate) fn rdh_dma_buf_access_until(
+            attach: *mut dma_buf_attachment,
+            dir: dma_data_direction,
+            fence: *mut dma_fence,
+        ) -> c_int;
     }
 }
 
@@ -55,6 +77,13 @@ const RDI_ATTACH: u32 = _IO(b'R' as u32, 2);
 const RDI_MAP: u32 = _IO(b'R' as u32, 3);
 const RDI_UNMAP: u32 = _IO(b'R' as u32, 4);
 const RDI_DETACH: u32 = _IO(b'R' as u32, 5);
+const RDI_FENCE: u32 = _IO(b'R' as u32, 6);
+const RDI_SIGNAL: u32 = _IO(b'R' as u32, 7);
+
+/// `RDI_FENCE` flag: declare the fence through the heap's explicit API.
+const FENCE_EXPLICIT: usize = 1;
+/// `RDI_FENCE` flag: publish the fence in the reservation object.
+const FENCE_RESV: usize = 2;
 
 module! {
     type: RdhImporter,
@@ -184,9 +213,31 @@ unsafe impl Send for Importer {}
 // SAFETY: As above.
 unsafe impl Send for FakeDevice {}
 
-/// What one open file created. Field order is drop order: attachments go
-/// before the devices they use.
+/// A test fence; we hold one reference.
+///
+/// # Invariants
+///
+/// `0` is a fence made by `rdi_fence_create`, referenced by us.
+struct TestFence(NonNull<sys::dma_fence>);
+
+impl Drop for TestFence {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant. Signal (a no-op if done) so that
+        // nothing waits for a closed session, then drop our reference.
+        unsafe {
+            shim::rdi_fence_signal(self.0.as_ptr(), 0);
+            shim::rdi_fence_put(self.0.as_ptr());
+        }
+    }
+}
+
+// SAFETY: Fences are refcounted kernel objects usable from any thread.
+unsafe impl Send for TestFence {}
+
+/// What one open file created. Field order is drop order: fences signal
+/// first, then attachments go before the devices they use.
 struct SessionState {
+    fences: KVec<TestFence>,
     importers: KVec<Option<Importer>>,
     devices: KVec<FakeDevice>,
 }
@@ -195,6 +246,16 @@ struct SessionState {
 struct Session {
     #[pin]
     state: Mutex<SessionState>,
+}
+
+/// The driver's direction numbers.
+fn direction(value: usize) -> Result<sys::dma_data_direction> {
+    match value {
+        0 => Ok(sys::dma_data_direction_DMA_BIDIRECTIONAL),
+        1 => Ok(sys::dma_data_direction_DMA_TO_DEVICE),
+        2 => Ok(sys::dma_data_direction_DMA_FROM_DEVICE),
+        _ => Err(EINVAL),
+    }
 }
 
 impl Session {
@@ -226,17 +287,48 @@ impl Session {
                 Ok(state.importers.len() as isize - 1)
             }
             RDI_MAP => {
-                let dir = match arg & 0xff {
-                    0 => sys::dma_data_direction_DMA_BIDIRECTIONAL,
-                    1 => sys::dma_data_direction_DMA_TO_DEVICE,
-                    2 => sys::dma_data_direction_DMA_FROM_DEVICE,
-                    _ => return Err(EINVAL),
-                };
+                let dir = direction(arg & 0xff)?;
                 Self::importer(&mut state, arg >> 8)?.map(dir)?;
                 Ok(0)
             }
             RDI_UNMAP => {
                 Self::importer(&mut state, arg)?.unmap();
+                Ok(0)
+            }
+            RDI_FENCE => {
+                let (which, flags, dir) = (arg >> 16, (arg >> 8) & 0xff, direction(arg & 0xff)?);
+                let importer = Self::importer(&mut state, which)?;
+                let (dmabuf, attach) = (importer.dmabuf.as_ptr(), importer.attach.as_ptr());
+                if flags == 0 || flags & !(FENCE_EXPLICIT | FENCE_RESV) != 0 {
+                    return Err(EINVAL);
+                }
+                state.fences.reserve(1, GFP_KERNEL)?;
+                // SAFETY: Process context.
+                let fence = from_err_ptr(unsafe { shim::rdi_fence_create() })?;
+                // INVARIANT: Made just now; its reference is ours.
+                let fence = TestFence(NonNull::new(fence).ok_or(ENOMEM)?);
+                if flags & FENCE_EXPLICIT != 0 {
+                    // SAFETY: `attach` is live; the fence is referenced.
+                    to_result(unsafe {
+                        shim::rdh_dma_buf_access_until(attach, dir, fence.0.as_ptr())
+                    })?;
+                }
+                if flags & FENCE_RESV != 0 {
+                    let write = dir != sys::dma_data_direction_DMA_TO_DEVICE;
+                    // SAFETY: `dmabuf` is live (the importer holds a
+                    // reference); the fence is referenced.
+                    to_result(unsafe {
+                        shim::rdi_resv_add_fence(dmabuf, fence.0.as_ptr(), write)
+                    })?;
+                }
+                state.fences.push(fence, GFP_KERNEL)?;
+                Ok(state.fences.len() as isize - 1)
+            }
+            RDI_SIGNAL => {
+                let (which, delay_ms) = (arg >> 32, (arg & 0xffff_ffff) as u32);
+                let fence = state.fences.get(which).ok_or(EINVAL)?;
+                // SAFETY: The fence is referenced by the session.
+                unsafe { shim::rdi_fence_signal(fence.0.as_ptr(), delay_ms) };
                 Ok(0)
             }
             RDI_DETACH => {
@@ -257,6 +349,7 @@ impl MiscDevice for Session {
         KBox::try_pin_init(
             try_pin_init!(Session {
                 state <- new_mutex!(SessionState {
+                    fences: KVec::new(),
                     importers: KVec::new(),
                     devices: KVec::new(),
                 }),
