@@ -8,6 +8,7 @@
 #                and from the system heap, print what happened
 #   make check   all tests (host, rustfmt, clippy, QEMU: KUnit + guest)
 #   make check-debug  the QEMU suite under KASAN, lockdep, ...
+#   make bench   cache maintenance and allocation cost vs the system heap
 #   make module  build rust_dmabuf_heap.ko (KDIR=... for a real board)
 #
 # KVER=7.2 selects the Debian 7.2 kernel series instead of 7.3.
@@ -15,7 +16,7 @@
 KVER ?= 7.3
 export KVER
 
-.PHONY: all setup kernel module run check check-debug clean
+.PHONY: all setup kernel module run check check-debug bench clean
 
 all: module
 
@@ -38,6 +39,10 @@ check:
 # other checkers of kernel/debug.config; any report fails it.
 check-debug: setup
 	@KCONFIG_EXTRA=$(CURDIR)/kernel/debug.config RDH_TIMEOUT=900 bash scripts/vm.sh check
+
+# Cache maintenance and allocation cost, system heap vs ours, in one boot.
+bench:
+	@bash scripts/bench.sh
 
 clean:
 	rm -f *.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order ffi_generated.rs

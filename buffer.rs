@@ -277,7 +277,8 @@ impl HeapBuffer {
         let (before, mapped) = (attachment.device, attachment.mapped);
         attachment.device.fenced = true;
         let after = attachment.device;
-        if !before.fenced {
+        // Under `always` fences change nothing (and no mapping changed).
+        if !before.fenced && state.ownership.policy() == Policy::Tracked {
             if let Some(mapped) = mapped {
                 // Re-enter the mapping as fenced; what it may have written
                 // until now still counts.

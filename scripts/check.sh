@@ -28,7 +28,7 @@ rm -f "$host_log"
 [ "$host_rc" -eq 0 ] || broken+=("host tests")
 
 step "cache model: ownership rules vs. a simulated CPU cache (10^5 random + exhaustive)"
-if cargo run -q --release --locked -p cache-model; then
+if cargo run -q --release --locked -p cache-model --bin cache-model; then
 	model_ok=1
 else
 	model_ok=0

@@ -4,6 +4,7 @@
 #   scripts/vm.sh check   KUnit at insmod + the guest's checks, judged by
 #                         the runner (ends with "N passed, N failed")
 #   scripts/vm.sh run     the demonstration: both heaps, a few lines
+#   scripts/vm.sh bench   the benchmark scenarios (see scripts/bench.sh)
 # RDH_PARAMS (e.g. heap_name=foo) is passed to the module.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
@@ -45,13 +46,17 @@ check)
 	exec "$runner" "${args[@]}" --log "$REPO_ROOT/target/vm-check.log" \
 		--expect-suite rust_dmabuf_heap --expect-suite rdh_guest
 	;;
+bench)
+	exec "$runner" "${args[@]}" --log "$REPO_ROOT/target/vm-bench.log" \
+		--echo "rdh:" --expect-suite rust_dmabuf_heap
+	;;
 run)
 	exec "$runner" "${args[@]}" --log "$REPO_ROOT/target/vm-run.log" \
 		--echo "rdh:" --echo "rust_dmabuf_heap:" \
 		--expect-suite rust_dmabuf_heap --expect-suite rdh_run
 	;;
 *)
-	echo "usage: $0 check|run" >&2
+	echo "usage: $0 check|run|bench" >&2
 	exit 2
 	;;
 esac

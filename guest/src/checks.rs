@@ -146,6 +146,12 @@ pub fn exported_bytes(exp_name: &str) -> Result<u64, String> {
         .sum())
 }
 
+/// Loads the heap module and the importer test driver (for `make bench`).
+pub fn load_modules() -> Outcome {
+    module_loads_and_registers_heap()?;
+    pipelines::importer_driver_loads()
+}
+
 fn module_loads_and_registers_heap() -> Outcome {
     sys::load_module(MODULE_PATH, &module_params()).map_err(|e| format!("finit_module: {e}"))?;
     let path = heap_path(&heap_name());

@@ -22,6 +22,9 @@ const UNMAP: u64 = io(4);
 const DETACH: u64 = io(5);
 const FENCE: u64 = io(6);
 const SIGNAL: u64 = io(7);
+const COUNTERS_RESET: u64 = io(8);
+const CLEANED_KIB: u64 = io(9);
+const INVALIDATED_KIB: u64 = io(10);
 
 /// How a fence is made known to the heap.
 #[derive(Clone, Copy, Debug)]
@@ -107,6 +110,19 @@ impl Session {
     /// Signals a fence now (`delay_ms == 0`) or after a delay.
     pub fn signal(&self, f: Fence, delay_ms: u32) -> io::Result<()> {
         self.ioctl(SIGNAL, (f.0 << 32) | delay_ms as u64).map(drop)
+    }
+
+    /// Zeroes the heap-independent maintenance counters.
+    pub fn reset_counters(&self) -> io::Result<()> {
+        self.ioctl(COUNTERS_RESET, 0).map(drop)
+    }
+
+    /// Bytes (cleaned, invalidated) by the arch code since the reset.
+    pub fn counters(&self) -> io::Result<(u64, u64)> {
+        Ok((
+            self.ioctl(CLEANED_KIB, 0)? * 1024,
+            self.ioctl(INVALIDATED_KIB, 0)? * 1024,
+        ))
     }
 
     /// Attaches, maps in `dir`, unmaps and detaches: one device job.

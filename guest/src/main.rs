@@ -4,8 +4,9 @@
 //!
 //! Mounts the pseudo file systems, quiets the console, loads the heap module
 //! (its KUnit suite runs during the load), then either checks the heap from
-//! user space and prints KTAP (`rdh_mode=check`, the default) or shows a
-//! short demonstration (`rdh_mode=run`). Finally it replays the kernel log
+//! user space and prints KTAP (`rdh_mode=check`, the default), shows a
+//! short demonstration (`rdh_mode=run`) or runs the benchmark
+//! (`rdh_mode=bench`). Finally it replays the kernel log
 //! written since it started, so kernel and user output never interleave on
 //! the console, and powers off.
 //!
@@ -13,6 +14,7 @@
 //! environment variables: `rdh_mode`, `rdh_params` (module parameters,
 //! comma separated).
 
+mod bench;
 mod checks;
 mod demo;
 mod importer;
@@ -60,6 +62,7 @@ fn main() {
 
     match std::env::var("rdh_mode").as_deref() {
         Ok("run") => demo::run(),
+        Ok("bench") => bench::run(),
         _ => checks::run(),
     }
 

@@ -18,6 +18,9 @@
 //! | `RDI_FENCE` | `attachment << 16 \| flags << 8 \| direction`; flags: 1 declare through `rdh_dma_buf_access_until`, 2 add to the reservation object (WRITE usage for a writing direction, READ otherwise) | fence index |
 //! | `RDI_SIGNAL` | `fence << 32 \| delay in ms` (0: now, else from a workqueue) | 0 |
 //!
+//! | `RDI_COUNTERS_RESET` | — | 0 |
+//! | `RDI_CLEANED_KIB`, `RDI_INVALIDATED_KIB` | — | KiB cleaned / invalidated by the arm64 arch code since the reset, for every heap and device (kprobes; `ENODEV` without `CONFIG_KPROBES`) |
+//!
 //! Every fence signals within 10 s even if never told to (like vgem's), and
 //! when its session is closed: no fence waits for user space forever.
 //!
@@ -26,7 +29,7 @@
 
 use core::{
     ptr::NonNull,
-    sync::atomic::{AtomicI32, Ordering},
+    sync::atomic::{AtomicBool, AtomicI32, Ordering},
 };
 use kernel::{
     error::{from_err_ptr, to_result},
@@ -63,6 +66,11 @@ mod shim {
             fence: *mut dma_fence,
             write: bool,
         ) -> c_int;
+        pub(crate) fn rdi_counters_start() -> c_int;
+        pub(crate) fn rdi_counters_stop();
+        pub(crate) fn rdi_counters_reset();
+        pub(crate) fn rdi_clean_bytes() -> u64;
+        pub(crate) fn rdi_invalidate_bytes() -> u64;
         /// Exported by rust_dmabuf_heap (`include/rust_dmabuf_heap.h`).
         pub(crate) fn rdh_dma_buf_access_until(
             attach: *mut dma_buf_attachment,
@@ -79,6 +87,9 @@ const RDI_UNMAP: u32 = _IO(b'R' as u32, 4);
 const RDI_DETACH: u32 = _IO(b'R' as u32, 5);
 const RDI_FENCE: u32 = _IO(b'R' as u32, 6);
 const RDI_SIGNAL: u32 = _IO(b'R' as u32, 7);
+const RDI_COUNTERS_RESET: u32 = _IO(b'R' as u32, 8);
+const RDI_CLEANED_KIB: u32 = _IO(b'R' as u32, 9);
+const RDI_INVALIDATED_KIB: u32 = _IO(b'R' as u32, 10);
 
 /// `RDI_FENCE` flag: declare the fence through the heap's explicit API.
 const FENCE_EXPLICIT: usize = 1;
@@ -98,6 +109,7 @@ module! {
 struct RdhImporter {
     #[pin]
     _misc: MiscDeviceRegistration<Session>,
+    _counters: Counters,
 }
 
 impl kernel::InPlaceModule for RdhImporter {
@@ -106,8 +118,42 @@ impl kernel::InPlaceModule for RdhImporter {
             _misc <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"rdh_importer",
             }),
+            _counters: Counters::start(),
         })
     }
+}
+
+/// Whether the kprobe counters are registered.
+static COUNTING: AtomicBool = AtomicBool::new(false);
+
+/// The cache maintenance counters (kprobes), while the module is loaded.
+struct Counters;
+
+impl Counters {
+    fn start() -> Self {
+        // SAFETY: Module init, process context.
+        let running = unsafe { shim::rdi_counters_start() } == 0;
+        COUNTING.store(running, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for Counters {
+    fn drop(&mut self) {
+        COUNTING.store(false, Ordering::Relaxed);
+        // SAFETY: Unregisters what `start` registered, if anything.
+        unsafe { shim::rdi_counters_stop() };
+    }
+}
+
+/// A counter's value in KiB (whole pages, so exact; small enough for the
+/// ioctl return value).
+fn read_counter(counter: unsafe extern "C" fn() -> u64) -> Result<isize> {
+    if !COUNTING.load(Ordering::Relaxed) {
+        return Err(ENODEV);
+    }
+    // SAFETY: Reads an atomic counter.
+    Ok((unsafe { counter() } / 1024) as isize)
 }
 
 /// Platform device ids, unique across sessions.
@@ -359,6 +405,15 @@ impl MiscDevice for Session {
     }
 
     fn ioctl(me: Pin<&Session>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        me.command(cmd, arg)
+        match cmd {
+            RDI_COUNTERS_RESET => {
+                // SAFETY: Resets atomic counters.
+                unsafe { shim::rdi_counters_reset() };
+                Ok(0)
+            }
+            RDI_CLEANED_KIB => read_counter(shim::rdi_clean_bytes),
+            RDI_INVALIDATED_KIB => read_counter(shim::rdi_invalidate_bytes),
+            _ => me.command(cmd, arg),
+        }
     }
 }

@@ -68,3 +68,97 @@ int rdi_resv_add_fence(struct dma_buf *dmabuf, struct dma_fence *fence, bool wri
 	dma_resv_unlock(resv);
 	return ret;
 }
+
+/*
+ * A heap-independent count of cache maintenance: kprobes on arm64's
+ * arch_sync_dma_for_device() (always a clean) and arch_sync_dma_for_cpu()
+ * (an invalidate unless DMA_TO_DEVICE), summing the bytes exactly as the
+ * arch code maintains them, whichever heap or device asked. Needs
+ * CONFIG_KPROBES (the `make bench` kernel); otherwise -ENODEV.
+ */
+int rdi_counters_start(void);
+void rdi_counters_stop(void);
+void rdi_counters_reset(void);
+u64 rdi_clean_bytes(void);
+u64 rdi_invalidate_bytes(void);
+
+static atomic64_t rdi_cleaned, rdi_invalidated;
+
+#ifdef CONFIG_KPROBES
+#include <linux/kprobes.h>
+
+/* arm64 calling convention: x0 = paddr, x1 = size, x2 = dir. */
+static int rdi_for_device(struct kprobe *p, struct pt_regs *regs)
+{
+	atomic64_add(regs->regs[1], &rdi_cleaned);
+	return 0;
+}
+
+static int rdi_for_cpu(struct kprobe *p, struct pt_regs *regs)
+{
+	if (regs->regs[2] != DMA_TO_DEVICE)
+		atomic64_add(regs->regs[1], &rdi_invalidated);
+	return 0;
+}
+
+static struct kprobe rdi_kp_device = {
+	.symbol_name = "arch_sync_dma_for_device",
+	.pre_handler = rdi_for_device,
+};
+
+static struct kprobe rdi_kp_cpu = {
+	.symbol_name = "arch_sync_dma_for_cpu",
+	.pre_handler = rdi_for_cpu,
+};
+
+static bool rdi_counting;
+
+int rdi_counters_start(void)
+{
+	int ret = register_kprobe(&rdi_kp_device);
+
+	if (ret)
+		return ret;
+	ret = register_kprobe(&rdi_kp_cpu);
+	if (ret) {
+		unregister_kprobe(&rdi_kp_device);
+		return ret;
+	}
+	rdi_counting = true;
+	return 0;
+}
+
+void rdi_counters_stop(void)
+{
+	if (!rdi_counting)
+		return;
+	unregister_kprobe(&rdi_kp_cpu);
+	unregister_kprobe(&rdi_kp_device);
+	rdi_counting = false;
+}
+#else
+int rdi_counters_start(void)
+{
+	return -ENODEV;
+}
+
+void rdi_counters_stop(void)
+{
+}
+#endif
+
+void rdi_counters_reset(void)
+{
+	atomic64_set(&rdi_cleaned, 0);
+	atomic64_set(&rdi_invalidated, 0);
+}
+
+u64 rdi_clean_bytes(void)
+{
+	return atomic64_read(&rdi_cleaned);
+}
+
+u64 rdi_invalidate_bytes(void)
+{
+	return atomic64_read(&rdi_invalidated);
+}

@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `make bench`: plays every scenario of `bench/scenarios.rs` on the
+//! upstream system heap and on ours under both policies, counting cache
+//! maintenance with the importer driver's kprobes (the same counter for
+//! every heap), then times allocation. Results are `BENCH {json}` lines,
+//! printed while the kernel is quiet; the host turns them into the report.
+
+// Shared with the host report, which uses more of it.
+#[allow(dead_code)]
+#[path = "../../bench/scenarios.rs"]
+mod scenarios;
+
+use crate::{
+    checks::{buffer_file, debugfs_number},
+    importer::{self, Session},
+    sys,
+};
+use dma_heap::{Heap, HeapKind};
+use scenarios::{Dir, Op, Scenario, BUFFER_BYTES, SCENARIOS};
+use std::{
+    os::fd::{AsRawFd, OwnedFd},
+    path::PathBuf,
+    time::Instant,
+};
+
+const POLICY: &str = "/sys/module/rust_dmabuf_heap/parameters/sync_policy";
+
+/// A heap as the benchmark uses it.
+struct Target {
+    heap: &'static str,
+    policy: Option<&'static str>,
+}
+
+fn ours() -> String {
+    crate::heap_name()
+}
+
+fn allocate(target: &Target, len: u64) -> Result<OwnedFd, String> {
+    if let Some(policy) = target.policy {
+        std::fs::write(POLICY, policy).map_err(|e| format!("sync_policy: {e}"))?;
+    }
+    let path = match target.heap {
+        "system" => PathBuf::from("/dev/dma_heap/system"),
+        _ => PathBuf::from(format!("/dev/dma_heap/{}", ours())),
+    };
+    Heap::new(HeapKind::Custom(path))
+        .and_then(|h| h.allocate(len as usize))
+        .map_err(|e| format!("allocate: {e}"))
+}
+
+fn dir(d: Dir) -> importer::Dir {
+    match d {
+        Dir::ToDevice => importer::Dir::ToDevice,
+        Dir::FromDevice => importer::Dir::FromDevice,
+        Dir::Bidirectional => importer::Dir::Bidirectional,
+    }
+}
+
+fn sync_flags(d: Dir) -> u64 {
+    match d {
+        Dir::ToDevice => sys::DMA_BUF_SYNC_WRITE,
+        Dir::FromDevice => sys::DMA_BUF_SYNC_READ,
+        Dir::Bidirectional => sys::DMA_BUF_SYNC_RW,
+    }
+}
+
+/// Bytes (cleaned, invalidated).
+type Bytes = (u64, u64);
+
+/// Plays `s` on a fresh buffer; returns the bytes the arch code maintained,
+/// and our debugfs's own count if the heap is ours.
+fn play(s: &Scenario, target: &Target) -> Result<(Bytes, Option<Bytes>), String> {
+    let e = |e: std::io::Error| format!("{}: importer: {e}", s.name);
+    let fd = allocate(target, BUFFER_BYTES)?;
+    let session = Session::open().map_err(e)?;
+    let mut attachments = Vec::new();
+    for device in s.devices {
+        let d = session.device(device.coherent).map_err(e)?;
+        attachments.push(session.attach(d, fd.as_raw_fd()).map_err(e)?);
+    }
+    // Our explicit fence API exists only for our buffers.
+    let fence_sync = if target.heap == "system" {
+        importer::Sync::Implicit
+    } else {
+        importer::Sync::Explicit
+    };
+    session.reset_counters().map_err(e)?;
+    let steps = s
+        .setup
+        .iter()
+        .chain((0..s.frames).flat_map(|n| (s.frame)(n).iter()));
+    for op in steps {
+        match *op {
+            Op::Map(d, how) => session.map(attachments[d], dir(how)).map_err(e)?,
+            Op::Unmap(d) => session.unmap(attachments[d]).map_err(e)?,
+            Op::Cpu(how) => {
+                sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_START | sync_flags(how))
+                    .map_err(|x| x.to_string())?;
+                sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_END | sync_flags(how))
+                    .map_err(|x| x.to_string())?;
+            }
+            Op::Job(d, how) => {
+                let fence = session
+                    .fence(attachments[d], fence_sync, dir(how))
+                    .map_err(e)?;
+                session.signal(fence, 0).map_err(e)?;
+            }
+        }
+    }
+    let arch = session.counters().map_err(e)?;
+    let own = if target.heap == "system" {
+        None
+    } else {
+        let file = buffer_file(&fd)?;
+        Some((
+            debugfs_number(&file, "clean_bytes")?,
+            debugfs_number(&file, "invalidate_bytes")?,
+        ))
+    };
+    Ok((arch, own))
+}
+
+fn median(mut v: Vec<u128>) -> u128 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// Runs the benchmark, printing `BENCH` lines.
+pub fn run() {
+    if let Err(e) = crate::checks::load_modules() {
+        println!("rdh: FAILED to load the modules: {e}");
+        return;
+    }
+    let targets = [
+        Target {
+            heap: "system",
+            policy: None,
+        },
+        Target {
+            heap: "ours",
+            policy: Some("tracked"),
+        },
+        Target {
+            heap: "ours",
+            policy: Some("always"),
+        },
+    ];
+    for s in SCENARIOS {
+        for t in &targets {
+            match play(s, t) {
+                Ok(((clean, inval), own)) => {
+                    let own = own.map_or(String::new(), |(c, i)| {
+                        format!(",\"debugfs_clean_bytes\":{c},\"debugfs_invalidate_bytes\":{i}")
+                    });
+                    println!(
+                        "BENCH {{\"scenario\":\"{}\",\"heap\":\"{}\",\"policy\":\"{}\",\"frames\":{},\"clean_bytes\":{clean},\"invalidate_bytes\":{inval}{own}}}",
+                        s.name,
+                        if t.heap == "system" { "system".to_string() } else { ours() },
+                        t.policy.unwrap_or("-"),
+                        s.frames,
+                    );
+                }
+                Err(err) => println!(
+                    "rdh: {} on {} ({:?}): FAILED: {err}",
+                    s.name, t.heap, t.policy
+                ),
+            }
+        }
+    }
+    let _ = std::fs::write(POLICY, "tracked");
+    // Allocation latency: alloc + free, alternating heaps, median of 31.
+    let system = Target {
+        heap: "system",
+        policy: None,
+    };
+    let tracked = Target {
+        heap: "ours",
+        policy: Some("tracked"),
+    };
+    for size in [4u64 << 10, 64 << 10, 1 << 20, 8 << 20, 32 << 20] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..31 {
+            for (target, times) in [(&system, &mut a), (&tracked, &mut b)] {
+                let start = Instant::now();
+                match allocate(target, size) {
+                    Ok(fd) => drop(fd),
+                    Err(err) => {
+                        println!("rdh: allocation of {size} failed: {err}");
+                        return;
+                    }
+                }
+                times.push(start.elapsed().as_nanos());
+            }
+        }
+        for (heap, times) in [("system".to_string(), a), (ours(), b)] {
+            println!(
+                "BENCH {{\"alloc_size\":{size},\"heap\":\"{heap}\",\"median_ns\":{}}}",
+                median(times)
+            );
+        }
+    }
+    println!("rdh: benchmark done");
+}
