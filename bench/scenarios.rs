@@ -43,9 +43,18 @@ pub struct Scenario {
     pub devices: &'static [Device],
     /// Steps before the first frame (long-lived mappings).
     pub setup: &'static [Op],
-    /// Steps of frame `n` (0-based).
-    pub frame: fn(usize) -> &'static [Op],
+    /// Steps of frame `n` (0-based), as a few runs of steps.
+    pub frame: fn(usize) -> &'static [&'static [Op]],
     pub frames: usize,
+}
+
+impl Scenario {
+    /// Every step: the setup, then each frame's.
+    pub fn steps(&self) -> impl Iterator<Item = &'static Op> + '_ {
+        self.setup
+            .iter()
+            .chain((0..self.frames).flat_map(|n| (self.frame)(n).iter().copied().flatten()))
+    }
 }
 
 const NC: Device = Device { coherent: false };
@@ -60,14 +69,12 @@ const PIPELINE: &[Op] = &[
     Op::Unmap(2),
 ];
 
-const PIPELINE_READBACK: &[Op] = &[
-    Op::Map(0, Dir::FromDevice),
+const READBACK: &[Op] = &[Op::Cpu(Dir::FromDevice)];
+
+const FILL_AND_SHOW: &[Op] = &[
+    Op::Cpu(Dir::ToDevice),
+    Op::Map(0, Dir::ToDevice),
     Op::Unmap(0),
-    Op::Map(1, Dir::Bidirectional),
-    Op::Unmap(1),
-    Op::Map(2, Dir::ToDevice),
-    Op::Unmap(2),
-    Op::Cpu(Dir::FromDevice),
 ];
 
 const THREE_MAPPED: &[Op] = &[
@@ -90,7 +97,7 @@ pub const SCENARIOS: &[Scenario] = &[
         what: "camera -> GPU -> display, map/unmap per frame",
         devices: &[NC, NC, NC],
         setup: &[],
-        frame: |_| PIPELINE,
+        frame: |_| &[PIPELINE],
         frames: 60,
     },
     Scenario {
@@ -100,9 +107,9 @@ pub const SCENARIOS: &[Scenario] = &[
         setup: &[],
         frame: |n| {
             if n % 4 == 3 {
-                PIPELINE_READBACK
+                &[PIPELINE, READBACK]
             } else {
-                PIPELINE
+                &[PIPELINE]
             }
         },
         frames: 60,
@@ -112,13 +119,7 @@ pub const SCENARIOS: &[Scenario] = &[
         what: "CPU fills, a non-coherent device reads",
         devices: &[NC],
         setup: &[],
-        frame: |_| {
-            &[
-                Op::Cpu(Dir::ToDevice),
-                Op::Map(0, Dir::ToDevice),
-                Op::Unmap(0),
-            ]
-        },
+        frame: |_| &[FILL_AND_SHOW],
         frames: 60,
     },
     Scenario {
@@ -126,7 +127,7 @@ pub const SCENARIOS: &[Scenario] = &[
         what: "three importers keep it mapped; CPU read-write cycles",
         devices: &[NC, NC, NC],
         setup: THREE_MAPPED,
-        frame: |_| &[Op::Cpu(Dir::Bidirectional)],
+        frame: |_| &[&[Op::Cpu(Dir::Bidirectional)]],
         frames: 60,
     },
     Scenario {
@@ -134,7 +135,7 @@ pub const SCENARIOS: &[Scenario] = &[
         what: "CPU only: SYNC START/END pairs",
         devices: &[],
         setup: &[],
-        frame: |_| &[Op::Cpu(Dir::Bidirectional)],
+        frame: |_| &[&[Op::Cpu(Dir::Bidirectional)]],
         frames: 1000,
     },
     Scenario {
@@ -142,7 +143,7 @@ pub const SCENARIOS: &[Scenario] = &[
         what: "S1 with coherent devices",
         devices: &[COHERENT, COHERENT, COHERENT],
         setup: &[],
-        frame: |_| PIPELINE,
+        frame: |_| &[PIPELINE],
         frames: 60,
     },
     Scenario {
@@ -150,7 +151,7 @@ pub const SCENARIOS: &[Scenario] = &[
         what: "S4 with a write fence per device job",
         devices: &[NC, NC, NC],
         setup: THREE_MAPPED,
-        frame: |_| FENCED_FRAME,
+        frame: |_| &[FENCED_FRAME],
         frames: 60,
     },
 ];

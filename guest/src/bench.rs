@@ -86,11 +86,7 @@ fn play(s: &Scenario, target: &Target) -> Result<(Bytes, Option<Bytes>), String>
         importer::Sync::Explicit
     };
     session.reset_counters().map_err(e)?;
-    let steps = s
-        .setup
-        .iter()
-        .chain((0..s.frames).flat_map(|n| (s.frame)(n).iter()));
-    for op in steps {
+    for op in s.steps() {
         match *op {
             Op::Map(d, how) => session.map(attachments[d], dir(how)).map_err(e)?,
             Op::Unmap(d) => session.unmap(attachments[d]).map_err(e)?,

@@ -35,11 +35,7 @@ fn direction(d: Dir) -> Direction {
 /// The exporter-knowledge minimum for `s` on an 8 MiB buffer, in bytes.
 fn oracle_bytes(s: &Scenario) -> u64 {
     let mut steps = Vec::new();
-    let ops = s
-        .setup
-        .iter()
-        .chain((0..s.frames).flat_map(|n| (s.frame)(n).iter()));
-    for op in ops {
+    for op in s.steps() {
         match *op {
             Op::Map(d, how) => steps.push(Step::Map(d, direction(how))),
             Op::Unmap(d) => steps.push(Step::Unmap(d)),
@@ -55,12 +51,7 @@ fn oracle_bytes(s: &Scenario) -> u64 {
         }
     }
     let fenced = (0..s.devices.len())
-        .map(|d| {
-            s.setup
-                .iter()
-                .chain((s.frame)(0))
-                .any(|op| matches!(op, Op::Job(j, _) if *j == d))
-        })
+        .map(|d| s.steps().any(|op| matches!(op, Op::Job(j, _) if *j == d)))
         .collect();
     let model = ModelScenario {
         coherent: s.devices.iter().map(|d| d.coherent).collect(),
