@@ -4,9 +4,10 @@
 //!
 //! - `stats`: heap totals since load: policy, buffers and bytes allocated
 //!   and live, bytes cleaned and invalidated, operations skipped by reason.
-//! - `buffers/<ino>`: one file per live buffer, named after its dma-buf
-//!   inode (what `fstat` on the fd reports as `st_ino`): size, policy,
-//!   ownership state, its own counters.
+//! - `buffers/<ino>`: one file per live buffer allocated while the
+//!   `debugfs_buffers` parameter was on, named after its dma-buf inode
+//!   (what `fstat` on the fd reports as `st_ino`): size, policy, ownership
+//!   state, its own counters.
 //!
 //! Every line is `key: value` so that tests can read it. The files and the
 //! `seq_file` plumbing are in the C shim; the text is written here.
@@ -42,12 +43,17 @@ unsafe impl Send for BufferFile {}
 unsafe impl Sync for BufferFile {}
 
 impl BufferFile {
-    /// Adds the file for `buffer`, exported as `dmabuf`.
+    /// Adds the file for `buffer`, exported as `dmabuf`, if the
+    /// `debugfs_buffers` parameter asks for per-buffer files.
     ///
     /// # Safety
     ///
     /// `dmabuf` must be live, and `buffer` must outlive the returned value.
     pub(crate) unsafe fn new(dmabuf: *mut sys::dma_buf, buffer: &HeapBuffer) -> Option<Self> {
+        // SAFETY: Reads a module parameter.
+        if !unsafe { sys::rdh_debugfs_buffers_enabled() } {
+            return None;
+        }
         let data = core::ptr::from_ref(buffer).cast_mut().cast::<c_void>();
         // SAFETY: `dmabuf` is live; `buffer` outlives the file (the caller's
         // promise), and `Drop` removes it, waiting for readers.

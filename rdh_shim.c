@@ -73,6 +73,21 @@ bool rdh_sync_policy_always(void)
 }
 
 /*
+ * Per-buffer debugfs files cost a file creation and removal per buffer
+ * (about as much as the rest of a small allocation), so they are a debug
+ * feature, off by default; writable at run time, applies to new buffers.
+ */
+static bool debugfs_buffers;
+module_param(debugfs_buffers, bool, 0644);
+MODULE_PARM_DESC(debugfs_buffers,
+		 "Create /sys/kernel/debug/rust_dmabuf_heap/<heap>/buffers/<ino> for new buffers (default: N)");
+
+bool rdh_debugfs_buffers_enabled(void)
+{
+	return READ_ONCE(debugfs_buffers);
+}
+
+/*
  * The heap's own DMA device: non-coherent, direct-mapped, 64-bit mask. Every
  * buffer is mapped to it once (without syncing), so that cache maintenance
  * can run at the moment ownership changes, even when no importer has the

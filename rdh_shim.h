@@ -39,6 +39,7 @@ const unsigned long RDH_DMA_ATTR_SKIP_CPU_SYNC = DMA_ATTR_SKIP_CPU_SYNC;
 
 const char *rdh_heap_name(void);
 bool rdh_sync_policy_always(void);
+bool rdh_debugfs_buffers_enabled(void);
 struct device *rdh_maintenance_device_create(void);
 bool rdh_dev_is_dma_coherent(struct device *dev);
 struct module *rdh_this_module(void);

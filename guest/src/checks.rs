@@ -152,8 +152,16 @@ pub fn load_modules() -> Outcome {
     pipelines::importer_driver_loads()
 }
 
+/// Turns per-buffer debugfs files on or off (for buffers allocated after).
+pub fn debugfs_buffers(on: bool) -> Outcome {
+    let path = "/sys/module/rust_dmabuf_heap/parameters/debugfs_buffers";
+    std::fs::write(path, if on { "Y" } else { "N" }).map_err(|e| format!("{path}: {e}"))
+}
+
 fn module_loads_and_registers_heap() -> Outcome {
     sys::load_module(MODULE_PATH, &module_params()).map_err(|e| format!("finit_module: {e}"))?;
+    // The checks read the buffers' own counters.
+    debugfs_buffers(true)?;
     let path = heap_path(&heap_name());
     ensure(path.exists(), || {
         format!("{} missing after load", path.display())
