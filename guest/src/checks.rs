@@ -7,7 +7,7 @@
 use crate::{
     heap_name,
     ktap::{Outcome, Suite},
-    module_params, pipelines, sys, MODULE_NAME, MODULE_PATH,
+    misuse, module_params, pipelines, sys, MODULE_NAME, MODULE_PATH,
 };
 use dma_buf::{DmaBuf, MappedDmaBuf};
 use dma_heap::{Heap, HeapKind};
@@ -87,6 +87,22 @@ const CHECKS: &[Check] = &[
     (
         "coherent_pipeline_costs_nothing",
         pipelines::coherent_pipeline_costs_nothing,
+    ),
+    (
+        "older_and_newer_allocation_structs_work",
+        misuse::older_and_newer_allocation_structs_work,
+    ),
+    (
+        "unbalanced_and_mismatched_syncs_keep_the_data",
+        misuse::unbalanced_and_mismatched_syncs_keep_the_data,
+    ),
+    (
+        "close_while_mapped_frees_at_munmap",
+        misuse::close_while_mapped_frees_at_munmap,
+    ),
+    (
+        "importer_may_detach_after_the_fd_is_closed",
+        misuse::importer_may_detach_after_the_fd_is_closed,
     ),
     (
         "fenced_writer_costs_one_invalidate_per_cpu_read_after_its_frames",

@@ -20,6 +20,7 @@ mod demo;
 mod importer;
 mod kmsg;
 mod ktap;
+mod misuse;
 mod pipelines;
 mod sys;
 

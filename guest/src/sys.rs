@@ -100,6 +100,18 @@ pub const DMA_BUF_SYNC_RW: u64 = 3;
 pub const DMA_BUF_SYNC_START: u64 = 0;
 pub const DMA_BUF_SYNC_END: u64 = 4;
 
+/// Issues `DMA_HEAP_IOCTL_ALLOC` with an argument of `arg.len()` bytes
+/// (older or newer struct layouts): `len` at offset 0, the fd comes back at
+/// offset 8.
+pub fn heap_alloc_sized(heap: &File, arg: &mut [u8]) -> io::Result<OwnedFd> {
+    let cmd = iowr(b'H', 0, arg.len());
+    // SAFETY: `arg` is a writable buffer of the size encoded in `cmd`.
+    cvt(unsafe { libc::ioctl(heap.as_raw_fd(), cmd as libc::Ioctl, arg.as_mut_ptr()) })?;
+    let fd = u32::from_ne_bytes([arg[8], arg[9], arg[10], arg[11]]);
+    // SAFETY: On success the kernel returned a new fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// Issues `DMA_HEAP_IOCTL_ALLOC` with exactly the given fields.
 pub fn heap_alloc_raw(heap: &File, data: &mut AllocationData) -> io::Result<OwnedFd> {
     // SAFETY: `data` is a valid `dma_heap_allocation_data` for the ioctl.

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What the dma-buf core lets through to the exporter: other struct sizes,
+//! unbalanced and mismatched SYNC brackets, closing an fd that is still
+//! mapped or attached. Each must work or fail cleanly and leave nothing
+//! behind (the dma-buf core's `bufinfo` back to where it was).
+
+use crate::{
+    checks::{allocate_fd, ensure, exported_bytes},
+    heap_name,
+    importer::{Dir, Session},
+    ktap::Outcome,
+    sys,
+};
+use std::{fs::File, os::fd::AsRawFd};
+
+const MIB: u64 = 1 << 20;
+const PAGE: usize = 4096;
+
+fn exported() -> Result<u64, String> {
+    exported_bytes(&heap_name())
+}
+
+/// The older struct without `heap_flags` (16 bytes) and a newer one with
+/// trailing garbage (40 bytes) both allocate, as the upstream selftest
+/// expects.
+pub fn older_and_newer_allocation_structs_work() -> Outcome {
+    let heap = File::options()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/dma_heap/{}", heap_name()))
+        .map_err(|e| format!("open heap: {e}"))?;
+    let flags = ((libc::O_RDWR | libc::O_CLOEXEC) as u32).to_ne_bytes();
+    for size in [16usize, 40] {
+        let mut arg = vec![0xffu8; size];
+        arg[..8].copy_from_slice(&(64 * 1024u64).to_ne_bytes());
+        arg[8..12].copy_from_slice(&0u32.to_ne_bytes());
+        arg[12..16].copy_from_slice(&flags);
+        if size >= 24 {
+            arg[16..24].copy_from_slice(&0u64.to_ne_bytes());
+        }
+        let fd = sys::heap_alloc_sized(&heap, &mut arg)
+            .map_err(|e| format!("{size}-byte struct: {e}"))?;
+        let len = sys::dma_buf_size(&fd).map_err(|e| e.to_string())?;
+        ensure(len == 64 * 1024, || {
+            format!("{size}-byte struct: size {len}")
+        })?;
+    }
+    Ok(())
+}
+
+/// END without START, nested START, and a direction that differs between
+/// START and END are accepted, and the data written through them is intact.
+pub fn unbalanced_and_mismatched_syncs_keep_the_data() -> Outcome {
+    let before = exported()?;
+    let fd = allocate_fd(MIB)?;
+    let mut map = sys::Mapping::new(&fd, MIB as usize, 0).map_err(|e| format!("mmap: {e}"))?;
+    let sync = |flags| sys::dma_buf_sync(&fd, flags).map_err(|e| format!("sync {flags:#x}: {e}"));
+    sync(sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_RW)?; // END without START
+    sync(sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_READ)?;
+    sync(sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_RW)?; // nested
+    map.bytes_mut()
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = (i % 251) as u8);
+    sync(sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_WRITE)?; // mismatched
+    sync(sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_WRITE)?;
+    sync(sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_READ)?;
+    let bad = map
+        .bytes()
+        .iter()
+        .enumerate()
+        .filter(|(i, &b)| b != (i % 251) as u8)
+        .count();
+    sync(sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_READ)?;
+    ensure(bad == 0, || format!("{bad} bytes differ"))?;
+    drop(map);
+    drop(fd);
+    let after = exported()?;
+    ensure(after == before, || {
+        format!("bufinfo {before} -> {after} bytes")
+    })
+}
+
+/// Closing the fd while it is mmapped keeps the buffer alive (the mapping
+/// holds it) and usable; the munmap frees it.
+pub fn close_while_mapped_frees_at_munmap() -> Outcome {
+    let before = exported()?;
+    let fd = allocate_fd(MIB)?;
+    let mut map = sys::Mapping::new(&fd, MIB as usize, 0).map_err(|e| format!("mmap: {e}"))?;
+    drop(fd);
+    map.bytes_mut()[PAGE] = 0x5a;
+    ensure(map.bytes()[PAGE] == 0x5a, || {
+        "the mapping lost a write".into()
+    })?;
+    let during = exported()?;
+    drop(map);
+    let after = exported()?;
+    ensure(during == before + MIB, || {
+        format!("bufinfo {before} -> {during} while mapped")
+    })?;
+    ensure(after == before, || {
+        format!("bufinfo {before} -> {after} after munmap")
+    })
+}
+
+/// An importer may unmap and detach after user space closed the fd: its
+/// reference keeps the buffer alive until then, and then nothing remains.
+pub fn importer_may_detach_after_the_fd_is_closed() -> Outcome {
+    let before = exported()?;
+    let session = Session::open().map_err(|e| format!("importer: {e}"))?;
+    let device = session
+        .device(false)
+        .map_err(|e| format!("importer: {e}"))?;
+    let fd = allocate_fd(MIB)?;
+    let a = session
+        .attach(device, fd.as_raw_fd())
+        .map_err(|e| format!("attach: {e}"))?;
+    session
+        .map(a, Dir::FromDevice)
+        .map_err(|e| format!("map: {e}"))?;
+    drop(fd);
+    let during = exported()?;
+    session.unmap(a).map_err(|e| format!("unmap: {e}"))?;
+    session.detach(a).map_err(|e| format!("detach: {e}"))?;
+    let after = exported()?;
+    ensure(during == before + MIB, || {
+        format!("bufinfo {before} -> {during} while attached")
+    })?;
+    ensure(after == before, || {
+        format!("bufinfo {before} -> {after} after detach")
+    })
+}
