@@ -196,11 +196,7 @@ fn system_heap_is_present() -> Outcome {
 }
 
 /// Allocates `len` bytes from our heap.
-pub fn allocate_fd(len: u64) -> Result<OwnedFd, String> {
-    allocate(len)
-}
-
-fn allocate(len: u64) -> Result<OwnedFd, String> {
+pub fn allocate(len: u64) -> Result<OwnedFd, String> {
     our_heap()?
         .allocate(len as usize)
         .map_err(|e| format!("allocate {len}: {e}"))

@@ -6,7 +6,7 @@
 //! behind (the dma-buf core's `bufinfo` back to where it was).
 
 use crate::{
-    checks::{allocate_fd, ensure, exported_bytes},
+    checks::{allocate, ensure, exported_bytes},
     heap_name,
     importer::{Dir, Session},
     ktap::Outcome,
@@ -53,7 +53,7 @@ pub fn older_and_newer_allocation_structs_work() -> Outcome {
 /// START and END are accepted, and the data written through them is intact.
 pub fn unbalanced_and_mismatched_syncs_keep_the_data() -> Outcome {
     let before = exported()?;
-    let fd = allocate_fd(MIB)?;
+    let fd = allocate(MIB)?;
     let mut map = sys::Mapping::new(&fd, MIB as usize, 0).map_err(|e| format!("mmap: {e}"))?;
     let sync = |flags| sys::dma_buf_sync(&fd, flags).map_err(|e| format!("sync {flags:#x}: {e}"));
     sync(sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_RW)?; // END without START
@@ -86,7 +86,7 @@ pub fn unbalanced_and_mismatched_syncs_keep_the_data() -> Outcome {
 /// holds it) and usable; the munmap frees it.
 pub fn close_while_mapped_frees_at_munmap() -> Outcome {
     let before = exported()?;
-    let fd = allocate_fd(MIB)?;
+    let fd = allocate(MIB)?;
     let mut map = sys::Mapping::new(&fd, MIB as usize, 0).map_err(|e| format!("mmap: {e}"))?;
     drop(fd);
     map.bytes_mut()[PAGE] = 0x5a;
@@ -112,7 +112,7 @@ pub fn importer_may_detach_after_the_fd_is_closed() -> Outcome {
     let device = session
         .device(false)
         .map_err(|e| format!("importer: {e}"))?;
-    let fd = allocate_fd(MIB)?;
+    let fd = allocate(MIB)?;
     let a = session
         .attach(device, fd.as_raw_fd())
         .map_err(|e| format!("attach: {e}"))?;

@@ -8,7 +8,7 @@
 //! sequence.
 
 use crate::{
-    checks::{allocate_fd, buffer_file, debugfs_number, ensure},
+    checks::{allocate, buffer_file, debugfs_number, ensure},
     importer::{Dir, Session, Sync},
     ktap::Outcome,
     sys,
@@ -41,7 +41,7 @@ fn ops(fd: &OwnedFd) -> Result<Ops, String> {
 /// Allocates a buffer under `policy` (the parameter applies to new buffers).
 fn allocate_with(policy: &str) -> Result<OwnedFd, String> {
     std::fs::write(POLICY, policy).map_err(|e| format!("set sync_policy={policy}: {e}"))?;
-    let fd = allocate_fd(MIB);
+    let fd = allocate(MIB);
     std::fs::write(POLICY, "tracked").map_err(|e| format!("reset sync_policy: {e}"))?;
     fd
 }
