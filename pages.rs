@@ -137,18 +137,33 @@ pub(crate) fn totalram_pages() -> usize {
     unsafe { sys::rdh_totalram_pages() as usize }
 }
 
+/// Pages the kernel could hand out now without swapping (`MemAvailable`).
+fn available_pages() -> usize {
+    // SAFETY: Reads global counters; no preconditions.
+    unsafe { sys::rdh_available_pages() }.max(0) as usize
+}
+
+/// The share of RAM an allocation must leave available to everything else:
+/// 1/32. Without it, buffers could take memory down to the watermarks, and
+/// the next ordinary allocation (a page fault, a slab refill) would invoke
+/// the OOM killer, which does not see dma-buf memory and so kills an
+/// innocent process.
+const RESERVE_DIVISOR: usize = 32;
+
 /// Allocates `len` bytes (a non-zero multiple of the page size) as zeroed
 /// chunks, each no larger than the previous one, like the system heap.
 ///
-/// Fails with `ENOMEM` up front when `len` exceeds the machine's RAM and
-/// whenever the page allocator gives up (never the OOM killer), and with
-/// `EINTR` when the caller has a fatal signal pending. Whatever was allocated
-/// before a failure is freed.
+/// Fails with `ENOMEM` up front when `len` would leave less than the reserve
+/// available (so always for more than the machine's RAM), whenever the page
+/// allocator gives up (never the OOM killer), and with `EINTR` when the
+/// caller has a fatal signal pending. Whatever was allocated before a
+/// failure is freed.
 pub(crate) fn alloc_chunks(len: usize) -> Result<KVec<PageChunk>> {
     if len == 0 || len % PAGE_SIZE != 0 {
         return Err(EINVAL);
     }
-    if len / PAGE_SIZE > totalram_pages() {
+    let reserve = totalram_pages() / RESERVE_DIVISOR;
+    if len / PAGE_SIZE > available_pages().saturating_sub(reserve) {
         return Err(ENOMEM);
     }
     let mut chunks = KVec::new();

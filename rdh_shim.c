@@ -127,6 +127,11 @@ unsigned long rdh_totalram_pages(void)
 	return totalram_pages();
 }
 
+long rdh_available_pages(void)
+{
+	return si_mem_available();
+}
+
 void rdh_sg_set_page(struct scatterlist *sg, struct page *page,
 		     unsigned int len, unsigned int offset)
 {

@@ -46,6 +46,7 @@ struct module *rdh_this_module(void);
 void rdh_pin_module(void);
 bool rdh_fatal_signal_pending(void);
 unsigned long rdh_totalram_pages(void);
+long rdh_available_pages(void);
 
 void rdh_sg_set_page(struct scatterlist *sg, struct page *page,
 		     unsigned int len, unsigned int offset);

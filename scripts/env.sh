@@ -21,7 +21,11 @@ QEMU_DIR=$TOOLS/qemu
 QEMU=$QEMU_DIR/usr/bin/qemu-system-aarch64
 # Kernel build directory, keyed by kernel version and config fragment hash.
 # KCONFIG_EXTRA names more fragment files, appended to the base one.
+# RDH_TEST_KERNEL=1 (make check, check-debug) adds kernel/test.config.
 KCONFIG_FRAGMENT=$REPO_ROOT/kernel/qemu-arm64.config
+if [ -n "${RDH_TEST_KERNEL:-}" ]; then
+	KCONFIG_EXTRA="$REPO_ROOT/kernel/test.config ${KCONFIG_EXTRA:-}"
+fi
 if [ -n "${KCONFIG_EXTRA:-}" ]; then
 	mkdir -p "$CACHE_ROOT/fragments"
 	combined=$CACHE_ROOT/fragments/$(cat "$KCONFIG_FRAGMENT" $KCONFIG_EXTRA | sha256sum | cut -c1-12).config

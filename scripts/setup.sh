@@ -12,6 +12,8 @@ log() { printf 'setup: %s\n' "$*"; }
 # --- Debian 12 packages ------------------------------------------------------
 PKGS=(clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev
 	libssl-dev cpio kmod make python3 xz-utils
+	# The upstream dmabuf-heaps selftest is C, built static for the guest.
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 	# Libraries of qemu-system-arm 10.0 from bookworm-backports (what ldd
 	# resolves for qemu-system-aarch64 on Debian 12).
 	libaio1 libbpf1 libcapstone4 libdaxctl1 libfdt1 libfuse3-3

@@ -5,9 +5,9 @@
 //! seen instead.
 
 use crate::{
-    heap_name,
+    faults, heap_name, isolation, kmemleak,
     ktap::{Outcome, Suite},
-    misuse, module_params, pipelines, sys, MODULE_NAME, MODULE_PATH,
+    misuse, module_params, pipelines, pressure, selftest, stress, sys, MODULE_NAME, MODULE_PATH,
 };
 use dma_buf::{DmaBuf, MappedDmaBuf};
 use dma_heap::{Heap, HeapKind};
@@ -112,16 +112,60 @@ const CHECKS: &[Check] = &[
         "cpu_read_waits_for_an_implicit_write_fence",
         pipelines::cpu_read_waits_for_an_implicit_write_fence,
     ),
+    (
+        "mmap_with_a_huge_offset_fails",
+        misuse::mmap_with_a_huge_offset_fails,
+    ),
+    (
+        "nonzero_fd_on_input_is_einval",
+        misuse::nonzero_fd_on_input_is_einval,
+    ),
+    (
+        "close_while_vmapped_frees_at_vunmap",
+        misuse::close_while_vmapped_frees_at_vunmap,
+    ),
+    (
+        "freed_contents_never_reach_a_new_buffer",
+        isolation::freed_contents_never_reach_a_new_buffer,
+    ),
+    (
+        "every_allocation_failure_is_enomem_and_leaves_nothing",
+        faults::every_allocation_failure_is_enomem_and_leaves_nothing,
+    ),
+    (
+        "exhausting_memory_is_enomem_without_the_oom_killer",
+        pressure::exhausting_memory_is_enomem_without_the_oom_killer,
+    ),
+    (
+        "concurrent_random_operations_keep_data_and_leave_nothing",
+        stress::concurrent_random_operations_keep_data_and_leave_nothing,
+    ),
     ("module_cannot_be_unloaded", module_cannot_be_unloaded),
 ];
 
+/// Whether this boot runs under kmemleak (`make check-debug`).
+fn kmemleak_boot() -> bool {
+    std::env::var("rdh_kmemleak").as_deref() == Ok("1")
+}
+
 /// Runs every check and prints the suite.
+/// Runs every check and prints the suite, then the upstream selftest's
+/// suite and, under kmemleak, a last suite with its verdict on all of it.
 pub fn run() {
+    if kmemleak_boot() {
+        kmemleak::forget_boot_reports();
+    }
     let mut suite = Suite::begin("rdh_guest", CHECKS.len());
     for (name, check) in CHECKS {
         suite.report(name, check());
     }
     suite.end();
+    selftest::run();
+    if kmemleak_boot() {
+        let mut suite = Suite::begin("rdh_kmemleak", 1);
+        suite.report("finds_no_leak", kmemleak::finds_no_leak());
+        suite.end();
+    }
 }
 
 fn heap_path(name: &str) -> PathBuf {

@@ -25,6 +25,38 @@ const SIGNAL: u64 = io(7);
 const COUNTERS_RESET: u64 = io(8);
 const CLEANED_KIB: u64 = io(9);
 const INVALIDATED_KIB: u64 = io(10);
+const VMAP: u64 = io(11);
+const VUNMAP: u64 = io(12);
+const FILL: u64 = io(13);
+const VERIFY: u64 = io(14);
+
+/// The driver's test pattern: the little-endian 64-bit word at word index
+/// `index` of a buffer filled with `seed` (splitmix64, as in the driver).
+pub fn pattern_word(seed: u32, index: u64) -> u64 {
+    let mut z =
+        (seed as u64).wrapping_add(index.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Fills `bytes` (a whole buffer or a page-aligned part at `offset`) with
+/// the pattern of `seed`.
+pub fn fill_pattern(bytes: &mut [u8], offset: usize, seed: u32) {
+    for (i, word) in bytes.chunks_exact_mut(8).enumerate() {
+        let index = ((offset / 8) + i) as u64;
+        word.copy_from_slice(&pattern_word(seed, index).to_le_bytes());
+    }
+}
+
+/// The byte offset of the first word of `bytes` that differs from the
+/// pattern of `seed`, if any.
+pub fn pattern_mismatch(bytes: &[u8], offset: usize, seed: u32) -> Option<usize> {
+    bytes.chunks_exact(8).enumerate().find_map(|(i, word)| {
+        let index = ((offset / 8) + i) as u64;
+        (word != pattern_word(seed, index).to_le_bytes()).then_some(offset + i * 8)
+    })
+}
 
 /// How a fence is made known to the heap.
 #[derive(Clone, Copy, Debug)]
@@ -53,6 +85,10 @@ pub struct Attachment(u64);
 /// A fence index within a session.
 #[derive(Clone, Copy, Debug)]
 pub struct Fence(u64);
+
+/// A kernel mapping (`dma_buf_vmap`) index within a session.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelMapping(u64);
 
 /// A device index within a session.
 #[derive(Clone, Copy, Debug)]
@@ -110,6 +146,29 @@ impl Session {
     /// Signals a fence now (`delay_ms == 0`) or after a delay.
     pub fn signal(&self, f: Fence, delay_ms: u32) -> io::Result<()> {
         self.ioctl(SIGNAL, (f.0 << 32) | delay_ms as u64).map(drop)
+    }
+
+    /// Maps the whole dma-buf `fd` into the kernel; the mapping holds a
+    /// reference to the buffer until [`Session::vunmap`] or the session ends.
+    pub fn vmap(&self, fd: RawFd) -> io::Result<KernelMapping> {
+        self.ioctl(VMAP, fd as u64).map(KernelMapping)
+    }
+
+    pub fn vunmap(&self, m: KernelMapping) -> io::Result<()> {
+        self.ioctl(VUNMAP, m.0).map(drop)
+    }
+
+    /// Writes the pattern of `seed` through the kernel mapping (inside
+    /// `dma_buf_begin/end_cpu_access`).
+    pub fn fill(&self, m: KernelMapping, seed: u32) -> io::Result<()> {
+        self.ioctl(FILL, (m.0 << 32) | seed as u64).map(drop)
+    }
+
+    /// Checks the pattern of `seed` through the kernel mapping: `Ok(None)`
+    /// if intact, else the byte offset of the first wrong word.
+    pub fn verify(&self, m: KernelMapping, seed: u32) -> io::Result<Option<u64>> {
+        self.ioctl(VERIFY, (m.0 << 32) | seed as u64)
+            .map(|r| r.checked_sub(1))
     }
 
     /// Zeroes the heap-independent maintenance counters.

@@ -12,16 +12,23 @@
 //!
 //! Kernel command line parameters the kernel does not know reach init as
 //! environment variables: `rdh_mode`, `rdh_params` (module parameters,
-//! comma separated).
+//! comma separated), `rdh_kmemleak` (1: the kernel has kmemleak).
 
+mod baseline;
 mod bench;
 mod checks;
 mod demo;
+mod faults;
 mod importer;
+mod isolation;
+mod kmemleak;
 mod kmsg;
 mod ktap;
 mod misuse;
 mod pipelines;
+mod pressure;
+mod selftest;
+mod stress;
 mod sys;
 
 /// Where the initramfs keeps the module.

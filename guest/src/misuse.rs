@@ -131,3 +131,79 @@ pub fn importer_may_detach_after_the_fd_is_closed() -> Outcome {
         format!("bufinfo {before} -> {after} after detach")
     })
 }
+
+/// mmap offsets far beyond the buffer fail with EINVAL (the dma-buf core's
+/// range check), up to the largest the system call takes; a negative one,
+/// whose page offset wraps, with EOVERFLOW (the mm core's). Nothing is
+/// mapped.
+pub fn mmap_with_a_huge_offset_fails() -> Outcome {
+    let fd = allocate(MIB)?;
+    for (offset, errno) in [
+        (1 << 40, libc::EINVAL),
+        (i64::MAX & !0xfff, libc::EINVAL),
+        (-(PAGE as i64), libc::EOVERFLOW),
+    ] {
+        match sys::Mapping::at_offset(&fd, PAGE, offset) {
+            Ok(_) => return Err(format!("offset {offset:#x}: mapped")),
+            Err(e) if e.raw_os_error() == Some(errno) => {}
+            Err(e) => return Err(format!("offset {offset:#x}: {e}, expected errno {errno}")),
+        }
+    }
+    Ok(())
+}
+
+/// The allocation struct's `fd` is output only: a non-zero value on input
+/// is EINVAL, and nothing is allocated.
+pub fn nonzero_fd_on_input_is_einval() -> Outcome {
+    let before = exported()?;
+    let heap = File::options()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/dma_heap/{}", heap_name()))
+        .map_err(|e| format!("open heap: {e}"))?;
+    let mut data = sys::AllocationData {
+        len: MIB,
+        fd: 3,
+        fd_flags: (libc::O_RDWR | libc::O_CLOEXEC) as u32,
+        heap_flags: 0,
+    };
+    match sys::heap_alloc_raw(&heap, &mut data) {
+        Ok(_) => return Err("allocated".into()),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+        Err(e) => return Err(format!("{e}, expected EINVAL")),
+    }
+    let after = exported()?;
+    ensure(after == before, || {
+        format!("bufinfo {before} -> {after} bytes")
+    })
+}
+
+/// A kernel mapping (`dma_buf_vmap`) keeps the buffer and its data after
+/// user space closed the fd; the vunmap frees it.
+pub fn close_while_vmapped_frees_at_vunmap() -> Outcome {
+    let before = exported()?;
+    let session = Session::open().map_err(|e| format!("importer: {e}"))?;
+    let fd = allocate(MIB)?;
+    let vmap = session
+        .vmap(fd.as_raw_fd())
+        .map_err(|e| format!("vmap: {e}"))?;
+    session
+        .fill(vmap, 7)
+        .map_err(|e| format!("kernel fill: {e}"))?;
+    drop(fd);
+    let during = exported()?;
+    let intact = session
+        .verify(vmap, 7)
+        .map_err(|e| format!("kernel check: {e}"))?;
+    session.vunmap(vmap).map_err(|e| format!("vunmap: {e}"))?;
+    let after = exported()?;
+    ensure(intact.is_none(), || {
+        format!("byte {intact:?} changed after close")
+    })?;
+    ensure(during == before + MIB, || {
+        format!("bufinfo {before} -> {during} while vmapped")
+    })?;
+    ensure(after == before, || {
+        format!("bufinfo {before} -> {after} after vunmap")
+    })
+}

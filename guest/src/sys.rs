@@ -146,12 +146,25 @@ pub struct Mapping {
     len: usize,
 }
 
+// SAFETY: The mapping is plain process memory; any thread may use it, and
+// `bytes_mut` needs `&mut self`.
+unsafe impl Send for Mapping {}
+// SAFETY: Shared references only read.
+unsafe impl Sync for Mapping {}
+
 impl Mapping {
     /// Maps `len` bytes at page offset `pgoff` of `buf`.
     pub fn new(buf: &impl AsRawFd, len: usize, pgoff: usize) -> io::Result<Self> {
         let offset = pgoff
             .checked_mul(4096)
+            .and_then(|o| libc::off_t::try_from(o).ok())
             .ok_or(io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+        Self::at_offset(buf, len, offset)
+    }
+
+    /// Maps `len` bytes at byte offset `offset` (any value, for misuse
+    /// tests) of `buf`.
+    pub fn at_offset(buf: &impl AsRawFd, len: usize, offset: libc::off_t) -> io::Result<Self> {
         // SAFETY: A fresh shared mapping; the kernel validates the range.
         let ptr = unsafe {
             libc::mmap(
@@ -160,7 +173,7 @@ impl Mapping {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 buf.as_raw_fd(),
-                offset as libc::off_t,
+                offset,
             )
         };
         if ptr == libc::MAP_FAILED {

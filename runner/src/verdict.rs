@@ -23,6 +23,11 @@ const SPLATS: &[&str] = &[
     "general protection fault",
     "UBSAN:",
     "KASAN:",
+    // The heap must fail with ENOMEM, never make the kernel kill a process.
+    "invoked oom-killer",
+    "Out of memory:",
+    // kmemleak's own report lines (the guest also checks its file).
+    "unreferenced object",
 ];
 
 /// The parsed results plus everything else that went wrong.
@@ -101,6 +106,16 @@ rdh-guest: done
             "{:?}",
             v.problems
         );
+    }
+
+    #[test]
+    fn oom_killer_is_a_problem() {
+        let log = GOOD.replace(
+            "rdh-guest: done",
+            "init invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0\nrdh-guest: done",
+        );
+        let v = judge(&log, None, &expect(&["rdh_guest"]));
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
     }
 
     #[test]

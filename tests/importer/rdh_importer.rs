@@ -18,6 +18,11 @@
 //! | `RDI_FENCE` | `attachment << 16 \| flags << 8 \| direction`; flags: 1 declare through `rdh_dma_buf_access_until`, 2 add to the reservation object (WRITE usage for a writing direction, READ otherwise) | fence index |
 //! | `RDI_SIGNAL` | `fence << 32 \| delay in ms` (0: now, else from a workqueue) | 0 |
 //!
+//! | `RDI_VMAP` | dma-buf fd | kernel mapping index (`dma_buf_vmap`) |
+//! | `RDI_VUNMAP` | kernel mapping | 0 |
+//! | `RDI_FILL` | `kernel mapping << 32 \| seed` | 0; writes [`pattern_word`]s inside `dma_buf_begin/end_cpu_access` |
+//! | `RDI_VERIFY` | `kernel mapping << 32 \| seed` | 0 if every word matches, else 1 + the byte offset of the first that does not |
+//!
 //! | `RDI_COUNTERS_RESET` | — | 0 |
 //! | `RDI_CLEANED_KIB`, `RDI_INVALIDATED_KIB` | — | KiB cleaned / invalidated by the arm64 arch code since the reset, for every heap and device (kprobes; `ENODEV` without `CONFIG_KPROBES`) |
 //!
@@ -66,6 +71,8 @@ mod shim {
             fence: *mut dma_fence,
             write: bool,
         ) -> c_int;
+        pub(crate) fn rdi_vmap(dmabuf: *mut dma_buf, len: *mut usize) -> *mut u8;
+        pub(crate) fn rdi_vunmap(dmabuf: *mut dma_buf, vaddr: *mut u8);
         pub(crate) fn rdi_counters_start() -> c_int;
         pub(crate) fn rdi_counters_stop();
         pub(crate) fn rdi_counters_reset();
@@ -90,6 +97,10 @@ const RDI_SIGNAL: u32 = _IO(b'R' as u32, 7);
 const RDI_COUNTERS_RESET: u32 = _IO(b'R' as u32, 8);
 const RDI_CLEANED_KIB: u32 = _IO(b'R' as u32, 9);
 const RDI_INVALIDATED_KIB: u32 = _IO(b'R' as u32, 10);
+const RDI_VMAP: u32 = _IO(b'R' as u32, 11);
+const RDI_VUNMAP: u32 = _IO(b'R' as u32, 12);
+const RDI_FILL: u32 = _IO(b'R' as u32, 13);
+const RDI_VERIFY: u32 = _IO(b'R' as u32, 14);
 
 /// `RDI_FENCE` flag: declare the fence through the heap's explicit API.
 const FENCE_EXPLICIT: usize = 1;
@@ -259,6 +270,99 @@ unsafe impl Send for Importer {}
 // SAFETY: As above.
 unsafe impl Send for FakeDevice {}
 
+/// The test pattern: the little-endian 64-bit word at word index `index` of
+/// a buffer filled with `seed` (splitmix64, so that a word copied from
+/// another offset or another buffer does not match). The guest computes the
+/// same words.
+fn pattern_word(seed: u64, index: u64) -> u64 {
+    let mut z = seed.wrapping_add(index.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A kernel mapping of a whole dma-buf, used the way a driver's CPU code
+/// would: inside `dma_buf_begin/end_cpu_access`.
+///
+/// # Invariants
+///
+/// We hold a reference on `dmabuf` (from `dma_buf_get`); `vaddr` is its
+/// `dma_buf_vmap` mapping of `len` bytes (a whole number of pages), undone
+/// on drop.
+struct KernelMapping {
+    dmabuf: NonNull<sys::dma_buf>,
+    vaddr: NonNull<u64>,
+    len: usize,
+}
+
+impl KernelMapping {
+    fn new(fd: i32) -> Result<Self> {
+        // SAFETY: `dma_buf_get` validates the fd and takes a reference.
+        let dmabuf = from_err_ptr(unsafe { sys::dma_buf_get(fd) })?;
+        let mut len = 0;
+        // SAFETY: `dmabuf` is live; `len` is a valid out-parameter.
+        match from_err_ptr(unsafe { shim::rdi_vmap(dmabuf, &mut len) }) {
+            // INVARIANT: Reference and mapping taken above; vmap maps pages.
+            Ok(vaddr) => Ok(Self {
+                dmabuf: NonNull::new(dmabuf).ok_or(EINVAL)?,
+                vaddr: NonNull::new(vaddr.cast()).ok_or(EINVAL)?,
+                len,
+            }),
+            Err(e) => {
+                // SAFETY: Drop the reference taken above.
+                unsafe { sys::dma_buf_put(dmabuf) };
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `f` over every word inside a CPU access bracket in `dir`.
+    fn access(&self, dir: sys::dma_data_direction, mut f: impl FnMut(u64, *mut u64)) -> Result {
+        // SAFETY: `dmabuf` is live by the type invariant.
+        to_result(unsafe { sys::dma_buf_begin_cpu_access(self.dmabuf.as_ptr(), dir) })?;
+        for index in 0..self.len / 8 {
+            // SAFETY: `index * 8 < len`: inside the mapping.
+            f(index as u64, unsafe { self.vaddr.as_ptr().add(index) });
+        }
+        // SAFETY: As above; ends the bracket begun above.
+        to_result(unsafe { sys::dma_buf_end_cpu_access(self.dmabuf.as_ptr(), dir) })
+    }
+
+    fn fill(&self, seed: u64) -> Result {
+        self.access(sys::dma_data_direction_DMA_TO_DEVICE, |index, word| {
+            // SAFETY: `word` is in the mapping and aligned. User space may
+            // write the same memory concurrently, hence volatile.
+            unsafe { word.write_volatile(pattern_word(seed, index).to_le()) }
+        })
+    }
+
+    /// 0 if intact, else 1 + the byte offset of the first wrong word.
+    fn verify(&self, seed: u64) -> Result<isize> {
+        let mut first_wrong = None;
+        self.access(sys::dma_data_direction_DMA_FROM_DEVICE, |index, word| {
+            // SAFETY: As in `fill`.
+            let value = u64::from_le(unsafe { word.read_volatile() });
+            if first_wrong.is_none() && value != pattern_word(seed, index) {
+                first_wrong = Some(index as isize * 8);
+            }
+        })?;
+        Ok(first_wrong.map_or(0, |offset| offset + 1))
+    }
+}
+
+impl Drop for KernelMapping {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant: unmap, then drop our reference.
+        unsafe {
+            shim::rdi_vunmap(self.dmabuf.as_ptr(), self.vaddr.as_ptr().cast());
+            sys::dma_buf_put(self.dmabuf.as_ptr());
+        }
+    }
+}
+
+// SAFETY: As for `Importer`.
+unsafe impl Send for KernelMapping {}
+
 /// A test fence; we hold one reference.
 ///
 /// # Invariants
@@ -284,6 +388,7 @@ unsafe impl Send for TestFence {}
 /// first, then attachments go before the devices they use.
 struct SessionState {
     fences: KVec<TestFence>,
+    kernel_mappings: KVec<Option<KernelMapping>>,
     importers: KVec<Option<Importer>>,
     devices: KVec<FakeDevice>,
 }
@@ -377,6 +482,31 @@ impl Session {
                 unsafe { shim::rdi_fence_signal(fence.0.as_ptr(), delay_ms) };
                 Ok(0)
             }
+            RDI_VMAP => {
+                let fd = i32::try_from(arg).map_err(|_| EBADF)?;
+                state
+                    .kernel_mappings
+                    .push(Some(KernelMapping::new(fd)?), GFP_KERNEL)?;
+                Ok(state.kernel_mappings.len() as isize - 1)
+            }
+            RDI_VUNMAP => {
+                let slot = state.kernel_mappings.get_mut(arg).ok_or(EINVAL)?;
+                drop(slot.take().ok_or(EINVAL)?);
+                Ok(0)
+            }
+            RDI_FILL | RDI_VERIFY => {
+                let (which, seed) = (arg >> 32, (arg & 0xffff_ffff) as u64);
+                let mapping = state
+                    .kernel_mappings
+                    .get(which)
+                    .and_then(Option::as_ref)
+                    .ok_or(EINVAL)?;
+                if cmd == RDI_FILL {
+                    mapping.fill(seed).map(|()| 0)
+                } else {
+                    mapping.verify(seed)
+                }
+            }
             RDI_DETACH => {
                 let slot = state.importers.get_mut(arg).ok_or(EINVAL)?;
                 drop(slot.take().ok_or(EINVAL)?);
@@ -396,6 +526,7 @@ impl MiscDevice for Session {
             try_pin_init!(Session {
                 state <- new_mutex!(SessionState {
                     fences: KVec::new(),
+                    kernel_mappings: KVec::new(),
                     importers: KVec::new(),
                     devices: KVec::new(),
                 }),

@@ -22,6 +22,33 @@ void rdi_device_destroy(struct device *dev)
 	platform_device_unregister(to_platform_device(dev));
 }
 
+/* Kernel mappings: the iosys_map stays on this side. */
+void *rdi_vmap(struct dma_buf *dmabuf, size_t *len);
+void rdi_vunmap(struct dma_buf *dmabuf, void *vaddr);
+
+void *rdi_vmap(struct dma_buf *dmabuf, size_t *len)
+{
+	struct iosys_map map;
+	int ret;
+
+	ret = dma_buf_vmap_unlocked(dmabuf, &map);
+	if (ret)
+		return ERR_PTR(ret);
+	if (map.is_iomem) {
+		dma_buf_vunmap_unlocked(dmabuf, &map);
+		return ERR_PTR(-EOPNOTSUPP);
+	}
+	*len = dmabuf->size;
+	return map.vaddr;
+}
+
+void rdi_vunmap(struct dma_buf *dmabuf, void *vaddr)
+{
+	struct iosys_map map = IOSYS_MAP_INIT_VADDR(vaddr);
+
+	dma_buf_vunmap_unlocked(dmabuf, &map);
+}
+
 /* Fences: made here, declared to the heap in Rust, signalled on command. */
 struct dma_fence *rdi_fence_create(void);
 void rdi_fence_signal(struct dma_fence *fence, unsigned int delay_ms);

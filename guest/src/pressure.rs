@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Memory pressure: requests that together exhaust memory end in ENOMEM,
+//! never in the OOM killer (dma-buf memory is not charged to the caller, so
+//! the killer would pick an innocent process), and the heap works again
+//! once the memory is freed.
+
+use crate::{
+    baseline::Baseline,
+    checks::{allocate, ensure},
+    ktap::Outcome,
+    sys,
+};
+use std::os::fd::OwnedFd;
+
+const MIB: u64 = 1 << 20;
+/// Each request: an ordinary camera-sized buffer.
+const REQUEST: u64 = 32 * MIB;
+
+/// The kernel's count of OOM kills since boot.
+fn oom_kills() -> Result<u64, String> {
+    let text =
+        std::fs::read_to_string("/proc/vmstat").map_err(|e| format!("read /proc/vmstat: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .ok_or("no oom_kill in /proc/vmstat")?
+        .trim()
+        .parse()
+        .map_err(|e| format!("oom_kill: {e}"))
+}
+
+pub fn exhausting_memory_is_enomem_without_the_oom_killer() -> Outcome {
+    let baseline = Baseline::take()?;
+    let kills_before = oom_kills()?;
+    let ram = sys::total_ram();
+    let limit = (ram / REQUEST) as usize + 8;
+    let mut held: Vec<OwnedFd> = Vec::new();
+    let failure = loop {
+        if held.len() > limit {
+            return Err(format!(
+                "{} requests of {REQUEST} bytes all succeeded",
+                held.len()
+            ));
+        }
+        match allocate(REQUEST) {
+            Ok(fd) => held.push(fd),
+            Err(e) => break e,
+        }
+    };
+    let held_mib = held.len() as u64 * REQUEST / MIB;
+    let free_mib = sys::meminfo_kib("MemAvailable").unwrap_or(0) / 1024;
+    drop(held);
+    println!(
+        "# pressure: {held_mib} MiB held of {} MiB RAM ({free_mib} MiB available) when request {} failed: {failure}",
+        ram / MIB,
+        held_mib / (REQUEST / MIB) + 1
+    );
+    ensure(failure.contains("(os error 12)"), || {
+        format!("the failing request: {failure}, expected ENOMEM")
+    })?;
+    ensure(held_mib * MIB >= ram / 2, || {
+        format!("only {held_mib} MiB could be allocated")
+    })?;
+    let kills = oom_kills()? - kills_before;
+    ensure(kills == 0, || format!("{kills} OOM kills"))?;
+    baseline.check_returned()?;
+    // Memory is usable again, by the same heap.
+    let again = (0..4)
+        .map(|_| allocate(4 * REQUEST))
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(again);
+    baseline.check_returned()
+}
