@@ -7,7 +7,7 @@
 #   make run     boot QEMU arm64, load the module, allocate from our heap
 #                and from the system heap, print what happened
 #   make check   all tests (host, rustfmt, clippy, QEMU: KUnit + guest)
-#   make check-debug  the QEMU suite under KASAN, lockdep, ...
+#   make check-debug  the QEMU suite under KASAN, lockdep, kmemleak, ...
 #   make bench   cache maintenance and allocation cost vs the system heap
 #   make module  build rust_dmabuf_heap.ko (KDIR=... for a real board)
 #
@@ -35,8 +35,9 @@ run: setup
 check:
 	@bash scripts/check.sh
 
-# The QEMU suite (KUnit + guest) on a kernel with KASAN, lockdep and the
-# other checkers of kernel/debug.config; any report fails it.
+# The QEMU suite (KUnit, guest checks, upstream selftest) on the test kernel
+# plus KASAN, lockdep, kmemleak and the other checkers of kernel/debug.config;
+# any report fails it.
 check-debug: setup
 	@KCONFIG_EXTRA=$(CURDIR)/kernel/debug.config RDH_TIMEOUT=900 bash scripts/vm.sh check
 

@@ -96,13 +96,19 @@ impl FenceHooks {
             Watch {
                 // SAFETY: All zeroes is a valid unregistered callback.
                 cb: unsafe { core::mem::zeroed() },
-                // SAFETY: The caller guarantees `fence` is valid.
-                fence: unsafe { sys::rdh_dma_fence_get(fence) },
+                fence,
                 signals: self.signals.clone(),
                 writes,
             },
             GFP_KERNEL,
         )?;
+        // The reference is taken only once nothing can fail before the
+        // callback is hooked or the reference dropped again (taken before
+        // the allocation above, it leaked when that failed: found by fault
+        // injection and kmemleak).
+        // SAFETY: The caller guarantees `fence` is valid.
+        // INVARIANT: From here on the watch holds a reference.
+        unsafe { sys::rdh_dma_fence_get(fence) };
         // SAFETY: `watch` is boxed (stable address) and outlives the
         // registration (removed in `prune` or `drop` before it is freed).
         let ret =
@@ -157,9 +163,10 @@ impl FenceHooks {
         let mut out = KVec::with_capacity(self.watches.len(), GFP_KERNEL)?;
         for watch in self.watches.iter().filter(|w| w.writes || cpu_writes) {
             // SAFETY: By the `Watch` invariant the fence is referenced.
-            let fence = unsafe { sys::rdh_dma_fence_get(watch.fence) };
-            // INVARIANT: The reference just taken is the `FenceRef`'s.
-            out.push(FenceRef(fence), GFP_KERNEL)?;
+            // INVARIANT: The reference just taken is the `FenceRef`'s (and
+            // dropped with it if the push fails).
+            let fence = FenceRef(unsafe { sys::rdh_dma_fence_get(watch.fence) });
+            out.push(fence, GFP_KERNEL)?;
         }
         Ok(out)
     }

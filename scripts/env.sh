@@ -21,15 +21,18 @@ QEMU_DIR=$TOOLS/qemu
 QEMU=$QEMU_DIR/usr/bin/qemu-system-aarch64
 # Kernel build directory, keyed by kernel version and config fragment hash.
 # KCONFIG_EXTRA names more fragment files, appended to the base one.
-# RDH_TEST_KERNEL=1 (make check, check-debug) adds kernel/test.config.
+# RDH_TEST_KERNEL=1 (make check, check-debug) adds kernel/test.config
+# before them. (KCONFIG_EXTRA itself is left alone: children that inherit
+# it source this file again.)
 KCONFIG_FRAGMENT=$REPO_ROOT/kernel/qemu-arm64.config
+extra_fragments=${KCONFIG_EXTRA:-}
 if [ -n "${RDH_TEST_KERNEL:-}" ]; then
-	KCONFIG_EXTRA="$REPO_ROOT/kernel/test.config ${KCONFIG_EXTRA:-}"
+	extra_fragments="$REPO_ROOT/kernel/test.config $extra_fragments"
 fi
-if [ -n "${KCONFIG_EXTRA:-}" ]; then
+if [ -n "${extra_fragments// /}" ]; then
 	mkdir -p "$CACHE_ROOT/fragments"
-	combined=$CACHE_ROOT/fragments/$(cat "$KCONFIG_FRAGMENT" $KCONFIG_EXTRA | sha256sum | cut -c1-12).config
-	cat "$KCONFIG_FRAGMENT" $KCONFIG_EXTRA >"$combined"
+	combined=$CACHE_ROOT/fragments/$(cat "$KCONFIG_FRAGMENT" $extra_fragments | sha256sum | cut -c1-12).config
+	cat "$KCONFIG_FRAGMENT" $extra_fragments >"$combined"
 	KCONFIG_FRAGMENT=$combined
 fi
 kernel_key() {

@@ -48,6 +48,10 @@ if [ "$mode" = check ]; then
 		extra_append+=" rdh_kmemleak=1"
 		expect+=(--expect-suite rdh_kmemleak)
 	fi
+	# KASAN's quarantine delays frees: the guest allows for it in MemFree.
+	if grep -qx CONFIG_KASAN=y "$KDIR/.config"; then
+		extra_append+=" rdh_kasan=1"
+	fi
 fi
 
 # The checks run a thread per vCPU against each other (guest/src/stress.rs).

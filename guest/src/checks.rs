@@ -5,6 +5,7 @@
 //! seen instead.
 
 use crate::{
+    baseline::Baseline,
     faults, heap_name, isolation, kmemleak,
     ktap::{Outcome, Suite},
     misuse, module_params, pipelines, pressure, selftest, stress, sys, MODULE_NAME, MODULE_PATH,
@@ -44,25 +45,26 @@ const CHECKS: &[Check] = &[
         "memory_is_charged_to_the_memcg_with_mem_accounting",
         memory_is_charged_to_the_memcg_with_mem_accounting,
     ),
-    ("len_zero_is_einval", len_zero_is_einval),
+    ("len_zero_is_einval", || leaves_nothing(len_zero_is_einval)),
     (
         "len_beyond_ram_is_enomem_and_leaves_nothing",
         len_beyond_ram_is_enomem_and_leaves_nothing,
     ),
-    (
-        "wrapping_lengths_are_rejected",
-        wrapping_lengths_are_rejected,
-    ),
-    ("unknown_fd_flags_are_einval", unknown_fd_flags_are_einval),
-    (
-        "nonzero_heap_flags_are_einval",
-        nonzero_heap_flags_are_einval,
-    ),
-    ("mmap_past_the_end_is_einval", mmap_past_the_end_is_einval),
-    (
-        "sync_without_direction_is_einval",
-        sync_without_direction_is_einval,
-    ),
+    ("wrapping_lengths_are_rejected", || {
+        leaves_nothing(wrapping_lengths_are_rejected)
+    }),
+    ("unknown_fd_flags_are_einval", || {
+        leaves_nothing(unknown_fd_flags_are_einval)
+    }),
+    ("nonzero_heap_flags_are_einval", || {
+        leaves_nothing(nonzero_heap_flags_are_einval)
+    }),
+    ("mmap_past_the_end_is_einval", || {
+        leaves_nothing(mmap_past_the_end_is_einval)
+    }),
+    ("sync_without_direction_is_einval", || {
+        leaves_nothing(sync_without_direction_is_einval)
+    }),
     (
         "killed_allocations_leave_nothing",
         killed_allocations_leave_nothing,
@@ -112,14 +114,12 @@ const CHECKS: &[Check] = &[
         "cpu_read_waits_for_an_implicit_write_fence",
         pipelines::cpu_read_waits_for_an_implicit_write_fence,
     ),
-    (
-        "mmap_with_a_huge_offset_fails",
-        misuse::mmap_with_a_huge_offset_fails,
-    ),
-    (
-        "nonzero_fd_on_input_is_einval",
-        misuse::nonzero_fd_on_input_is_einval,
-    ),
+    ("mmap_with_a_huge_offset_fails", || {
+        leaves_nothing(misuse::mmap_with_a_huge_offset_fails)
+    }),
+    ("nonzero_fd_on_input_is_einval", || {
+        leaves_nothing(misuse::nonzero_fd_on_input_is_einval)
+    }),
     (
         "close_while_vmapped_frees_at_vunmap",
         misuse::close_while_vmapped_frees_at_vunmap,
@@ -142,6 +142,13 @@ const CHECKS: &[Check] = &[
     ),
     ("module_cannot_be_unloaded", module_cannot_be_unloaded),
 ];
+
+/// Runs a bad-input check and then checks that it left nothing behind.
+fn leaves_nothing(check: fn() -> Outcome) -> Outcome {
+    let baseline = Baseline::take()?;
+    check()?;
+    baseline.check_returned()
+}
 
 /// Whether this boot runs under kmemleak (`make check-debug`).
 fn kmemleak_boot() -> bool {

@@ -2,8 +2,10 @@
 
 //! Memory pressure: requests that together exhaust memory end in ENOMEM,
 //! never in the OOM killer (dma-buf memory is not charged to the caller, so
-//! the killer would pick an innocent process), and the heap works again
-//! once the memory is freed.
+//! the killer would pick an innocent process). While the heap's buffers
+//! still hold all they got, an ordinary process can allocate 3/4 of the
+//! heap's reserve (1/32 of RAM, `pages.rs`) without the killer either, and
+//! the heap works again once the memory is freed.
 
 use crate::{
     baseline::Baseline,
@@ -29,6 +31,47 @@ fn oom_kills() -> Result<u64, String> {
         .map_err(|e| format!("oom_kill: {e}"))
 }
 
+/// Runs a child process that touches `len` bytes of fresh anonymous memory
+/// and exits; fails if it did not exit normally (the OOM killer's SIGKILL).
+fn touch_in_child(len: usize) -> Outcome {
+    // SAFETY: The child only maps and writes its own memory, then exits
+    // without running the parent's cleanup.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: A fresh private anonymous mapping.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            // SAFETY: See above.
+            unsafe { libc::_exit(2) };
+        }
+        for offset in (0..len).step_by(4096) {
+            // SAFETY: Inside the mapping made above.
+            unsafe { p.cast::<u8>().add(offset).write_volatile(1) };
+        }
+        // SAFETY: See above.
+        unsafe { libc::_exit(0) };
+    }
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    ensure(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        || format!("a process touching {len} bytes ended with wait status {status:#x}"),
+    )
+}
+
 pub fn exhausting_memory_is_enomem_without_the_oom_killer() -> Outcome {
     let baseline = Baseline::take()?;
     let kills_before = oom_kills()?;
@@ -49,6 +92,7 @@ pub fn exhausting_memory_is_enomem_without_the_oom_killer() -> Outcome {
     };
     let held_mib = held.len() as u64 * REQUEST / MIB;
     let free_mib = sys::meminfo_kib("MemAvailable").unwrap_or(0) / 1024;
+    let ordinary = touch_in_child((ram * 3 / 128) as usize);
     drop(held);
     println!(
         "# pressure: {held_mib} MiB held of {} MiB RAM ({free_mib} MiB available) when request {} failed: {failure}",
@@ -63,6 +107,7 @@ pub fn exhausting_memory_is_enomem_without_the_oom_killer() -> Outcome {
     })?;
     let kills = oom_kills()? - kills_before;
     ensure(kills == 0, || format!("{kills} OOM kills"))?;
+    ordinary?;
     baseline.check_returned()?;
     // Memory is usable again, by the same heap.
     let again = (0..4)

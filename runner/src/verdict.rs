@@ -26,8 +26,6 @@ const SPLATS: &[&str] = &[
     // The heap must fail with ENOMEM, never make the kernel kill a process.
     "invoked oom-killer",
     "Out of memory:",
-    // kmemleak's own report lines (the guest also checks its file).
-    "unreferenced object",
 ];
 
 /// The parsed results plus everything else that went wrong.
