@@ -20,14 +20,16 @@ struct Result {
     outcome: crate::ktap::Outcome,
 }
 
-/// A KTAP-friendly name: lowercase words joined by `_`.
-fn case_name(heap: &str, description: &str) -> String {
+/// A KTAP-friendly, unique name: the heap, the selftest's result number
+/// (some descriptions repeat, e.g. for 4 KiB and 1 MiB buffers) and the
+/// description's lowercase words joined by `_`.
+fn case_name(heap: &str, number: &str, description: &str) -> String {
     let words: Vec<String> = description
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty() && !w.chars().all(|c| c.is_ascii_digit()))
         .map(str::to_ascii_lowercase)
         .collect();
-    format!("{heap}__{}", words.join("_"))
+    format!("{heap}__{number:0>2}_{}", words.join("_"))
 }
 
 /// Reads the selftest's TAP: the plan and one result per `ok`/`not ok`,
@@ -51,7 +53,7 @@ fn parse(output: &str) -> (Option<usize>, Vec<Result>) {
             .or_else(|| line.strip_prefix("not ok ").map(|r| (false, r)))
         {
             // "<n> <description>" or "<n> # SKIP <reason>"
-            let description = rest.split_once(' ').map_or("", |(_, d)| d);
+            let (number, description) = rest.split_once(' ').unwrap_or((rest, ""));
             let skipped = description.starts_with("# SKIP");
             let outcome = if ok && !skipped {
                 Ok(())
@@ -61,7 +63,7 @@ fn parse(output: &str) -> (Option<usize>, Vec<Result>) {
                 Err(why)
             };
             results.push(Result {
-                name: case_name(&heap, description.trim_start_matches("# SKIP")),
+                name: case_name(&heap, number, description.trim_start_matches("# SKIP")),
                 outcome,
             });
             notes.clear();
