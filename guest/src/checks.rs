@@ -447,11 +447,16 @@ fn memory_is_charged_to_the_memcg_with_mem_accounting() -> Outcome {
     outcome
 }
 
-fn raw_alloc(len: u64, fd_flags: u32, heap_flags: u64) -> io::Result<OwnedFd> {
-    let heap = File::options()
+/// Our heap's device node, for raw allocation ioctls.
+pub fn open_heap() -> io::Result<File> {
+    File::options()
         .read(true)
         .write(true)
-        .open(heap_path(&heap_name()))?;
+        .open(heap_path(&heap_name()))
+}
+
+fn raw_alloc(len: u64, fd_flags: u32, heap_flags: u64) -> io::Result<OwnedFd> {
+    let heap = open_heap()?;
     let mut data = sys::AllocationData {
         len,
         fd: 0,

@@ -16,7 +16,7 @@
 
 use crate::{
     baseline::Baseline,
-    checks::{allocate, ensure},
+    checks::{allocate, ensure, open_heap},
     importer::{Dir, Session, Sync},
     ktap::Outcome,
     sys,
@@ -125,14 +125,6 @@ fn sweep<T>(
     Err(format!("more than {SITE_LIMIT} allocations"))
 }
 
-fn heap_file() -> Result<File, String> {
-    File::options()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/dma_heap/{}", crate::heap_name()))
-        .map_err(|e| format!("open heap: {e}"))
-}
-
 /// A buffer, attached (and optionally mapped) by a non-coherent device.
 struct Attached {
     session: Session,
@@ -164,7 +156,7 @@ fn attached(mapped: bool) -> Result<Attached, String> {
 pub fn every_allocation_failure_is_enomem_and_leaves_nothing() -> Outcome {
     let baseline = Baseline::take()?;
     let fail = FailNth::open()?;
-    let heap = heap_file()?;
+    let heap = open_heap().map_err(|e| format!("open heap: {e}"))?;
     let mut total = Sweep::default();
     let mut record = |path: &str, result: Result<Sweep, String>| -> Outcome {
         let sweep = result.map_err(|e| format!("{path}: {e}"))?;

@@ -6,13 +6,13 @@
 //! behind (the dma-buf core's `bufinfo` back to where it was).
 
 use crate::{
-    checks::{allocate, ensure, exported_bytes},
+    checks::{allocate, ensure, exported_bytes, open_heap},
     heap_name,
     importer::{Dir, Session},
     ktap::Outcome,
     sys,
 };
-use std::{fs::File, os::fd::AsRawFd};
+use std::os::fd::AsRawFd;
 
 const MIB: u64 = 1 << 20;
 const PAGE: usize = 4096;
@@ -25,11 +25,7 @@ fn exported() -> Result<u64, String> {
 /// trailing garbage (40 bytes) both allocate, as the upstream selftest
 /// expects.
 pub fn older_and_newer_allocation_structs_work() -> Outcome {
-    let heap = File::options()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/dma_heap/{}", heap_name()))
-        .map_err(|e| format!("open heap: {e}"))?;
+    let heap = open_heap().map_err(|e| format!("open heap: {e}"))?;
     let flags = ((libc::O_RDWR | libc::O_CLOEXEC) as u32).to_ne_bytes();
     for size in [16usize, 40] {
         let mut arg = vec![0xffu8; size];
@@ -156,11 +152,7 @@ pub fn mmap_with_a_huge_offset_fails() -> Outcome {
 /// is EINVAL, and nothing is allocated.
 pub fn nonzero_fd_on_input_is_einval() -> Outcome {
     let before = exported()?;
-    let heap = File::options()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/dma_heap/{}", heap_name()))
-        .map_err(|e| format!("open heap: {e}"))?;
+    let heap = open_heap().map_err(|e| format!("open heap: {e}"))?;
     let mut data = sys::AllocationData {
         len: MIB,
         fd: 3,

@@ -131,12 +131,34 @@ impl Worker {
         (!pool.is_empty()).then(|| pool[self.rng.below(pool.len())].clone())
     }
 
-    fn direction(&mut self) -> Dir {
-        [Dir::ToDevice, Dir::FromDevice, Dir::Bidirectional][self.rng.below(3)]
+    /// Attaches a random device to `buffer` and maps it in a random
+    /// direction.
+    fn attach_mapped(&mut self, buffer: &Buffer) -> Result<(Attachment, Dir), String> {
+        let device = self.devices[self.rng.below(2)];
+        let dir = [Dir::ToDevice, Dir::FromDevice, Dir::Bidirectional][self.rng.below(3)];
+        let a = self
+            .session
+            .attach(device, buffer.fd.as_raw_fd())
+            .map_err(os("attach"))?;
+        self.session.map(a, dir).map_err(os("map"))?;
+        Ok((a, dir))
     }
 
-    fn device(&mut self) -> Device {
-        self.devices[self.rng.below(2)]
+    /// A job fence of `a` (explicit or implicit at random), signalled
+    /// after `delay_ms` (0: now).
+    fn fence(&mut self, a: Attachment, dir: Dir, delay_ms: u32) -> Result<(), String> {
+        let sync = if self.rng.below(2) == 0 {
+            Sync::Explicit
+        } else {
+            Sync::Implicit
+        };
+        let fence = self.session.fence(a, sync, dir).map_err(os("fence"))?;
+        self.session.signal(fence, delay_ms).map_err(os("signal"))
+    }
+
+    fn release(&self, a: Attachment) -> Result<(), String> {
+        self.session.unmap(a).map_err(os("unmap"))?;
+        self.session.detach(a).map_err(os("detach"))
     }
 
     fn run(&mut self, op: Op) -> Result<(), String> {
@@ -207,23 +229,11 @@ impl Worker {
                 let Some(buffer) = self.pick() else {
                     return Ok(());
                 };
-                let (device, dir) = (self.device(), self.direction());
-                let a = self
-                    .session
-                    .attach(device, buffer.fd.as_raw_fd())
-                    .map_err(os("attach"))?;
-                self.session.map(a, dir).map_err(os("map"))?;
+                let (a, dir) = self.attach_mapped(&buffer)?;
                 if self.rng.below(2) == 0 {
-                    let sync = if self.rng.below(2) == 0 {
-                        Sync::Explicit
-                    } else {
-                        Sync::Implicit
-                    };
-                    let fence = self.session.fence(a, sync, dir).map_err(os("fence"))?;
-                    self.session.signal(fence, 0).map_err(os("signal"))?;
+                    self.fence(a, dir, 0)?;
                 }
-                self.session.unmap(a).map_err(os("unmap"))?;
-                self.session.detach(a).map_err(os("detach"))?;
+                self.release(a)?;
             }
             Op::HoldMapping => {
                 let Some(buffer) = self.pick() else {
@@ -232,39 +242,22 @@ impl Worker {
                 if self.held.len() >= HELD {
                     return self.run(Op::ReleaseMapping);
                 }
-                let (device, dir) = (self.device(), self.direction());
-                let a = self
-                    .session
-                    .attach(device, buffer.fd.as_raw_fd())
-                    .map_err(os("attach"))?;
-                self.session.map(a, dir).map_err(os("map"))?;
+                let (a, _) = self.attach_mapped(&buffer)?;
                 self.held.push(a);
             }
             Op::ReleaseMapping => {
                 if !self.held.is_empty() {
                     let a = self.held.swap_remove(self.rng.below(self.held.len()));
-                    self.session.unmap(a).map_err(os("unmap"))?;
-                    self.session.detach(a).map_err(os("detach"))?;
+                    self.release(a)?;
                 }
             }
             Op::FenceThenClose => {
                 let Some(buffer) = self.pick() else {
                     return Ok(());
                 };
-                let (device, dir) = (self.device(), self.direction());
-                let a = self
-                    .session
-                    .attach(device, buffer.fd.as_raw_fd())
-                    .map_err(os("attach"))?;
-                self.session.map(a, dir).map_err(os("map"))?;
-                let sync = if self.rng.below(2) == 0 {
-                    Sync::Explicit
-                } else {
-                    Sync::Implicit
-                };
-                let fence = self.session.fence(a, sync, dir).map_err(os("fence"))?;
+                let (a, dir) = self.attach_mapped(&buffer)?;
                 let delay_ms = 1 + self.rng.below(4) as u32;
-                self.session.signal(fence, delay_ms).map_err(os("signal"))?;
+                self.fence(a, dir, delay_ms)?;
                 // Close (if no other thread holds it) while the fence is
                 // pending; the attachment goes later, with a released one.
                 self.pool
