@@ -39,7 +39,7 @@ check:
 # plus KASAN, lockdep, kmemleak and the other checkers of kernel/debug.config;
 # any report fails it.
 check-debug: setup
-	@KCONFIG_EXTRA=$(CURDIR)/kernel/debug.config RDH_TIMEOUT=900 bash scripts/vm.sh check
+	@RDH_PROFILE=debug RDH_TIMEOUT=900 bash scripts/vm.sh check
 
 # Cache maintenance and allocation cost, system heap vs ours, in one boot.
 bench:

@@ -6,7 +6,7 @@
 //! only translate pointers and errors.
 
 use crate::{
-    cache_ops::{self, direction, Direction, DmaDevice, MaintainedTable, MapSync},
+    cache_ops::{self, direction, Bounce, Direction, DmaDevice, MaintainedTable, MapSync},
     debugfs::BufferFile,
     fence_hooks::{self, FenceHooks},
     ownership::{Decision, Device, Event, Ownership, Policy},
@@ -26,7 +26,13 @@ pub(crate) struct Attachment {
     dev: DmaDevice,
     /// What the ownership rules need to know of the device.
     device: Device,
+    /// Why the device's mappings may bounce through swiotlb, if they may.
+    /// Such an attachment syncs its own mapping (the DMA API copies its data
+    /// only then), and its copies count as CPU accesses (`BounceRead`,
+    /// `BounceWrote` in `ownership.rs`).
+    bounce: Option<Bounce>,
     /// A private copy of the table: mapping writes device addresses into it.
+    /// No entry is longer than the device can map.
     table: SgTable,
     /// The direction of the current mapping, if mapped.
     mapped: Option<Direction>,
@@ -119,6 +125,7 @@ impl HeapBuffer {
     }
 
     /// The chunks backing the buffer, largest first.
+    #[cfg(rdh_kunit)]
     pub(crate) fn chunks(&self) -> &[PageChunk] {
         &self.chunks
     }
@@ -129,6 +136,7 @@ impl HeapBuffer {
     }
 
     /// The maintenance counters so far.
+    #[cfg(rdh_kunit)]
     pub(crate) fn stats(&self) -> CacheStats {
         self.state.lock().stats
     }
@@ -169,17 +177,26 @@ impl HeapBuffer {
         decision
     }
 
-    /// How importer mappings sync under the buffer's policy.
-    fn map_sync(state: &BufferState) -> MapSync {
-        match state.ownership.policy() {
-            Policy::Tracked => MapSync::Skip,
-            Policy::Always => MapSync::Default,
+    /// Whether `attachment`'s mapping syncs itself while the ownership
+    /// rules track the rest: a `tracked` buffer mapped by a device whose
+    /// mappings may bounce.
+    fn self_synced(state: &BufferState, attachment: &Attachment) -> bool {
+        state.ownership.policy() == Policy::Tracked && attachment.bounce.is_some()
+    }
+
+    /// How an importer's mapping syncs.
+    fn map_sync(state: &BufferState, attachment: &Attachment) -> MapSync {
+        if state.ownership.policy() == Policy::Always || attachment.bounce.is_some() {
+            MapSync::Default
+        } else {
+            MapSync::Skip
         }
     }
 
     /// Adds an importer; returns the key the core keeps in `attach->priv`.
     pub(crate) fn attach(&self, dev: DmaDevice) -> Result<NonNull<Attachment>> {
-        let table = self.table().duplicate()?;
+        let table = self.table().duplicate(dev.max_segment())?;
+        let bounce = dev.bounce();
         let mut attachment = KBox::new(
             Attachment {
                 dev,
@@ -187,6 +204,7 @@ impl HeapBuffer {
                     coherent: dev.is_coherent(),
                     fenced: false,
                 },
+                bounce,
                 table,
                 mapped: None,
             },
@@ -194,6 +212,7 @@ impl HeapBuffer {
         )?;
         let key = NonNull::from(&mut *attachment);
         self.state.lock().attachments.push(attachment, GFP_KERNEL)?;
+        TOTALS.count_attachment(bounce);
         Ok(key)
     }
 
@@ -217,20 +236,30 @@ impl HeapBuffer {
     ) -> Result<*mut sys::sg_table> {
         let mut guard = self.state.lock();
         let state = &mut *guard;
-        let sync = Self::map_sync(state);
         let index = state
             .attachments
             .iter()
             .position(|a| is_key(a, key))
             .ok_or(EINVAL)?;
-        let attachment = &mut state.attachments[index];
+        let attachment = &state.attachments[index];
         if attachment.mapped.is_some() {
             return Err(EBUSY);
         }
+        let (sync, self_synced) = (
+            Self::map_sync(state, attachment),
+            Self::self_synced(state, attachment),
+        );
+        if self_synced {
+            // Mapping copies the buffer into the bounce slot.
+            self.decide(state, Event::BounceRead);
+        }
+        let attachment = &mut state.attachments[index];
         attachment.dev.map(&attachment.table, dir, sync)?;
         attachment.mapped = Some(dir);
         let (device, table) = (attachment.device, attachment.table.as_raw());
-        self.decide(state, Event::Map(device, direction(dir)));
+        if !self_synced {
+            self.decide(state, Event::Map(device, direction(dir)));
+        }
         Ok(table)
     }
 
@@ -243,14 +272,23 @@ impl HeapBuffer {
     }
 
     fn unmap_at(&self, state: &mut BufferState, index: usize) {
-        let sync = Self::map_sync(state);
+        let attachment = &state.attachments[index];
+        let (sync, self_synced) = (
+            Self::map_sync(state, attachment),
+            Self::self_synced(state, attachment),
+        );
         let attachment = &mut state.attachments[index];
         let Some(dir) = attachment.mapped.take() else {
             return;
         };
         let device = attachment.device;
         attachment.dev.unmap(&attachment.table, dir, sync);
-        self.decide(state, Event::Unmap(device, direction(dir)));
+        if !self_synced {
+            self.decide(state, Event::Unmap(device, direction(dir)));
+        } else if direction(dir).device_writes() {
+            // Unmapping copied the bounce slot into the buffer.
+            self.decide(state, Event::BounceWrote);
+        }
     }
 
     /// Declares that an attachment accesses the buffer in direction `dir`
@@ -269,16 +307,19 @@ impl HeapBuffer {
     ) -> Result {
         let mut guard = self.state.lock();
         let state = &mut *guard;
-        let attachment = state
+        let index = state
             .attachments
-            .iter_mut()
-            .find(|a| is_key(a, key))
+            .iter()
+            .position(|a| is_key(a, key))
             .ok_or(EINVAL)?;
+        let self_synced = Self::self_synced(state, &state.attachments[index]);
+        let attachment = &mut state.attachments[index];
         let (before, mapped) = (attachment.device, attachment.mapped);
         attachment.device.fenced = true;
         let after = attachment.device;
-        // Under `always` fences change nothing (and no mapping changed).
-        if !before.fenced && state.ownership.policy() == Policy::Tracked {
+        // Under `always` fences change nothing (and no mapping changed); a
+        // self-synced mapping's writes arrive through its syncs.
+        if !before.fenced && state.ownership.policy() == Policy::Tracked && !self_synced {
             if let Some(mapped) = mapped {
                 // Re-enter the mapping as fenced; what it may have written
                 // until now still counts.
@@ -286,7 +327,7 @@ impl HeapBuffer {
                 self.decide(state, Event::Map(after, direction(mapped)));
             }
         }
-        let writes = direction(dir).device_writes() && !after.coherent;
+        let writes = direction(dir).device_writes() && !after.coherent && !self_synced;
         // SAFETY: The caller guarantees that `fence` is valid.
         unsafe { state.fences.watch(fence, writes) }
     }
@@ -320,6 +361,20 @@ impl HeapBuffer {
         if let Some(mapping) = &state.kernel_mapping {
             cache_ops::invalidate_kernel_alias(mapping.vaddr, self.len);
         }
+        // Bouncing mappings the device may have written: copy their slots
+        // into the buffer first (the decision below then sees those writes).
+        let mut bounced_in = false;
+        for attachment in state.attachments.iter() {
+            if let Some(mapped) = attachment.mapped {
+                if Self::self_synced(state, attachment) && direction(mapped).device_writes() {
+                    attachment.dev.sync_for_cpu(&attachment.table, mapped);
+                    bounced_in = true;
+                }
+            }
+        }
+        if bounced_in {
+            self.decide(state, Event::BounceWrote);
+        }
         self.decide(state, Event::BeginCpu(direction(dir)));
         if state.ownership.policy() == Policy::Always {
             for attachment in state.attachments.iter().filter(|a| a.mapped.is_some()) {
@@ -337,6 +392,22 @@ impl HeapBuffer {
             cache_ops::flush_kernel_alias(mapping.vaddr, self.len);
         }
         self.decide(state, Event::EndCpu(direction(dir)));
+        // Bouncing mappings the device may read: copy the buffer into their
+        // slots (the CPU may have written it).
+        let reads = |state: &BufferState, a: &Attachment| {
+            Self::self_synced(state, a) && a.mapped.is_some_and(|d| direction(d).device_reads())
+        };
+        if state.attachments.iter().any(|a| reads(state, a)) {
+            self.decide(state, Event::BounceRead);
+            for attachment in state.attachments.iter() {
+                match attachment.mapped {
+                    Some(mapped) if reads(state, attachment) => {
+                        attachment.dev.sync_for_device(&attachment.table, mapped)
+                    }
+                    _ => {}
+                }
+            }
+        }
         if state.ownership.policy() == Policy::Always {
             for attachment in state.attachments.iter().filter(|a| a.mapped.is_some()) {
                 attachment.dev.sync_for_device(&attachment.table, dir);

@@ -11,29 +11,52 @@
 //! `dma_sync_sgtable_for_cpu(DMA_FROM_DEVICE)`, each over the whole buffer.
 //! Under `always` the mappings sync as the DMA API does by default and CPU
 //! brackets sync every mapped attachment, like the upstream system heap.
+//!
+//! Mappings that may bounce through swiotlb ([`Bounce`]) sync themselves
+//! under either policy: the DMA API moves their data only in their own sync
+//! calls. If the maintenance device itself would bounce, buffers are not
+//! mapped to it at all and every buffer gets the `always` policy
+//! ([`maintenance_bounce`]).
 
 use crate::{
     ownership::{self, CacheOps},
     sg::SgTable,
     sys,
 };
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use kernel::{
+    dma::DataDirection,
     error::{from_err_ptr, to_result},
     prelude::*,
 };
 
-/// Direction of a DMA transfer, as the dma-buf core passes it.
+/// Direction of a DMA transfer, as the dma-buf core passes it: the kernel
+/// crate's binding of `enum dma_data_direction`. Only that binding carries
+/// the C type for kCFI, which checks every indirect call into our
+/// `dma_buf_ops`; its Rust shape differs between releases (an integer in
+/// 7.2, a newtype in 7.3), so values are made through [`DataDirection`].
 pub(crate) type Direction = sys::dma_data_direction;
 
 /// The state machine's name for a direction. Anything unknown is taken as
 /// both ways, which can only cost maintenance, never correctness.
 pub(crate) fn direction(dir: Direction) -> ownership::Direction {
-    match dir {
-        sys::dma_data_direction_DMA_TO_DEVICE => ownership::Direction::ToDevice,
-        sys::dma_data_direction_DMA_FROM_DEVICE => ownership::Direction::FromDevice,
-        _ => ownership::Direction::Bidirectional,
+    if dir == DataDirection::ToDevice.into() {
+        ownership::Direction::ToDevice
+    } else if dir == DataDirection::FromDevice.into() {
+        ownership::Direction::FromDevice
+    } else {
+        ownership::Direction::Bidirectional
     }
+}
+
+/// The C value of a direction.
+pub(crate) fn raw(dir: ownership::Direction) -> Direction {
+    match dir {
+        ownership::Direction::ToDevice => DataDirection::ToDevice,
+        ownership::Direction::FromDevice => DataDirection::FromDevice,
+        ownership::Direction::Bidirectional => DataDirection::Bidirectional,
+    }
+    .into()
 }
 
 /// Whether a mapping syncs the CPU cache itself.
@@ -50,6 +73,46 @@ impl MapSync {
         match self {
             MapSync::Default => 0,
             MapSync::Skip => sys::RDH_DMA_ATTR_SKIP_CPU_SYNC,
+        }
+    }
+}
+
+/// Why a device's DMA mappings may bounce through swiotlb slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bounce {
+    /// Every mapping bounces: `swiotlb=force`, a restricted DMA pool, a
+    /// confidential guest.
+    Forced,
+    /// The DMA mask cannot reach all of RAM (e.g. 32 bits, RAM above 4 GiB).
+    AddressingLimited,
+    /// The DMA layer limits the mapping size, which it does where it may
+    /// bounce (e.g. an untrusted device behind an IOMMU).
+    LimitedMapping,
+}
+
+impl Bounce {
+    /// Every reason, in display order.
+    pub(crate) const ALL: [Bounce; 3] = [
+        Bounce::Forced,
+        Bounce::AddressingLimited,
+        Bounce::LimitedMapping,
+    ];
+
+    /// The reason's name in debugfs and the kernel log.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Bounce::Forced => "swiotlb_forced",
+            Bounce::AddressingLimited => "addressing_limited",
+            Bounce::LimitedMapping => "limited_mapping_size",
+        }
+    }
+
+    fn from_raw(reason: i32) -> Option<Self> {
+        match reason as u32 {
+            sys::RDH_BOUNCE_FORCED => Some(Bounce::Forced),
+            sys::RDH_BOUNCE_ADDRESSING_LIMITED => Some(Bounce::AddressingLimited),
+            sys::RDH_BOUNCE_LIMITED_MAPPING => Some(Bounce::LimitedMapping),
+            _ => None,
         }
     }
 }
@@ -89,6 +152,18 @@ impl DmaDevice {
         unsafe { sys::rdh_dev_is_dma_coherent(self.dev) }
     }
 
+    /// Whether (and why) the device's mappings may bounce through swiotlb.
+    pub(crate) fn bounce(&self) -> Option<Bounce> {
+        // SAFETY: By the type invariant `dev` is valid.
+        Bounce::from_raw(unsafe { sys::rdh_dma_bounce_reason(self.dev) })
+    }
+
+    /// The longest scatterlist segment the device can map (whole pages).
+    pub(crate) fn max_segment(&self) -> usize {
+        // SAFETY: By the type invariant `dev` is valid.
+        unsafe { sys::rdh_dma_max_segment(self.dev) }
+    }
+
     /// Maps `table` for the device.
     pub(crate) fn map(&self, table: &SgTable, dir: Direction, sync: MapSync) -> Result {
         // SAFETY: `dev` is valid; the table is allocated and not mapped.
@@ -118,12 +193,36 @@ impl DmaDevice {
 /// The heap's maintenance device, set once at module init.
 static MAINTENANCE_DEVICE: AtomicPtr<sys::device> = AtomicPtr::new(core::ptr::null_mut());
 
+/// Why the maintenance device's mappings would bounce (`Bounce` as a
+/// number, 0 if they do not), set once at module init.
+static MAINTENANCE_BOUNCE: AtomicU32 = AtomicU32::new(0);
+
 /// Creates the maintenance device. Called once from module init.
 pub(crate) fn create_maintenance_device() -> Result {
     // SAFETY: Process context at module init.
     let dev = from_err_ptr(unsafe { sys::rdh_maintenance_device_create() })?;
     MAINTENANCE_DEVICE.store(dev, Ordering::Release);
+    // SAFETY: Just created; never freed.
+    if let Some(reason) = unsafe { DmaDevice::new(dev) }.bounce() {
+        // A bouncing maintenance mapping would copy instead of maintaining
+        // the cache, take swiotlb slots for as long as each buffer lives,
+        // and fail for 1 MiB chunks (swiotlb maps at most 256 KiB).
+        MAINTENANCE_BOUNCE.store(reason as u32 + 1, Ordering::Release);
+        pr_warn!(
+            "DMA mappings bounce ({}): ownership tracking is off, every buffer syncs like the system heap (sync_policy=always)\n",
+            reason.name()
+        );
+    }
     Ok(())
+}
+
+/// If the maintenance device's mappings would bounce, why: then buffers
+/// are not mapped to it and all of them use the `always` policy.
+pub(crate) fn maintenance_bounce() -> Option<Bounce> {
+    match MAINTENANCE_BOUNCE.load(Ordering::Acquire) {
+        0 => None,
+        n => Bounce::ALL.get(n as usize - 1).copied(),
+    }
 }
 
 fn maintenance_device() -> Result<DmaDevice> {
@@ -136,28 +235,36 @@ fn maintenance_device() -> Result<DmaDevice> {
 }
 
 /// A buffer's own table, mapped (without syncing) to the maintenance
-/// device for as long as the buffer lives.
+/// device for as long as the buffer lives, unless that device's mappings
+/// would bounce ([`maintenance_bounce`]).
 ///
 /// # Invariants
 ///
-/// `table` is mapped for `dev` with `DMA_BIDIRECTIONAL`; it is unmapped on
-/// drop, before the table itself is freed.
+/// If `dev` is set, `table` is mapped for it with `DMA_BIDIRECTIONAL`; it
+/// is unmapped on drop, before the table itself is freed.
 pub(crate) struct MaintainedTable {
-    dev: DmaDevice,
+    dev: Option<DmaDevice>,
     table: SgTable,
 }
 
 impl MaintainedTable {
-    /// Maps `table` to the maintenance device.
+    /// Maps `table` to the maintenance device, if it can be used.
     pub(crate) fn new(table: SgTable) -> Result<Self> {
         let dev = maintenance_device()?;
+        if maintenance_bounce().is_some() {
+            // INVARIANT: Not mapped, and `dev` is unset.
+            return Ok(Self { dev: None, table });
+        }
         dev.map(
             &table,
-            sys::dma_data_direction_DMA_BIDIRECTIONAL,
+            raw(ownership::Direction::Bidirectional),
             MapSync::Skip,
         )?;
         // INVARIANT: Mapped just above.
-        Ok(Self { dev, table })
+        Ok(Self {
+            dev: Some(dev),
+            table,
+        })
     }
 
     /// The table (its page entries; the DMA fields belong to the
@@ -167,25 +274,30 @@ impl MaintainedTable {
     }
 
     /// Performs `ops` over the whole buffer: cleans first, then invalidates.
+    /// Only `tracked` buffers ask for any, and those exist only when the
+    /// maintenance device is mapped.
     pub(crate) fn perform(&self, ops: CacheOps) {
+        let Some(dev) = &self.dev else {
+            return;
+        };
         for _ in 0..ops.clean {
-            self.dev
-                .sync_for_device(&self.table, sys::dma_data_direction_DMA_TO_DEVICE);
+            dev.sync_for_device(&self.table, raw(ownership::Direction::ToDevice));
         }
         for _ in 0..ops.invalidate {
-            self.dev
-                .sync_for_cpu(&self.table, sys::dma_data_direction_DMA_FROM_DEVICE);
+            dev.sync_for_cpu(&self.table, raw(ownership::Direction::FromDevice));
         }
     }
 }
 
 impl Drop for MaintainedTable {
     fn drop(&mut self) {
-        self.dev.unmap(
-            &self.table,
-            sys::dma_data_direction_DMA_BIDIRECTIONAL,
-            MapSync::Skip,
-        );
+        if let Some(dev) = &self.dev {
+            dev.unmap(
+                &self.table,
+                raw(ownership::Direction::Bidirectional),
+                MapSync::Skip,
+            );
+        }
     }
 }
 

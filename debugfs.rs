@@ -14,6 +14,7 @@
 
 use crate::{
     buffer::HeapBuffer,
+    cache_ops::{self, Bounce},
     pages::LIVE_BYTES,
     stats::{skip_name, SKIP_REASONS, TOTALS},
     sys,
@@ -92,6 +93,15 @@ unsafe extern "C" fn rdh_show_heap_stats(m: *mut sys::seq_file) -> c_int {
     seq_print!(m, "invalidate_bytes: {}\n", load(&TOTALS.invalidate_bytes));
     for (reason, count) in SKIP_REASONS.iter().zip(TOTALS.skipped.iter()) {
         seq_print!(m, "skipped_{}: {}\n", skip_name(*reason), load(count));
+    }
+    seq_print!(
+        m,
+        "maintenance: {}\n",
+        cache_ops::maintenance_bounce().map_or("direct", Bounce::name)
+    );
+    seq_print!(m, "attachments: {}\n", load(&TOTALS.attachments));
+    for (reason, count) in Bounce::ALL.iter().zip(TOTALS.bounce_attachments.iter()) {
+        seq_print!(m, "bounce_synced_{}: {}\n", reason.name(), load(count));
     }
     0
 }

@@ -47,6 +47,9 @@
 //! | `EndCpu`, none mapped | none | the clean waits for the next map; a CPU that owns a clean buffer pays nothing |
 //! | `DeviceWrote` (a fence signalled) | none; lines become possibly stale | 3, found out precisely instead of assumed |
 //! | `Unmap` by a reader or a fenced device | none | memory did not change, or its writes were reported |
+//! | `BounceRead` | invalidate, if lines may be stale; clean first if they may also be dirty | the bounce copy is a CPU read: 3 |
+//! | `BounceWrote`, non-coherent device mapped | clean (lines were just dirtied) | the bounce copy is a CPU write: 1 |
+//! | `BounceWrote`, none mapped | none; lines become possibly dirty | the clean waits for the next map |
 //!
 //! A non-coherent device that may write and is mapped without fence
 //! reporting (`unfenced`) keeps the lines possibly stale for as long as it
@@ -63,6 +66,19 @@
 //! `EndCpu` without `BeginCpu` is handled as an end; a nested `BeginCpu`
 //! checks staleness again. Each operation covers the whole buffer (or, later,
 //! the range in question), once: never once per device.
+//!
+//! # Mappings that bounce
+//!
+//! A device whose mappings go through swiotlb bounce slots (`swiotlb=force`,
+//! a DMA mask that cannot reach the pages, a restricted DMA pool, a
+//! confidential guest) never touches the buffer's pages: the DMA API copies
+//! between the pages and the slot, with the CPU, inside that mapping's own
+//! map, unmap and sync calls, and only if they are made without
+//! `DMA_ATTR_SKIP_CPU_SYNC`. So such an attachment syncs its own mapping (as
+//! under `Always`) and does not take part in `Map`/`Unmap`; for the pages,
+//! its copies are CPU accesses: `BounceRead` before a copy out of the
+//! buffer (map, sync for the device), `BounceWrote` after a copy into it
+//! (unmap or sync for the CPU, when the device may write).
 //!
 //! # Policy `Always`
 //!
@@ -85,6 +101,11 @@ impl Direction {
     /// Whether a device access in this direction may write memory.
     pub fn device_writes(self) -> bool {
         !matches!(self, Direction::ToDevice)
+    }
+
+    /// Whether a device access in this direction may read memory.
+    pub fn device_reads(self) -> bool {
+        !matches!(self, Direction::FromDevice)
     }
 
     /// Whether a CPU access in this direction may write memory. A CPU
@@ -120,6 +141,12 @@ pub enum Event {
     /// fence signalled). Comes before any CPU access that depends on it:
     /// CPU access waits for the buffer's fences.
     DeviceWrote(Device),
+    /// A mapping that bounces is about to copy the buffer into its bounce
+    /// slot: the CPU reads the memory on the device's behalf.
+    BounceRead,
+    /// A mapping that bounces copied its slot into the buffer: the CPU wrote
+    /// the memory on the device's behalf.
+    BounceWrote,
 }
 
 /// Cache maintenance to perform, in this order: clean, then invalidate.
@@ -311,7 +338,7 @@ impl Ownership {
                     self.cpu_writing = false;
                 }
             }
-            Event::DeviceWrote(_) => {}
+            Event::DeviceWrote(_) | Event::BounceRead | Event::BounceWrote => {}
         }
     }
 
@@ -327,29 +354,20 @@ impl Ownership {
             }
             Event::Unmap(_, _) => Decision::default(),
             Event::BeginCpu(dir) => {
-                let stale = self.lines.maybe_stale || self.unfenced_writers_mapped > 0;
-                let decision = if stale {
-                    // Never drop dirty data: clean first if there may be any.
-                    // Inside an open bracket there may be: its end may yet
-                    // reveal a write direction.
-                    let clean = u32::from(self.lines.maybe_dirty || self.cpu_depth > 0);
-                    self.lines = Lines {
-                        maybe_dirty: false,
-                        maybe_stale: false,
-                    };
-                    act(CacheOps {
-                        clean,
-                        invalidate: 1,
-                    })
-                } else if self.mapped > 0 {
-                    skip(Skip::NotStale)
-                } else {
-                    Decision::default()
-                };
+                let decision = self.invalidate_if_stale();
                 if dir.cpu_writes() {
                     self.lines.maybe_dirty = true;
                 }
                 decision
+            }
+            Event::BounceRead => self.invalidate_if_stale(),
+            Event::BounceWrote => {
+                self.lines.maybe_dirty = true;
+                if self.noncoherent_mapped > 0 {
+                    self.clean_if_dirty()
+                } else {
+                    skip(Skip::DeferredToMap)
+                }
             }
             Event::EndCpu(dir) => {
                 if dir.cpu_writes() {
@@ -372,6 +390,29 @@ impl Ownership {
         }
     }
 
+    /// Before the CPU reads: drop lines that may predate a device write.
+    fn invalidate_if_stale(&mut self) -> Decision {
+        let stale = self.lines.maybe_stale || self.unfenced_writers_mapped > 0;
+        if stale {
+            // Never drop dirty data: clean first if there may be any. Inside
+            // an open bracket there may be: its end may yet reveal a write
+            // direction.
+            let clean = u32::from(self.lines.maybe_dirty || self.cpu_depth > 0);
+            self.lines = Lines {
+                maybe_dirty: false,
+                maybe_stale: false,
+            };
+            act(CacheOps {
+                clean,
+                invalidate: 1,
+            })
+        } else if self.mapped > 0 {
+            skip(Skip::NotStale)
+        } else {
+            Decision::default()
+        }
+    }
+
     fn clean_if_dirty(&mut self) -> Decision {
         if self.lines.maybe_dirty {
             self.lines.maybe_dirty = false;
@@ -388,7 +429,8 @@ impl Ownership {
     /// `dma_unmap_sgtable` invalidates unless `DMA_TO_DEVICE`, and CPU
     /// brackets sync every mapped attachment. Coherent devices cost nothing
     /// there too (the DMA API skips them), but the per-attachment loop
-    /// counts only non-coherent mappings for the same reason.
+    /// counts only non-coherent mappings for the same reason. Mappings that
+    /// bounce sync themselves there as well: their events cost nothing here.
     fn always(&mut self, event: Event) -> Decision {
         let noncoherent = self.noncoherent_mapped;
         let ops = match event {

@@ -86,6 +86,7 @@ impl PageChunk {
 
     /// Copies page `n` (which must be in range) into `out` through a
     /// temporary kernel mapping.
+    #[cfg(rdh_kunit)]
     pub(crate) fn read_page(&self, n: usize, out: &mut [u8; PAGE_SIZE]) {
         let page = self.nth_page(n);
         // SAFETY: `page` is a valid page owned by this chunk.
@@ -98,6 +99,7 @@ impl PageChunk {
     }
 
     /// Fills page `n` (which must be in range) with `byte`.
+    #[cfg(rdh_kunit)]
     pub(crate) fn fill_page(&self, n: usize, byte: u8) {
         let page = self.nth_page(n);
         // SAFETY: `page` is a valid page owned by this chunk.

@@ -3,9 +3,6 @@
  * C glue for the Rust module: only what Rust cannot reach through exported
  * symbols (static inlines, macros, a string module parameter). No logic here.
  */
-#include <kunit/device.h>
-#include <kunit/test-bug.h>
-#include <kunit/test.h>
 #include <linux/debugfs.h>
 #include <linux/dma-fence.h>
 #include <linux/dma-resv.h>
@@ -17,13 +14,13 @@
 #include <linux/moduleparam.h>
 #include <linux/platform_device.h>
 #include <linux/sched/signal.h>
+#include <linux/swiotlb.h>
 #include <linux/seq_file.h>
 #include <linux/vmalloc.h>
 #include <linux/workqueue.h>
 
 #include "rdh_dma_device.h"
 #include "rdh_shim.h"
-#include "rdh_test_fence.h"
 
 /* Rust module parameters are integers only; the heap name is a string. */
 static char heap_name[64] = "rust_system";
@@ -103,6 +100,33 @@ struct device *rdh_maintenance_device_create(void)
 bool rdh_dev_is_dma_coherent(struct device *dev)
 {
 	return dev_is_dma_coherent(dev);
+}
+
+/*
+ * Whether mappings for @dev may bounce through swiotlb slots, and why. The
+ * DMA API then copies between the pages and the slot in the mapping's own
+ * map, unmap and sync calls, and only without DMA_ATTR_SKIP_CPU_SYNC. A
+ * finite dma_max_mapping_size() is how the DMA layer itself says that it
+ * may bounce (dma-direct with swiotlb in use, untrusted devices behind an
+ * IOMMU); the two named cases come first for a precise reason.
+ */
+int rdh_dma_bounce_reason(struct device *dev)
+{
+	if (is_swiotlb_force_bounce(dev))
+		return RDH_BOUNCE_FORCED;
+	if (dma_addressing_limited(dev))
+		return RDH_BOUNCE_ADDRESSING_LIMITED;
+	if (dma_max_mapping_size(dev) != SIZE_MAX)
+		return RDH_BOUNCE_LIMITED_MAPPING;
+	return RDH_BOUNCE_NONE;
+}
+
+/* The longest scatterlist segment @dev can map, in whole pages. */
+size_t rdh_dma_max_segment(struct device *dev)
+{
+	size_t max = min_t(size_t, dma_max_mapping_size(dev), dma_get_max_seg_size(dev));
+
+	return max_t(size_t, max & PAGE_MASK, PAGE_SIZE);
 }
 
 /* Rust's way to name the module changed between 7.2 and 7.3; C's did not. */
@@ -270,44 +294,4 @@ struct dentry *rdh_debugfs_add_buffer(struct dma_buf *dmabuf, void *buffer)
 void rdh_debugfs_remove(struct dentry *dentry)
 {
 	debugfs_remove(dentry);
-}
-
-/*
- * A device owned by the running KUnit test (released when the test ends),
- * with a 64-bit DMA mask and no IOMMU: non-coherent on arm64 unless asked
- * otherwise, so mapping a buffer for it goes through the real cache
- * maintenance path.
- */
-struct device *rdh_kunit_dma_device(const char *name, bool coherent)
-{
-	struct kunit *test = kunit_get_current_test();
-	struct device *dev;
-
-	if (!test)
-		return ERR_PTR(-EINVAL);
-	dev = kunit_device_register(test, name);
-	if (IS_ERR(dev))
-		return dev;
-	/* KUnit devices come without DMA parameters; platform devices have them. */
-	dev->dma_parms = kunit_kzalloc(test, sizeof(*dev->dma_parms), GFP_KERNEL);
-	if (!dev->dma_parms)
-		return ERR_PTR(-ENOMEM);
-	if (rdh_setup_dma_device(dev, coherent))
-		return ERR_PTR(-EIO);
-	return dev;
-}
-
-struct dma_fence *rdh_test_fence_create(void)
-{
-	return rdh_test_fence_new();
-}
-
-void rdh_test_fence_signal(struct dma_fence *fence)
-{
-	rdh_test_fence_fire(fence);
-}
-
-void rdh_test_fence_signal_later(struct dma_fence *fence, unsigned int ms)
-{
-	rdh_test_fence_fire_later(fence, ms);
 }

@@ -42,6 +42,14 @@ bool rdh_sync_policy_always(void);
 bool rdh_debugfs_buffers_enabled(void);
 struct device *rdh_maintenance_device_create(void);
 bool rdh_dev_is_dma_coherent(struct device *dev);
+
+/* Why DMA mappings for a device may bounce through swiotlb slots. */
+#define RDH_BOUNCE_NONE 0
+#define RDH_BOUNCE_FORCED 1		/* swiotlb=force, restricted pool, CC guest */
+#define RDH_BOUNCE_ADDRESSING_LIMITED 2	/* DMA mask cannot reach all RAM */
+#define RDH_BOUNCE_LIMITED_MAPPING 3	/* any other limit the DMA layer reports */
+int rdh_dma_bounce_reason(struct device *dev);
+size_t rdh_dma_max_segment(struct device *dev);
 struct module *rdh_this_module(void);
 void rdh_pin_module(void);
 bool rdh_fatal_signal_pending(void);
@@ -83,7 +91,7 @@ bool rdh_dma_fence_is_signaled(struct dma_fence *fence);
 long rdh_dma_fence_wait(struct dma_fence *fence);
 long rdh_resv_wait_for_cpu(struct dma_resv *resv, bool write, bool *device_wrote);
 
-/* For the KUnit suite only. */
+/* For the KUnit suite only: tests/kunit_shim.c, linked into test builds. */
 struct device *rdh_kunit_dma_device(const char *name, bool coherent);
 struct dma_fence *rdh_test_fence_create(void);
 void rdh_test_fence_signal(struct dma_fence *fence);

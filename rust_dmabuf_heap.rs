@@ -48,10 +48,11 @@ module! {
 
 struct RustDmabufHeap;
 
-/// The cache maintenance policy new buffers get (parameter `sync_policy`).
+/// The cache maintenance policy new buffers get: parameter `sync_policy`,
+/// unless the maintenance device's mappings would bounce (then `always`).
 pub(crate) fn sync_policy() -> Policy {
     // SAFETY: Reads a module parameter; no preconditions.
-    if unsafe { sys::rdh_sync_policy_always() } {
+    if cache_ops::maintenance_bounce().is_some() || unsafe { sys::rdh_sync_policy_always() } {
         Policy::Always
     } else {
         Policy::Tracked
@@ -365,5 +366,7 @@ pub unsafe extern "C" fn rdh_dma_buf_access_until(
     }
 }
 
+// The KUnit suite, in test builds only (`RDH_KUNIT=y`, see `Kbuild`).
+#[cfg(rdh_kunit)]
 #[path = "tests/kunit.rs"]
 mod kunit;

@@ -4,7 +4,10 @@
 //! and one private copy per attachment, because a DMA mapping writes the
 //! device addresses into the table it maps.
 
-use crate::{pages::PageChunk, sys};
+use crate::{
+    pages::{PageChunk, PAGE_SIZE},
+    sys,
+};
 use core::cell::UnsafeCell;
 use kernel::{error::to_result, prelude::*};
 
@@ -39,16 +42,36 @@ impl SgTable {
         Ok(table)
     }
 
-    /// A private copy with the same pages, for one attachment.
-    pub(crate) fn duplicate(&self) -> Result<Self> {
-        let copy = Self::alloc(self.len())?;
-        for (to, from) in copy.entries().zip(self.entries()) {
-            // SAFETY: Both are valid entries; `from` describes pages of the
-            // same buffer, which outlives `copy`.
-            unsafe {
-                sys::rdh_sg_set_page(to, sys::rdh_sg_page(from), (*from).length, (*from).offset)
-            };
+    /// A private copy with the same pages, for one attachment, whose
+    /// entries are at most `max_segment` bytes (rounded down to whole
+    /// pages): longer chunks are split, so that a device that can map only
+    /// short segments (swiotlb: 256 KiB) can map the whole buffer.
+    pub(crate) fn duplicate(&self, max_segment: usize) -> Result<Self> {
+        let max_segment = max_segment.max(PAGE_SIZE) / PAGE_SIZE * PAGE_SIZE;
+        let pieces = |len: usize| len.div_ceil(max_segment);
+        let copy = Self::alloc(self.entry_lengths().map(pieces).sum())?;
+        let mut to = copy.entries();
+        for from in self.entries() {
+            // SAFETY: `from` is a valid entry; the pages it describes belong
+            // to the same buffer, which outlives `copy`.
+            let (page, length) = unsafe { (sys::rdh_sg_page(from), (*from).length as usize) };
+            for piece in 0..pieces(length) {
+                let offset = piece * max_segment;
+                let size = (length - offset).min(max_segment);
+                let sg = to.next().ok_or(EINVAL)?;
+                // SAFETY: `sg` is an entry of `copy`; the `size` bytes at
+                // page `offset / PAGE_SIZE` of the chunk lie inside it.
+                unsafe {
+                    sys::rdh_sg_set_page(
+                        sg,
+                        sys::rdh_nth_page(page, offset / PAGE_SIZE),
+                        size as u32,
+                        0,
+                    )
+                };
+            }
         }
+        drop(to);
         Ok(copy)
     }
 

@@ -5,7 +5,10 @@
 //! invalidate (whole buffers); skips say why an operation the upstream
 //! system heap would have performed was not.
 
-use crate::ownership::{Decision, Skip};
+use crate::{
+    cache_ops::Bounce,
+    ownership::{Decision, Skip},
+};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Every reason an operation can be skipped, in display order.
@@ -75,6 +78,20 @@ pub(crate) struct Totals {
     pub(crate) clean_bytes: AtomicU64,
     pub(crate) invalidate_bytes: AtomicU64,
     pub(crate) skipped: [AtomicU64; SKIP_REASONS.len()],
+    /// Attachments made, and those whose mappings may bounce by reason
+    /// (they sync their own mappings).
+    pub(crate) attachments: AtomicU64,
+    pub(crate) bounce_attachments: [AtomicU64; Bounce::ALL.len()],
+}
+
+impl Totals {
+    /// Counts a new attachment.
+    pub(crate) fn count_attachment(&self, bounce: Option<Bounce>) {
+        self.attachments.fetch_add(1, Ordering::Relaxed);
+        if let Some(reason) = bounce {
+            self.bounce_attachments[reason as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The heap's totals.
@@ -84,4 +101,6 @@ pub(crate) static TOTALS: Totals = Totals {
     clean_bytes: AtomicU64::new(0),
     invalidate_bytes: AtomicU64::new(0),
     skipped: [const { AtomicU64::new(0) }; SKIP_REASONS.len()],
+    attachments: AtomicU64::new(0),
+    bounce_attachments: [const { AtomicU64::new(0) }; Bounce::ALL.len()],
 };

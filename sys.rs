@@ -28,4 +28,5 @@
 
 pub(crate) use kernel::bindings::*;
 
-include!("ffi_generated.rs");
+// Generated in the build directory (see `Kbuild`).
+include!(env!("RDH_FFI_GENERATED"));

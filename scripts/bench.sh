@@ -11,6 +11,6 @@ cd "$REPO_ROOT"
 out=${BENCH_OUT:-bench.json}
 
 bash scripts/setup.sh >/dev/null
-KCONFIG_EXTRA=$REPO_ROOT/kernel/bench.config RDH_TIMEOUT=${RDH_TIMEOUT:-900} bash scripts/vm.sh bench
+RDH_PROFILE=bench RDH_TIMEOUT=${RDH_TIMEOUT:-900} bash scripts/vm.sh bench
 cargo run -q --release --locked -p cache-model --bin bench-report -- \
 	target/vm-bench.log "$out" ${BENCH_MS_PER_MIB:-}

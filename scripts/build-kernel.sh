@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Configures and builds the arm64 test kernel from the repo's config fragment.
-# The build directory lives in the cache, keyed by kernel version + fragment
-# hash, so a second run is a no-op and a changed fragment gets its own tree.
-# Prints the build directory (KDIR) on its last line.
+# Configures and builds the arm64 kernel of RDH_PROFILE (scripts/env.sh) from
+# the repo's config fragments, with the profile's toolchain. The build
+# directory lives in the cache, keyed by kernel version, profile and
+# fragment hash, so a second run is a no-op and a changed fragment gets its
+# own tree. Prints the build directory (KDIR) on its last line.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
 KDIR=$CACHE_ROOT/build/$(kernel_key)
-kmake() { make -s -C "$KSRC" O="$KDIR" ARCH=arm64 LLVM=1 "$@"; }
+kmake() { make -s -C "$KSRC" O="$KDIR" ARCH=arm64 "${KERNEL_TOOLCHAIN[@]}" "$@"; }
 
+if [ ! -f "$KDIR/arch/arm64/boot/Image" ]; then
+	echo "build-kernel: building the arm64 kernel $(basename "$KDIR") (${KERNEL_TOOLCHAIN[*]}); first time only, 3-6 minutes" >&2
+fi
 if [ ! -f "$KDIR/.config" ]; then
 	mkdir -p "$KDIR"
 	kmake KCONFIG_ALLCONFIG="$KCONFIG_FRAGMENT" allnoconfig >/dev/null

@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Builds rust_dmabuf_heap.ko against KDIR (default: the cached test kernel).
-# Any compiler or clippy warning fails the build. Extra arguments go to make
-# (e.g. CLIPPY=1).
+# Builds rust_dmabuf_heap.ko (and, with RDH_TESTS=y, the test drivers)
+# against KDIR (default: the cached kernel of RDH_PROFILE) with the toolchain
+# that tree was built with (clang: LLVM=1; GCC: CROSS_COMPILE). The build
+# directory is outside the checkout (MO=), one per kernel tree and variant:
+# the test build (RDH_KUNIT=y, the KUnit suite compiled in) for profiles
+# with KUnit, the production module otherwise. Any compiler or clippy
+# warning fails the build. Extra arguments go to make (e.g. CLIPPY=1).
+# Prints the module's path on its last line.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
 KDIR=${KDIR:-$(bash "$REPO_ROOT/scripts/build-kernel.sh" | tail -1)}
+KDIR=$(cd "$KDIR" && pwd)
+variant=$([ "$RDH_KUNIT" = y ] && echo kunit || echo production)
+out=${MODULE_OUT:-$CACHE_ROOT/module/$(echo "$KDIR" | sha256sum | cut -c1-12)-$(basename "$KDIR")-$variant}
+mkdir -p "$out"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-if ! make -C "$KDIR" M="$REPO_ROOT" LLVM=1 ARCH=arm64 "$@" >"$log" 2>&1; then
+# shellcheck disable=SC2046 # tree_toolchain prints one make variable
+if ! make -C "$KDIR" M="$REPO_ROOT" MO="$out" ARCH=arm64 $(tree_toolchain "$KDIR") \
+	RDH_KUNIT="$RDH_KUNIT" RDH_TESTS="${RDH_TESTS:-y}" "$@" >"$log" 2>&1; then
 	cat "$log"
 	echo "build-module: module build failed" >&2
 	exit 1
@@ -19,4 +30,4 @@ if grep -Eiq '(^|[^a-z_])(warning|error)(\[|:)' "$log"; then
 	echo "build-module: warnings are errors in this project" >&2
 	exit 1
 fi
-echo "$REPO_ROOT/rust_dmabuf_heap.ko"
+echo "$out/rust_dmabuf_heap.ko"

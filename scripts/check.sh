@@ -9,7 +9,7 @@
 # Ends with "N passed, N failed" over host tests and VM results; exits
 # non-zero if anything failed.
 set -uo pipefail
-export RDH_TEST_KERNEL=1
+export RDH_PROFILE=${RDH_PROFILE:-test}
 . "$(dirname "$0")/env.sh"
 cd "$REPO_ROOT"
 

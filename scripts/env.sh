@@ -19,25 +19,58 @@ SRC_ROOT=$CACHE_ROOT/src
 KSRC=$SRC_ROOT/linux-source-$KVER
 QEMU_DIR=$TOOLS/qemu
 QEMU=$QEMU_DIR/usr/bin/qemu-system-aarch64
-# Kernel build directory, keyed by kernel version and config fragment hash.
-# KCONFIG_EXTRA names more fragment files, appended to the base one.
-# RDH_TEST_KERNEL=1 (make check, check-debug) adds kernel/test.config
-# before them. (KCONFIG_EXTRA itself is left alone: children that inherit
-# it source this file again.)
-KCONFIG_FRAGMENT=$REPO_ROOT/kernel/qemu-arm64.config
-extra_fragments=${KCONFIG_EXTRA:-}
-if [ -n "${RDH_TEST_KERNEL:-}" ]; then
-	extra_fragments="$REPO_ROOT/kernel/test.config $extra_fragments"
+# The kernel profile: which fragments of kernel/ make its config (on top of
+# allnoconfig), and so which kernel the scripts build and boot.
+#   run         make run: the base plus KUnit
+#   test        make check: plus vgem and fault injection
+#   debug       make check-debug: plus KASAN, lockdep, kmemleak, ...
+#   bench       make bench: the base plus KUnit and kprobes
+#   prod-clang  product kernel, clang: kCFI, no KUnit (plus test.config)
+#   prod-gcc    product kernel, GCC: MODVERSIONS + GENDWARFKSYMS, debug
+#               info, no KUnit (plus test.config)
+# Profiles with kunit.config get the module's test build (the KUnit suite
+# compiled in, RDH_KUNIT=y); the others the production module.
+RDH_PROFILE=${RDH_PROFILE:-run}
+case "$RDH_PROFILE" in
+run) profile_fragments="kunit" ;;
+test) profile_fragments="kunit test" ;;
+debug) profile_fragments="kunit test debug" ;;
+bench) profile_fragments="kunit bench" ;;
+prod-clang) profile_fragments="test prod-clang" ;;
+prod-gcc) profile_fragments="test prod-gcc" ;;
+*)
+	echo "unknown RDH_PROFILE=$RDH_PROFILE" >&2
+	exit 2
+	;;
+esac
+case " $profile_fragments " in
+*" kunit "*) RDH_KUNIT=y ;;
+*) RDH_KUNIT=n ;;
+esac
+mkdir -p "$CACHE_ROOT/fragments"
+KCONFIG_FRAGMENT=$CACHE_ROOT/fragments/$RDH_PROFILE-$(cd "$REPO_ROOT/kernel" &&
+	cat qemu-arm64.config $(printf '%s.config ' $profile_fragments) | sha256sum | cut -c1-12).config
+(cd "$REPO_ROOT/kernel" && cat qemu-arm64.config $(printf '%s.config ' $profile_fragments)) >"$KCONFIG_FRAGMENT"
+# The compiler a profile's kernel is built with (a `# rdh-toolchain: gcc`
+# line in a fragment); modules follow the tree they are built against.
+if grep -q '^# rdh-toolchain: gcc' "$KCONFIG_FRAGMENT"; then
+	KERNEL_TOOLCHAIN=(CROSS_COMPILE=aarch64-linux-gnu-)
+else
+	KERNEL_TOOLCHAIN=(LLVM=1)
 fi
-if [ -n "${extra_fragments// /}" ]; then
-	mkdir -p "$CACHE_ROOT/fragments"
-	combined=$CACHE_ROOT/fragments/$(cat "$KCONFIG_FRAGMENT" $extra_fragments | sha256sum | cut -c1-12).config
-	cat "$KCONFIG_FRAGMENT" $extra_fragments >"$combined"
-	KCONFIG_FRAGMENT=$combined
-fi
+# The make variables that select the compiler a kernel tree was built with.
+tree_toolchain() {
+	if grep -qx CONFIG_CC_IS_CLANG=y "$1/.config"; then
+		echo LLVM=1
+	else
+		echo CROSS_COMPILE=${CROSS_COMPILE:-aarch64-linux-gnu-}
+	fi
+}
+# Kernel build directory name: Debian kernel version, profile and fragment
+# hash (the toolchain line is part of the fragments).
 kernel_key() {
 	local v
 	v=$(cat "$KSRC/.debian-version" 2>/dev/null || echo "$KVER")
-	echo "$v-$(sha256sum "$KCONFIG_FRAGMENT" | cut -c1-12)"
+	echo "$v-$(basename "$KCONFIG_FRAGMENT" .config)"
 }
 KBUILD_JOBS=${KBUILD_JOBS:-3}

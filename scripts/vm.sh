@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Builds everything the test VM needs and boots it under QEMU arm64.
-#   scripts/vm.sh check   KUnit at insmod + the guest's checks, judged by
-#                         the runner (ends with "N passed, N failed")
+#   scripts/vm.sh check   the guest's checks (and, on kernels with KUnit, the
+#                         module's KUnit suite at insmod), judged by the
+#                         runner (ends with "N passed, N failed")
 #   scripts/vm.sh run     the demonstration: both heaps, a few lines
 #   scripts/vm.sh bench   the benchmark scenarios (see scripts/bench.sh)
-# RDH_PARAMS (e.g. heap_name=foo) is passed to the module.
+# The kernel is RDH_PROFILE's (scripts/env.sh; default: test for check,
+# bench for bench, run for run). Settings for other boots:
+#   RDH_PARAMS      module parameters, comma separated (e.g. heap_name=foo)
+#   RDH_APPEND      more kernel command line (e.g. swiotlb=65536,force)
+#   RDH_MACHINE     QEMU -M value (default: virt)
+#   RDH_MEMORY      guest RAM in MiB (default: 1024)
+#   RDH_QEMU_ARGS   more QEMU arguments, space separated
+#   RDH_LOG         console log (default: target/vm-<mode>.log)
 set -euo pipefail
 mode=${1:-check}
-# The check boot runs on the test kernel (vgem, fault injection).
-[ "$mode" = check ] && export RDH_TEST_KERNEL=1
+case "$mode" in
+check) export RDH_PROFILE=${RDH_PROFILE:-test} ;;
+bench) export RDH_PROFILE=${RDH_PROFILE:-bench} ;;
+*) export RDH_PROFILE=${RDH_PROFILE:-run} ;;
+esac
 . "$(dirname "$0")/env.sh"
 
 KDIR=$(bash "$REPO_ROOT/scripts/build-kernel.sh" | tail -1)
@@ -39,11 +50,12 @@ LIST
 # The check boot turns on the dma-heap core's memcg accounting so that the
 # guest can verify that our pages are charged; `make run` keeps the default.
 # A kernel with kmemleak (make check-debug) gets its verdict as a last suite.
-extra_append=
-expect=(--expect-suite rust_dmabuf_heap --expect-suite rdh_guest
-	--expect-suite dmabuf_heaps_selftest)
+# Only the module's test build has the KUnit suite.
+extra_append="rdh_kunit=$RDH_KUNIT ${RDH_APPEND:-}"
+expect=(--expect-suite rdh_guest --expect-suite dmabuf_heaps_selftest)
+[ "$RDH_KUNIT" = y ] && expect+=(--expect-suite rust_dmabuf_heap)
 if [ "$mode" = check ]; then
-	extra_append="dma_heap.mem_accounting=1"
+	extra_append+=" dma_heap.mem_accounting=1"
 	if grep -qx CONFIG_DEBUG_KMEMLEAK=y "$KDIR/.config"; then
 		extra_append+=" rdh_kmemleak=1"
 		expect+=(--expect-suite rdh_kmemleak)
@@ -57,20 +69,24 @@ fi
 # The checks run a thread per vCPU against each other (guest/src/stress.rs).
 smp=2
 [ "$mode" = check ] && smp=4
+qemu_args=()
+for arg in ${RDH_QEMU_ARGS:-}; do qemu_args+=(--qemu-arg "$arg"); done
 args=(--qemu "$QEMU" --qemu-data "$QEMU_DIR/usr/share/qemu"
 	--kernel "$KDIR/arch/arm64/boot/Image" --initrd "$out/initramfs.cpio"
-	--smp "$smp" --memory 1024 --timeout "${RDH_TIMEOUT:-300}"
+	--machine "${RDH_MACHINE:-virt}" --smp "$smp" --memory "${RDH_MEMORY:-1024}"
+	--timeout "${RDH_TIMEOUT:-300}" "${qemu_args[@]}"
 	--append "rdh_mode=$mode rdh_params=${RDH_PARAMS:-} $extra_append")
+log=${RDH_LOG:-$REPO_ROOT/target/vm-$mode.log}
 case "$mode" in
 check)
-	exec "$runner" "${args[@]}" --log "$REPO_ROOT/target/vm-check.log" "${expect[@]}"
+	exec "$runner" "${args[@]}" --log "$log" "${expect[@]}"
 	;;
 bench)
-	exec "$runner" "${args[@]}" --log "$REPO_ROOT/target/vm-bench.log" \
+	exec "$runner" "${args[@]}" --log "$log" \
 		--echo "rdh:" --expect-suite rust_dmabuf_heap
 	;;
 run)
-	exec "$runner" "${args[@]}" --log "$REPO_ROOT/target/vm-run.log" \
+	exec "$runner" "${args[@]}" --log "$log" \
 		--echo "rdh:" --echo "rust_dmabuf_heap:" \
 		--expect-suite rust_dmabuf_heap --expect-suite rdh_run
 	;;

@@ -15,7 +15,7 @@ mod tests {
         sys,
     };
     use core::sync::atomic::{AtomicUsize, Ordering};
-    use kernel::{error::from_err_ptr, prelude::*, str::CString};
+    use kernel::{dma::DataDirection, error::from_err_ptr, prelude::*, str::CString};
 
     const MIB: usize = 1 << 20;
     const KIB: usize = 1 << 10;
@@ -63,9 +63,35 @@ mod tests {
         let buffer = HeapBuffer::new(len)?;
         assert_eq!(buffer.table().len(), 3);
         assert_eq!(buffer.table().entry_lengths().sum::<usize>(), len);
-        let copy = buffer.table().duplicate()?;
+        let copy = buffer.table().duplicate(usize::MAX)?;
         assert_eq!(copy.len(), 3);
         assert!(copy.entry_lengths().eq(buffer.table().entry_lengths()));
+        Ok(())
+    }
+
+    #[test]
+    fn attachment_tables_split_chunks_to_the_devices_segment_limit() -> Result {
+        // swiotlb maps at most 256 KiB at once.
+        let len = 2 * MIB + 64 * KIB + 4 * KIB;
+        let buffer = HeapBuffer::new(len)?;
+        let copy = buffer.table().duplicate(256 * KIB)?;
+        let mut lengths = KVec::new();
+        for length in copy.entry_lengths() {
+            lengths.push(length, GFP_KERNEL)?;
+        }
+        let quarter = 256 * KIB;
+        let expected = [
+            quarter, quarter, quarter, quarter, quarter, quarter, quarter, quarter,
+        ];
+        assert_eq!(&lengths[..8], &expected[..]);
+        assert_eq!(&lengths[8..], &[64 * KIB, 4 * KIB][..]);
+        // Pieces of a chunk are consecutive pages of it, in order.
+        let mut pages = copy.entries().map(|sg| {
+            // SAFETY: `sg` is a valid entry of `copy`.
+            unsafe { sys::rdh_page_to_pfn(sys::rdh_sg_page(sg)) }
+        });
+        let first = pages.next().unwrap_or(0);
+        assert_eq!(pages.next(), Some(first + 64));
         Ok(())
     }
 
@@ -167,11 +193,8 @@ mod tests {
         // SAFETY: Both attachments are live and unmapped.
         let (written, read) = unsafe {
             (
-                sys::dma_buf_map_attachment_unlocked(
-                    writer,
-                    sys::dma_data_direction_DMA_FROM_DEVICE,
-                ),
-                sys::dma_buf_map_attachment_unlocked(reader, sys::dma_data_direction_DMA_TO_DEVICE),
+                sys::dma_buf_map_attachment_unlocked(writer, FROM_DEVICE.into()),
+                sys::dma_buf_map_attachment_unlocked(reader, TO_DEVICE.into()),
             )
         };
         let (written, read) = (from_err_ptr(written)?, from_err_ptr(read)?);
@@ -179,26 +202,15 @@ mod tests {
         assert_eq!(mapped_bytes(written), len);
         assert_eq!(mapped_bytes(read), len);
         // SAFETY: `dmabuf` is live.
-        let begin = unsafe {
-            sys::dma_buf_begin_cpu_access(dmabuf, sys::dma_data_direction_DMA_FROM_DEVICE)
-        };
+        let begin = unsafe { sys::dma_buf_begin_cpu_access(dmabuf, FROM_DEVICE.into()) };
         // SAFETY: As above.
-        let end =
-            unsafe { sys::dma_buf_end_cpu_access(dmabuf, sys::dma_data_direction_DMA_FROM_DEVICE) };
+        let end = unsafe { sys::dma_buf_end_cpu_access(dmabuf, FROM_DEVICE.into()) };
         assert_eq!((begin, end), (0, 0));
 
         // SAFETY: Undo the mappings and attachments made above, in order.
         unsafe {
-            sys::dma_buf_unmap_attachment_unlocked(
-                writer,
-                written,
-                sys::dma_data_direction_DMA_FROM_DEVICE,
-            );
-            sys::dma_buf_unmap_attachment_unlocked(
-                reader,
-                read,
-                sys::dma_data_direction_DMA_TO_DEVICE,
-            );
+            sys::dma_buf_unmap_attachment_unlocked(writer, written, FROM_DEVICE.into());
+            sys::dma_buf_unmap_attachment_unlocked(reader, read, TO_DEVICE.into());
             sys::dma_buf_detach(dmabuf, writer);
             sys::dma_buf_detach(dmabuf, reader);
             sys::dma_buf_put(dmabuf);
@@ -239,9 +251,9 @@ mod tests {
     }
 
     const NAME: &CStr = c"rust_dmabuf_heap_kunit";
-    const TO_DEVICE: sys::dma_data_direction = sys::dma_data_direction_DMA_TO_DEVICE;
-    const FROM_DEVICE: sys::dma_data_direction = sys::dma_data_direction_DMA_FROM_DEVICE;
-    const BIDIRECTIONAL: sys::dma_data_direction = sys::dma_data_direction_DMA_BIDIRECTIONAL;
+    const TO_DEVICE: DataDirection = DataDirection::ToDevice;
+    const FROM_DEVICE: DataDirection = DataDirection::FromDevice;
+    const BIDIRECTIONAL: DataDirection = DataDirection::Bidirectional;
 
     /// An exported buffer with importers attached and mapped through the
     /// dma-buf core, torn down (unmapped, detached, put) on drop.
@@ -274,7 +286,8 @@ mod tests {
         }
 
         /// Attaches `dev` and maps it in direction `dir`.
-        fn map(&mut self, dev: *mut sys::device, dir: sys::dma_data_direction) -> Result {
+        fn map(&mut self, dev: *mut sys::device, dir: DataDirection) -> Result {
+            let dir = dir.into();
             // SAFETY: `dmabuf` is live; the device lives until the test ends.
             let attach = from_err_ptr(unsafe { sys::dma_buf_attach(self.dmabuf, dev) })?;
             // SAFETY: `attach` is a live, unmapped attachment.
@@ -292,7 +305,7 @@ mod tests {
         }
 
         /// Maps a new device in direction `dir`.
-        fn map_new(&mut self, coherent: bool, dir: sys::dma_data_direction) -> Result {
+        fn map_new(&mut self, coherent: bool, dir: DataDirection) -> Result {
             let dev = self.device(coherent)?;
             self.map(dev, dir)
         }
@@ -309,23 +322,19 @@ mod tests {
         }
 
         /// One CPU access bracket; returns the two return codes.
-        fn cpu_access(
-            &self,
-            begin: sys::dma_data_direction,
-            end: sys::dma_data_direction,
-        ) -> (i32, i32) {
+        fn cpu_access(&self, begin: DataDirection, end: DataDirection) -> (i32, i32) {
             // SAFETY: `dmabuf` is live.
-            let b = unsafe { sys::dma_buf_begin_cpu_access(self.dmabuf, begin) };
+            let b = unsafe { sys::dma_buf_begin_cpu_access(self.dmabuf, begin.into()) };
             // SAFETY: As above.
-            let e = unsafe { sys::dma_buf_end_cpu_access(self.dmabuf, end) };
+            let e = unsafe { sys::dma_buf_end_cpu_access(self.dmabuf, end.into()) };
             (b, e)
         }
 
         /// Declares, for importer `i`, an access in `dir` until `fence`.
-        fn access_until(&self, i: usize, dir: sys::dma_data_direction, fence: &TestFence) -> i32 {
+        fn access_until(&self, i: usize, dir: DataDirection, fence: &TestFence) -> i32 {
             let attach = self.importers[i].0;
             // SAFETY: `attach` is live; the fence is referenced by `fence`.
-            unsafe { crate::rdh_dma_buf_access_until(attach, dir, fence.0) }
+            unsafe { crate::rdh_dma_buf_access_until(attach, dir.into(), fence.0) }
         }
 
         fn stats(&self) -> CacheStats {
@@ -449,10 +458,10 @@ mod tests {
         assert_eq!(rig.access_until(0, FROM_DEVICE, &fence), 0);
         fence.signal_later(20);
         // SAFETY: `dmabuf` is live.
-        let begin = unsafe { sys::dma_buf_begin_cpu_access(rig.dmabuf, FROM_DEVICE) };
+        let begin = unsafe { sys::dma_buf_begin_cpu_access(rig.dmabuf, FROM_DEVICE.into()) };
         let signalled_first = fence.is_signaled();
         // SAFETY: As above.
-        let end = unsafe { sys::dma_buf_end_cpu_access(rig.dmabuf, FROM_DEVICE) };
+        let end = unsafe { sys::dma_buf_end_cpu_access(rig.dmabuf, FROM_DEVICE.into()) };
         assert_eq!((begin, end), (0, 0));
         assert!(signalled_first);
         assert_eq!(ops_between(before, rig.stats()), (0, 1));

@@ -28,6 +28,8 @@ struct Options {
     timeout: Duration,
     smp: u32,
     memory_mib: u32,
+    machine: String,
+    qemu_args: Vec<String>,
     expect_suites: Vec<String>,
     echo_prefixes: Vec<String>,
 }
@@ -35,7 +37,7 @@ struct Options {
 fn usage() -> ! {
     eprintln!(
         "usage: rdh-runner --qemu BIN [--qemu-data DIR] --kernel IMAGE --initrd CPIO --log FILE \
-         [--append ARGS] [--timeout SECS] [--smp N] [--memory MIB] [--expect-suite NAME]... [--echo PREFIX]..."
+         [--append ARGS] [--timeout SECS] [--smp N] [--memory MIB] [--machine SPEC] [--qemu-arg ARG]... [--expect-suite NAME]... [--echo PREFIX]..."
     );
     std::process::exit(2)
 }
@@ -51,6 +53,8 @@ fn parse_args() -> Options {
         timeout: Duration::from_secs(300),
         smp: 2,
         memory_mib: 1024,
+        machine: "virt".to_string(),
+        qemu_args: Vec::new(),
         expect_suites: Vec::new(),
         echo_prefixes: Vec::new(),
     };
@@ -69,6 +73,8 @@ fn parse_args() -> Options {
             }
             "--smp" => o.smp = value().parse().unwrap_or_else(|_| usage()),
             "--memory" => o.memory_mib = value().parse().unwrap_or_else(|_| usage()),
+            "--machine" => o.machine = value(),
+            "--qemu-arg" => o.qemu_args.push(value()),
             "--expect-suite" => o.expect_suites.push(value()),
             "--echo" => o.echo_prefixes.push(value()),
             _ => usage(),
@@ -86,22 +92,15 @@ fn boot(o: &Options) -> std::io::Result<(String, bool)> {
     if let Some(dir) = &o.qemu_data {
         cmd.args(["-L", dir]);
     }
-    cmd.args([
-        "-M",
-        "virt",
-        "-cpu",
-        "max",
-        "-nographic",
-        "-no-reboot",
-        "-nic",
-        "none",
-    ])
-    .args(["-smp", &o.smp.to_string(), "-m", &o.memory_mib.to_string()])
-    .args(["-kernel", &o.kernel, "-initrd", &o.initrd])
-    .args(["-append", &format!("console=ttyAMA0 panic=-1 {}", o.append)])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    cmd.args(["-M", &o.machine])
+        .args(["-cpu", "max", "-nographic", "-no-reboot", "-nic", "none"])
+        .args(["-smp", &o.smp.to_string(), "-m", &o.memory_mib.to_string()])
+        .args(["-kernel", &o.kernel, "-initrd", &o.initrd])
+        .args(["-append", &format!("console=ttyAMA0 panic=-1 {}", o.append)])
+        .args(&o.qemu_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");

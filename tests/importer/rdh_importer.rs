@@ -37,6 +37,7 @@ use core::{
     sync::atomic::{AtomicBool, AtomicI32, Ordering},
 };
 use kernel::{
+    dma::DataDirection,
     error::{from_err_ptr, to_result},
     fs::File,
     ioctl::_IO,
@@ -329,7 +330,7 @@ impl KernelMapping {
     }
 
     fn fill(&self, seed: u64) -> Result {
-        self.access(sys::dma_data_direction_DMA_TO_DEVICE, |index, word| {
+        self.access(DataDirection::ToDevice.into(), |index, word| {
             // SAFETY: `word` is in the mapping and aligned. User space may
             // write the same memory concurrently, hence volatile.
             unsafe { word.write_volatile(pattern_word(seed, index).to_le()) }
@@ -339,7 +340,7 @@ impl KernelMapping {
     /// 0 if intact, else 1 + the byte offset of the first wrong word.
     fn verify(&self, seed: u64) -> Result<isize> {
         let mut first_wrong = None;
-        self.access(sys::dma_data_direction_DMA_FROM_DEVICE, |index, word| {
+        self.access(DataDirection::FromDevice.into(), |index, word| {
             // SAFETY: As in `fill`.
             let value = u64::from_le(unsafe { word.read_volatile() });
             if first_wrong.is_none() && value != pattern_word(seed, index) {
@@ -402,9 +403,9 @@ struct Session {
 /// The driver's direction numbers.
 fn direction(value: usize) -> Result<sys::dma_data_direction> {
     match value {
-        0 => Ok(sys::dma_data_direction_DMA_BIDIRECTIONAL),
-        1 => Ok(sys::dma_data_direction_DMA_TO_DEVICE),
-        2 => Ok(sys::dma_data_direction_DMA_FROM_DEVICE),
+        0 => Ok(DataDirection::Bidirectional.into()),
+        1 => Ok(DataDirection::ToDevice.into()),
+        2 => Ok(DataDirection::FromDevice.into()),
         _ => Err(EINVAL),
     }
 }
@@ -465,7 +466,7 @@ impl Session {
                     })?;
                 }
                 if flags & FENCE_RESV != 0 {
-                    let write = dir != sys::dma_data_direction_DMA_TO_DEVICE;
+                    let write = dir != DataDirection::ToDevice.into();
                     // SAFETY: `dmabuf` is live (the importer holds a
                     // reference); the fence is referenced.
                     to_result(unsafe {

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C helpers of the KUnit suite (tests/kunit.rs): KUnit-owned DMA devices and
+ * test fences. Linked into rust_dmabuf_heap.ko only for the test build
+ * (RDH_KUNIT=y, which needs CONFIG_KUNIT); the production module has none
+ * of this.
+ */
+#include <kunit/device.h>
+#include <kunit/test-bug.h>
+#include <kunit/test.h>
+
+#include "../rdh_dma_device.h"
+#include "../rdh_shim.h"
+#include "rdh_test_fence.h"
+
+/*
+ * A device owned by the running KUnit test (released when the test ends),
+ * with a 64-bit DMA mask and no IOMMU: non-coherent on arm64 unless asked
+ * otherwise, so mapping a buffer for it goes through the real cache
+ * maintenance path.
+ */
+struct device *rdh_kunit_dma_device(const char *name, bool coherent)
+{
+	struct kunit *test = kunit_get_current_test();
+	struct device *dev;
+
+	if (!test)
+		return ERR_PTR(-EINVAL);
+	dev = kunit_device_register(test, name);
+	if (IS_ERR(dev))
+		return dev;
+	/* KUnit devices come without DMA parameters; platform devices have them. */
+	dev->dma_parms = kunit_kzalloc(test, sizeof(*dev->dma_parms), GFP_KERNEL);
+	if (!dev->dma_parms)
+		return ERR_PTR(-ENOMEM);
+	if (rdh_setup_dma_device(dev, coherent))
+		return ERR_PTR(-EIO);
+	return dev;
+}
+
+struct dma_fence *rdh_test_fence_create(void)
+{
+	return rdh_test_fence_new();
+}
+
+void rdh_test_fence_signal(struct dma_fence *fence)
+{
+	rdh_test_fence_fire(fence);
+}
+
+void rdh_test_fence_signal_later(struct dma_fence *fence, unsigned int ms)
+{
+	rdh_test_fence_fire_later(fence, ms);
+}
