@@ -8,6 +8,7 @@
 #                and from the system heap, print what happened
 #   make check   all tests (host, rustfmt, clippy, QEMU: KUnit + guest)
 #   make check-debug  the QEMU suite under KASAN, lockdep, kmemleak, ...
+#   make check-matrix  every kernel configuration x every DMA topology
 #   make bench   cache maintenance and allocation cost vs the system heap
 #   make module  build rust_dmabuf_heap.ko (KDIR=... for a real board)
 #
@@ -16,7 +17,7 @@
 KVER ?= 7.3
 export KVER
 
-.PHONY: all setup kernel module run check check-debug bench clean
+.PHONY: all setup kernel module run check check-debug check-matrix bench clean
 
 all: module
 
@@ -27,7 +28,7 @@ kernel: setup
 	@bash scripts/build-kernel.sh
 
 module: setup
-	@bash scripts/build-module.sh
+	@RDH_BOARD=1 bash scripts/build-module.sh
 
 run: setup
 	@bash scripts/vm.sh run
@@ -40,6 +41,13 @@ check:
 # any report fails it.
 check-debug: setup
 	@RDH_PROFILE=debug RDH_TIMEOUT=900 bash scripts/vm.sh check
+
+# Kernel configurations boards run (test 7.3 and 7.2, production clang with
+# kCFI, production GCC with MODVERSIONS) x DMA topologies (plain, IOMMU,
+# 32-bit mask with RAM above 4 GiB, swiotlb=force, non-coherent); one table.
+# RDH_MATRIX / RDH_TOPOLOGIES select rows / topologies.
+check-matrix: setup
+	@bash scripts/check-matrix.sh
 
 # Cache maintenance and allocation cost, system heap vs ours, in one boot.
 bench:

@@ -9,7 +9,7 @@ use crate::{
     cache_ops::{self, direction, Bounce, Direction, DmaDevice, MaintainedTable, MapSync},
     debugfs::BufferFile,
     fence_hooks::{self, FenceHooks},
-    ownership::{Decision, Device, Event, Ownership, Policy},
+    ownership::{self, Decision, Device, Event, Ownership, Policy},
     pages::{self, PageChunk, PAGE_SIZE},
     sg::SgTable,
     stats::{CacheStats, TOTALS},
@@ -92,8 +92,14 @@ impl HeapBuffer {
         Self::with_policy(len, crate::sync_policy())
     }
 
-    /// Allocates a buffer with an explicit cache maintenance policy.
+    /// Allocates a buffer with an explicit cache maintenance policy
+    /// (`always` whatever is asked if the maintenance device would bounce:
+    /// then there is nothing to track with).
     pub(crate) fn with_policy(len: usize, policy: Policy) -> Result<Pin<KBox<Self>>> {
+        let policy = match cache_ops::maintenance_bounce() {
+            Some(_) => Policy::Always,
+            None => policy,
+        };
         let chunks = pages::alloc_chunks(len)?;
         let table = MaintainedTable::new(SgTable::new(&chunks)?)?;
         let buffer = KBox::try_pin_init(
@@ -249,6 +255,14 @@ impl HeapBuffer {
             Self::map_sync(state, attachment),
             Self::self_synced(state, attachment),
         );
+        // A self-synced writer is mapped both ways: its slot then also
+        // takes the CPU's writes at the end of each CPU access, which its
+        // unmap would otherwise overwrite with the slot's older copy.
+        let dir = if self_synced && direction(dir).device_writes() {
+            cache_ops::raw(ownership::Direction::Bidirectional)
+        } else {
+            dir
+        };
         if self_synced {
             // Mapping copies the buffer into the bounce slot.
             self.decide(state, Event::BounceRead);
@@ -277,6 +291,14 @@ impl HeapBuffer {
             Self::map_sync(state, attachment),
             Self::self_synced(state, attachment),
         );
+        // Inside a CPU bracket the buffer may hold CPU writes the slot has
+        // not seen: copy them in before the unmap copies the slot back.
+        let writer = attachment
+            .mapped
+            .is_some_and(|d| direction(d).device_writes());
+        if self_synced && writer && state.ownership.cpu_depth() > 0 {
+            self.bounce_out(state, Some(index));
+        }
         let attachment = &mut state.attachments[index];
         let Some(dir) = attachment.mapped.take() else {
             return;
@@ -327,9 +349,13 @@ impl HeapBuffer {
                 self.decide(state, Event::Map(after, direction(mapped)));
             }
         }
-        let writes = direction(dir).device_writes() && !after.coherent && !self_synced;
+        // CPU reads wait for every writer, coherent or bouncing too; only a
+        // non-coherent device that accesses the pages itself leaves stale
+        // lines behind.
+        let writes = direction(dir).device_writes();
+        let stales = writes && !after.coherent && !self_synced;
         // SAFETY: The caller guarantees that `fence` is valid.
-        unsafe { state.fences.watch(fence, writes) }
+        unsafe { state.fences.watch(fence, writes, stales) }
     }
 
     /// The CPU is about to access the buffer in direction `dir`. Waits first
@@ -361,19 +387,11 @@ impl HeapBuffer {
         if let Some(mapping) = &state.kernel_mapping {
             cache_ops::invalidate_kernel_alias(mapping.vaddr, self.len);
         }
-        // Bouncing mappings the device may have written: copy their slots
-        // into the buffer first (the decision below then sees those writes).
-        let mut bounced_in = false;
-        for attachment in state.attachments.iter() {
-            if let Some(mapped) = attachment.mapped {
-                if Self::self_synced(state, attachment) && direction(mapped).device_writes() {
-                    attachment.dev.sync_for_cpu(&attachment.table, mapped);
-                    bounced_in = true;
-                }
-            }
-        }
-        if bounced_in {
-            self.decide(state, Event::BounceWrote);
+        // The outermost bracket takes what bouncing devices wrote (the
+        // decision below then sees those writes); a nested one must not copy
+        // again over what the CPU wrote since.
+        if state.ownership.cpu_depth() == 0 {
+            self.bounce_in(state);
         }
         self.decide(state, Event::BeginCpu(direction(dir)));
         if state.ownership.policy() == Policy::Always {
@@ -391,26 +409,63 @@ impl HeapBuffer {
         if let Some(mapping) = &state.kernel_mapping {
             cache_ops::flush_kernel_alias(mapping.vaddr, self.len);
         }
-        self.decide(state, Event::EndCpu(direction(dir)));
-        // Bouncing mappings the device may read: copy the buffer into their
-        // slots (the CPU may have written it).
-        let reads = |state: &BufferState, a: &Attachment| {
-            Self::self_synced(state, a) && a.mapped.is_some_and(|d| direction(d).device_reads())
-        };
-        if state.attachments.iter().any(|a| reads(state, a)) {
-            self.decide(state, Event::BounceRead);
-            for attachment in state.attachments.iter() {
-                match attachment.mapped {
-                    Some(mapped) if reads(state, attachment) => {
-                        attachment.dev.sync_for_device(&attachment.table, mapped)
-                    }
-                    _ => {}
-                }
-            }
+        // An END without START: take what bouncing devices wrote first, or
+        // the copy below would overwrite it in their slots.
+        if state.ownership.cpu_depth() == 0 {
+            self.bounce_in(state);
         }
+        self.decide(state, Event::EndCpu(direction(dir)));
+        // The CPU may have written: copy the buffer into the slots of the
+        // bouncing mappings (all of them read; writers are mapped both ways).
+        self.bounce_out(state, None);
         if state.ownership.policy() == Policy::Always {
             for attachment in state.attachments.iter().filter(|a| a.mapped.is_some()) {
                 attachment.dev.sync_for_device(&attachment.table, dir);
+            }
+        }
+    }
+
+    /// Copies the slots of the bouncing mappings whose device may write into
+    /// the buffer (a sync for the CPU), and tells the rules.
+    fn bounce_in(&self, state: &mut BufferState) {
+        let mut copied = false;
+        for attachment in state.attachments.iter() {
+            match attachment.mapped {
+                Some(mapped)
+                    if Self::self_synced(state, attachment)
+                        && direction(mapped).device_writes() =>
+                {
+                    attachment.dev.sync_for_cpu(&attachment.table, mapped);
+                    copied = true;
+                }
+                _ => {}
+            }
+        }
+        if copied {
+            self.decide(state, Event::BounceWrote);
+        }
+    }
+
+    /// Copies the buffer into the slots of the bouncing mappings whose
+    /// device reads (a sync for the device), after telling the rules: all
+    /// of them, or only the one at `only`.
+    fn bounce_out(&self, state: &mut BufferState, only: Option<usize>) {
+        let reads = |state: &BufferState, index: usize| {
+            let a = &state.attachments[index];
+            only.is_none_or(|i| i == index)
+                && Self::self_synced(state, a)
+                && a.mapped.is_some_and(|d| direction(d).device_reads())
+        };
+        if !(0..state.attachments.len()).any(|i| reads(state, i)) {
+            return;
+        }
+        self.decide(state, Event::BounceRead);
+        for index in 0..state.attachments.len() {
+            if reads(state, index) {
+                let a = &state.attachments[index];
+                if let Some(mapped) = a.mapped {
+                    a.dev.sync_for_device(&a.table, mapped);
+                }
             }
         }
     }

@@ -40,7 +40,11 @@ struct Watch {
     cb: sys::dma_fence_cb,
     fence: *mut sys::dma_fence,
     signals: Arc<Signals>,
+    /// The device writes: CPU reads wait for the fence.
     writes: bool,
+    /// Its writes may leave stale CPU cache lines (a non-coherent device
+    /// that accesses the pages itself): the signal is reported.
+    stales: bool,
 }
 
 /// The fences a buffer watches.
@@ -62,7 +66,7 @@ unsafe impl Send for FenceHooks {}
 unsafe extern "C" fn signalled(_fence: *mut sys::dma_fence, cb: *mut sys::dma_fence_cb) {
     // SAFETY: `cb` is the first field of a live `#[repr(C)]` `Watch`.
     let watch = unsafe { &*cb.cast::<Watch>() };
-    if watch.writes {
+    if watch.stales {
         watch.signals.device_wrote.store(true, Ordering::Release);
     }
 }
@@ -81,13 +85,20 @@ impl FenceHooks {
     }
 
     /// Watches `fence`: a device accesses the buffer until it signals,
-    /// writing if `writes`. A fence that already signalled counts at once.
+    /// writing if `writes`; if `stales`, its writes may leave stale CPU
+    /// cache lines and its signal is reported. A fence that already
+    /// signalled counts at once.
     ///
     /// # Safety
     ///
     /// `fence` must be a valid fence (the caller holds a reference for the
     /// duration of the call).
-    pub(crate) unsafe fn watch(&mut self, fence: *mut sys::dma_fence, writes: bool) -> Result {
+    pub(crate) unsafe fn watch(
+        &mut self,
+        fence: *mut sys::dma_fence,
+        writes: bool,
+        stales: bool,
+    ) -> Result {
         self.prune();
         // Room first, so that a hooked callback is never left without its
         // bookkeeping.
@@ -99,6 +110,7 @@ impl FenceHooks {
                 fence,
                 signals: self.signals.clone(),
                 writes,
+                stales,
             },
             GFP_KERNEL,
         )?;
@@ -121,7 +133,7 @@ impl FenceHooks {
             }
             ret if ret == ENOENT.to_errno() => {
                 // Already signalled: the access is over now.
-                if writes {
+                if stales {
                     self.signals.device_wrote.store(true, Ordering::Release);
                 }
                 // SAFETY: Drop the reference taken above; never registered.

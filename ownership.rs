@@ -78,7 +78,11 @@
 //! under `Always`) and does not take part in `Map`/`Unmap`; for the pages,
 //! its copies are CPU accesses: `BounceRead` before a copy out of the
 //! buffer (map, sync for the device), `BounceWrote` after a copy into it
-//! (unmap or sync for the CPU, when the device may write).
+//! (unmap or sync for the CPU, when the device may write). A bouncing
+//! writer is mapped both ways whatever the importer asked, so that the end
+//! of a CPU access copies the CPU's writes into its slot as well (its unmap
+//! copies the whole slot back). Two bouncing mappings that write at the
+//! same time overwrite each other's copies, as with any heap.
 //!
 //! # Policy `Always`
 //!

@@ -96,5 +96,6 @@ struct device *rdh_kunit_dma_device(const char *name, bool coherent);
 struct dma_fence *rdh_test_fence_create(void);
 void rdh_test_fence_signal(struct dma_fence *fence);
 void rdh_test_fence_signal_later(struct dma_fence *fence, unsigned int ms);
+void rdh_kunit_skip(const char *why);
 
 #endif /* RDH_SHIM_H */

@@ -21,8 +21,8 @@ QEMU_DIR=$TOOLS/qemu
 QEMU=$QEMU_DIR/usr/bin/qemu-system-aarch64
 # The kernel profile: which fragments of kernel/ make its config (on top of
 # allnoconfig), and so which kernel the scripts build and boot.
-#   run         make run: the base plus KUnit
-#   test        make check: plus vgem and fault injection
+#   test        make check, make run: the base plus KUnit, vgem and fault
+#               injection
 #   debug       make check-debug: plus KASAN, lockdep, kmemleak, ...
 #   bench       make bench: the base plus KUnit and kprobes
 #   prod-clang  product kernel, clang: kCFI, no KUnit (plus test.config)
@@ -30,9 +30,8 @@ QEMU=$QEMU_DIR/usr/bin/qemu-system-aarch64
 #               info, no KUnit (plus test.config)
 # Profiles with kunit.config get the module's test build (the KUnit suite
 # compiled in, RDH_KUNIT=y); the others the production module.
-RDH_PROFILE=${RDH_PROFILE:-run}
+RDH_PROFILE=${RDH_PROFILE:-test}
 case "$RDH_PROFILE" in
-run) profile_fragments="kunit" ;;
 test) profile_fragments="kunit test" ;;
 debug) profile_fragments="kunit test debug" ;;
 bench) profile_fragments="kunit bench" ;;

@@ -14,6 +14,10 @@ PKGS=(clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev
 	libssl-dev cpio kmod make python3 xz-utils
 	# The upstream dmabuf-heaps selftest is C, built static for the guest.
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+	# fdtget/fdtput: the non-coherent DMA topology edits QEMU's device tree.
+	device-tree-compiler
+	# gendwarfksyms (MODVERSIONS for Rust, the prod-gcc kernel) needs dwarf.h.
+	libdw-dev
 	# Libraries of qemu-system-arm 10.0 from bookworm-backports (what ldd
 	# resolves for qemu-system-aarch64 on Debian 12).
 	libaio1 libbpf1 libcapstone4 libdaxctl1 libfdt1 libfuse3-3

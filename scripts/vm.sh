@@ -6,20 +6,32 @@
 #                         runner (ends with "N passed, N failed")
 #   scripts/vm.sh run     the demonstration: both heaps, a few lines
 #   scripts/vm.sh bench   the benchmark scenarios (see scripts/bench.sh)
-# The kernel is RDH_PROFILE's (scripts/env.sh; default: test for check,
-# bench for bench, run for run). Settings for other boots:
+#   scripts/vm.sh dma     only the real-DMA suite (rdh_dma) on RDH_TOPOLOGY
+# The kernel is RDH_PROFILE's (scripts/env.sh; default: bench for bench,
+# test otherwise). Settings for other boots:
 #   RDH_PARAMS      module parameters, comma separated (e.g. heap_name=foo)
 #   RDH_APPEND      more kernel command line (e.g. swiotlb=65536,force)
 #   RDH_MACHINE     QEMU -M value (default: virt)
 #   RDH_MEMORY      guest RAM in MiB (default: 1024)
 #   RDH_QEMU_ARGS   more QEMU arguments, space separated
 #   RDH_LOG         console log (default: target/vm-<mode>.log)
+#   RDH_TOPOLOGY    the DMA topology of QEMU's edu device, a PCI device with
+#                   a real DMA engine (the guest's rdh_dma suite uses it):
+#                   plain (64-bit mask, coherent PCIe host; the default for
+#                   dma), iommu (behind an SMMUv3), dma32 (32-bit mask,
+#                   RAM up to 7 GiB: swiotlb bounces high pages), swiotlb
+#                   (swiotlb=65536,force), noncoherent (no dma-coherent on
+#                   the PCIe host in the device tree), none (no edu device;
+#                   the default for check, run, bench)
+#   RDH_ICOUNT=1    run QEMU with -icount sleep=off: the guest's idle time
+#                   (waiting for the engine's 100 ms timer) passes at once;
+#                   the default for dma (one vCPU: icount has no MTTCG)
 set -euo pipefail
 mode=${1:-check}
 case "$mode" in
-check) export RDH_PROFILE=${RDH_PROFILE:-test} ;;
+check | dma) export RDH_PROFILE=${RDH_PROFILE:-test} ;;
 bench) export RDH_PROFILE=${RDH_PROFILE:-bench} ;;
-*) export RDH_PROFILE=${RDH_PROFILE:-run} ;;
+*) export RDH_PROFILE=${RDH_PROFILE:-test} ;;
 esac
 . "$(dirname "$0")/env.sh"
 
@@ -69,17 +81,58 @@ fi
 # The checks run a thread per vCPU against each other (guest/src/stress.rs).
 smp=2
 [ "$mode" = check ] && smp=4
+[ "$mode" = dma ] && smp=1
+memory=${RDH_MEMORY:-1024}
+machine=${RDH_MACHINE:-virt}
 qemu_args=()
 for arg in ${RDH_QEMU_ARGS:-}; do qemu_args+=(--qemu-arg "$arg"); done
+
+# The DMA topology (see the top of this file).
+topology=${RDH_TOPOLOGY:-$([ "$mode" = dma ] && echo plain || echo none)}
+if [ "$topology" != none ]; then
+	edu_mask=0xffffffffffffffff edu_bits=64 bounces=0
+	machine=virt,gic-version=3
+	case "$topology" in
+	plain) ;;
+	iommu) machine+=,iommu=smmuv3 ;;
+	dma32) edu_mask=0xffffffff edu_bits=32 bounces=1 memory=6144 ;;
+	swiotlb) extra_append+=" swiotlb=65536,force" bounces=1 ;;
+	noncoherent)
+		# QEMU's device tree for this very machine, without dma-coherent on
+		# the PCIe host.
+		dtb=$out/noncoherent-$smp-$memory.dtb
+		"$QEMU" -L "$QEMU_DIR/usr/share/qemu" -M "$machine,dumpdtb=$dtb.orig" -cpu max \
+			-smp "$smp" -m "$memory" -nographic -nic none >/dev/null
+		pcie=$(fdtget -l "$dtb.orig" / | grep '^pcie@' | head -1)
+		cp "$dtb.orig" "$dtb"
+		fdtput -d "$dtb" "/$pcie" dma-coherent
+		qemu_args+=(--qemu-arg -dtb --qemu-arg "$dtb")
+		;;
+	*)
+		echo "unknown RDH_TOPOLOGY=$topology" >&2
+		exit 2
+		;;
+	esac
+	qemu_args+=(--qemu-arg -device --qemu-arg "edu,dma_mask=$edu_mask")
+	extra_append+=" rdh_topology=$topology rdh_bounces=$bounces rdh_edu_dma_bits=$edu_bits"
+	expect+=(--expect-suite rdh_dma)
+fi
+if [ "${RDH_ICOUNT:-$([ "$mode" = dma ] && echo 1)}" = 1 ]; then
+	qemu_args+=(--qemu-arg -icount --qemu-arg shift=0,sleep=off)
+fi
 args=(--qemu "$QEMU" --qemu-data "$QEMU_DIR/usr/share/qemu"
 	--kernel "$KDIR/arch/arm64/boot/Image" --initrd "$out/initramfs.cpio"
-	--machine "${RDH_MACHINE:-virt}" --smp "$smp" --memory "${RDH_MEMORY:-1024}"
+	--machine "$machine" --smp "$smp" --memory "$memory"
 	--timeout "${RDH_TIMEOUT:-300}" "${qemu_args[@]}"
 	--append "rdh_mode=$mode rdh_params=${RDH_PARAMS:-} $extra_append")
 log=${RDH_LOG:-$REPO_ROOT/target/vm-$mode.log}
 case "$mode" in
 check)
 	exec "$runner" "${args[@]}" --log "$log" "${expect[@]}"
+	;;
+dma)
+	exec "$runner" "${args[@]}" --log "$log" --expect-suite rdh_dma_setup --expect-suite rdh_dma \
+		$([ "$RDH_KUNIT" = y ] && echo --expect-suite rust_dmabuf_heap)
 	;;
 bench)
 	exec "$runner" "${args[@]}" --log "$log" \
@@ -91,7 +144,7 @@ run)
 		--expect-suite rust_dmabuf_heap --expect-suite rdh_run
 	;;
 *)
-	echo "usage: $0 check|run|bench" >&2
+	echo "usage: $0 check|run|bench|dma" >&2
 	exit 2
 	;;
 esac

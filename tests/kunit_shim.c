@@ -52,3 +52,12 @@ void rdh_test_fence_signal_later(struct dma_fence *fence, unsigned int ms)
 {
 	rdh_test_fence_fire_later(fence, ms);
 }
+
+/* Marks the running test skipped (Rust KUnit has no skip of its own). */
+void rdh_kunit_skip(const char *why)
+{
+	struct kunit *test = kunit_get_current_test();
+
+	if (test)
+		kunit_mark_skipped(test, "%s", why);
+}

@@ -29,6 +29,9 @@ const VMAP: u64 = io(11);
 const VUNMAP: u64 = io(12);
 const FILL: u64 = io(13);
 const VERIFY: u64 = io(14);
+const EDU_ATTACH: u64 = io(15);
+const EDU_WRITE: u64 = io(16);
+const EDU_READ: u64 = io(17);
 
 /// The driver's test pattern: the little-endian 64-bit word at word index
 /// `index` of a buffer filled with `seed` (splitmix64, as in the driver).
@@ -169,6 +172,24 @@ impl Session {
     pub fn verify(&self, m: KernelMapping, seed: u32) -> io::Result<Option<u64>> {
         self.ioctl(VERIFY, (m.0 << 32) | seed as u64)
             .map(|r| r.checked_sub(1))
+    }
+
+    /// Attaches QEMU's edu device (a real DMA engine) to the dma-buf `fd`.
+    pub fn edu_attach(&self, fd: RawFd) -> io::Result<Attachment> {
+        self.ioctl(EDU_ATTACH, fd as u64).map(Attachment)
+    }
+
+    /// The edu engine writes the page-relative pattern of `seed` into
+    /// sampled pages of its mapping; returns how many.
+    pub fn edu_write(&self, a: Attachment, seed: u32) -> io::Result<u64> {
+        self.ioctl(EDU_WRITE, (a.0 << 32) | seed as u64)
+    }
+
+    /// The edu engine reads sampled pages of its mapping and compares them
+    /// with the buffer-wide pattern of `seed`: (pages read, pages wrong).
+    pub fn edu_read(&self, a: Attachment, seed: u32) -> io::Result<(u64, u64)> {
+        self.ioctl(EDU_READ, (a.0 << 32) | seed as u64)
+            .map(|r| (r & 0xffff_ffff, r >> 32))
     }
 
     /// Zeroes the heap-independent maintenance counters.

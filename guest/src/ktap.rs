@@ -3,8 +3,13 @@
 //! KTAP output in the shape KUnit uses for a suite, so that one parser reads
 //! the kernel's results and ours.
 
-/// The outcome of one check: `Err` carries a one-line reason.
+/// The outcome of one check: `Err` carries a one-line reason; one that
+/// starts with [`SKIP`] reports the check as skipped (it does not apply to
+/// this boot), not failed.
 pub type Outcome = Result<(), String>;
+
+/// The prefix of a skip reason.
+pub const SKIP: &str = "SKIP: ";
 
 /// One suite of checks, printed as it runs.
 pub struct Suite {
@@ -35,6 +40,13 @@ impl Suite {
         self.done += 1;
         match outcome {
             Ok(()) => println!("    ok {} {test}", self.done),
+            Err(reason) if reason.starts_with(SKIP) => {
+                println!(
+                    "    ok {} {test} # SKIP {}",
+                    self.done,
+                    &reason[SKIP.len()..]
+                )
+            }
             Err(reason) => {
                 self.failed += 1;
                 for line in reason.lines() {

@@ -18,6 +18,7 @@ mod baseline;
 mod bench;
 mod checks;
 mod demo;
+mod dma;
 mod faults;
 mod importer;
 mod isolation;
@@ -71,6 +72,7 @@ fn main() {
     match std::env::var("rdh_mode").as_deref() {
         Ok("run") => demo::run(),
         Ok("bench") => bench::run(),
+        Ok("dma") => checks::run_dma_only(),
         _ => checks::run(),
     }
 

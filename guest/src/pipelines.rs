@@ -20,7 +20,12 @@ const POLICY: &str = "/sys/module/rust_dmabuf_heap/parameters/sync_policy";
 
 /// Loads the importer test driver.
 pub fn importer_driver_loads() -> Outcome {
-    sys::load_module(crate::importer::MODULE_PATH, "").map_err(|e| format!("finit_module: {e}"))?;
+    // The edu device's DMA mask must match QEMU's `dma_mask` property.
+    let params = std::env::var("rdh_edu_dma_bits")
+        .map(|bits| format!("edu_dma_bits={bits}"))
+        .unwrap_or_default();
+    sys::load_module(crate::importer::MODULE_PATH, &params)
+        .map_err(|e| format!("finit_module: {e}"))?;
     Session::open()
         .map(drop)
         .map_err(|e| format!("open /dev/rdh_importer: {e}"))

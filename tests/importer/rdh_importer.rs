@@ -23,14 +23,20 @@
 //! | `RDI_FILL` | `kernel mapping << 32 \| seed` | 0; writes [`pattern_word`]s inside `dma_buf_begin/end_cpu_access` |
 //! | `RDI_VERIFY` | `kernel mapping << 32 \| seed` | 0 if every word matches, else 1 + the byte offset of the first that does not |
 //!
+//! | `RDI_EDU_ATTACH` | dma-buf fd | attachment index of QEMU's `edu` device (`ENODEV` without one) |
+//! | `RDI_EDU_WRITE` | `attachment << 32 \| seed` | pages the engine wrote (see `edu.rs`); the edu attachment must be mapped |
+//! | `RDI_EDU_READ` | `attachment << 32 \| seed` | `pages read \| pages wrong << 32` |
+//!
 //! | `RDI_COUNTERS_RESET` | — | 0 |
 //! | `RDI_CLEANED_KIB`, `RDI_INVALIDATED_KIB` | — | KiB cleaned / invalidated by the arm64 arch code since the reset, for every heap and device (kprobes; `ENODEV` without `CONFIG_KPROBES`) |
 //!
 //! Every fence signals within 10 s even if never told to (like vgem's), and
 //! when its session is closed: no fence waits for user space forever.
 //!
-//! Devices are platform devices without a driver or IOMMU: the DMA API maps
-//! them directly and, unless coherent, performs real cache maintenance.
+//! Fake devices are platform devices without a driver or IOMMU: the DMA API
+//! maps them directly and, unless coherent, performs real cache
+//! maintenance; they never access the memory. The `edu` device (PCI, bound
+//! by this module's PCI driver) really does (`edu.rs`).
 
 use core::{
     ptr::NonNull,
@@ -47,6 +53,7 @@ use kernel::{
     sync::Mutex,
 };
 
+mod edu;
 /// The heap's bindgen output, shared.
 #[path = "../../sys.rs"]
 mod sys;
@@ -74,6 +81,8 @@ mod shim {
         ) -> c_int;
         pub(crate) fn rdi_vmap(dmabuf: *mut dma_buf, len: *mut usize) -> *mut u8;
         pub(crate) fn rdi_vunmap(dmabuf: *mut dma_buf, vaddr: *mut u8);
+        pub(crate) fn rdi_edu_register() -> c_int;
+        pub(crate) fn rdi_edu_unregister();
         pub(crate) fn rdi_counters_start() -> c_int;
         pub(crate) fn rdi_counters_stop();
         pub(crate) fn rdi_counters_reset();
@@ -102,6 +111,9 @@ const RDI_VMAP: u32 = _IO(b'R' as u32, 11);
 const RDI_VUNMAP: u32 = _IO(b'R' as u32, 12);
 const RDI_FILL: u32 = _IO(b'R' as u32, 13);
 const RDI_VERIFY: u32 = _IO(b'R' as u32, 14);
+const RDI_EDU_ATTACH: u32 = _IO(b'R' as u32, 15);
+const RDI_EDU_WRITE: u32 = _IO(b'R' as u32, 16);
+const RDI_EDU_READ: u32 = _IO(b'R' as u32, 17);
 
 /// `RDI_FENCE` flag: declare the fence through the heap's explicit API.
 const FENCE_EXPLICIT: usize = 1;
@@ -122,6 +134,25 @@ struct RdhImporter {
     #[pin]
     _misc: MiscDeviceRegistration<Session>,
     _counters: Counters,
+    _edu: EduDriver,
+}
+
+/// The edu PCI driver, registered while the module is loaded.
+struct EduDriver;
+
+impl EduDriver {
+    fn register() -> Result<Self> {
+        // SAFETY: Module init, process context.
+        to_result(unsafe { shim::rdi_edu_register() })?;
+        Ok(Self)
+    }
+}
+
+impl Drop for EduDriver {
+    fn drop(&mut self) {
+        // SAFETY: Registered by `register`; sessions are closed by now.
+        unsafe { shim::rdi_edu_unregister() };
+    }
 }
 
 impl kernel::InPlaceModule for RdhImporter {
@@ -131,6 +162,7 @@ impl kernel::InPlaceModule for RdhImporter {
                 name: c"rdh_importer",
             }),
             _counters: Counters::start(),
+            _edu: EduDriver::register()?,
         })
     }
 }
@@ -211,20 +243,25 @@ struct Importer {
     dmabuf: NonNull<sys::dma_buf>,
     attach: NonNull<sys::dma_buf_attachment>,
     mapping: Option<(*mut sys::sg_table, sys::dma_data_direction)>,
+    /// The attachment is the edu device's (its engine may use the mapping).
+    edu: bool,
 }
 
 impl Importer {
-    fn new(fd: i32, device: &FakeDevice) -> Result<Self> {
+    /// Attaches `dev`, which must outlive the attachment: a fake device of
+    /// the session, or the edu device (bound while the module is loaded).
+    fn new(fd: i32, dev: *mut sys::device, edu: bool) -> Result<Self> {
         // SAFETY: `dma_buf_get` validates the fd and takes a reference.
         let dmabuf = from_err_ptr(unsafe { sys::dma_buf_get(fd) })?;
         // SAFETY: `dmabuf` is live (we hold a reference); the device lives
-        // as long as the session, longer than the attachment.
-        match from_err_ptr(unsafe { sys::dma_buf_attach(dmabuf, device.dev.as_ptr()) }) {
+        // longer than the attachment.
+        match from_err_ptr(unsafe { sys::dma_buf_attach(dmabuf, dev) }) {
             // INVARIANT: Reference and attachment taken above.
             Ok(attach) => Ok(Self {
                 dmabuf: NonNull::new(dmabuf).ok_or(EINVAL)?,
                 attach: NonNull::new(attach).ok_or(EINVAL)?,
                 mapping: None,
+                edu,
             }),
             Err(e) => {
                 // SAFETY: Drop the reference taken above.
@@ -434,9 +471,37 @@ impl Session {
             RDI_ATTACH => {
                 let (device, fd) = (arg >> 32, (arg & 0xffff_ffff) as i32);
                 let device = state.devices.get(device).ok_or(EINVAL)?;
-                let importer = Importer::new(fd, device)?;
+                let importer = Importer::new(fd, device.dev.as_ptr(), false)?;
                 state.importers.push(Some(importer), GFP_KERNEL)?;
                 Ok(state.importers.len() as isize - 1)
+            }
+            RDI_EDU_ATTACH => {
+                let fd = i32::try_from(arg).map_err(|_| EBADF)?;
+                let importer = Importer::new(fd, edu::device()?, true)?;
+                state.importers.push(Some(importer), GFP_KERNEL)?;
+                Ok(state.importers.len() as isize - 1)
+            }
+            RDI_EDU_WRITE | RDI_EDU_READ => {
+                let (which, seed) = (arg >> 32, (arg & 0xffff_ffff) as u64);
+                let importer = Self::importer(&mut state, which)?;
+                let (table, dir) = importer.mapping.filter(|_| importer.edu).ok_or(EINVAL)?;
+                let write = cmd == RDI_EDU_WRITE;
+                let forbidden: sys::dma_data_direction = if write {
+                    DataDirection::ToDevice.into()
+                } else {
+                    DataDirection::FromDevice.into()
+                };
+                if dir == forbidden {
+                    return Err(EPERM);
+                }
+                if write {
+                    // SAFETY: `table` is the edu device's live mapping, in a
+                    // direction that lets it write.
+                    unsafe { edu::write(table, seed) }
+                } else {
+                    // SAFETY: As above, in a direction that lets it read.
+                    unsafe { edu::read(table, seed) }
+                }
             }
             RDI_MAP => {
                 let dir = direction(arg & 0xff)?;

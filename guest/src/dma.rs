@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Real DMA on the boot's topology: QEMU's `edu` device (bound by the
+//! importer driver) writes into and reads from buffers of our heap under
+//! both policies and of the system heap, at the bus addresses the dma-buf
+//! core handed out, and the CPU checks through its mmap inside SYNC
+//! brackets. Suite `rdh_dma`, one case per heap, size and scenario; each
+//! prints a `# rdh-dma:` line for the table of `make check-matrix`.
+//!
+//! The topology comes from the kernel command line: `rdh_topology` (its
+//! name) and `rdh_bounces=1` when the edu device's mappings go through
+//! swiotlb. Then the system heap cannot map buffers with 1 MiB chunks at
+//! all (swiotlb maps at most 256 KiB per segment): that is checked as the
+//! expected result, while our heap must map every size.
+
+use crate::{
+    checks::{allocate, ensure},
+    importer::{fill_pattern, pattern_mismatch, pattern_word, Attachment, Dir, Session},
+    ktap::{Outcome, Suite},
+    sys,
+};
+use dma_heap::{Heap, HeapKind};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+const KIB: usize = 1 << 10;
+const MIB: usize = 1 << 20;
+const PAGE: usize = 4096;
+const POLICY: &str = "/sys/module/rust_dmabuf_heap/parameters/sync_policy";
+
+/// Which buffers a case uses.
+#[derive(Clone, Copy)]
+enum Under {
+    Tracked,
+    Always,
+    SystemHeap,
+}
+
+impl Under {
+    fn name(self) -> &'static str {
+        match self {
+            Under::Tracked => "tracked",
+            Under::Always => "always",
+            Under::SystemHeap => "system",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Scenario {
+    /// The device writes (mapped `DMA_FROM_DEVICE`), then the CPU reads.
+    DeviceWrites,
+    /// The CPU writes, then the device reads (mapped `DMA_TO_DEVICE`).
+    DeviceReads,
+    /// Mapped `DMA_BIDIRECTIONAL` throughout: the CPU writes, the device
+    /// reads and writes, the CPU reads and rewrites, the device reads.
+    MappedAcrossCpuAccess,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::DeviceWrites => "device_writes",
+            Scenario::DeviceReads => "device_reads",
+            Scenario::MappedAcrossCpuAccess => "mapped_across_cpu_access",
+        }
+    }
+}
+
+const UNDER: [Under; 3] = [Under::Tracked, Under::Always, Under::SystemHeap];
+const SIZES: [(usize, &str); 3] = [(4 * KIB, "4k"), (MIB + 4 * KIB, "1m4k"), (8 * MIB, "8m")];
+const SCENARIOS: [Scenario; 3] = [
+    Scenario::DeviceWrites,
+    Scenario::DeviceReads,
+    Scenario::MappedAcrossCpuAccess,
+];
+
+fn topology() -> String {
+    std::env::var("rdh_topology").unwrap_or_else(|_| "plain".into())
+}
+
+fn bounces() -> bool {
+    std::env::var("rdh_bounces").as_deref() == Ok("1")
+}
+
+/// Runs the suite.
+pub fn run() {
+    let total = UNDER.len() * SIZES.len() * SCENARIOS.len();
+    let mut suite = Suite::begin("rdh_dma", total);
+    let session = Session::open();
+    for under in UNDER {
+        for (len, size) in SIZES {
+            for scenario in SCENARIOS {
+                let name = format!("{}_{size}_{}", under.name(), scenario.name());
+                let outcome = match &session {
+                    Ok(session) => case(session, under, len, scenario, &name),
+                    Err(e) => Err(format!("open /dev/rdh_importer: {e}")),
+                };
+                suite.report(&name, outcome);
+            }
+        }
+    }
+    suite.end();
+}
+
+/// What one case moved and found.
+#[derive(Default)]
+struct Tally {
+    pages: u64,
+    wrong: u64,
+}
+
+fn case(session: &Session, under: Under, len: usize, scenario: Scenario, name: &str) -> Outcome {
+    let fd = allocate_for(under, len)?;
+    let mut tally = Tally::default();
+    let result = run_scenario(session, &fd, len, scenario, &mut tally);
+    let system_cannot_map = matches!(under, Under::SystemHeap) && bounces() && len > 256 * KIB;
+    let verdict = match (&result, system_cannot_map) {
+        (Err(Failure::Map(e)), true) => format!("map failed as expected ({e})"),
+        (Ok(()), true) => "mapped, expected to fail".into(),
+        (Err(e), _) => e.to_string(),
+        (Ok(()), false) if tally.wrong == 0 => "ok".into(),
+        (Ok(()), false) => "DATA MISMATCH".into(),
+    };
+    println!(
+        "    # rdh-dma: topology={} case={name} pages={} mismatches={} result={verdict}",
+        topology(),
+        tally.pages,
+        tally.wrong
+    );
+    match (result, system_cannot_map) {
+        (Err(Failure::Map(_)), true) => Ok(()),
+        (Ok(()), true) => Err("the system heap mapped 1 MiB segments for a bouncing device".into()),
+        (Err(e), _) => Err(e.to_string()),
+        (Ok(()), false) => ensure(tally.wrong == 0, || {
+            format!("{} of {} pages wrong", tally.wrong, tally.pages)
+        }),
+    }
+}
+
+fn allocate_for(under: Under, len: usize) -> Result<OwnedFd, String> {
+    match under {
+        Under::SystemHeap => Heap::new(HeapKind::System)
+            .and_then(|heap| heap.allocate(len))
+            .map_err(|e| format!("system heap: allocate {len}: {e}")),
+        Under::Tracked | Under::Always => {
+            std::fs::write(POLICY, under.name()).map_err(|e| format!("sync_policy: {e}"))?;
+            let fd = allocate(len as u64);
+            std::fs::write(POLICY, "tracked").map_err(|e| format!("sync_policy: {e}"))?;
+            fd
+        }
+    }
+}
+
+/// Why a scenario stopped.
+enum Failure {
+    /// Mapping for the edu device failed.
+    Map(std::io::Error),
+    Other(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Map(e) => write!(f, "map: {e}"),
+            Failure::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure::Other(s)
+    }
+}
+
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> Failure {
+    move |e| Failure::Other(format!("{what}: {e}"))
+}
+
+/// Seeds: the CPU's patterns are buffer-wide, the device's page-relative.
+const CPU_BEFORE: u32 = 0x1111;
+const DEVICE: u32 = 0x2222;
+const CPU_AFTER: u32 = 0x3333;
+
+fn run_scenario(
+    session: &Session,
+    fd: &OwnedFd,
+    len: usize,
+    scenario: Scenario,
+    tally: &mut Tally,
+) -> Result<(), Failure> {
+    let mut map = sys::Mapping::new(fd, len, 0).map_err(io("mmap"))?;
+    let a = session
+        .edu_attach(fd.as_raw_fd())
+        .map_err(io("attach edu"))?;
+    let result = (|| match scenario {
+        Scenario::DeviceWrites => {
+            cpu_fill(fd, &mut map, CPU_BEFORE)?;
+            session.map(a, Dir::FromDevice).map_err(Failure::Map)?;
+            let written = device_write(session, a)?;
+            session.unmap(a).map_err(io("unmap"))?;
+            cpu_check_device_pages(fd, &map, written, tally)
+        }
+        Scenario::DeviceReads => {
+            cpu_fill(fd, &mut map, CPU_BEFORE)?;
+            session.map(a, Dir::ToDevice).map_err(Failure::Map)?;
+            device_read(session, a, CPU_BEFORE, tally)?;
+            session.unmap(a).map_err(io("unmap"))
+        }
+        Scenario::MappedAcrossCpuAccess => {
+            session.map(a, Dir::Bidirectional).map_err(Failure::Map)?;
+            cpu_fill(fd, &mut map, CPU_BEFORE)?;
+            device_read(session, a, CPU_BEFORE, tally)?;
+            let written = device_write(session, a)?;
+            cpu_check_device_pages(fd, &map, written, tally)?;
+            cpu_fill(fd, &mut map, CPU_AFTER)?;
+            device_read(session, a, CPU_AFTER, tally)?;
+            session.unmap(a).map_err(io("unmap"))
+        }
+    })();
+    session.detach(a).map_err(io("detach"))?;
+    result
+}
+
+fn sync(fd: &OwnedFd, flags: u64) -> Result<(), Failure> {
+    sys::dma_buf_sync(fd, flags).map_err(io("DMA_BUF_IOCTL_SYNC"))
+}
+
+/// The CPU writes the buffer-wide pattern of `seed` in a write bracket.
+fn cpu_fill(fd: &OwnedFd, map: &mut sys::Mapping, seed: u32) -> Result<(), Failure> {
+    sync(fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_WRITE)?;
+    fill_pattern(map.bytes_mut(), 0, seed);
+    sync(fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_WRITE)
+}
+
+fn device_write(session: &Session, a: Attachment) -> Result<u64, Failure> {
+    session.edu_write(a, DEVICE).map_err(io("edu write"))
+}
+
+fn device_read(
+    session: &Session,
+    a: Attachment,
+    seed: u32,
+    tally: &mut Tally,
+) -> Result<(), Failure> {
+    let (pages, wrong) = session.edu_read(a, seed).map_err(io("edu read"))?;
+    tally.pages += pages;
+    tally.wrong += wrong;
+    Ok(())
+}
+
+/// In a read bracket: every page holds either what the CPU wrote before
+/// (its buffer-wide pattern) or, on exactly `written` pages, the device's
+/// page-relative pattern.
+fn cpu_check_device_pages(
+    fd: &OwnedFd,
+    map: &sys::Mapping,
+    written: u64,
+    tally: &mut Tally,
+) -> Result<(), Failure> {
+    sync(fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_READ)?;
+    let (mut device_pages, mut other) = (0, 0);
+    for (index, page) in map.bytes().chunks_exact(PAGE).enumerate() {
+        let from_device = page
+            .chunks_exact(8)
+            .enumerate()
+            .all(|(i, w)| w == pattern_word(DEVICE, i as u64).to_le_bytes());
+        if from_device {
+            device_pages += 1;
+        } else if pattern_mismatch(page, index * PAGE, CPU_BEFORE).is_some() {
+            other += 1;
+        }
+    }
+    sync(fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_READ)?;
+    tally.pages += written;
+    tally.wrong +=
+        other + written.saturating_sub(device_pages) + device_pages.saturating_sub(written);
+    Ok(())
+}
