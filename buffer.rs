@@ -38,6 +38,15 @@ pub(crate) struct Attachment {
     mapped: Option<Direction>,
 }
 
+impl Attachment {
+    /// Whether the mapping syncs itself: the device's mappings may bounce,
+    /// so the DMA API must copy, in this mapping's own calls (under either
+    /// policy; the ownership rules see the copies as CPU accesses).
+    fn self_synced(&self) -> bool {
+        self.bounce.is_some()
+    }
+}
+
 /// A kernel virtual mapping of the whole buffer, shared by vmap users.
 ///
 /// # Invariants
@@ -183,16 +192,9 @@ impl HeapBuffer {
         decision
     }
 
-    /// Whether `attachment`'s mapping syncs itself while the ownership
-    /// rules track the rest: a `tracked` buffer mapped by a device whose
-    /// mappings may bounce.
-    fn self_synced(state: &BufferState, attachment: &Attachment) -> bool {
-        state.ownership.policy() == Policy::Tracked && attachment.bounce.is_some()
-    }
-
     /// How an importer's mapping syncs.
     fn map_sync(state: &BufferState, attachment: &Attachment) -> MapSync {
-        if state.ownership.policy() == Policy::Always || attachment.bounce.is_some() {
+        if state.ownership.policy() == Policy::Always || attachment.self_synced() {
             MapSync::Default
         } else {
             MapSync::Skip
@@ -251,10 +253,7 @@ impl HeapBuffer {
         if attachment.mapped.is_some() {
             return Err(EBUSY);
         }
-        let (sync, self_synced) = (
-            Self::map_sync(state, attachment),
-            Self::self_synced(state, attachment),
-        );
+        let (sync, self_synced) = (Self::map_sync(state, attachment), attachment.self_synced());
         // A self-synced writer is mapped both ways: its slot then also
         // takes the CPU's writes at the end of each CPU access, which its
         // unmap would otherwise overwrite with the slot's older copy.
@@ -287,10 +286,7 @@ impl HeapBuffer {
 
     fn unmap_at(&self, state: &mut BufferState, index: usize) {
         let attachment = &state.attachments[index];
-        let (sync, self_synced) = (
-            Self::map_sync(state, attachment),
-            Self::self_synced(state, attachment),
-        );
+        let (sync, self_synced) = (Self::map_sync(state, attachment), attachment.self_synced());
         // Inside a CPU bracket the buffer may hold CPU writes the slot has
         // not seen: copy them in before the unmap copies the slot back.
         let writer = attachment
@@ -334,7 +330,7 @@ impl HeapBuffer {
             .iter()
             .position(|a| is_key(a, key))
             .ok_or(EINVAL)?;
-        let self_synced = Self::self_synced(state, &state.attachments[index]);
+        let self_synced = state.attachments[index].self_synced();
         let attachment = &mut state.attachments[index];
         let (before, mapped) = (attachment.device, attachment.mapped);
         attachment.device.fenced = true;
@@ -395,7 +391,8 @@ impl HeapBuffer {
         }
         self.decide(state, Event::BeginCpu(direction(dir)));
         if state.ownership.policy() == Policy::Always {
-            for attachment in state.attachments.iter().filter(|a| a.mapped.is_some()) {
+            let others = state.attachments.iter().filter(|a| !a.self_synced());
+            for attachment in others.filter(|a| a.mapped.is_some()) {
                 attachment.dev.sync_for_cpu(&attachment.table, dir);
             }
         }
@@ -419,7 +416,8 @@ impl HeapBuffer {
         // bouncing mappings (all of them read; writers are mapped both ways).
         self.bounce_out(state, None);
         if state.ownership.policy() == Policy::Always {
-            for attachment in state.attachments.iter().filter(|a| a.mapped.is_some()) {
+            let others = state.attachments.iter().filter(|a| !a.self_synced());
+            for attachment in others.filter(|a| a.mapped.is_some()) {
                 attachment.dev.sync_for_device(&attachment.table, dir);
             }
         }
@@ -431,10 +429,7 @@ impl HeapBuffer {
         let mut copied = false;
         for attachment in state.attachments.iter() {
             match attachment.mapped {
-                Some(mapped)
-                    if Self::self_synced(state, attachment)
-                        && direction(mapped).device_writes() =>
-                {
+                Some(mapped) if attachment.self_synced() && direction(mapped).device_writes() => {
                     attachment.dev.sync_for_cpu(&attachment.table, mapped);
                     copied = true;
                 }
@@ -453,7 +448,7 @@ impl HeapBuffer {
         let reads = |state: &BufferState, index: usize| {
             let a = &state.attachments[index];
             only.is_none_or(|i| i == index)
-                && Self::self_synced(state, a)
+                && a.self_synced()
                 && a.mapped.is_some_and(|d| direction(d).device_reads())
         };
         if !(0..state.attachments.len()).any(|i| reads(state, i)) {

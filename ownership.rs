@@ -74,8 +74,8 @@
 //! confidential guest) never touches the buffer's pages: the DMA API copies
 //! between the pages and the slot, with the CPU, inside that mapping's own
 //! map, unmap and sync calls, and only if they are made without
-//! `DMA_ATTR_SKIP_CPU_SYNC`. So such an attachment syncs its own mapping (as
-//! under `Always`) and does not take part in `Map`/`Unmap`; for the pages,
+//! `DMA_ATTR_SKIP_CPU_SYNC`. So such an attachment syncs its own mapping
+//! (under either policy) and does not take part in `Map`/`Unmap`; for the pages,
 //! its copies are CPU accesses: `BounceRead` before a copy out of the
 //! buffer (map, sync for the device), `BounceWrote` after a copy into it
 //! (unmap or sync for the CPU, when the device may write). A bouncing

@@ -55,7 +55,8 @@ for row in $rows; do
 			version=$(cat "$kdir/include/config/kernel.release")
 			kernel="ok $version ($(($(date +%s) - start)) s)"
 			if bash scripts/build-module.sh CLIPPY=1 >"$logs/$row-module.log" 2>&1; then
-				module="ok ($(grep -qx CONFIG_CC_IS_CLANG=y "$kdir/.config" && echo clang || echo gcc), $([ "$RDH_KUNIT" = y ] && echo KUnit || echo production))"
+				kunit=$(bash -c ". scripts/env.sh && echo \$RDH_KUNIT")
+				module="ok ($(grep -qx CONFIG_CC_IS_CLANG=y "$kdir/.config" && echo clang || echo gcc), $([ "$kunit" = y ] && echo KUnit || echo production))"
 				RDH_TIMEOUT=900 RDH_LOG="$logs/$row-check.log" bash scripts/vm.sh check >"$logs/$row-check.out" 2>&1
 				rc=$?
 				guest="$(counts "$logs/$row-check.out")"

@@ -35,6 +35,9 @@ const CHECKS: &[Check] = &[
     ("alloc_8m_is_zeroed_and_mappable", || {
         alloc_zeroed_and_mappable(8 * MIB)
     }),
+    ("alloc_64m_is_zeroed_and_mappable", || {
+        alloc_zeroed_and_mappable(64 * MIB)
+    }),
     ("odd_sizes_round_up_to_pages", odd_sizes_round_up_to_pages),
     (
         "cpu_writes_are_seen_through_another_mapping",
@@ -90,12 +93,14 @@ const CHECKS: &[Check] = &[
             )
         },
     ),
-    ("cpu_fill_for_display_cleans_once_per_frame", || {
-        needs_tracking(pipelines::cpu_fill_for_display_cleans_once_per_frame)
-    }),
-    ("coherent_pipeline_costs_nothing", || {
-        needs_tracking(pipelines::coherent_pipeline_costs_nothing)
-    }),
+    (
+        "cpu_fill_for_display_cleans_once_per_frame",
+        pipelines::cpu_fill_for_display_cleans_once_per_frame,
+    ),
+    (
+        "coherent_pipeline_costs_nothing",
+        pipelines::coherent_pipeline_costs_nothing,
+    ),
     (
         "older_and_newer_allocation_structs_work",
         misuse::older_and_newer_allocation_structs_work,
@@ -120,10 +125,9 @@ const CHECKS: &[Check] = &[
             )
         },
     ),
-    (
-        "cpu_read_waits_for_an_implicit_write_fence",
-        pipelines::cpu_read_waits_for_an_implicit_write_fence,
-    ),
+    ("cpu_read_waits_for_an_implicit_write_fence", || {
+        needs_tracking(pipelines::cpu_read_waits_for_an_implicit_write_fence)
+    }),
     ("mmap_with_a_huge_offset_fails", || {
         leaves_nothing(misuse::mmap_with_a_huge_offset_fails)
     }),

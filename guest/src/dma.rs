@@ -4,8 +4,9 @@
 //! importer driver) writes into and reads from buffers of our heap under
 //! both policies and of the system heap, at the bus addresses the dma-buf
 //! core handed out, and the CPU checks through its mmap inside SYNC
-//! brackets. Suite `rdh_dma`, one case per heap, size and scenario; each
-//! prints a `# rdh-dma:` line for the table of `make check-matrix`.
+//! brackets. Suite `rdh_dma`, one case per heap, size and scenario (plus
+//! brackets misused while a writer is mapped, for `tracked`); each prints a
+//! `# rdh-dma:` line for the table of `make check-matrix`.
 //!
 //! The topology comes from the kernel command line: `rdh_topology` (its
 //! name) and `rdh_bounces=1` when the edu device's mappings go through
@@ -54,6 +55,12 @@ enum Scenario {
     /// Mapped `DMA_BIDIRECTIONAL` throughout: the CPU writes, the device
     /// reads and writes, the CPU reads and rewrites, the device reads.
     MappedAcrossCpuAccess,
+    /// Brackets the dma-buf core lets through while a writer is mapped
+    /// (`tracked` only: the system heap's per-direction syncs lose data
+    /// here when the mapping bounces): the device writes, the CPU rewrites
+    /// the first page inside a bracket with a nested START, then an END
+    /// without START, then the unmap; every write must survive.
+    MisusedBrackets,
 }
 
 impl Scenario {
@@ -62,6 +69,7 @@ impl Scenario {
             Scenario::DeviceWrites => "device_writes",
             Scenario::DeviceReads => "device_reads",
             Scenario::MappedAcrossCpuAccess => "mapped_across_cpu_access",
+            Scenario::MisusedBrackets => "misused_brackets",
         }
     }
 }
@@ -84,12 +92,13 @@ fn bounces() -> bool {
 
 /// Runs the suite.
 pub fn run() {
-    let total = UNDER.len() * SIZES.len() * SCENARIOS.len();
+    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + SIZES.len();
     let mut suite = Suite::begin("rdh_dma", total);
     let session = Session::open();
     for under in UNDER {
         for (len, size) in SIZES {
-            for scenario in SCENARIOS {
+            let misuse = matches!(under, Under::Tracked).then_some(Scenario::MisusedBrackets);
+            for scenario in SCENARIOS.into_iter().chain(misuse) {
                 let name = format!("{}_{size}_{}", under.name(), scenario.name());
                 let outcome = match &session {
                     Ok(session) => case(session, under, len, scenario, &name),
@@ -199,7 +208,7 @@ fn run_scenario(
             session.map(a, Dir::FromDevice).map_err(Failure::Map)?;
             let written = device_write(session, a)?;
             session.unmap(a).map_err(io("unmap"))?;
-            cpu_check_device_pages(fd, &map, written, tally)
+            cpu_check_device_pages(fd, &map, written, tally, 0)
         }
         Scenario::DeviceReads => {
             cpu_fill(fd, &mut map, CPU_BEFORE)?;
@@ -212,10 +221,30 @@ fn run_scenario(
             cpu_fill(fd, &mut map, CPU_BEFORE)?;
             device_read(session, a, CPU_BEFORE, tally)?;
             let written = device_write(session, a)?;
-            cpu_check_device_pages(fd, &map, written, tally)?;
+            cpu_check_device_pages(fd, &map, written, tally, 0)?;
             cpu_fill(fd, &mut map, CPU_AFTER)?;
             device_read(session, a, CPU_AFTER, tally)?;
             session.unmap(a).map_err(io("unmap"))
+        }
+        Scenario::MisusedBrackets => {
+            cpu_fill(fd, &mut map, CPU_BEFORE)?;
+            session.map(a, Dir::FromDevice).map_err(Failure::Map)?;
+            let written = device_write(session, a)?;
+            sync(fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_RW)?;
+            fill_pattern(&mut map.bytes_mut()[..PAGE], 0, CPU_AFTER);
+            sync(fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_RW)?;
+            sync(fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_RW)?;
+            sync(fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_RW)?;
+            sync(fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_WRITE)?;
+            session.unmap(a).map_err(io("unmap"))?;
+            // The device wrote the first page too (it writes the first page
+            // of every segment); the CPU wrote it last.
+            sync(fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_READ)?;
+            let first_page = pattern_mismatch(&map.bytes()[..PAGE], 0, CPU_AFTER).is_none();
+            sync(fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_READ)?;
+            tally.pages += 1;
+            tally.wrong += u64::from(!first_page);
+            cpu_check_device_pages(fd, &map, written - 1, tally, 1)
         }
     })();
     session.detach(a).map_err(io("detach"))?;
@@ -249,18 +278,19 @@ fn device_read(
     Ok(())
 }
 
-/// In a read bracket: every page holds either what the CPU wrote before
-/// (its buffer-wide pattern) or, on exactly `written` pages, the device's
-/// page-relative pattern.
+/// In a read bracket: every page from `from_page` on holds either what the
+/// CPU wrote before (its buffer-wide pattern) or, on exactly `written`
+/// pages, the device's page-relative pattern.
 fn cpu_check_device_pages(
     fd: &OwnedFd,
     map: &sys::Mapping,
     written: u64,
     tally: &mut Tally,
+    from_page: usize,
 ) -> Result<(), Failure> {
     sync(fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_READ)?;
     let (mut device_pages, mut other) = (0, 0);
-    for (index, page) in map.bytes().chunks_exact(PAGE).enumerate() {
+    for (index, page) in map.bytes().chunks_exact(PAGE).enumerate().skip(from_page) {
         let from_device = page
             .chunks_exact(8)
             .enumerate()

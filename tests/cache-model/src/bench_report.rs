@@ -56,6 +56,7 @@ fn oracle_bytes(s: &Scenario) -> u64 {
     let model = ModelScenario {
         coherent: s.devices.iter().map(|d| d.coherent).collect(),
         fenced,
+        bounce: vec![false; s.devices.len()],
         steps,
     };
     let cost = oracle::exporter_minimum(&model);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Many sequences at once: random ones from a seed, and the exhaustive set.
+//! Many sequences at once: random ones from a seed (with or without
+//! bouncing devices), and the exhaustive set.
 
 use crate::{
     exhaustive::{self, Adversary},
@@ -37,8 +38,43 @@ impl Summary {
 
     /// Adds one sequence's result; `id` names it for reproduction.
     pub fn record(&mut self, id: u64, scenario: &Scenario, policy: Policy, mutation: Mutation) {
-        let outcome = run::run(scenario, policy, mutation);
+        let outcome = self.check(id, scenario, policy, mutation);
         let oracle = oracle::exporter_minimum(scenario);
+        self.oracle.add(oracle);
+        self.ground_truth
+            .add(oracle::ground_truth_minimum(scenario));
+        if outcome.cost != oracle {
+            self.differs_from_oracle += 1;
+        }
+        if self.first_failure.is_none() && policy == Policy::Tracked && outcome.cost != oracle {
+            self.first_failure = Some((
+                id,
+                format!("cost {:?} but oracle {:?}", outcome.cost, oracle),
+            ));
+        }
+    }
+
+    /// Adds one sequence's safety and cost, without the oracles (which do
+    /// not model bouncing devices).
+    pub fn record_unoracled(
+        &mut self,
+        id: u64,
+        scenario: &Scenario,
+        policy: Policy,
+        mutation: Mutation,
+    ) {
+        self.check(id, scenario, policy, mutation);
+    }
+
+    /// Runs one sequence and counts its violations and cost.
+    fn check(
+        &mut self,
+        id: u64,
+        scenario: &Scenario,
+        policy: Policy,
+        mutation: Mutation,
+    ) -> run::Outcome {
+        let outcome = run::run(scenario, policy, mutation);
         self.sequences += 1;
         self.steps += scenario.steps.len() as u64;
         for v in &outcome.violations {
@@ -50,22 +86,12 @@ impl Summary {
             }
         }
         self.cost.add(outcome.cost);
-        self.oracle.add(oracle);
-        self.ground_truth
-            .add(oracle::ground_truth_minimum(scenario));
-        if outcome.cost != oracle {
-            self.differs_from_oracle += 1;
-        }
         if self.first_failure.is_none() {
             if let Some(v) = outcome.violations.first() {
                 self.first_failure = Some((id, format!("{v:?}")));
-            } else if policy == Policy::Tracked && outcome.cost != oracle {
-                self.first_failure = Some((
-                    id,
-                    format!("cost {:?} but oracle {:?}", outcome.cost, oracle),
-                ));
             }
         }
+        outcome
     }
 }
 
@@ -83,13 +109,36 @@ pub fn random(
     usage: Usage,
     mutation: Mutation,
 ) -> Summary {
+    seeded(base_seed, count, |summary, seed, rng| {
+        summary.record(seed, &script::random(rng, len, usage), policy, mutation)
+    })
+}
+
+/// Runs `one` for `count` sequences, each with the generator of its seed.
+fn seeded(base_seed: u64, count: u64, mut one: impl FnMut(&mut Summary, u64, &mut Rng)) -> Summary {
     let mut summary = Summary::default();
     for i in 0..count {
         let seed = sequence_seed(base_seed, i);
-        let scenario = script::random(&mut Rng::new(seed), len, usage);
-        summary.record(seed, &scenario, policy, mutation);
+        one(&mut summary, seed, &mut Rng::new(seed));
     }
     summary
+}
+
+/// Checks `count` random sequences of about `len` steps in which some
+/// non-coherent devices bounce ([`script::random_bouncing`]), under
+/// `Tracked`. The oracles do not model bounces: only safety and cost are
+/// counted.
+pub fn bouncing(
+    base_seed: u64,
+    count: u64,
+    len: usize,
+    usage: Usage,
+    mutation: Mutation,
+) -> Summary {
+    seeded(base_seed, count, |summary, seed, rng| {
+        let scenario = script::random_bouncing(rng, len, usage);
+        summary.record_unoracled(seed, &scenario, Policy::Tracked, mutation)
+    })
 }
 
 /// Device sets for the exhaustive campaign, as (coherent, fenced) pairs: two

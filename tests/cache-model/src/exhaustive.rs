@@ -179,6 +179,7 @@ pub fn play(
     Scenario {
         coherent: coherent.to_vec(),
         fenced: fenced.to_vec(),
+        bounce: vec![false; coherent.len()],
         steps,
     }
 }

@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `cache-model`: runs the random and exhaustive campaigns for both
-//! policies and prints what they cost next to the minimum.
+//! policies and prints what they cost next to the minimum, then a random
+//! campaign with bouncing (swiotlb) devices under `tracked`, which the
+//! oracles do not model.
 //!
 //! Fails (exit 1) if any sequence reads stale data or loses a write under
 //! either policy, or if `tracked` differs from the exporter oracle on any
-//! sequence. A failing random sequence is reproduced with
-//! `cache-model --replay SEED`.
+//! sequence without bouncing devices. A failing random sequence is
+//! reproduced with `cache-model --replay SEED`, one with bouncing devices
+//! with `cache-model --replay-bounce SEED`.
 
 use cache_model::{
     campaign::{self, Summary},
@@ -23,6 +26,8 @@ struct Args {
     length: usize,
     depth: usize,
     replay: Option<u64>,
+    bounce_seed: u64,
+    replay_bounce: Option<u64>,
 }
 
 fn parse() -> Args {
@@ -32,6 +37,8 @@ fn parse() -> Args {
         length: 60,
         depth: 5,
         replay: None,
+        bounce_seed: 0xb0c3_5eed,
+        replay_bounce: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,8 +58,10 @@ fn parse() -> Args {
             "--length" => a.length = number() as usize,
             "--depth" => a.depth = number() as usize,
             "--replay" => a.replay = Some(number()),
+            "--bounce-seed" => a.bounce_seed = number(),
+            "--replay-bounce" => a.replay_bounce = Some(number()),
             _ => {
-                eprintln!("usage: cache-model [--sequences N] [--seed S] [--length L] [--depth D] [--replay SEED]");
+                eprintln!("usage: cache-model [--sequences N] [--seed S] [--length L] [--depth D] [--bounce-seed S] [--replay SEED] [--replay-bounce SEED]");
                 std::process::exit(2)
             }
         }
@@ -65,6 +74,10 @@ fn mib(bytes: u64) -> String {
 }
 
 fn row(name: &str, s: &Summary) {
+    row_with_oracle(name, s, &s.differs_from_oracle.to_string());
+}
+
+fn row_with_oracle(name: &str, s: &Summary, oracle: &str) {
     println!(
         "  {name:<28} {:>9} {:>6} {:>6} {:>12} {:>12} {:>12}",
         s.sequences,
@@ -72,7 +85,7 @@ fn row(name: &str, s: &Summary) {
         s.lost_writes,
         mib(s.cost.clean_bytes),
         mib(s.cost.invalidate_bytes),
-        s.differs_from_oracle
+        oracle
     );
 }
 
@@ -116,10 +129,26 @@ fn replay(seed: u64, length: usize) {
     println!("oracle: {:?}", oracle::exporter_minimum(&scenario));
 }
 
+fn replay_bounce(seed: u64, length: usize) {
+    let scenario = script::random_bouncing(&mut Rng::new(seed), length, Usage::ANY);
+    println!("devices (coherent?): {:?}", scenario.coherent);
+    println!("devices (fenced?): {:?}", scenario.fenced);
+    println!("devices (bounce?): {:?}", scenario.bounce);
+    for step in &scenario.steps {
+        println!("  {step:?}");
+    }
+    let outcome = run::run(&scenario, Policy::Tracked, Mutation::None);
+    println!("tracked: {:?}", outcome);
+}
+
 fn main() {
     let a = parse();
     if let Some(seed) = a.replay {
         replay(seed, a.length);
+        return;
+    }
+    if let Some(seed) = a.replay_bounce {
+        replay_bounce(seed, a.length);
         return;
     }
     let mut failed = Vec::new();
@@ -185,6 +214,24 @@ fn main() {
     check("exhaustive tracked", &ex_tracked, true);
     check("exhaustive always", &ex_always, false);
 
+    println!();
+    header(&format!(
+        "bouncing devices: {} random sequences of ~{} steps (seed {:#x}), {} % of non-coherent devices bounce, any usage",
+        a.sequences,
+        a.length,
+        a.bounce_seed,
+        script::BOUNCE_PERCENT
+    ));
+    let bouncing = campaign::bouncing(
+        a.bounce_seed,
+        a.sequences,
+        a.length,
+        Usage::ANY,
+        Mutation::None,
+    );
+    row_with_oracle("tracked, bouncing devices", &bouncing, "n/a");
+    check("random tracked, bouncing devices", &bouncing, false);
+
     let saved =
         100.0 * (1.0 - tracked_strict.cost.total() as f64 / always.cost.total().max(1) as f64);
     println!();
@@ -193,7 +240,8 @@ fn main() {
         + tracked_strict.sequences
         + always.sequences
         + ex_tracked.sequences
-        + ex_always.sequences;
+        + ex_always.sequences
+        + bouncing.sequences;
     for f in &failed {
         println!("FAILED {f}");
     }

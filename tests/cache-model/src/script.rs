@@ -8,6 +8,29 @@
 //! during a CPU bracket; the CPU accesses it only inside a bracket — and
 //! include the misuse the core lets through: `EndCpu` without `BeginCpu`,
 //! nested `BeginCpu`, and a direction that differs between the two.
+//!
+//! Some non-coherent devices may *bounce* ([`random_bouncing`]): the DMA API
+//! copies the whole buffer into the device's swiotlb slot when it maps and
+//! when a CPU bracket ends, and the slot back into the buffer when it
+//! unmaps and when the outermost CPU bracket begins (if the device may
+//! write; [`crate::run`] has the details). Whole copies restrict what else
+//! may happen, as with the upstream system heap:
+//!
+//! - while a bouncing device is mapped with a writing direction no other
+//!   device writes, and a bouncing device writes only while no other device
+//!   is mapped with a writing direction (the copies would clobber each
+//!   other's words); for the same reason a bouncing device does not map
+//!   with a writing direction while another device's writes wait in a slot;
+//! - a device reads nothing while another device's writes wait in a slot,
+//!   and a bouncing device reads nothing that another device wrote after
+//!   the last copy into its slot (it cannot see it);
+//! - a copy out of the buffer depends on the data like a CPU access: fences
+//!   signal before a bouncing device maps and before an `EndCpu` that
+//!   copies.
+//!
+//! The misuse is not restricted further: the exporter copies so that
+//! nested `BeginCpu`, `EndCpu` without `BeginCpu` and the unmap of a
+//! bouncing writer inside a bracket destroy nothing.
 
 use crate::{
     ownership::Direction,
@@ -15,7 +38,8 @@ use crate::{
     sim::{LINES, WORDS, WORDS_PER_LINE},
 };
 
-/// One step of a sequence. Device numbers index [`Scenario::coherent`].
+/// One step of a sequence. Device numbers index [`Scenario::coherent`]. A
+/// bouncing device's accesses touch its slot, not the buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     Map(usize, Direction),
@@ -55,6 +79,9 @@ pub struct Scenario {
     /// ([`Step::DeviceWrote`] follows its writes before the CPU or an unmap
     /// can depend on them).
     pub fenced: Vec<bool>,
+    /// Per device: whether its mappings bounce through a swiotlb slot (never
+    /// for a coherent device).
+    pub bounce: Vec<bool>,
     pub steps: Vec<Step>,
 }
 
@@ -112,22 +139,90 @@ fn cpu_reads(dir: Direction) -> bool {
 #[derive(Clone)]
 pub struct Protocol {
     pub coherent: Vec<bool>,
+    /// Per device: whether its mappings bounce.
+    pub bounce: Vec<bool>,
     /// Fenced devices may write only where a `DeviceWrote` will follow
     /// before anything depends on the data; the builder keeps this current.
     pub may_write: Vec<bool>,
     pub mapped: Vec<Option<Direction>>,
     /// Open CPU brackets: (begin direction, end direction it will use).
     pub brackets: Vec<(Direction, Direction)>,
+    /// Per bouncing device: it wrote its slot since the slot was last
+    /// copied into the buffer.
+    slot_ahead: Vec<bool>,
+    /// Per bouncing device: another device wrote the buffer since the
+    /// buffer was last copied into its slot.
+    slot_behind: Vec<bool>,
 }
 
 impl Protocol {
+    /// Devices that do not bounce.
     pub fn new(coherent: Vec<bool>) -> Self {
+        let bounce = vec![false; coherent.len()];
+        Self::with_bounce(coherent, bounce)
+    }
+
+    /// Devices that bounce where `bounce` says so.
+    pub fn with_bounce(coherent: Vec<bool>, bounce: Vec<bool>) -> Self {
         let n = coherent.len();
         Self {
             coherent,
+            bounce,
             may_write: vec![true; n],
             mapped: vec![None; n],
             brackets: Vec::new(),
+            slot_ahead: vec![false; n],
+            slot_behind: vec![false; n],
+        }
+    }
+
+    fn writer_mapped(&self, dev: usize) -> bool {
+        self.mapped[dev].is_some_and(Direction::device_writes)
+    }
+
+    /// Whether a bouncing device is mapped.
+    pub fn bouncing_mapped(&self) -> bool {
+        (0..self.mapped.len()).any(|dev| self.bounce[dev] && self.mapped[dev].is_some())
+    }
+
+    /// Whether `dev` may write now: whole-slot copies clobber concurrent
+    /// writers.
+    fn writes_alone(&self, dev: usize) -> bool {
+        (0..self.mapped.len())
+            .filter(|&other| other != dev && self.writer_mapped(other))
+            .all(|other| !self.bounce[dev] && !self.bounce[other])
+    }
+
+    /// Whether `dev` may read now: no other device's writes wait in a slot,
+    /// and nothing newer than its own slot exists if it bounces.
+    fn sees_the_latest(&self, dev: usize) -> bool {
+        !self.slot_behind[dev]
+            && (0..self.mapped.len()).all(|other| other == dev || !self.slot_ahead[other])
+    }
+
+    /// Whether `dev` may map with `dir` now: a bouncing writer's slot, if
+    /// it missed writes waiting in another slot, would be copied back over
+    /// them.
+    pub fn may_map(&self, dev: usize, dir: Direction) -> bool {
+        !(self.bounce[dev] && dir.device_writes() && self.slot_ahead.contains(&true))
+    }
+
+    /// Bouncing writers' slots are copied into the buffer.
+    fn slots_into_buffer(&mut self) {
+        for dev in 0..self.mapped.len() {
+            if std::mem::take(&mut self.slot_ahead[dev]) {
+                self.buffer_written_by(dev);
+            }
+        }
+    }
+
+    /// Another device than `writer` changed the buffer: the slots of the
+    /// mapped bouncing devices are behind it.
+    fn buffer_written_by(&mut self, writer: usize) {
+        for dev in 0..self.mapped.len() {
+            if dev != writer && self.bounce[dev] && self.mapped[dev].is_some() {
+                self.slot_behind[dev] = true;
+            }
         }
     }
 
@@ -162,10 +257,10 @@ impl Protocol {
             if self.brackets.is_empty() {
                 for (dev, dir) in self.mapped.iter().enumerate() {
                     if let Some(dir) = dir {
-                        if device_reads(*dir) {
+                        if device_reads(*dir) && self.sees_the_latest(dev) {
                             out.push(vec![Step::DeviceRead(dev, word)]);
                         }
-                        if dir.device_writes() && self.may_write[dev] {
+                        if dir.device_writes() && self.may_write[dev] && self.writes_alone(dev) {
                             out.push(vec![Step::DeviceWrite(dev, word)]);
                         }
                     }
@@ -175,25 +270,65 @@ impl Protocol {
         out
     }
 
-    /// Applies an exporter event to the protocol state.
+    /// Applies a step to the protocol state (except the brackets, which the
+    /// builder opens and closes).
     pub fn apply(&mut self, step: Step) {
         match step {
-            Step::Map(dev, dir) => self.mapped[dev] = Some(dir),
-            Step::Unmap(dev) => self.mapped[dev] = None,
-            Step::BeginCpu(_) | Step::EndCpu(_) => {}
+            Step::Map(dev, dir) => {
+                self.mapped[dev] = Some(dir);
+                self.slot_ahead[dev] = false;
+                self.slot_behind[dev] = false;
+            }
+            Step::Unmap(dev) => {
+                if std::mem::take(&mut self.slot_ahead[dev]) {
+                    self.buffer_written_by(dev);
+                }
+                self.mapped[dev] = None;
+            }
+            Step::DeviceWrite(dev, _) if self.bounce[dev] => self.slot_ahead[dev] = true,
+            Step::DeviceWrite(dev, _) => self.buffer_written_by(dev),
+            // Bouncing writers' slots are copied into the buffer (at the
+            // outermost begin only; devices do not write inside a bracket,
+            // so at a nested one no slot is ahead anyway).
+            Step::BeginCpu(_) => self.slots_into_buffer(),
+            // Without a `BeginCpu`, the slots are first copied into the
+            // buffer as at a begin (inside a bracket none is ahead); then
+            // the buffer is copied into every bouncing device's slot.
+            Step::EndCpu(_) => {
+                self.slots_into_buffer();
+                self.slot_behind.fill(false);
+            }
             _ => {}
         }
     }
 }
 
+/// Percentage of non-coherent devices that bounce in [`random_bouncing`].
+pub const BOUNCE_PERCENT: u32 = 40;
+
 /// A random sequence of about `len` steps with 1 to 3 devices, each
 /// coherent or not and, if not, fenced or not at random.
 pub fn random(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
+    generate(rng, len, usage, 0)
+}
+
+/// Like [`random`], but each non-coherent device bounces with a chance of
+/// [`BOUNCE_PERCENT`], fenced or not.
+pub fn random_bouncing(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
+    generate(rng, len, usage, BOUNCE_PERCENT)
+}
+
+fn generate(rng: &mut Rng, len: usize, usage: Usage, bounce_percent: u32) -> Scenario {
     let writes = usage.cpu_writes;
     let devices = 1 + rng.below(3);
     let coherent: Vec<bool> = (0..devices).map(|_| rng.chance(25)).collect();
     let fenced: Vec<bool> = coherent.iter().map(|&c| !c && rng.chance(40)).collect();
-    let mut p = Protocol::new(coherent.clone());
+    // No draws without bouncing devices: `random` stays what it was.
+    let bounce: Vec<bool> = coherent
+        .iter()
+        .map(|&c| !c && bounce_percent > 0 && rng.chance(bounce_percent))
+        .collect();
+    let mut p = Protocol::with_bounce(coherent.clone(), bounce.clone());
     let mut steps = Vec::new();
     // Fenced devices that wrote and whose fence has not signalled yet.
     let mut pending = vec![false; devices];
@@ -227,7 +362,19 @@ pub fn random(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
                     signal(dev, &mut pending, &mut steps);
                     Step::Unmap(dev)
                 }
-                None => Step::Map(dev, DIRECTIONS[rng.below(3)]),
+                None => {
+                    let dir = DIRECTIONS[rng.below(3)];
+                    if !p.may_map(dev, dir) {
+                        continue;
+                    }
+                    if bounce[dev] {
+                        // The copy into the slot waits for the fences.
+                        for dev in 0..devices {
+                            signal(dev, &mut pending, &mut steps);
+                        }
+                    }
+                    Step::Map(dev, dir)
+                }
             };
             p.apply(step);
             steps.push(step);
@@ -246,25 +393,35 @@ pub fn random(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
                     signal(dev, &mut pending, &mut steps);
                 }
                 p.brackets.push((begin, end));
-                steps.push(Step::BeginCpu(begin));
+                let step = Step::BeginCpu(begin);
+                p.apply(step);
+                steps.push(step);
             }
         } else if roll < 54 {
             // Close a bracket, or end one that never began.
-            match p.brackets.pop() {
-                Some((_, end)) => steps.push(Step::EndCpu(end)),
-                None if usage.misuse && rng.chance(20) => {
-                    steps.push(Step::EndCpu(DIRECTIONS[rng.below(3)]))
+            let end = match p.brackets.pop() {
+                Some((_, end)) => end,
+                None if usage.misuse && rng.chance(20) => DIRECTIONS[rng.below(3)],
+                None => continue,
+            };
+            if p.bouncing_mapped() {
+                // The copy into the slots waits for the fences.
+                for dev in 0..devices {
+                    signal(dev, &mut pending, &mut steps);
                 }
-                None => {}
             }
+            let step = Step::EndCpu(end);
+            p.apply(step);
+            steps.push(step);
         } else {
             let legal = p.legal_accesses(writes);
             if !legal.is_empty() {
                 let chosen = &legal[rng.below(legal.len())];
-                for step in chosen {
-                    if let Step::DeviceWrite(dev, _) = *step {
+                for &step in chosen {
+                    if let Step::DeviceWrite(dev, _) = step {
                         pending[dev] |= fenced[dev];
                     }
+                    p.apply(step);
                 }
                 steps.extend(chosen.iter().copied());
             }
@@ -280,6 +437,7 @@ pub fn random(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
     Scenario {
         coherent,
         fenced,
+        bounce,
         steps,
     }
 }

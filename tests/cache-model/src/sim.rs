@@ -6,6 +6,14 @@
 //! and the latest value of each word (`truth`) is known. A read that does
 //! not return `truth` is stale; a write-back or invalidate that destroys the
 //! only copy of a `truth` value is a lost write.
+//!
+//! A device whose mappings bounce (swiotlb) never touches the buffer: it
+//! reads and writes its own *slot*, a private copy of every word, and the
+//! DMA API copies between the buffer and the slot with the CPU, through
+//! its cache: [`Machine::bounce_in`] (buffer to slot, a CPU read) and
+//! [`Machine::bounce_out`] (slot to buffer, a CPU write of every word). A
+//! copy out that puts back a value older than the word's `truth` is a lost
+//! write; a slot read that does not return `truth` is stale.
 
 /// Cache lines in the simulated buffer.
 pub const LINES: usize = 3;
@@ -52,11 +60,22 @@ pub enum Violation {
     },
 }
 
-/// Memory, the CPU cache, and the record of what is true.
+/// The bounce slot of a mapped device whose mappings bounce.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    data: [u64; WORDS],
+    /// The mapping lets the device write: the slot is copied back into the
+    /// buffer at unmap, so it may hold the only copy of a `truth` value.
+    copied_back: bool,
+}
+
+/// Memory, the CPU cache, bounce slots, and the record of what is true.
 pub struct Machine {
     memory: [u64; WORDS],
     cache: [Line; LINES],
     truth: [u64; WORDS],
+    /// Per device number: its bounce slot while it is mapped.
+    slots: Vec<Option<Slot>>,
     next: u64,
     pub violations: Vec<Violation>,
 }
@@ -91,6 +110,7 @@ impl Machine {
             memory,
             cache,
             truth,
+            slots: Vec::new(),
             next: 1000,
             violations: Vec::new(),
         }
@@ -125,13 +145,28 @@ impl Machine {
         self.cache[line].state = LineState::Clean;
     }
 
-    /// The CPU reads a word through its cache.
-    pub fn cpu_read(&mut self, word: usize) {
+    /// The value the CPU sees for a word (a missing line is filled).
+    fn cpu_load(&mut self, word: usize) -> u64 {
         let (line, offset) = line_of(word);
         if self.cache[line].state == LineState::Invalid {
             self.fill(line);
         }
-        let got = self.cache[line].data[offset];
+        self.cache[line].data[offset]
+    }
+
+    /// The CPU stores a word (write-allocate: a missing line is filled).
+    fn cpu_store(&mut self, word: usize, value: u64) {
+        let (line, offset) = line_of(word);
+        if self.cache[line].state == LineState::Invalid {
+            self.fill(line);
+        }
+        self.cache[line].data[offset] = value;
+        self.cache[line].state = LineState::Dirty;
+    }
+
+    /// The CPU reads a word through its cache.
+    pub fn cpu_read(&mut self, word: usize) {
+        let got = self.cpu_load(word);
         if got != self.truth[word] {
             self.violations.push(Violation::StaleCpuRead {
                 word,
@@ -143,13 +178,74 @@ impl Machine {
 
     /// The CPU writes a word (write-allocate: a missing line is filled).
     pub fn cpu_write(&mut self, word: usize) {
-        let (line, offset) = line_of(word);
-        if self.cache[line].state == LineState::Invalid {
-            self.fill(line);
-        }
         let value = self.fresh();
-        self.cache[line].data[offset] = value;
-        self.cache[line].state = LineState::Dirty;
+        self.cpu_store(word, value);
+        self.truth[word] = value;
+    }
+
+    fn slot(&mut self, dev: usize) -> &mut Slot {
+        self.slots
+            .get_mut(dev)
+            .and_then(Option::as_mut)
+            .expect("a bounce slot is used only while its device is mapped")
+    }
+
+    /// The DMA API copies the buffer into `dev`'s bounce slot with the CPU
+    /// (at map, or when syncing for the device); `copied_back` if the
+    /// mapping lets the device write. What the CPU sees is copied, stale or
+    /// not: the slot is checked when the device reads it.
+    pub fn bounce_in(&mut self, dev: usize, copied_back: bool) {
+        let mut data = [0; WORDS];
+        for (word, value) in data.iter_mut().enumerate() {
+            *value = self.cpu_load(word);
+        }
+        if self.slots.len() <= dev {
+            self.slots.resize(dev + 1, None);
+        }
+        self.slots[dev] = Some(Slot { data, copied_back });
+    }
+
+    /// The DMA API copies `dev`'s bounce slot into the buffer with the CPU:
+    /// every word is written through the cache. Putting back a value older
+    /// than the word's latest one destroys that one.
+    pub fn bounce_out(&mut self, dev: usize) {
+        let data = self.slot(dev).data;
+        for (word, &value) in data.iter().enumerate() {
+            if value < self.truth[word] {
+                self.violations.push(Violation::LostWrite {
+                    word,
+                    value: self.truth[word],
+                    how: "overwritten by a bounce copy of an older slot",
+                });
+            }
+            self.cpu_store(word, value);
+        }
+    }
+
+    /// `dev` is unmapped: its bounce slot is freed.
+    pub fn release_slot(&mut self, dev: usize) {
+        if let Some(slot) = self.slots.get_mut(dev) {
+            *slot = None;
+        }
+    }
+
+    /// A device whose mappings bounce reads a word of its slot.
+    pub fn slot_read(&mut self, dev: usize, word: usize) {
+        let got = self.slot(dev).data[word];
+        if got != self.truth[word] {
+            self.violations.push(Violation::StaleDeviceRead {
+                coherent: false,
+                word,
+                got,
+                want: self.truth[word],
+            });
+        }
+    }
+
+    /// A device whose mappings bounce writes a word of its slot.
+    pub fn slot_write(&mut self, dev: usize, word: usize) {
+        let value = self.fresh();
+        self.slot(dev).data[word] = value;
         self.truth[word] = value;
     }
 
@@ -251,13 +347,19 @@ impl Machine {
     }
 
     /// At the end of a sequence: every word's latest value must still exist
-    /// in memory or in a dirty line.
+    /// in memory, in a dirty line, or in the slot of a mapped device that
+    /// will copy it back.
     pub fn check_nothing_lost(&mut self) {
         for word in 0..WORDS {
             let (line, offset) = line_of(word);
             let l = self.cache[line];
             let in_cache = l.state == LineState::Dirty && l.data[offset] == self.truth[word];
-            if self.memory[word] != self.truth[word] && !in_cache {
+            let in_slot = self
+                .slots
+                .iter()
+                .flatten()
+                .any(|s| s.copied_back && s.data[word] == self.truth[word]);
+            if self.memory[word] != self.truth[word] && !in_cache && !in_slot {
                 self.violations.push(Violation::LostWrite {
                     word,
                     value: self.truth[word],

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The behaviours the ownership rules promise, one test each, on the real
-//! `ownership.rs`.
+//! `ownership.rs` (and, for bouncing devices, on the cache model too).
 
-use cache_model::ownership::{
-    CacheOps, Device, Direction::*, Event, Event::*, Ownership, Policy, Skip,
+use cache_model::{
+    ownership::{CacheOps, Device, Direction::*, Event, Event::*, Ownership, Policy, Skip},
+    run::{self, Mutation},
+    script::{Scenario, Step as S},
 };
 
 const NONCOHERENT: Device = Device {
@@ -242,4 +244,174 @@ fn unbalanced_unmap_does_not_underflow() {
     assert_eq!((own.mapped(), own.cpu_depth()), (0, 0));
     // The stray unmap of a writer was still taken as a possible write.
     assert_eq!(own.on(BeginCpu(FromDevice)).ops, ops(0, 1));
+}
+
+/// Runs `steps` on the cache model under `Tracked` with `mutation`; devices
+/// are non-coherent and unfenced, `bounce` says which ones bounce.
+fn violations(bounce: &[bool], steps: &[S], mutation: Mutation) -> usize {
+    let scenario = Scenario {
+        coherent: vec![false; bounce.len()],
+        fenced: vec![false; bounce.len()],
+        bounce: bounce.to_vec(),
+        steps: steps.to_vec(),
+    };
+    run::run(&scenario, Policy::Tracked, mutation)
+        .violations
+        .len()
+}
+
+#[test]
+fn a_bouncing_camera_after_a_direct_writer_invalidates_before_the_copy() {
+    // A GPU writes the buffer directly and unmaps (the invalidate waits).
+    // A camera whose mapping bounces maps next: the DMA API copies the
+    // buffer into its slot with the CPU, and its unmap copies the whole slot
+    // back, the GPU's words included. So the copy in must not see lines
+    // older than the GPU's writes.
+    let mut own = settled();
+    own.on(Map(NONCOHERENT, Bidirectional));
+    own.on(Unmap(NONCOHERENT, Bidirectional));
+    assert_eq!(own.on(BounceRead).ops, ops(0, 1)); // the camera maps
+    let unmap = own.on(BounceWrote); // the camera unmaps
+    assert_eq!(
+        (unmap.ops, unmap.skipped),
+        (CacheOps::NONE, Some(Skip::DeferredToMap))
+    );
+    // The CPU reads what the copy back left in its cache.
+    assert_eq!(own.on(BeginCpu(FromDevice)).ops, CacheOps::NONE);
+
+    let steps = [
+        S::Map(0, Bidirectional), // the GPU, direct
+        S::Fill(0),               // the CPU caches line 0
+        S::DeviceWrite(0, 1),     // the GPU writes word 1: line 0 is stale
+        S::Unmap(0),
+        S::Map(1, FromDevice), // the camera: copy in through the cache
+        S::DeviceWrite(1, 0),  // into its slot
+        S::Unmap(1),           // copy back: words 0 and 1 of the slot
+        S::BeginCpu(FromDevice),
+        S::CpuRead(0),
+        S::CpuRead(1),
+        S::EndCpu(FromDevice),
+    ];
+    assert_eq!(violations(&[false, true], &steps, Mutation::None), 0);
+    // Without the invalidate the copy takes the stale word 1 and puts it
+    // back over the GPU's.
+    assert!(violations(&[false, true], &steps, Mutation::IgnoreBounceEvents) > 0);
+}
+
+#[test]
+fn cpu_writes_reach_a_bouncing_reader_mapped_across_the_bracket() {
+    // A display whose mapping bounces stays mapped while the CPU draws:
+    // every `EndCpu` copies the buffer into its slot with the CPU, through
+    // the cache, so a frame costs no clean ...
+    let mut own = settled();
+    assert_eq!(own.on(BounceRead).ops, CacheOps::NONE); // the display maps
+    for _ in 0..3 {
+        assert_eq!(own.on(BeginCpu(ToDevice)).ops, CacheOps::NONE);
+        assert_eq!(own.on(EndCpu(ToDevice)).ops, CacheOps::NONE);
+        assert_eq!(own.on(BounceRead).ops, CacheOps::NONE);
+    }
+    // ... unless a direct display is mapped next to it.
+    own.on(Map(NONCOHERENT, ToDevice));
+    assert_eq!(own.on(BeginCpu(ToDevice)).ops, CacheOps::NONE);
+    assert_eq!(own.on(EndCpu(ToDevice)).ops, ops(1, 0));
+    assert_eq!(own.on(BounceRead).ops, CacheOps::NONE);
+
+    let frame = |word| {
+        [
+            S::BeginCpu(ToDevice),
+            S::CpuWrite(word),
+            S::EndCpu(ToDevice), // copy into both bouncing slots
+            S::Evict(word / 2),
+            S::DeviceRead(0, word),
+            S::DeviceRead(1, word),
+            S::DeviceRead(2, word), // the direct display reads memory
+        ]
+    };
+    let mut steps = vec![
+        S::Map(0, ToDevice),
+        S::Map(1, ToDevice),
+        S::Map(2, ToDevice),
+    ];
+    for word in [0, 3, 5, 0] {
+        steps.extend(frame(word));
+    }
+    assert_eq!(violations(&[true, true, false], &steps, Mutation::None), 0);
+}
+
+#[test]
+fn nested_cpu_brackets_keep_cpu_writes_with_a_bouncing_writer() {
+    // A GPU whose mapping bounces stays mapped while the CPU opens a
+    // bracket within a bracket. Only the outermost begin copies the GPU's
+    // slot into the buffer: a copy at the nested one would put the slot's
+    // word 0 back over what the CPU wrote in between.
+    let steps = [
+        S::Map(0, Bidirectional),
+        S::DeviceWrite(0, 1),       // into its slot
+        S::BeginCpu(Bidirectional), // the slot is copied into the buffer
+        S::CpuRead(1),
+        S::CpuWrite(0),
+        S::BeginCpu(Bidirectional), // nested: no copy
+        S::CpuRead(0),
+        S::CpuWrite(3),
+        S::EndCpu(Bidirectional),
+        S::CpuRead(3),
+        S::EndCpu(Bidirectional), // the buffer is copied into the slot
+        S::DeviceRead(0, 0),
+        S::DeviceRead(0, 3),
+        S::Unmap(0),
+        S::BeginCpu(FromDevice),
+        S::CpuRead(0),
+        S::CpuRead(1),
+        S::CpuRead(3),
+        S::EndCpu(FromDevice),
+    ];
+    assert_eq!(violations(&[true], &steps, Mutation::None), 0);
+}
+
+#[test]
+fn an_unbalanced_end_keeps_a_bouncing_devices_writes() {
+    // A camera whose mapping bounces wrote its slot; an `EndCpu` comes
+    // without a `BeginCpu` while a display whose mapping bounces is
+    // mapped. The end copies the buffer into both slots, so it first copies
+    // the camera's slot into the buffer, as a begin would: the camera's
+    // words survive the copy into its slot and reach the display's.
+    let steps = [
+        S::Map(0, FromDevice), // the camera
+        S::Map(1, ToDevice),   // the display
+        S::DeviceWrite(0, 2),
+        S::DeviceWrite(0, 5),
+        S::EndCpu(ToDevice), // without a begin
+        S::DeviceRead(1, 2),
+        S::DeviceRead(1, 5),
+        S::Unmap(1),
+        S::Unmap(0), // the camera's slot goes back into the buffer
+        S::BeginCpu(FromDevice),
+        S::CpuRead(2),
+        S::CpuRead(5),
+        S::EndCpu(FromDevice),
+    ];
+    assert_eq!(violations(&[true, true], &steps, Mutation::None), 0);
+}
+
+#[test]
+fn unmapping_a_bouncing_writer_inside_a_bracket_keeps_cpu_writes() {
+    // A GPU whose mapping bounces is unmapped while the CPU is inside a
+    // bracket it began after the GPU wrote. The unmap copies the whole slot
+    // into the buffer, so the slot first takes the buffer, the CPU's writes
+    // included.
+    let steps = [
+        S::Map(0, Bidirectional),
+        S::DeviceWrite(0, 1),
+        S::BeginCpu(Bidirectional), // the slot is copied into the buffer
+        S::CpuWrite(4),
+        S::Unmap(0), // buffer into the slot, then the slot into the buffer
+        S::CpuWrite(5),
+        S::EndCpu(Bidirectional),
+        S::BeginCpu(FromDevice),
+        S::CpuRead(1),
+        S::CpuRead(4),
+        S::CpuRead(5),
+        S::EndCpu(FromDevice),
+    ];
+    assert_eq!(violations(&[true], &steps, Mutation::None), 0);
 }

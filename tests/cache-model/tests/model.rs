@@ -5,9 +5,13 @@
 
 use cache_model::{
     campaign,
-    ownership::{Direction::*, Policy},
+    ownership::{
+        Direction::{self, *},
+        Policy,
+    },
+    rng::Rng,
     run::{self, Mutation},
-    script::{Scenario, Step::*, Usage},
+    script::{self, Scenario, Step::*, Usage},
 };
 
 const SEED: u64 = 0x7e57;
@@ -109,6 +113,7 @@ fn write_only_cpu_access_after_a_device_write_loses_data_with_always_only() {
     let scenario = Scenario {
         coherent: vec![false],
         fenced: vec![false],
+        bounce: vec![false],
         steps: vec![
             Map(0, Bidirectional), // long-lived GPU mapping
             Fill(0),               // the CPU speculatively caches line 0
@@ -126,4 +131,116 @@ fn write_only_cpu_access_after_a_device_write_loses_data_with_always_only() {
     assert!(!always.violations.is_empty());
     let tracked = run::run(&scenario, Policy::Tracked, Mutation::None);
     assert!(tracked.violations.is_empty(), "{:?}", tracked.violations);
+}
+
+#[test]
+fn tracked_is_safe_with_bouncing_devices() {
+    let s = campaign::bouncing(SEED, 20_000, 60, Usage::ANY, Mutation::None);
+    assert!(s.safe(), "{:?}", s.first_failure);
+    assert!(s.cost.clean_bytes > 0 && s.cost.invalidate_bytes > 0);
+}
+
+#[test]
+fn the_bouncing_campaign_exercises_bounce_copies() {
+    // Enough sequences have a bouncing device that reads or writes its slot.
+    let bouncing = (0..1_000)
+        .map(|i| script::random_bouncing(&mut Rng::new(SEED ^ i), 60, Usage::ANY))
+        .filter(|s| {
+            s.steps.iter().any(
+                |step| matches!(*step, DeviceRead(dev, _) | DeviceWrite(dev, _) if s.bounce[dev]),
+            )
+        })
+        .count();
+    assert!(bouncing > 200, "{bouncing}");
+}
+
+#[test]
+fn ignoring_bounce_copies_is_caught() {
+    let s = campaign::bouncing(SEED, 2_000, 60, Usage::ANY, Mutation::IgnoreBounceEvents);
+    assert!(
+        s.stale_reads > 0 && s.lost_writes > 0,
+        "the model missed ignored bounce copies: {s:?}"
+    );
+}
+
+#[test]
+fn dropping_invalidates_or_cleans_is_caught_with_bouncing_devices() {
+    for mutation in [Mutation::DropInvalidates, Mutation::DropCleans] {
+        let s = campaign::bouncing(SEED, 2_000, 60, Usage::ANY, mutation);
+        assert!(!s.safe(), "the model missed {mutation:?}");
+    }
+}
+
+/// Why a bouncing writer excludes other writers: the whole-slot copy at its
+/// unmap puts back its old copy of words another device wrote meanwhile,
+/// however well the caches are kept.
+#[test]
+fn a_direct_write_under_a_mapped_bouncing_writer_is_clobbered() {
+    let scenario = Scenario {
+        coherent: vec![false, false],
+        fenced: vec![false, false],
+        bounce: vec![true, false],
+        steps: vec![
+            Map(0, FromDevice), // bouncing camera: slot filled from the buffer
+            Map(1, FromDevice), // direct GPU
+            DeviceWrite(1, 3),  // against the protocol: the camera is mapped
+            Unmap(1),
+            Unmap(0), // the camera's slot goes back, word 3 included
+        ],
+    };
+    let outcome = run::run(&scenario, Policy::Tracked, Mutation::None);
+    assert!(
+        outcome
+            .violations
+            .iter()
+            .any(|v| matches!(v, cache_model::sim::Violation::LostWrite { word: 3, .. })),
+        "{:?}",
+        outcome.violations
+    );
+}
+
+#[test]
+fn the_bouncing_campaign_exercises_the_misuse_around_bounce_copies() {
+    // Nested `BeginCpu` with a bouncing writer mapped, `EndCpu` without
+    // `BeginCpu` while a bouncing device's writes wait in its slot, and the
+    // unmap of a bouncing writer inside a bracket.
+    let mut counts = [0; 3];
+    for i in 0..2_000 {
+        let s = script::random_bouncing(&mut Rng::new(SEED ^ i), 60, Usage::ANY);
+        let writer = |dir: Option<Direction>| dir.is_some_and(Direction::device_writes);
+        let mut mapped = vec![None; s.bounce.len()];
+        let mut ahead = vec![false; s.bounce.len()];
+        let mut depth = 0u32;
+        for &step in &s.steps {
+            match step {
+                Map(dev, dir) => mapped[dev] = Some(dir),
+                Unmap(dev) => {
+                    if s.bounce[dev] && writer(mapped[dev]) && depth > 0 {
+                        counts[2] += 1;
+                    }
+                    mapped[dev] = None;
+                    ahead[dev] = false;
+                }
+                DeviceWrite(dev, _) if s.bounce[dev] => ahead[dev] = true,
+                BeginCpu(_) => {
+                    let bouncing_writer =
+                        (0..mapped.len()).any(|d| s.bounce[d] && writer(mapped[d]));
+                    if depth > 0 && bouncing_writer {
+                        counts[0] += 1;
+                    }
+                    ahead.fill(false);
+                    depth += 1;
+                }
+                EndCpu(_) => {
+                    if depth == 0 && ahead.contains(&true) {
+                        counts[1] += 1;
+                    }
+                    ahead.fill(false);
+                    depth = depth.saturating_sub(1);
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
 }
