@@ -15,7 +15,7 @@
 //! expected result, while our heap must map every size.
 
 use crate::{
-    checks::{allocate, ensure},
+    checks::{allocate, debugfs_dir, debugfs_number, ensure},
     importer::{fill_pattern, pattern_mismatch, pattern_word, Attachment, Dir, Session},
     ktap::{Outcome, Suite},
     sys,
@@ -92,7 +92,7 @@ fn bounces() -> bool {
 
 /// Runs the suite.
 pub fn run() {
-    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + SIZES.len();
+    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + SIZES.len() + 1;
     let mut suite = Suite::begin("rdh_dma", total);
     let session = Session::open();
     for under in UNDER {
@@ -108,7 +108,40 @@ pub fn run() {
             }
         }
     }
+    suite.report(
+        "bounce_synced_attachments_are_counted_by_reason",
+        bounce_synced_attachments_are_counted_by_reason(),
+    );
     suite.end();
+}
+
+/// The heap's debugfs counts the attachments that sync themselves, by the
+/// reason their mappings may bounce: the topology's reason only.
+fn bounce_synced_attachments_are_counted_by_reason() -> Outcome {
+    let stats = format!("{}/stats", debugfs_dir());
+    let text = std::fs::read_to_string(&stats).map_err(|e| format!("{stats}: {e}"))?;
+    for line in text.lines().filter(|l| {
+        l.starts_with("maintenance") || l.starts_with("attachments") || l.starts_with("bounce")
+    }) {
+        println!("    # rdh-dma stats: {line}");
+    }
+    let expected = match topology().as_str() {
+        "dma32" => Some("addressing_limited"),
+        "swiotlb" => Some("swiotlb_forced"),
+        _ => None,
+    };
+    for reason in [
+        "swiotlb_forced",
+        "addressing_limited",
+        "limited_mapping_size",
+    ] {
+        let count = debugfs_number(&stats, &format!("bounce_synced_{reason}"))?;
+        let want_some = expected == Some(reason);
+        ensure((count > 0) == want_some, || {
+            format!("bounce_synced_{reason}: {count} on topology {}", topology())
+        })?;
+    }
+    Ok(())
 }
 
 /// What one case moved and found.
