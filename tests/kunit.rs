@@ -506,6 +506,30 @@ mod tests {
     }
 
     #[test]
+    fn cpu_read_waits_for_a_coherent_writers_fence_and_costs_nothing() -> Result {
+        // A coherent device leaves no stale lines, but its write is not
+        // complete before its fence signals: a CPU read must wait for it
+        // (under either policy, whatever the DMA path).
+        let mut rig = Rig::new(MIB, Policy::Tracked)?;
+        rig.map_new(true, FROM_DEVICE)?;
+        let fence = TestFence::new()?;
+        assert_eq!(rig.access_until(0, FROM_DEVICE, &fence), 0);
+        let before = rig.stats();
+        fence.signal_later(20);
+        // SAFETY: `dmabuf` is live.
+        let begin = unsafe { sys::dma_buf_begin_cpu_access(rig.dmabuf, FROM_DEVICE.into()) };
+        let signalled_first = fence.is_signaled();
+        // SAFETY: As above.
+        let end = unsafe { sys::dma_buf_end_cpu_access(rig.dmabuf, FROM_DEVICE.into()) };
+        assert_eq!((begin, end), (0, 0));
+        assert!(signalled_first);
+        if crate::cache_ops::maintenance_bounce().is_none() {
+            assert_eq!(ops_between(before, rig.stats()), (0, 0));
+        }
+        Ok(())
+    }
+
+    #[test]
     fn buffer_freed_with_callbacks_pending_then_signalled() -> Result {
         if skipped_where_dma_bounces() {
             return Ok(());

@@ -7,8 +7,8 @@
 //! (`rdi_edu.c`); this module decides what to transfer and checks it.
 //!
 //! Each transfer takes 100 ms of QEMU's virtual clock, so not every page is
-//! moved: per DMA segment the first, the last and one page in between
-//! (chosen by the seed). Segments are walked in order, so a page's offset in
+//! moved: per DMA segment the first, the last and two pages chosen by the
+//! seed (the same page is moved once). Segments are walked in order, so a page's offset in
 //! the buffer is the DMA length before it.
 
 use super::{pattern_word, sys};
@@ -74,8 +74,8 @@ unsafe fn sampled_pages(table: *mut sys::sg_table, seed: u64) -> Result<KVec<Sam
         }
         let count = len as usize / PAGE;
         if count > 0 {
-            let middle = (pattern_word(seed, u64::from(index)) as usize) % count;
-            for page in [0, middle, count - 1] {
+            let random = |n: u64| (pattern_word(seed, u64::from(index) * 2 + n) as usize) % count;
+            for page in [0, random(0), random(1), count - 1] {
                 let bus = addr + (page * PAGE) as u64;
                 if !pages.iter().any(|p: &SampledPage| p.bus == bus) {
                     pages.push(
