@@ -1,16 +1,20 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Project entry points. The kernel build itself reads Kbuild, so the module
-# also builds the usual way against any kernel tree:
-#   make -C $KDIR M=$PWD LLVM=1 ARCH=arm64
+# also builds the usual way against any kernel tree (the production module;
+# see Kbuild for RDH_KUNIT and RDH_TESTS):
+#   make -C $KDIR M=$PWD ARCH=arm64 LLVM=1                          (clang)
+#   make -C $KDIR M=$PWD ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-  (GCC)
 #
 #   make run     boot QEMU arm64, load the module, allocate from our heap
 #                and from the system heap, print what happened
-#   make check   all tests (host, rustfmt, clippy, QEMU: KUnit + guest)
+#   make check   all tests (host, rustfmt, clippy, QEMU: KUnit + guest +
+#                real DMA on the plain topology)
 #   make check-debug  the QEMU suite under KASAN, lockdep, kmemleak, ...
 #   make check-matrix  every kernel configuration x every DMA topology
 #   make bench   cache maintenance and allocation cost vs the system heap
-#   make module  build rust_dmabuf_heap.ko (KDIR=... for a real board)
+#   make module  the production rust_dmabuf_heap.ko for KDIR=... (a board's
+#                kernel tree; default: the QEMU test kernel) into out/
 #
 # KVER=7.2 selects the Debian 7.2 kernel series instead of 7.3.
 
