@@ -61,4 +61,6 @@ bench:
 
 clean:
 	rm -f *.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order ffi_generated.rs
+	rm -f tests/*.o tests/.*.cmd tests/importer/*.o tests/importer/.*.cmd
+	rm -rf out
 	cargo clean
