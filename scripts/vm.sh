@@ -21,7 +21,8 @@
 #                   dma), iommu (behind an SMMUv3), dma32 (32-bit mask,
 #                   RAM up to 7 GiB: swiotlb bounces high pages), swiotlb
 #                   (swiotlb=65536,force), noncoherent (no dma-coherent on
-#                   the PCIe host in the device tree), none (no edu device;
+#                   the PCIe host and root in the device tree), none (no
+#                   edu device;
 #                   the default for check, run, bench)
 #   RDH_ICOUNT=1    run QEMU with -icount sleep=off: the guest's idle time
 #                   (waiting for the engine's 100 ms timer) passes at once;
@@ -99,13 +100,15 @@ if [ "$topology" != none ]; then
 	swiotlb) extra_append+=" swiotlb=65536,force" bounces=1 ;;
 	noncoherent)
 		# QEMU's device tree for this very machine, without dma-coherent on
-		# the PCIe host.
+		# the PCIe host and on the root node (of_dma_is_coherent() walks up
+		# to it).
 		dtb=$out/noncoherent-$smp-$memory.dtb
 		"$QEMU" -L "$QEMU_DIR/usr/share/qemu" -M "$machine,dumpdtb=$dtb.orig" -cpu max \
 			-smp "$smp" -m "$memory" -nographic -nic none >/dev/null
 		pcie=$(fdtget -l "$dtb.orig" / | grep '^pcie@' | head -1)
 		cp "$dtb.orig" "$dtb"
 		fdtput -d "$dtb" "/$pcie" dma-coherent
+		fdtput -d "$dtb" / dma-coherent
 		qemu_args+=(--qemu-arg -dtb --qemu-arg "$dtb")
 		;;
 	*)

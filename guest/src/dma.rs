@@ -92,9 +92,16 @@ fn bounces() -> bool {
 
 /// Runs the suite.
 pub fn run() {
-    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + SIZES.len() + 1;
+    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + SIZES.len() + 2;
     let mut suite = Suite::begin("rdh_dma", total);
     let session = Session::open();
+    suite.report(
+        "edu_device_has_the_topologys_dma_path",
+        session
+            .as_ref()
+            .map_err(|e| format!("open /dev/rdh_importer: {e}"))
+            .and_then(edu_device_has_the_topologys_dma_path),
+    );
     for under in UNDER {
         for (len, size) in SIZES {
             let misuse = matches!(under, Under::Tracked).then_some(Scenario::MisusedBrackets);
@@ -113,6 +120,19 @@ pub fn run() {
         bounce_synced_attachments_are_counted_by_reason(),
     );
     suite.end();
+}
+
+/// The edu device is coherent except on `noncoherent`, and behind an IOMMU
+/// on `iommu` only: the boot really has the topology it is named after.
+fn edu_device_has_the_topologys_dma_path(session: &Session) -> Outcome {
+    let (coherent, iommu) = session.edu_info().map_err(|e| format!("edu info: {e}"))?;
+    let topology = topology();
+    ensure(coherent == (topology != "noncoherent"), || {
+        format!("{topology}: the edu device is coherent: {coherent}")
+    })?;
+    ensure(iommu == (topology == "iommu"), || {
+        format!("{topology}: the edu device is behind an IOMMU: {iommu}")
+    })
 }
 
 /// The heap's debugfs counts the attachments that sync themselves, by the

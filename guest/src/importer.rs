@@ -32,6 +32,7 @@ const VERIFY: u64 = io(14);
 const EDU_ATTACH: u64 = io(15);
 const EDU_WRITE: u64 = io(16);
 const EDU_READ: u64 = io(17);
+const EDU_INFO: u64 = io(18);
 
 /// The driver's test pattern: the little-endian 64-bit word at word index
 /// `index` of a buffer filled with `seed` (splitmix64, as in the driver).
@@ -190,6 +191,12 @@ impl Session {
     pub fn edu_read(&self, a: Attachment, seed: u32) -> io::Result<(u64, u64)> {
         self.ioctl(EDU_READ, (a.0 << 32) | seed as u64)
             .map(|r| (r & 0xffff_ffff, r >> 32))
+    }
+
+    /// What the DMA layer made of the edu device: (coherent, behind an
+    /// IOMMU).
+    pub fn edu_info(&self) -> io::Result<(bool, bool)> {
+        self.ioctl(EDU_INFO, 0).map(|r| (r & 1 != 0, r & 2 != 0))
     }
 
     /// Zeroes the heap-independent maintenance counters.

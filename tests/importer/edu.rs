@@ -23,6 +23,7 @@ mod ffi {
 
     extern "C" {
         pub(crate) fn rdi_edu_device() -> *mut device;
+        pub(crate) fn rdi_edu_info() -> c_int;
         pub(crate) fn rdi_edu_page() -> *mut u64;
         pub(crate) fn rdi_edu_copy(ram: u64, to_ram: bool) -> c_int;
         pub(crate) fn rdi_edu_copy_page(to_page: bool) -> c_int;
@@ -48,6 +49,15 @@ pub(crate) fn device() -> Result<*mut sys::device> {
     } else {
         Ok(dev)
     }
+}
+
+/// What the DMA layer made of the device: bit 0 coherent, bit 1 behind an
+/// IOMMU.
+pub(crate) fn info() -> Result<isize> {
+    // SAFETY: Reads the bound device's DMA setup.
+    let info = unsafe { ffi::rdi_edu_info() };
+    to_result(info.min(0))?;
+    Ok(info as isize)
 }
 
 /// A page the engine moves: where it is in the buffer and on the bus.

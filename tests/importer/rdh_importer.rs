@@ -26,6 +26,7 @@
 //! | `RDI_EDU_ATTACH` | dma-buf fd | attachment index of QEMU's `edu` device (`ENODEV` without one) |
 //! | `RDI_EDU_WRITE` | `attachment << 32 \| seed` | pages the engine wrote (see `edu.rs`); the edu attachment must be mapped |
 //! | `RDI_EDU_READ` | `attachment << 32 \| seed` | `pages read \| pages wrong << 32` |
+//! | `RDI_EDU_INFO` | — | bit 0: the edu device is DMA-coherent, bit 1: behind an IOMMU |
 //!
 //! | `RDI_COUNTERS_RESET` | — | 0 |
 //! | `RDI_CLEANED_KIB`, `RDI_INVALIDATED_KIB` | — | KiB cleaned / invalidated by the arm64 arch code since the reset, for every heap and device (kprobes; `ENODEV` without `CONFIG_KPROBES`) |
@@ -114,6 +115,7 @@ const RDI_VERIFY: u32 = _IO(b'R' as u32, 14);
 const RDI_EDU_ATTACH: u32 = _IO(b'R' as u32, 15);
 const RDI_EDU_WRITE: u32 = _IO(b'R' as u32, 16);
 const RDI_EDU_READ: u32 = _IO(b'R' as u32, 17);
+const RDI_EDU_INFO: u32 = _IO(b'R' as u32, 18);
 
 /// `RDI_FENCE` flag: declare the fence through the heap's explicit API.
 const FENCE_EXPLICIT: usize = 1;
@@ -481,6 +483,7 @@ impl Session {
                 state.importers.push(Some(importer), GFP_KERNEL)?;
                 Ok(state.importers.len() as isize - 1)
             }
+            RDI_EDU_INFO => edu::info(),
             RDI_EDU_WRITE | RDI_EDU_READ => {
                 let (which, seed) = (arg >> 32, (arg & 0xffff_ffff) as u64);
                 let importer = Self::importer(&mut state, which)?;

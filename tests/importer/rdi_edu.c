@@ -49,6 +49,17 @@ int rdi_edu_copy_page(bool to_page);
 int rdi_edu_register(void);
 void rdi_edu_unregister(void);
 int rdi_sg_dma_segment(struct sg_table *sgt, unsigned int index, u64 *addr, u64 *len);
+int rdi_edu_info(void);
+
+/* What the DMA layer made of the device: bit 0 coherent, bit 1 behind an IOMMU. */
+int rdi_edu_info(void)
+{
+	struct device *dev = rdi_edu_device();
+
+	if (!dev)
+		return -ENODEV;
+	return (dev_is_dma_coherent(dev) ? 1 : 0) | (device_iommu_mapped(dev) ? 2 : 0);
+}
 
 /* DMA segment @index of a mapped table (sg_dma_address/len are macros). */
 int rdi_sg_dma_segment(struct sg_table *sgt, unsigned int index, u64 *addr, u64 *len)
