@@ -22,8 +22,7 @@
 #                   RAM up to 7 GiB: swiotlb bounces high pages), swiotlb
 #                   (swiotlb=65536,force), noncoherent (no dma-coherent on
 #                   the PCIe host and root in the device tree), none (no
-#                   edu device;
-#                   the default for check, run, bench)
+#                   edu device; the default for check, run, bench)
 #   RDH_ICOUNT=1    run QEMU with -icount sleep=off: the guest's idle time
 #                   (waiting for the engine's 100 ms timer) passes at once;
 #                   the default for dma (one vCPU: icount has no MTTCG)
