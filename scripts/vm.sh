@@ -23,6 +23,8 @@
 #                   (swiotlb=65536,force), noncoherent (no dma-coherent on
 #                   the PCIe host and root in the device tree), none (no
 #                   edu device; the default for check, run, bench)
+#                   With check, the DMA suite runs in the check boot, at
+#                   QEMU's real pace (100 ms per engine transfer).
 #   RDH_ICOUNT=1    run QEMU with -icount sleep=off: the guest's idle time
 #                   (waiting for the engine's 100 ms timer) passes at once;
 #                   the default for dma (one vCPU: icount has no MTTCG)

@@ -93,10 +93,9 @@ const CHECKS: &[Check] = &[
             )
         },
     ),
-    (
-        "cpu_fill_for_display_cleans_once_per_frame",
-        pipelines::cpu_fill_for_display_cleans_once_per_frame,
-    ),
+    ("cpu_fill_for_display_cleans_once_per_frame", || {
+        needs_tracking(pipelines::cpu_fill_for_display_cleans_once_per_frame)
+    }),
     (
         "coherent_pipeline_costs_nothing",
         pipelines::coherent_pipeline_costs_nothing,
