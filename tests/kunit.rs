@@ -362,6 +362,22 @@ mod tests {
             unsafe { crate::rdh_dma_buf_access_until(attach, dir.into(), fence.0) }
         }
 
+        /// Importer 0 writes until a fence that signals 20 ms later from a
+        /// workqueue; a CPU read bracket starts at once. Returns whether the
+        /// fence had signalled when the bracket's START returned.
+        fn cpu_read_waits_for_a_job_signalled_later(&self) -> Result<bool> {
+            let fence = TestFence::new()?;
+            assert_eq!(self.access_until(0, FROM_DEVICE, &fence), 0);
+            fence.signal_later(20);
+            // SAFETY: `dmabuf` is live.
+            let begin = unsafe { sys::dma_buf_begin_cpu_access(self.dmabuf, FROM_DEVICE.into()) };
+            let signalled_first = fence.is_signaled();
+            // SAFETY: As above.
+            let end = unsafe { sys::dma_buf_end_cpu_access(self.dmabuf, FROM_DEVICE.into()) };
+            assert_eq!((begin, end), (0, 0));
+            Ok(signalled_first)
+        }
+
         fn stats(&self) -> CacheStats {
             // SAFETY: `dmabuf` is one of ours and live.
             unsafe { crate::buffer(self.dmabuf) }.stats()
@@ -491,16 +507,7 @@ mod tests {
         }
         let rig = fenced_writer()?;
         let before = rig.stats();
-        let fence = TestFence::new()?;
-        assert_eq!(rig.access_until(0, FROM_DEVICE, &fence), 0);
-        fence.signal_later(20);
-        // SAFETY: `dmabuf` is live.
-        let begin = unsafe { sys::dma_buf_begin_cpu_access(rig.dmabuf, FROM_DEVICE.into()) };
-        let signalled_first = fence.is_signaled();
-        // SAFETY: As above.
-        let end = unsafe { sys::dma_buf_end_cpu_access(rig.dmabuf, FROM_DEVICE.into()) };
-        assert_eq!((begin, end), (0, 0));
-        assert!(signalled_first);
+        assert!(rig.cpu_read_waits_for_a_job_signalled_later()?);
         assert_eq!(ops_between(before, rig.stats()), (0, 1));
         Ok(())
     }
@@ -512,17 +519,8 @@ mod tests {
         // (under either policy, whatever the DMA path).
         let mut rig = Rig::new(MIB, Policy::Tracked)?;
         rig.map_new(true, FROM_DEVICE)?;
-        let fence = TestFence::new()?;
-        assert_eq!(rig.access_until(0, FROM_DEVICE, &fence), 0);
         let before = rig.stats();
-        fence.signal_later(20);
-        // SAFETY: `dmabuf` is live.
-        let begin = unsafe { sys::dma_buf_begin_cpu_access(rig.dmabuf, FROM_DEVICE.into()) };
-        let signalled_first = fence.is_signaled();
-        // SAFETY: As above.
-        let end = unsafe { sys::dma_buf_end_cpu_access(rig.dmabuf, FROM_DEVICE.into()) };
-        assert_eq!((begin, end), (0, 0));
-        assert!(signalled_first);
+        assert!(rig.cpu_read_waits_for_a_job_signalled_later()?);
         if crate::cache_ops::maintenance_bounce().is_none() {
             assert_eq!(ops_between(before, rig.stats()), (0, 0));
         }
