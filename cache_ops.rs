@@ -23,7 +23,7 @@ use crate::{
     sg::SgTable,
     sys,
 };
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 use kernel::{
     dma::DataDirection,
     error::{from_err_ptr, to_result},
@@ -91,7 +91,8 @@ pub(crate) enum Bounce {
 }
 
 impl Bounce {
-    /// Every reason, in display order.
+    /// Every reason, in display order (and in declaration order: the
+    /// discriminant indexes per-reason counters).
     pub(crate) const ALL: [Bounce; 3] = [
         Bounce::Forced,
         Bounce::AddressingLimited,
@@ -193,9 +194,9 @@ impl DmaDevice {
 /// The heap's maintenance device, set once at module init.
 static MAINTENANCE_DEVICE: AtomicPtr<sys::device> = AtomicPtr::new(core::ptr::null_mut());
 
-/// Why the maintenance device's mappings would bounce (`Bounce` as a
-/// number, 0 if they do not), set once at module init.
-static MAINTENANCE_BOUNCE: AtomicU32 = AtomicU32::new(0);
+/// Why the maintenance device's mappings would bounce, as the shim reports
+/// it (`RDH_BOUNCE_NONE` if they do not), set once at module init.
+static MAINTENANCE_BOUNCE: AtomicI32 = AtomicI32::new(sys::RDH_BOUNCE_NONE as i32);
 
 /// Creates the maintenance device. Called once from module init.
 pub(crate) fn create_maintenance_device() -> Result {
@@ -203,11 +204,12 @@ pub(crate) fn create_maintenance_device() -> Result {
     let dev = from_err_ptr(unsafe { sys::rdh_maintenance_device_create() })?;
     MAINTENANCE_DEVICE.store(dev, Ordering::Release);
     // SAFETY: Just created; never freed.
-    if let Some(reason) = unsafe { DmaDevice::new(dev) }.bounce() {
+    let reason = unsafe { sys::rdh_dma_bounce_reason(dev) };
+    MAINTENANCE_BOUNCE.store(reason, Ordering::Release);
+    if let Some(reason) = Bounce::from_raw(reason) {
         // A bouncing maintenance mapping would copy instead of maintaining
         // the cache, take swiotlb slots for as long as each buffer lives,
         // and fail for 1 MiB chunks (swiotlb maps at most 256 KiB).
-        MAINTENANCE_BOUNCE.store(reason as u32 + 1, Ordering::Release);
         pr_warn!(
             "DMA mappings bounce ({}): ownership tracking is off, every buffer syncs like the system heap (sync_policy=always)\n",
             reason.name()
@@ -219,10 +221,7 @@ pub(crate) fn create_maintenance_device() -> Result {
 /// If the maintenance device's mappings would bounce, why: then buffers
 /// are not mapped to it and all of them use the `always` policy.
 pub(crate) fn maintenance_bounce() -> Option<Bounce> {
-    match MAINTENANCE_BOUNCE.load(Ordering::Acquire) {
-        0 => None,
-        n => Bounce::ALL.get(n as usize - 1).copied(),
-    }
+    Bounce::from_raw(MAINTENANCE_BOUNCE.load(Ordering::Acquire))
 }
 
 fn maintenance_device() -> Result<DmaDevice> {
