@@ -34,6 +34,9 @@
 //!   how many of them may write without telling us when they did (see
 //!   [`Event::DeviceWrote`]), and how deep the CPU is in
 //!   `begin_cpu_access` brackets.
+//! - What user page-table entries let the CPU do unseen ([`UserAccess`]):
+//!   when the exporter traps user access (see "User space that skips
+//!   SYNC"), nothing, reading, or writing.
 //!
 //! # Transitions (policy `Tracked`)
 //!
@@ -84,6 +87,30 @@
 //! copies the whole slot back). Two bouncing mappings that write at the
 //! same time overwrite each other's copies, as with any heap.
 //!
+//! # User space that skips SYNC
+//!
+//! User space may touch an mmap without `DMA_BUF_IOCTL_SYNC`; the upstream
+//! system heap mostly hides that (it cleans at every device map and
+//! invalidates at every device unmap). To keep such user space correct
+//! without taxing the one that brackets, the exporter can *trap* user
+//! access: user mappings start without page-table entries, a user access
+//! faults, and the fault is [`Event::UserFault`], an implicit CPU access
+//! begin that stays open for as long as the entries exist. A read fault
+//! maps the pages read-only, a write fault writable.
+//!
+//! | event | revoke user entries? | why |
+//! |---|---|---|
+//! | `UserFault` | no (it maps them) | invalidate, if lines may be stale, as `BeginCpu`; writable entries keep lines possibly dirty |
+//! | `Map` by a non-coherent device | yes, if any | the next user access must fault: a write becomes dirty lines this map's clean missed, a read may need an invalidate |
+//! | lines become possibly stale (`Unmap` of an unfenced non-coherent writer, `DeviceWrote`) | yes, if any | the next user read must fault and invalidate |
+//! | outermost `EndCpu` that cleans, entries writable | yes | so that the clean stays valid: a later write outside a bracket faults instead of dirtying lines unseen |
+//!
+//! A decision that revokes must revoke *before* its maintenance, so that
+//! no user write slips in between a clean and the revocation. The
+//! guarantee for user space that skips brackets is the system heap's: a
+//! device mapped after a CPU write sees it, and a CPU read after a device
+//! is unmapped (or its write fence has been seen) sees the device's data.
+//!
 //! # Policy `Always`
 //!
 //! The upstream system heap, kept as the baseline: every map cleans, every
@@ -120,6 +147,29 @@ impl Direction {
     }
 }
 
+/// What user page-table entries of the buffer let the CPU do without the
+/// exporter seeing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UserAccess {
+    /// No entries: every user access faults first.
+    None,
+    /// Read-only entries: a user write faults first.
+    Read,
+    /// Writable entries: the CPU may read and write at any moment.
+    Write,
+}
+
+impl UserAccess {
+    /// What a user fault in CPU direction `dir` maps.
+    pub fn of(dir: Direction) -> Self {
+        if dir.cpu_writes() {
+            UserAccess::Write
+        } else {
+            UserAccess::Read
+        }
+    }
+}
+
 /// What the exporter knows about a device mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Device {
@@ -148,6 +198,11 @@ pub enum Event {
     /// A mapping that bounces is about to copy the buffer into its bounce
     /// slot: the CPU reads the memory on the device's behalf.
     BounceRead,
+    /// A user access faulted (trap mode): the CPU is about to access the
+    /// buffer in CPU direction `ToDevice` (a write) or `FromDevice` (a
+    /// read), inside a bracket or not, and the exporter then maps the
+    /// pages for that ([`UserAccess::of`]).
+    UserFault(Direction),
     /// A mapping that bounces copied its slot into the buffer: the CPU wrote
     /// the memory on the device's behalf.
     BounceWrote,
@@ -201,6 +256,8 @@ pub struct Decision {
     pub ops: CacheOps,
     /// Why an operation the baseline would do was not done, if so.
     pub skipped: Option<Skip>,
+    /// Remove every user page-table entry of the buffer, before `ops`.
+    pub revoke: bool,
 }
 
 /// Which rules to apply.
@@ -246,7 +303,9 @@ impl Lines {
 /// `noncoherent_mapped` counts `Map`s minus `Unmap`s of non-coherent
 /// devices, and `unfenced_writers_mapped` the subset that may write and do
 /// not report their writes; neither underflows (an unbalanced `Unmap` is
-/// ignored by the counts).
+/// ignored by the counts). `cpu_depth` never exceeds [`MAX_CPU_DEPTH`]
+/// (a `BeginCpu` beyond it is refused, see [`Ownership::accepts`]). While
+/// `user` is [`UserAccess::Write`], `lines.maybe_dirty` is true.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ownership {
     policy: Policy,
@@ -259,7 +318,14 @@ pub struct Ownership {
     /// A bracket with a write direction is open: the CPU may dirty lines at
     /// any moment, so no clean makes them clean for good until it closes.
     cpu_writing: bool,
+    /// What user page-table entries allow (always `None` unless the
+    /// exporter traps user access).
+    user: UserAccess,
 }
+
+/// The deepest nesting of CPU access brackets; one more `BeginCpu` is
+/// refused (the exporter returns `EBUSY`) instead of overflowing.
+pub const MAX_CPU_DEPTH: u32 = u32::MAX;
 
 impl Ownership {
     /// A new buffer of freshly zeroed pages, owned by nobody.
@@ -272,6 +338,7 @@ impl Ownership {
             unfenced_writers_mapped: 0,
             cpu_depth: 0,
             cpu_writing: false,
+            user: UserAccess::None,
         }
     }
 
@@ -295,18 +362,52 @@ impl Ownership {
         self.cpu_depth
     }
 
-    /// Applies `event` and returns the maintenance it needs.
+    /// What user page-table entries allow now.
+    pub fn user_access(&self) -> UserAccess {
+        self.user
+    }
+
+    /// Whether `event` can be applied: a `BeginCpu` beyond
+    /// [`MAX_CPU_DEPTH`] cannot (the caller must refuse it).
+    pub fn accepts(&self, event: Event) -> bool {
+        !matches!(event, Event::BeginCpu(_)) || self.cpu_depth < MAX_CPU_DEPTH
+    }
+
+    /// Applies `event` and returns the maintenance it needs. An event that
+    /// is not [accepted](Self::accepts) changes nothing.
     pub fn on(&mut self, event: Event) -> Decision {
-        let decision = match self.policy {
+        if !self.accepts(event) {
+            return Decision::default();
+        }
+        let mut decision = match self.policy {
             Policy::Tracked => self.tracked(event),
             Policy::Always => self.always(event),
         };
+        decision.revoke = self.user != UserAccess::None && self.revokes(event, &decision);
         self.count(event);
-        // A clean does not outlast an open write bracket.
-        if self.cpu_writing {
+        if decision.revoke {
+            self.user = UserAccess::None;
+        }
+        // A clean does not outlast an open write bracket, or writable user
+        // entries.
+        if self.cpu_writing || self.user == UserAccess::Write {
             self.lines.maybe_dirty = true;
         }
         decision
+    }
+
+    /// Whether user entries must go before `decision` is carried out (see
+    /// "User space that skips SYNC"). Called before `count`.
+    fn revokes(&self, event: Event, decision: &Decision) -> bool {
+        match event {
+            Event::Map(dev, _) => !dev.coherent,
+            Event::Unmap(dev, dir) => !dev.coherent && dir.device_writes() && !dev.fenced,
+            Event::DeviceWrote(dev) => !dev.coherent,
+            Event::EndCpu(_) => {
+                self.cpu_depth <= 1 && self.user == UserAccess::Write && decision.ops.clean > 0
+            }
+            _ => false,
+        }
     }
 
     /// Updates who may access the buffer (after the decision, so that an
@@ -336,6 +437,7 @@ impl Ownership {
                 self.cpu_depth += 1;
                 self.cpu_writing |= dir.cpu_writes();
             }
+            Event::UserFault(dir) => self.user = self.user.max(UserAccess::of(dir)),
             Event::EndCpu(_) => {
                 self.cpu_depth = self.cpu_depth.saturating_sub(1);
                 if self.cpu_depth == 0 {
@@ -365,6 +467,13 @@ impl Ownership {
                 decision
             }
             Event::BounceRead => self.invalidate_if_stale(),
+            Event::UserFault(dir) => {
+                let decision = self.invalidate_if_stale();
+                if dir.cpu_writes() {
+                    self.lines.maybe_dirty = true;
+                }
+                decision
+            }
             Event::BounceWrote => {
                 self.lines.maybe_dirty = true;
                 if self.noncoherent_mapped > 0 {
@@ -401,7 +510,9 @@ impl Ownership {
             // Never drop dirty data: clean first if there may be any. Inside
             // an open bracket there may be: its end may yet reveal a write
             // direction.
-            let clean = u32::from(self.lines.maybe_dirty || self.cpu_depth > 0);
+            let clean = u32::from(
+                self.lines.maybe_dirty || self.cpu_depth > 0 || self.user == UserAccess::Write,
+            );
             self.lines = Lines {
                 maybe_dirty: false,
                 maybe_stale: false,
@@ -480,12 +591,36 @@ impl Ownership {
 }
 
 fn act(ops: CacheOps) -> Decision {
-    Decision { ops, skipped: None }
+    Decision {
+        ops,
+        ..Decision::default()
+    }
 }
 
 fn skip(reason: Skip) -> Decision {
     Decision {
-        ops: CacheOps::NONE,
         skipped: Some(reason),
+        ..Decision::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn begin_cpu_at_the_deepest_nesting_is_refused_and_changes_nothing() {
+        let mut own = Ownership::new(Policy::Tracked);
+        own.cpu_depth = MAX_CPU_DEPTH - 1;
+        assert!(own.accepts(Event::BeginCpu(Direction::ToDevice)));
+        own.on(Event::BeginCpu(Direction::ToDevice));
+        assert_eq!(own.cpu_depth(), MAX_CPU_DEPTH);
+        let before = own;
+        assert!(!own.accepts(Event::BeginCpu(Direction::FromDevice)));
+        assert_eq!(own.on(Event::BeginCpu(Direction::FromDevice)), Decision::default());
+        assert_eq!(own, before);
+        // Ends still work, and another begin is accepted again.
+        own.on(Event::EndCpu(Direction::ToDevice));
+        assert!(own.accepts(Event::BeginCpu(Direction::FromDevice)));
     }
 }
