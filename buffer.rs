@@ -9,11 +9,12 @@ use crate::{
     cache_ops::{self, direction, Bounce, Direction, DmaDevice, MaintainedTable, MapSync},
     debugfs::BufferFile,
     fence_hooks::{self, FenceHooks},
-    ownership::{self, Decision, Device, Event, Ownership, Policy},
+    ownership::{self, Decision, Device, Event, Ownership, Policy, UserAccess},
     pages::{self, PageChunk, PAGE_SIZE},
     sg::SgTable,
     stats::{CacheStats, TOTALS},
     sys,
+    user_mappings::{UserMappings, Vma},
 };
 use core::{ffi::c_void, ptr::NonNull, sync::atomic::Ordering};
 use kernel::{alloc::flags::GFP_KERNEL, new_mutex, prelude::*, sync::Mutex};
@@ -75,6 +76,10 @@ struct BufferState {
     debugfs_file: Option<BufferFile>,
     /// Fences of fenced attachments the buffer watches.
     fences: FenceHooks,
+    /// The user mappings, once exported.
+    user_mappings: Option<UserMappings>,
+    /// An access outside a bracket has been logged for this buffer.
+    reported_unbracketed: bool,
 }
 
 /// A buffer allocated from the heap.
@@ -84,6 +89,8 @@ struct BufferState {
 #[pin_data]
 pub(crate) struct HeapBuffer {
     len: usize,
+    /// User mappings get their entries from faults (`unbracketed_cpu=trap`).
+    trap_user: bool,
     #[pin]
     state: Mutex<BufferState>,
     table: MaintainedTable,
@@ -109,11 +116,15 @@ impl HeapBuffer {
             Some(_) => Policy::Always,
             None => policy,
         };
+        // Under `always` unbracketed access is as safe as with the system
+        // heap already.
+        let trap_user = policy == Policy::Tracked && crate::trap_user_access();
         let chunks = pages::alloc_chunks(len)?;
         let table = MaintainedTable::new(SgTable::new(&chunks)?)?;
         let buffer = KBox::try_pin_init(
             try_pin_init!(Self {
                 len,
+                trap_user,
                 state <- new_mutex!(BufferState {
                     attachments: KVec::new(),
                     kernel_mapping: None,
@@ -121,6 +132,8 @@ impl HeapBuffer {
                     stats: CacheStats::default(),
                     debugfs_file: None,
                     fences: FenceHooks::new()?,
+                    user_mappings: None,
+                    reported_unbracketed: false,
                 }),
                 table,
                 chunks,
@@ -137,6 +150,11 @@ impl HeapBuffer {
     /// Buffer size in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether user mappings get their entries from faults.
+    pub(crate) fn traps_user_access(&self) -> bool {
+        self.trap_user
     }
 
     /// The chunks backing the buffer, largest first.
@@ -156,9 +174,12 @@ impl HeapBuffer {
         self.state.lock().stats
     }
 
-    /// Keeps the buffer's debugfs file until [`Self::take_debugfs_file`].
-    pub(crate) fn set_debugfs_file(&self, file: Option<BufferFile>) {
-        self.state.lock().debugfs_file = file;
+    /// Keeps what belongs to the buffer once it is exported: its debugfs
+    /// file (until [`Self::take_debugfs_file`]) and its user mappings.
+    pub(crate) fn set_exported(&self, file: Option<BufferFile>, user_mappings: UserMappings) {
+        let mut state = self.state.lock();
+        state.debugfs_file = file;
+        state.user_mappings = Some(user_mappings);
     }
 
     /// Takes the debugfs file back, to remove it before the buffer goes.
@@ -183,8 +204,15 @@ impl HeapBuffer {
 
     /// Feeds one event to the ownership rules and, under `tracked`, performs
     /// the maintenance they ask for.
+    /// A revocation comes first, so that no user write slips in between a
+    /// clean and the revocation.
     fn apply(&self, state: &mut BufferState, event: Event) -> Decision {
         let decision = state.ownership.on(event);
+        if decision.revoke {
+            if let Some(user_mappings) = &state.user_mappings {
+                user_mappings.revoke();
+            }
+        }
         state.stats.record(decision, self.len);
         if state.ownership.policy() == Policy::Tracked {
             self.table.perform(decision.ops);
@@ -377,6 +405,11 @@ impl HeapBuffer {
         let implicit_writer = unsafe { fence_hooks::wait_for_implicit_fences(resv, cpu_writes) }?;
         let mut guard = self.state.lock();
         let state = &mut *guard;
+        // Nested deeper than the rules can count: refused (documented in
+        // README), before anything changes.
+        if !state.ownership.accepts(Event::BeginCpu(direction(dir))) {
+            return Err(EBUSY);
+        }
         if implicit_writer {
             self.decide(state, Event::DeviceWrote(FENCED_WRITER));
         }
@@ -465,27 +498,17 @@ impl HeapBuffer {
         }
     }
 
-    /// Maps pages `pgoff..pgoff + pages` of the buffer into a user VMA.
-    ///
-    /// # Safety
-    ///
-    /// `vma` must be a VMA being set up by an `mmap` call, with the mmap lock
-    /// held for writing, as the dma-buf core guarantees for `ops->mmap`.
-    pub(crate) unsafe fn mmap(&self, vma: *mut sys::vm_area_struct) -> Result {
-        // SAFETY: The caller guarantees that `vma` is valid.
-        let (start, end, pgoff, prot) = unsafe {
-            let range = &(*vma).__bindgen_anon_1.__bindgen_anon_1;
-            (
-                range.vm_start,
-                range.vm_end,
-                (*vma).vm_pgoff,
-                (*vma).vm_page_prot,
-            )
-        };
+    /// Maps the buffer into a user vma: at once, or, when the buffer traps
+    /// user access, on faults (handled by `ops`).
+    pub(crate) fn mmap(&self, vma: &Vma, ops: &'static sys::vm_operations_struct) -> Result {
+        let (start, end, pgoff) = vma.range();
         let count = (end - start) / PAGE_SIZE;
         let total = self.len / PAGE_SIZE;
         if pgoff.checked_add(count).is_none_or(|last| last > total) {
             return Err(EINVAL);
+        }
+        if self.trap_user {
+            return vma.trap(ops);
         }
         let mut addr = start;
         let mut skip = pgoff;
@@ -500,14 +523,47 @@ impl HeapBuffer {
             let size = ((chunk.page_count() - skip) * PAGE_SIZE).min(end - addr);
             // SAFETY: `nth_page(skip)` is a page of this chunk.
             let pfn = unsafe { sys::rdh_page_to_pfn(chunk.nth_page(skip)) };
-            // SAFETY: `vma` is valid (see above) and `addr..addr + size`
-            // lies inside it; the pages stay allocated while the VMA exists
-            // because the VMA holds a reference on the dma-buf file.
-            kernel::error::to_result(unsafe { sys::remap_pfn_range(vma, addr, pfn, size, prot) })?;
+            // SAFETY: The vma is being set up by `mmap` (its invariant) and
+            // `addr..addr + size` lies inside it; the pages stay allocated
+            // while the vma exists because it holds the dma-buf file.
+            let ret = unsafe {
+                sys::remap_pfn_range(vma.as_raw(), addr, pfn, size, (*vma.as_raw()).vm_page_prot)
+            };
+            kernel::error::to_result(ret)?;
             addr += size;
             skip = 0;
         }
         Ok(())
+    }
+
+    /// A user access to `vma` faulted (a write if `write`; `upgrade` if it
+    /// hit a read-only entry). Tells the rules if the entries did not allow
+    /// the access (an implicit CPU access begin, see `ownership.rs`), then
+    /// maps the whole vma.
+    pub(crate) fn user_fault(&self, vma: &Vma, write: bool, upgrade: bool) -> sys::vm_fault_t {
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        let dir = if write {
+            ownership::Direction::ToDevice
+        } else {
+            ownership::Direction::FromDevice
+        };
+        if state.ownership.user_access() < UserAccess::of(dir) {
+            let unbracketed = state.ownership.cpu_depth() == 0;
+            self.decide(state, Event::UserFault(dir));
+            state.stats.record_user_fault(unbracketed);
+            if unbracketed && !state.reported_unbracketed {
+                state.reported_unbracketed = true;
+                if let Some(user_mappings) = &state.user_mappings {
+                    user_mappings.report_unbracketed(write);
+                }
+            }
+        }
+        let writable = state.ownership.user_access() == UserAccess::Write;
+        if upgrade {
+            vma.zap();
+        }
+        vma.insert(&self.chunks, writable)
     }
 
     /// Returns a kernel virtual address for the whole buffer.

@@ -7,7 +7,9 @@
 //! - `buffers/<ino>`: one file per live buffer allocated while the
 //!   `debugfs_buffers` parameter was on, named after its dma-buf inode
 //!   (what `fstat` on the fd reports as `st_ino`): size, policy, ownership
-//!   state, its own counters.
+//!   state, its own counters, including user accesses trapped by faults
+//!   (`user_faults`, of them outside a SYNC bracket `unbracketed_faults`)
+//!   and revocations of user page-table entries (`user_revokes`).
 //!
 //! Every line is `key: value` so that tests can read it. The files and the
 //! `seq_file` plumbing are in the C shim; the text is written here.
@@ -103,6 +105,14 @@ unsafe extern "C" fn rdh_show_heap_stats(m: *mut sys::seq_file) -> c_int {
     for (reason, count) in Bounce::ALL.iter().zip(TOTALS.bounce_attachments.iter()) {
         seq_print!(m, "bounce_synced_{}: {}\n", reason.name(), load(count));
     }
+    seq_print!(m, "unbracketed_cpu: {}\n", crate::unbracketed_cpu_name());
+    seq_print!(m, "user_faults: {}\n", load(&TOTALS.user_faults));
+    seq_print!(
+        m,
+        "unbracketed_faults: {}\n",
+        load(&TOTALS.unbracketed_faults)
+    );
+    seq_print!(m, "user_revokes: {}\n", load(&TOTALS.revokes));
     0
 }
 
@@ -131,5 +141,10 @@ unsafe extern "C" fn rdh_show_buffer(m: *mut sys::seq_file, buffer: *mut c_void)
     for (reason, count) in SKIP_REASONS.iter().zip(stats.skipped.iter()) {
         seq_print!(m, "skipped_{}: {}\n", skip_name(*reason), count);
     }
+    seq_print!(m, "traps_user_access: {}\n", buffer.traps_user_access());
+    seq_print!(m, "user_access: {:?}\n", ownership.user_access());
+    seq_print!(m, "user_faults: {}\n", stats.user_faults);
+    seq_print!(m, "unbracketed_faults: {}\n", stats.unbracketed_faults);
+    seq_print!(m, "user_revokes: {}\n", stats.revokes);
     0
 }

@@ -617,7 +617,10 @@ mod tests {
         assert_eq!(own.cpu_depth(), MAX_CPU_DEPTH);
         let before = own;
         assert!(!own.accepts(Event::BeginCpu(Direction::FromDevice)));
-        assert_eq!(own.on(Event::BeginCpu(Direction::FromDevice)), Decision::default());
+        assert_eq!(
+            own.on(Event::BeginCpu(Direction::FromDevice)),
+            Decision::default()
+        );
         assert_eq!(own, before);
         // Ends still work, and another begin is accepted again.
         own.on(Event::EndCpu(Direction::ToDevice));

@@ -3,6 +3,8 @@
  * C glue for the Rust module: only what Rust cannot reach through exported
  * symbols (static inlines, macros, a string module parameter). No logic here.
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/debugfs.h>
 #include <linux/dma-fence.h>
 #include <linux/dma-resv.h>
@@ -67,6 +69,47 @@ MODULE_PARM_DESC(sync_policy,
 bool rdh_sync_policy_always(void)
 {
 	return READ_ONCE(sync_always);
+}
+
+/*
+ * unbracketed_cpu: "trap" (default) or "trust". Under trap, user mappings of
+ * tracked buffers get their page-table entries from a fault handler, and
+ * lose them whenever a device may change what the CPU should see: an
+ * access without DMA_BUF_IOCTL_SYNC then faults, and the fault does what
+ * SYNC_START would (ownership.rs, "User space that skips SYNC"). Under
+ * trust, mmap maps everything at once, and user space that skips SYNC may
+ * see stale data. Writable at run time; a buffer keeps what it was
+ * allocated with.
+ */
+static bool unbracketed_trust;
+
+static int unbracketed_cpu_set(const char *val, const struct kernel_param *kp)
+{
+	if (sysfs_streq(val, "trap"))
+		WRITE_ONCE(unbracketed_trust, false);
+	else if (sysfs_streq(val, "trust"))
+		WRITE_ONCE(unbracketed_trust, true);
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int unbracketed_cpu_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%s\n", READ_ONCE(unbracketed_trust) ? "trust" : "trap");
+}
+
+static const struct kernel_param_ops unbracketed_cpu_ops = {
+	.set = unbracketed_cpu_set,
+	.get = unbracketed_cpu_get,
+};
+module_param_cb(unbracketed_cpu, &unbracketed_cpu_ops, NULL, 0644);
+MODULE_PARM_DESC(unbracketed_cpu,
+		 "User access without DMA_BUF_IOCTL_SYNC: trap (page faults tell the heap, default) or trust (user space brackets every access)");
+
+bool rdh_trap_user_access(void)
+{
+	return !READ_ONCE(unbracketed_trust);
 }
 
 /*
@@ -194,6 +237,59 @@ void rdh_dma_sync_sgtable_for_device(struct device *dev, struct sg_table *sgt,
 				     enum dma_data_direction dir)
 {
 	dma_sync_sgtable_for_device(dev, sgt, dir);
+}
+
+/*
+ * A user mapping whose entries come from the fault handler in @ops: none
+ * at mmap time. A private mapping cannot be trapped (vmf_insert_pfn()
+ * refuses copy-on-write mappings): a read-only one loses VM_MAYWRITE, a
+ * writable one, whose writes could never reach a device anyway, is refused.
+ */
+int rdh_vma_trap(struct vm_area_struct *vma, const struct vm_operations_struct *ops)
+{
+	if ((vma->vm_flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE) { /* copy-on-write */
+		if (vma->vm_flags & VM_WRITE)
+			return -EINVAL;
+		vm_flags_clear(vma, VM_MAYWRITE);
+	}
+	vm_flags_set(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
+	vma->vm_ops = ops;
+	return 0;
+}
+
+/*
+ * Maps one page from the fault handler, read-only or writable. A shared
+ * writable vma with pfn_mkwrite has a read-only vm_page_prot (write
+ * notification), so writable entries take the vma's full protection.
+ */
+vm_fault_t rdh_vma_insert_pfn(struct vm_area_struct *vma, unsigned long addr,
+			      unsigned long pfn, bool writable)
+{
+	pgprot_t prot = vma->vm_page_prot;
+
+	if (writable)
+		prot = pgprot_modify(prot, vm_get_page_prot(vma->vm_flags));
+	return vmf_insert_pfn_prot(vma, addr, pfn, prot);
+}
+
+/* Removes every entry of one vma (to map it again writable). */
+void rdh_vma_zap(struct vm_area_struct *vma)
+{
+	zap_special_vma_range(vma, vma->vm_start, vma->vm_end - vma->vm_start);
+}
+
+/* Removes every user entry of the buffer, in every process. */
+void rdh_revoke_user_mappings(struct dma_buf *dmabuf)
+{
+	unmap_mapping_range(dmabuf->file->f_mapping, 0, 0, 1);
+}
+
+/* The log line for the first access of a buffer outside a SYNC bracket. */
+void rdh_report_unbracketed(struct dma_buf *dmabuf, bool write)
+{
+	pr_info_ratelimited("%s[%d] %s dma-buf %llu (%zu bytes) outside DMA_BUF_IOCTL_SYNC; the heap keeps it coherent, but other heaps may not\n",
+			    current->comm, task_pid_nr(current), write ? "wrote" : "read",
+			    (unsigned long long)file_inode(dmabuf->file)->i_ino, dmabuf->size);
 }
 
 unsigned long rdh_page_to_pfn(struct page *page)

@@ -14,6 +14,7 @@
 #include <linux/dma-resv.h>
 #include <linux/gfp.h>
 #include <linux/iosys-map.h>
+#include <linux/mm.h>
 #include <linux/scatterlist.h>
 #include <linux/vmalloc.h>
 
@@ -40,6 +41,7 @@ const unsigned long RDH_DMA_ATTR_SKIP_CPU_SYNC = DMA_ATTR_SKIP_CPU_SYNC;
 const char *rdh_heap_name(void);
 bool rdh_sync_policy_always(void);
 bool rdh_debugfs_buffers_enabled(void);
+bool rdh_trap_user_access(void);
 struct device *rdh_maintenance_device_create(void);
 bool rdh_dev_is_dma_coherent(struct device *dev);
 
@@ -71,6 +73,14 @@ void rdh_dma_sync_sgtable_for_device(struct device *dev, struct sg_table *sgt,
 				     enum dma_data_direction dir);
 
 unsigned long rdh_page_to_pfn(struct page *page);
+
+/* User mappings whose entries the fault handler inserts (user_mappings.rs). */
+int rdh_vma_trap(struct vm_area_struct *vma, const struct vm_operations_struct *ops);
+vm_fault_t rdh_vma_insert_pfn(struct vm_area_struct *vma, unsigned long addr,
+			      unsigned long pfn, bool writable);
+void rdh_vma_zap(struct vm_area_struct *vma);
+void rdh_revoke_user_mappings(struct dma_buf *dmabuf);
+void rdh_report_unbracketed(struct dma_buf *dmabuf, bool write);
 void *rdh_vmap_pages(struct page **pages, unsigned int count);
 void rdh_invalidate_kernel_vmap_range(void *vaddr, int size);
 void rdh_flush_kernel_vmap_range(void *vaddr, int size);

@@ -33,9 +33,11 @@ mod pages;
 mod sg;
 mod stats;
 mod sys;
+mod user_mappings;
 
 use buffer::{Attachment, HeapBuffer};
 use cache_ops::DmaDevice;
+use user_mappings::{UserMappings, Vma};
 
 module! {
     type: RustDmabufHeap,
@@ -59,6 +61,21 @@ pub(crate) fn sync_policy() -> Policy {
     }
 }
 
+/// Whether new buffers trap user access (parameter `unbracketed_cpu`).
+pub(crate) fn trap_user_access() -> bool {
+    // SAFETY: Reads a module parameter; no preconditions.
+    unsafe { sys::rdh_trap_user_access() }
+}
+
+/// The `unbracketed_cpu` parameter's value.
+pub(crate) fn unbracketed_cpu_name() -> &'static str {
+    if trap_user_access() {
+        "trap"
+    } else {
+        "trust"
+    }
+}
+
 impl kernel::Module for RustDmabufHeap {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         cache_ops::create_maintenance_device()?;
@@ -79,9 +96,10 @@ impl kernel::Module for RustDmabufHeap {
         // SAFETY: `name` is a valid NUL-terminated string (see above).
         let name = unsafe { CStr::from_char_ptr(name) };
         pr_info!(
-            "registered /dev/dma_heap/{} (sync_policy={})\n",
+            "registered /dev/dma_heap/{} (sync_policy={}, unbracketed_cpu={})\n",
             name.to_str().unwrap_or("?"),
-            sync_policy().name()
+            sync_policy().name(),
+            unbracketed_cpu_name()
         );
         Ok(RustDmabufHeap)
     }
@@ -123,8 +141,14 @@ fn export(
     match from_err_ptr(unsafe { sys::dma_buf_export(&info) }) {
         Ok(dmabuf) => {
             // SAFETY: `dmabuf` is live and owns `raw`, which lives until
-            // `buf_release` has removed the file.
-            unsafe { (*raw).set_debugfs_file(debugfs::BufferFile::new(dmabuf, &*raw)) };
+            // `buf_release` has removed the file; the dma-buf outlives the
+            // buffer's state.
+            unsafe {
+                (*raw).set_exported(
+                    debugfs::BufferFile::new(dmabuf, &*raw),
+                    UserMappings::new(dmabuf),
+                )
+            };
             Ok(dmabuf)
         }
         Err(err) => {
@@ -285,11 +309,63 @@ unsafe extern "C" fn buf_end_cpu_access(
 /// Called by the dma-buf core from an `mmap` call on a live dma-buf of ours.
 unsafe extern "C" fn buf_mmap(dmabuf: *mut sys::dma_buf, vma: *mut sys::vm_area_struct) -> c_int {
     // SAFETY: See the function's safety section; the core holds the mmap
-    // lock and sets up `vma` for this call.
-    match unsafe { buffer(dmabuf).mmap(vma) } {
+    // lock for writing and sets up `vma` for this call.
+    let (buffer, vma) = unsafe { (buffer(dmabuf), Vma::from_raw(vma)) };
+    match buffer.mmap(&vma, &USER_VM_OPS) {
         Ok(()) => 0,
         Err(err) => err.to_errno(),
     }
+}
+
+/// Handlers of user mappings that trap user access (`user_mappings.rs`).
+static USER_VM_OPS: sys::vm_operations_struct = {
+    // SAFETY: All zeroes is a valid `vm_operations_struct` (no handlers).
+    let mut ops: sys::vm_operations_struct = unsafe { core::mem::zeroed() };
+    ops.fault = Some(user_fault);
+    ops.pfn_mkwrite = Some(user_pfn_mkwrite);
+    ops
+};
+
+/// The buffer and vma of a fault in a trapped user mapping.
+///
+/// # Safety
+///
+/// `vmf` must be a fault in a vma set up by [`buf_mmap`], with its mmap
+/// lock or vma lock held for the lifetime `'a`.
+unsafe fn faulting<'a>(vmf: *mut sys::vm_fault) -> (&'a HeapBuffer, Vma) {
+    // SAFETY: The vma of a fault is valid; its file is the dma-buf's (also
+    // for `dma_buf_mmap`, which switches the vma to it) and holds a
+    // reference on it, so the buffer is live.
+    unsafe {
+        let vma = (*vmf).__bindgen_anon_1.vma;
+        let dmabuf = (*(*vma).vm_file).private_data.cast::<sys::dma_buf>();
+        (buffer(dmabuf), Vma::from_raw(vma))
+    }
+}
+
+/// `vm_operations_struct.fault`: a user access found no entry.
+///
+/// # Safety
+///
+/// Called by the mm core for a vma set up by [`buf_mmap`].
+unsafe extern "C" fn user_fault(vmf: *mut sys::vm_fault) -> sys::vm_fault_t {
+    // SAFETY: See the function's safety section.
+    let (buffer, vma) = unsafe { faulting(vmf) };
+    // SAFETY: `vmf` is valid.
+    let write = unsafe { (*vmf).flags } & sys::fault_flag_FAULT_FLAG_WRITE != 0;
+    buffer.user_fault(&vma, write, false)
+}
+
+/// `vm_operations_struct.pfn_mkwrite`: a user write hit a read-only entry.
+///
+/// # Safety
+///
+/// Called by the mm core for a vma set up by [`buf_mmap`], without the
+/// page-table lock.
+unsafe extern "C" fn user_pfn_mkwrite(vmf: *mut sys::vm_fault) -> sys::vm_fault_t {
+    // SAFETY: See the function's safety section.
+    let (buffer, vma) = unsafe { faulting(vmf) };
+    buffer.user_fault(&vma, true, true)
 }
 
 /// # Safety

@@ -43,6 +43,12 @@ pub(crate) struct CacheStats {
     pub(crate) clean_bytes: u64,
     pub(crate) invalidate_bytes: u64,
     pub(crate) skipped: [u64; SKIP_REASONS.len()],
+    /// User accesses that faulted because the entries did not allow them
+    /// (`unbracketed_cpu=trap`), those outside any SYNC bracket, and
+    /// revocations of the user entries.
+    pub(crate) user_faults: u64,
+    pub(crate) unbracketed_faults: u64,
+    pub(crate) revokes: u64,
 }
 
 impl CacheStats {
@@ -68,6 +74,21 @@ impl CacheStats {
             self.skipped[skip_index(skip)] += 1;
             TOTALS.skipped[skip_index(skip)].fetch_add(1, Ordering::Relaxed);
         }
+        if decision.revoke {
+            self.revokes += 1;
+            TOTALS.revokes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a user access that faulted, `unbracketed` if outside any
+    /// SYNC bracket.
+    pub(crate) fn record_user_fault(&mut self, unbracketed: bool) {
+        self.user_faults += 1;
+        TOTALS.user_faults.fetch_add(1, Ordering::Relaxed);
+        if unbracketed {
+            self.unbracketed_faults += 1;
+            TOTALS.unbracketed_faults.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -82,6 +103,9 @@ pub(crate) struct Totals {
     /// (they sync their own mappings).
     pub(crate) attachments: AtomicU64,
     pub(crate) bounce_attachments: [AtomicU64; Bounce::ALL.len()],
+    pub(crate) user_faults: AtomicU64,
+    pub(crate) unbracketed_faults: AtomicU64,
+    pub(crate) revokes: AtomicU64,
 }
 
 impl Totals {
@@ -103,4 +127,7 @@ pub(crate) static TOTALS: Totals = Totals {
     skipped: [const { AtomicU64::new(0) }; SKIP_REASONS.len()],
     attachments: AtomicU64::new(0),
     bounce_attachments: [const { AtomicU64::new(0) }; Bounce::ALL.len()],
+    user_faults: AtomicU64::new(0),
+    unbracketed_faults: AtomicU64::new(0),
+    revokes: AtomicU64::new(0),
 };

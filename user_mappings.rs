@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! User mappings of a buffer whose page-table entries come from a fault
+//! handler, so that the heap sees every user access that is not bracketed
+//! by `DMA_BUF_IOCTL_SYNC` (`unbracketed_cpu=trap`, see `ownership.rs`,
+//! "User space that skips SYNC", and `shared/docs/cpu-ownership-by-faults.md`).
+//!
+//! Every dma-buf has its own file and so its own address space: revoking
+//! the entries of all its user mappings, in every process, is one
+//! `unmap_mapping_range`. A fault maps the whole vma at once (one fault per
+//! access window, not per page): read-only for a read, writable for a write;
+//! a write to a read-only entry comes in through `pfn_mkwrite`.
+
+use crate::{pages::PageChunk, sys};
+use kernel::prelude::*;
+
+/// A user vma being set up by `mmap`, or faulting.
+///
+/// # Invariants
+///
+/// The pointer is a valid vma whose mmap lock (or vma lock) is held for as
+/// long as this value exists.
+pub(crate) struct Vma(*mut sys::vm_area_struct);
+
+impl Vma {
+    /// Wraps `vma`.
+    ///
+    /// # Safety
+    ///
+    /// `vma` must be valid, with its mmap lock or vma lock held, for the
+    /// lifetime of the returned value.
+    pub(crate) unsafe fn from_raw(vma: *mut sys::vm_area_struct) -> Self {
+        // INVARIANT: Guaranteed by the caller.
+        Self(vma)
+    }
+
+    /// The raw vma, for `mmap` of the pages.
+    pub(crate) fn as_raw(&self) -> *mut sys::vm_area_struct {
+        self.0
+    }
+
+    /// Start and end address and first buffer page of the vma.
+    pub(crate) fn range(&self) -> (usize, usize, usize) {
+        // SAFETY: By the type invariant the vma is valid.
+        unsafe {
+            let range = &(*self.0).__bindgen_anon_1.__bindgen_anon_1;
+            (range.vm_start, range.vm_end, (*self.0).vm_pgoff)
+        }
+    }
+
+    /// Sets up the vma for mapping on faults, with `ops` as its handlers.
+    /// Fails with `EINVAL` for a private writable mapping.
+    pub(crate) fn trap(&self, ops: &'static sys::vm_operations_struct) -> Result {
+        // SAFETY: By the type invariant; the core calls `mmap` with the mmap
+        // lock held for writing, as changing the flags requires.
+        kernel::error::to_result(unsafe { sys::rdh_vma_trap(self.0, ops) })
+    }
+
+    /// Maps the pages of `chunks` that the vma covers, from its first
+    /// address on; writable if `writable` (and the vma allows it). An
+    /// entry that exists already is left as it is.
+    pub(crate) fn insert(&self, chunks: &[PageChunk], writable: bool) -> sys::vm_fault_t {
+        let (start, end, pgoff) = self.range();
+        let mut addr = start;
+        for (chunk, first) in chunk_pages(chunks, pgoff) {
+            for n in first..chunk.page_count() {
+                if addr >= end {
+                    return sys::vm_fault_reason_VM_FAULT_NOPAGE;
+                }
+                // SAFETY: `nth_page(n)` is a page of this chunk.
+                let pfn = unsafe { sys::rdh_page_to_pfn(chunk.nth_page(n)) };
+                // SAFETY: By the type invariant; `addr` lies inside the vma,
+                // which `trap` made a non-COW pfn mapping. The pages stay
+                // allocated while the vma exists (it holds the dma-buf file).
+                let ret = unsafe { sys::rdh_vma_insert_pfn(self.0, addr, pfn, writable) };
+                if ret & !sys::vm_fault_reason_VM_FAULT_NOPAGE != 0 {
+                    return ret;
+                }
+                addr += crate::pages::PAGE_SIZE;
+            }
+        }
+        sys::vm_fault_reason_VM_FAULT_NOPAGE
+    }
+
+    /// Removes the vma's entries (to map them again writable).
+    pub(crate) fn zap(&self) {
+        // SAFETY: By the type invariant.
+        unsafe { sys::rdh_vma_zap(self.0) };
+    }
+}
+
+/// The chunks from buffer page `pgoff` on, each with its first page.
+fn chunk_pages(chunks: &[PageChunk], pgoff: usize) -> impl Iterator<Item = (&PageChunk, usize)> {
+    let mut skip = pgoff;
+    chunks.iter().filter_map(move |chunk| {
+        if skip >= chunk.page_count() {
+            skip -= chunk.page_count();
+            None
+        } else {
+            let first = skip;
+            skip = 0;
+            Some((chunk, first))
+        }
+    })
+}
+
+/// The user mappings of one exported buffer.
+///
+/// # Invariants
+///
+/// `dmabuf` is the buffer's live dma-buf: it outlives the buffer's state.
+pub(crate) struct UserMappings {
+    dmabuf: *mut sys::dma_buf,
+}
+
+// SAFETY: The dma-buf may be used from any thread; the buffer lock
+// serialises what this type does with it.
+unsafe impl Send for UserMappings {}
+
+impl UserMappings {
+    /// The mappings of the buffer exported as `dmabuf`.
+    ///
+    /// # Safety
+    ///
+    /// `dmabuf` must be live until the value is dropped (it is kept in the
+    /// state of the buffer the dma-buf owns).
+    pub(crate) unsafe fn new(dmabuf: *mut sys::dma_buf) -> Self {
+        // INVARIANT: Guaranteed by the caller.
+        Self { dmabuf }
+    }
+
+    /// Removes every user entry of the buffer: the next user access
+    /// faults.
+    pub(crate) fn revoke(&self) {
+        // SAFETY: By the type invariant.
+        unsafe { sys::rdh_revoke_user_mappings(self.dmabuf) };
+    }
+
+    /// Logs (rate-limited) that the current process accessed the buffer
+    /// outside a bracket.
+    pub(crate) fn report_unbracketed(&self, write: bool) {
+        // SAFETY: By the type invariant.
+        unsafe { sys::rdh_report_unbracketed(self.dmabuf, write) };
+    }
+}
