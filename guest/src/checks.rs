@@ -8,7 +8,8 @@ use crate::{
     baseline::Baseline,
     dma, faults, heap_name, isolation, kmemleak,
     ktap::{Outcome, Suite, SKIP},
-    misuse, module_params, pipelines, pressure, selftest, stress, sys, MODULE_NAME, MODULE_PATH,
+    misuse, module_params, pipelines, pressure, selftest, stress, sys, unbracketed, MODULE_NAME,
+    MODULE_PATH,
 };
 use dma_buf::{DmaBuf, MappedDmaBuf};
 use dma_heap::{Heap, HeapKind};
@@ -99,6 +100,35 @@ const CHECKS: &[Check] = &[
     (
         "coherent_pipeline_costs_nothing",
         pipelines::coherent_pipeline_costs_nothing,
+    ),
+    (
+        "first_access_outside_sync_is_logged_once_naming_the_process",
+        || needs_tracking(unbracketed::first_access_outside_sync_is_logged_once_naming_the_process),
+    ),
+    (
+        "writer_without_sync_gets_its_clean_before_a_noncoherent_map",
+        || needs_tracking(unbracketed::writer_without_sync_gets_its_clean_before_a_noncoherent_map),
+    ),
+    (
+        "reader_without_sync_after_a_device_write_gets_its_invalidate",
+        || {
+            needs_tracking(
+                unbracketed::reader_without_sync_after_a_device_write_gets_its_invalidate,
+            )
+        },
+    ),
+    (
+        "disciplined_user_pays_the_same_maintenance_and_never_faults_outside_a_bracket",
+        || {
+            needs_tracking(unbracketed::disciplined_user_pays_the_same_maintenance_and_never_faults_outside_a_bracket)
+        },
+    ),
+    ("revocation_reaches_every_mapping_and_process", || {
+        needs_tracking(unbracketed::revocation_reaches_every_mapping_and_process)
+    }),
+    (
+        "private_mappings_are_read_only_or_einval",
+        unbracketed::private_mappings_are_read_only_or_einval,
     ),
     (
         "older_and_newer_allocation_structs_work",

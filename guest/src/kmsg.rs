@@ -43,6 +43,11 @@ impl Kmsg {
         }
     }
 
+    /// Every new record since the last call, one line each.
+    pub fn drain(&mut self) -> Vec<String> {
+        std::iter::from_fn(|| self.next_record()).collect()
+    }
+
     /// Prints every new record on the console, one line each.
     pub fn replay(&mut self) {
         while let Some(line) = self.next_record() {

@@ -31,6 +31,7 @@ mod pressure;
 mod selftest;
 mod stress;
 mod sys;
+mod unbracketed;
 
 /// Where the initramfs keeps the module.
 pub const MODULE_PATH: &str = "/rust_dmabuf_heap.ko";

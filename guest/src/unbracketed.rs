@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! User space that touches its mmap without DMA_BUF_IOCTL_SYNC.
+//!
+//! Under `unbracketed_cpu=trap` (the default) user mappings get their
+//! page-table entries from faults and lose them whenever a device may
+//! change what the CPU should see, so an access outside a bracket faults
+//! and gets the maintenance a SYNC would have given it. Each check runs the
+//! same sequence under `trust` too, where that maintenance is missing: the
+//! bug the trap exists for. The buffers' debugfs counters show both.
+
+use crate::{
+    checks::{allocate, buffer_file, debugfs_number, ensure},
+    importer::{Dir, Session},
+    kmsg::Kmsg,
+    ktap::Outcome,
+    sys::{self, Mapping},
+};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+const MIB: usize = 1 << 20;
+const MODE: &str = "/sys/module/rust_dmabuf_heap/parameters/unbracketed_cpu";
+
+/// What a buffer's debugfs file counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counters {
+    cleans: u64,
+    invalidates: u64,
+    user_faults: u64,
+    unbracketed_faults: u64,
+    revokes: u64,
+}
+
+impl Counters {
+    fn of(fd: &OwnedFd) -> Result<Self, String> {
+        let file = buffer_file(fd)?;
+        let n = |key| debugfs_number(&file, key);
+        Ok(Self {
+            cleans: n("cleans")?,
+            invalidates: n("invalidates")?,
+            user_faults: n("user_faults")?,
+            unbracketed_faults: n("unbracketed_faults")?,
+            revokes: n("user_revokes")?,
+        })
+    }
+
+    /// What happened since `before`.
+    fn since(self, before: Self) -> Self {
+        Self {
+            cleans: self.cleans - before.cleans,
+            invalidates: self.invalidates - before.invalidates,
+            user_faults: self.user_faults - before.user_faults,
+            unbracketed_faults: self.unbracketed_faults - before.unbracketed_faults,
+            revokes: self.revokes - before.revokes,
+        }
+    }
+}
+
+/// Allocates 1 MiB under `unbracketed_cpu=mode` (the parameter applies to
+/// new buffers), then sets the default back.
+fn allocate_with(mode: &str) -> Result<OwnedFd, String> {
+    std::fs::write(MODE, mode).map_err(|e| format!("set unbracketed_cpu={mode}: {e}"))?;
+    let fd = allocate(MIB as u64);
+    std::fs::write(MODE, "trap").map_err(|e| format!("reset unbracketed_cpu: {e}"))?;
+    fd
+}
+
+fn importer_err(e: std::io::Error) -> String {
+    format!("importer: {e}")
+}
+
+/// A buffer, a non-coherent device that has read it once (so that the
+/// zeroes are cleaned and nothing is pending), and a mapping of it.
+struct Setup {
+    fd: OwnedFd,
+    session: Session,
+    device: crate::importer::Device,
+    mapping: Mapping,
+}
+
+impl Setup {
+    fn new(mode: &str) -> Result<Self, String> {
+        let fd = allocate_with(mode)?;
+        let session = Session::open().map_err(importer_err)?;
+        let device = session.device(false).map_err(importer_err)?;
+        session
+            .job(device, fd.as_raw_fd(), Dir::ToDevice)
+            .map_err(importer_err)?;
+        let mapping = Mapping::new(&fd, MIB, 0).map_err(|e| format!("mmap: {e}"))?;
+        Ok(Self {
+            fd,
+            session,
+            device,
+            mapping,
+        })
+    }
+
+    fn job(&self, dir: Dir) -> Outcome {
+        self.session
+            .job(self.device, self.fd.as_raw_fd(), dir)
+            .map_err(importer_err)
+    }
+
+    fn counters(&self) -> Result<Counters, String> {
+        Counters::of(&self.fd)
+    }
+
+    /// Writes a page without SYNC.
+    fn write_unbracketed(&mut self, byte: u8) {
+        let bytes = self.mapping.bytes_mut();
+        bytes[..4096].fill(byte);
+        std::hint::black_box(bytes);
+    }
+
+    /// Reads a word without SYNC.
+    fn read_unbracketed(&self) -> u8 {
+        std::hint::black_box(self.mapping.bytes()[8])
+    }
+}
+
+/// A frame written without SYNC, then mapped by a non-coherent device (the
+/// encoder bug). Returns what the device's job cost.
+fn write_then_device_reads(mode: &str) -> Result<Counters, String> {
+    let mut s = Setup::new(mode)?;
+    let before = s.counters()?;
+    s.write_unbracketed(0x5a);
+    s.job(Dir::ToDevice)?;
+    Ok(s.counters()?.since(before))
+}
+
+pub fn writer_without_sync_gets_its_clean_before_a_noncoherent_map() -> Outcome {
+    let trap = write_then_device_reads("trap")?;
+    let trust = write_then_device_reads("trust")?;
+    ensure(
+        trap.cleans == 1 && trap.unbracketed_faults == 1 && trap.revokes == 1,
+        || format!("trap: {trap:?} (want 1 clean, 1 unbracketed fault, 1 revoke)"),
+    )?;
+    ensure(trust.cleans == 0 && trust.user_faults == 0, || {
+        format!("trust: {trust:?} (want no clean: the frame never reaches memory)")
+    })
+}
+
+/// The CPU reads without SYNC, a non-coherent device writes the buffer and
+/// unmaps, the CPU reads again without SYNC (the camera bug). Returns what
+/// the device's job and the second read cost.
+fn device_writes_then_read(mode: &str) -> Result<Counters, String> {
+    let s = Setup::new(mode)?;
+    s.read_unbracketed();
+    let before = s.counters()?;
+    s.job(Dir::FromDevice)?;
+    s.read_unbracketed();
+    Ok(s.counters()?.since(before))
+}
+
+pub fn reader_without_sync_after_a_device_write_gets_its_invalidate() -> Outcome {
+    let trap = device_writes_then_read("trap")?;
+    let trust = device_writes_then_read("trust")?;
+    ensure(
+        trap.invalidates == 1 && trap.unbracketed_faults == 1 && trap.revokes == 1,
+        || format!("trap: {trap:?} (want 1 invalidate, 1 unbracketed fault, 1 revoke)"),
+    )?;
+    ensure(trust.invalidates == 0, || {
+        format!("trust: {trust:?} (want no invalidate: the read sees stale lines)")
+    })
+}
+
+/// Ten frames of: the CPU writes under SYNC, a non-coherent device reads,
+/// then the CPU reads what the device wrote under SYNC. Returns the cost.
+fn disciplined_frames(mode: &str) -> Result<Counters, String> {
+    let mut s = Setup::new(mode)?;
+    let before = s.counters()?;
+    for frame in 0..10u8 {
+        sys::dma_buf_sync(&s.fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_WRITE)
+            .map_err(|e| e.to_string())?;
+        s.write_unbracketed(frame);
+        sys::dma_buf_sync(&s.fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_WRITE)
+            .map_err(|e| e.to_string())?;
+        s.job(Dir::Bidirectional)?;
+        sys::dma_buf_sync(&s.fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_READ)
+            .map_err(|e| e.to_string())?;
+        s.read_unbracketed();
+        sys::dma_buf_sync(&s.fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_READ)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(s.counters()?.since(before))
+}
+
+pub fn disciplined_user_pays_the_same_maintenance_and_never_faults_outside_a_bracket() -> Outcome {
+    let trap = disciplined_frames("trap")?;
+    let trust = disciplined_frames("trust")?;
+    ensure(trap.unbracketed_faults == 0, || {
+        format!("trap: {trap:?} (want no fault outside a bracket)")
+    })?;
+    ensure(
+        (trap.cleans, trap.invalidates) == (trust.cleans, trust.invalidates)
+            && (trap.cleans, trap.invalidates) == (10, 10),
+        || format!("trap {trap:?}, trust {trust:?}: want 10 cleans and 10 invalidates each"),
+    )
+}
+
+/// One log line per buffer, naming the process, however often it skips
+/// SYNC.
+pub fn first_access_outside_sync_is_logged_once_naming_the_process() -> Outcome {
+    let mut kmsg = Kmsg::open_and_skip_backlog().map_err(|e| format!("/dev/kmsg: {e}"))?;
+    let mut s = Setup::new("trap")?;
+    for frame in 0..3 {
+        s.write_unbracketed(frame);
+        s.job(Dir::ToDevice)?;
+    }
+    let faults = s.counters()?.unbracketed_faults;
+    // SAFETY: `st` is a valid out-parameter for fstat on an open fd.
+    let ino = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(s.fd.as_raw_fd(), &mut st);
+        st.st_ino
+    };
+    let ours = format!("[{}] wrote dma-buf {ino} ", std::process::id());
+    let lines: Vec<String> = kmsg
+        .drain()
+        .into_iter()
+        .filter(|l| l.contains(&ours))
+        .collect();
+    ensure(faults == 3 && lines.len() == 1, || {
+        format!(
+            "{faults} unbracketed faults (want 3), log lines {lines:?} (want one with {ours:?})"
+        )
+    })?;
+    ensure(lines[0].contains("outside DMA_BUF_IOCTL_SYNC"), || {
+        format!("log line {:?}", lines[0])
+    })
+}
+
+/// A revocation reaches every mapping of the buffer, also in a child
+/// process: a write through any of them afterwards faults.
+pub fn revocation_reaches_every_mapping_and_process() -> Outcome {
+    let mut s = Setup::new("trap")?;
+    let mut second = Mapping::new(&s.fd, MIB, 0).map_err(|e| format!("mmap: {e}"))?;
+    s.write_unbracketed(1);
+    second.bytes_mut()[4096] = 2;
+    s.job(Dir::ToDevice)?;
+    let before = s.counters()?;
+    second.bytes_mut()[4096] = 3;
+    let after_second = s.counters()?.since(before);
+    s.job(Dir::ToDevice)?;
+    let before = s.counters()?;
+    // SAFETY: The guest is single-threaded here; the child only writes to
+    // the mapping and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        s.write_unbracketed(4);
+        // SAFETY: Leave the child at once, without running destructors.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let after_child = s.counters()?.since(before);
+    ensure(after_second.unbracketed_faults == 1, || {
+        format!("a write through the second mapping after a revocation: {after_second:?}")
+    })?;
+    ensure(
+        after_child.unbracketed_faults == 1 && s.mapping.bytes()[0] == 4,
+        || format!("a write by a child after a revocation: {after_child:?}"),
+    )?;
+    let before = s.counters()?;
+    s.job(Dir::ToDevice)?;
+    let cost = s.counters()?.since(before);
+    ensure(cost.cleans == 1, || {
+        format!("the child's write was not cleaned for the device: {cost:?}")
+    })
+}
+
+/// A private mapping cannot be trapped: read-only works (it cannot be made
+/// writable later), writable is refused.
+pub fn private_mappings_are_read_only_or_einval() -> Outcome {
+    let fd = allocate_with("trap")?;
+    let map = |prot| {
+        // SAFETY: A fresh private mapping; the kernel validates the request.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                MIB,
+                prot,
+                libc::MAP_PRIVATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(ptr)
+        }
+    };
+    match map(libc::PROT_READ | libc::PROT_WRITE) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+        other => return Err(format!("private writable mmap: {other:?}, want EINVAL")),
+    }
+    let ptr = map(libc::PROT_READ).map_err(|e| format!("private read-only mmap: {e}"))?;
+    // SAFETY: `ptr` maps MIB readable bytes.
+    let zero = unsafe { std::ptr::read_volatile(ptr.cast::<u64>()) };
+    // SAFETY: As above; making a mapping without VM_MAYWRITE writable fails.
+    let mprotect = unsafe { libc::mprotect(ptr, MIB, libc::PROT_READ | libc::PROT_WRITE) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: `ptr` is the mapping made above.
+    unsafe { libc::munmap(ptr, MIB) };
+    ensure(zero == 0 && mprotect != 0, || {
+        format!("read {zero:#x}, mprotect to writable: {mprotect} ({err})")
+    })
+}
