@@ -8,7 +8,7 @@
 use crate::{
     cache_ops::{self, direction, Bounce, Direction, DmaDevice, MaintainedTable, MapSync},
     debugfs::BufferFile,
-    fence_hooks::{self, FenceHooks},
+    fence_hooks::{self, FenceHooks, Reservation},
     ownership::{self, Decision, Device, Event, Ownership, Policy, UserAccess},
     pages::{self, PageChunk, PAGE_SIZE},
     sg::SgTable,
@@ -337,20 +337,17 @@ impl HeapBuffer {
         }
     }
 
-    /// Declares that an attachment accesses the buffer in direction `dir`
-    /// until `fence` signals (see `include/rust_dmabuf_heap.h`). From the
-    /// first call on, the attachment counts as fenced: its writes are
-    /// reported by its fences, not assumed whenever it is mapped.
-    ///
-    /// # Safety
-    ///
-    /// `fence` must be a valid fence for the duration of the call.
-    pub(crate) unsafe fn access_until(
+    /// Reserves the declaration that an attachment accesses the buffer in
+    /// direction `dir` until a fence given to [`fence_hooks::commit`] signals
+    /// (see `include/rust_dmabuf_heap.h`). From the first reservation on,
+    /// the attachment counts as fenced: its writes are reported by its
+    /// fences, not assumed whenever it is mapped. Allocates first: on
+    /// failure nothing changed.
+    pub(crate) fn reserve_access(
         &self,
         key: NonNull<Attachment>,
         dir: Direction,
-        fence: *mut sys::dma_fence,
-    ) -> Result {
+    ) -> Result<Reservation> {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         let index = state
@@ -358,7 +355,15 @@ impl HeapBuffer {
             .iter()
             .position(|a| is_key(a, key))
             .ok_or(EINVAL)?;
-        let self_synced = state.attachments[index].self_synced();
+        let attachment = &state.attachments[index];
+        let self_synced = attachment.self_synced();
+        let coherent = attachment.device.coherent;
+        // CPU reads wait for every writer, coherent or bouncing too; only a
+        // non-coherent device that accesses the pages itself leaves stale
+        // lines behind.
+        let writes = direction(dir).device_writes();
+        let stales = writes && !coherent && !self_synced;
+        let reservation = state.fences.reserve(writes, stales)?;
         let attachment = &mut state.attachments[index];
         let (before, mapped) = (attachment.device, attachment.mapped);
         attachment.device.fenced = true;
@@ -373,13 +378,13 @@ impl HeapBuffer {
                 self.decide(state, Event::Map(after, direction(mapped)));
             }
         }
-        // CPU reads wait for every writer, coherent or bouncing too; only a
-        // non-coherent device that accesses the pages itself leaves stale
-        // lines behind.
-        let writes = direction(dir).device_writes();
-        let stales = writes && !after.coherent && !self_synced;
-        // SAFETY: The caller guarantees that `fence` is valid.
-        unsafe { state.fences.watch(fence, writes, stales) }
+        Ok(reservation)
+    }
+
+    /// Drops a reservation of [`Self::reserve_access`] that will not be
+    /// committed.
+    pub(crate) fn cancel_access(&self, reservation: Reservation) {
+        self.state.lock().fences.cancel(reservation);
     }
 
     /// The CPU is about to access the buffer in direction `dir`. Waits first

@@ -218,6 +218,17 @@ pub(crate) fn create_maintenance_device() -> Result {
     Ok(())
 }
 
+/// Removes the maintenance device again, when module init fails after
+/// [`create_maintenance_device`] (no buffer can exist yet).
+pub(crate) fn destroy_maintenance_device() {
+    let dev = MAINTENANCE_DEVICE.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if !dev.is_null() {
+        // SAFETY: Created by `create_maintenance_device`; no buffer was
+        // allocated (the heap was never registered), so nothing uses it.
+        unsafe { sys::rdh_maintenance_device_destroy(dev) };
+    }
+}
+
 /// If the maintenance device's mappings would bounce, why: then buffers
 /// are not mapped to it and all of them use the `always` policy.
 pub(crate) fn maintenance_bounce() -> Option<Bounce> {

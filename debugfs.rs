@@ -30,6 +30,13 @@ pub(crate) fn init(heap_name: *const c_char) {
     unsafe { sys::rdh_debugfs_init(heap_name) };
 }
 
+/// Removes what [`init`] created, when module init fails after it (no
+/// buffer can exist yet).
+pub(crate) fn exit() {
+    // SAFETY: No buffer files exist: the heap was never registered.
+    unsafe { sys::rdh_debugfs_exit() };
+}
+
 /// A buffer's debugfs file.
 ///
 /// # Invariants

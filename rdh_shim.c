@@ -140,6 +140,12 @@ struct device *rdh_maintenance_device_create(void)
 	return rdh_platform_dma_device(KBUILD_MODNAME, PLATFORM_DEVID_NONE, false);
 }
 
+/* Undoes rdh_maintenance_device_create() when module init fails later. */
+void rdh_maintenance_device_destroy(struct device *dev)
+{
+	platform_device_unregister(to_platform_device(dev));
+}
+
 bool rdh_dev_is_dma_coherent(struct device *dev)
 {
 	return dev_is_dma_coherent(dev);
@@ -319,6 +325,9 @@ void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr)
 }
 
 /* The explicit fence API; implemented in Rust (fence_hooks.rs, buffer.rs). */
+EXPORT_SYMBOL_GPL(rdh_dma_buf_access_reserve);
+EXPORT_SYMBOL_GPL(rdh_dma_buf_access_commit);
+EXPORT_SYMBOL_GPL(rdh_dma_buf_access_cancel);
 EXPORT_SYMBOL_GPL(rdh_dma_buf_access_until);
 
 struct dma_fence *rdh_dma_fence_get(struct dma_fence *fence)
@@ -366,15 +375,24 @@ static int buffer_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(buffer);
 
-static struct dentry *rdh_buffers_dir;
+static struct dentry *rdh_debugfs_root, *rdh_buffers_dir;
 
 void rdh_debugfs_init(const char *heap)
 {
 	struct dentry *dir;
 
-	dir = debugfs_create_dir(heap, debugfs_create_dir(KBUILD_MODNAME, NULL));
+	rdh_debugfs_root = debugfs_create_dir(KBUILD_MODNAME, NULL);
+	dir = debugfs_create_dir(heap, rdh_debugfs_root);
 	debugfs_create_file("stats", 0444, dir, NULL, &stats_fops);
 	rdh_buffers_dir = debugfs_create_dir("buffers", dir);
+}
+
+/* Undoes rdh_debugfs_init() when module init fails later. */
+void rdh_debugfs_exit(void)
+{
+	debugfs_remove(rdh_debugfs_root);
+	rdh_debugfs_root = NULL;
+	rdh_buffers_dir = NULL;
 }
 
 /* One file per live buffer, named after the dma-buf's inode (fstat st_ino). */

@@ -43,6 +43,7 @@ bool rdh_sync_policy_always(void);
 bool rdh_debugfs_buffers_enabled(void);
 bool rdh_trap_user_access(void);
 struct device *rdh_maintenance_device_create(void);
+void rdh_maintenance_device_destroy(struct device *dev);
 bool rdh_dev_is_dma_coherent(struct device *dev);
 
 /* Why DMA mappings for a device may bounce through swiotlb slots. */
@@ -88,6 +89,7 @@ void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr);
 
 /* debugfs: /sys/kernel/debug/rust_dmabuf_heap/<heap>/{stats,buffers/<ino>}. */
 void rdh_debugfs_init(const char *heap);
+void rdh_debugfs_exit(void);
 struct dentry *rdh_debugfs_add_buffer(struct dma_buf *dmabuf, void *buffer);
 void rdh_debugfs_remove(struct dentry *dentry);
 /* Implemented in Rust (debugfs.rs), called by the show callbacks. */
@@ -107,5 +109,7 @@ struct dma_fence *rdh_test_fence_create(void);
 void rdh_test_fence_signal(struct dma_fence *fence);
 void rdh_test_fence_signal_later(struct dma_fence *fence, unsigned int ms);
 void rdh_kunit_skip(const char *why);
+bool rdh_test_begin_signalling(void);
+void rdh_test_end_signalling(bool cookie);
 
 #endif /* RDH_SHIM_H */

@@ -82,6 +82,8 @@ impl kernel::Module for RustDmabufHeap {
         // SAFETY: The name is a module parameter: static storage that lives
         // as long as the module, which is forever once the heap exists.
         let name = unsafe { sys::rdh_heap_name() };
+        // Before the heap exists: an allocation may come at once.
+        debugfs::init(name);
         let info = sys::dma_heap_export_info {
             name,
             ops: &HEAP_OPS,
@@ -89,8 +91,12 @@ impl kernel::Module for RustDmabufHeap {
         };
         // SAFETY: `info` is valid for the call; the core copies what it keeps
         // except `name` and `ops`, which are static.
-        from_err_ptr(unsafe { sys::dma_heap_add(&info) })?;
-        debugfs::init(name);
+        if let Err(err) = from_err_ptr(unsafe { sys::dma_heap_add(&info) }) {
+            // Undo everything, so that a later load can succeed.
+            debugfs::exit();
+            cache_ops::destroy_maintenance_device();
+            return Err(err);
+        }
         // SAFETY: Called from module init of this module.
         unsafe { sys::rdh_pin_module() };
         // SAFETY: `name` is a valid NUL-terminated string (see above).
@@ -406,8 +412,89 @@ unsafe extern "C" fn buf_release(dmabuf: *mut sys::dma_buf) {
     drop(buffer);
 }
 
-/// The explicit fence API for importer drivers (exported by the C shim;
-/// documented in `include/rust_dmabuf_heap.h`).
+/// The buffer and attachment key of an importer's attachment, if it is an
+/// attachment of one of our dma-bufs.
+///
+/// # Safety
+///
+/// `attach` must be null or a live attachment.
+unsafe fn our_attachment<'a>(
+    attach: *mut sys::dma_buf_attachment,
+) -> Result<(&'a HeapBuffer, NonNull<Attachment>)> {
+    if attach.is_null() {
+        return Err(EINVAL);
+    }
+    // SAFETY: A live attachment points to its live dma-buf.
+    let dmabuf = unsafe { (*attach).dmabuf };
+    // SAFETY: As above.
+    if !core::ptr::eq(unsafe { (*dmabuf).ops }, &BUF_OPS) {
+        return Err(EINVAL);
+    }
+    // SAFETY: The dma-buf is ours, so `attach` was made by `buf_attach`.
+    let key = unsafe { attachment_key(attach) }.ok_or(EINVAL)?;
+    // SAFETY: The dma-buf is ours and live.
+    Ok((unsafe { buffer(dmabuf) }, key))
+}
+
+/// The explicit fence API for importer drivers, step 1 (exported by the C
+/// shim; documented in `include/rust_dmabuf_heap.h`).
+///
+/// # Safety
+///
+/// Called by an importer driver in process context with a live attachment.
+#[no_mangle]
+pub unsafe extern "C" fn rdh_dma_buf_access_reserve(
+    attach: *mut sys::dma_buf_attachment,
+    dir: sys::dma_data_direction,
+) -> *mut sys::rdh_dma_buf_access {
+    // SAFETY: See the function's safety section.
+    let reserved =
+        unsafe { our_attachment(attach) }.and_then(|(buffer, key)| buffer.reserve_access(key, dir));
+    match reserved {
+        Ok(reservation) => reservation.into_raw().cast(),
+        Err(err) => err.to_ptr(),
+    }
+}
+
+/// Step 2: the reserved access ends with `fence`. Neither allocates nor
+/// sleeps.
+///
+/// # Safety
+///
+/// `access` was returned by [`rdh_dma_buf_access_reserve`] and is neither
+/// committed nor cancelled; its attachment is live; `fence` is valid.
+#[no_mangle]
+pub unsafe extern "C" fn rdh_dma_buf_access_commit(
+    access: *mut sys::rdh_dma_buf_access,
+    fence: *mut sys::dma_fence,
+) {
+    // SAFETY: See the function's safety section.
+    if let Some(reservation) = unsafe { fence_hooks::Reservation::from_raw(access.cast()) } {
+        // SAFETY: As above.
+        unsafe { fence_hooks::commit(reservation, fence) };
+    }
+}
+
+/// Drops a reservation that will not be committed.
+///
+/// # Safety
+///
+/// `attach` is the live attachment `access` was reserved for, and `access`
+/// is neither committed nor cancelled.
+#[no_mangle]
+pub unsafe extern "C" fn rdh_dma_buf_access_cancel(
+    attach: *mut sys::dma_buf_attachment,
+    access: *mut sys::rdh_dma_buf_access,
+) {
+    // SAFETY: See the function's safety section.
+    let reservation = unsafe { fence_hooks::Reservation::from_raw(access.cast()) };
+    // SAFETY: As above.
+    if let (Ok((buffer, _)), Some(reservation)) = (unsafe { our_attachment(attach) }, reservation) {
+        buffer.cancel_access(reservation);
+    }
+}
+
+/// Both steps at once, for drivers that declare before publishing.
 ///
 /// # Safety
 ///
@@ -419,25 +506,18 @@ pub unsafe extern "C" fn rdh_dma_buf_access_until(
     dir: sys::dma_data_direction,
     fence: *mut sys::dma_fence,
 ) -> c_int {
-    if attach.is_null() || fence.is_null() {
+    if fence.is_null() {
         return EINVAL.to_errno();
     }
-    // SAFETY: A live attachment points to its live dma-buf.
-    let dmabuf = unsafe { (*attach).dmabuf };
-    // SAFETY: As above.
-    if !core::ptr::eq(unsafe { (*dmabuf).ops }, &BUF_OPS) {
-        return EINVAL.to_errno();
-    }
-    // SAFETY: The dma-buf is ours, so `attach` is an attachment made by
-    // `buf_attach`; `fence` is valid (the caller's promise).
-    let result = unsafe {
-        match attachment_key(attach) {
-            Some(key) => buffer(dmabuf).access_until(key, dir, fence),
-            None => Err(EINVAL),
+    // SAFETY: See the function's safety section.
+    let reserved =
+        unsafe { our_attachment(attach) }.and_then(|(buffer, key)| buffer.reserve_access(key, dir));
+    match reserved {
+        Ok(reservation) => {
+            // SAFETY: Just reserved; the attachment is live, `fence` valid.
+            unsafe { fence_hooks::commit(reservation, fence) };
+            0
         }
-    };
-    match result {
-        Ok(()) => 0,
         Err(err) => err.to_errno(),
     }
 }

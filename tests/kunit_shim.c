@@ -54,6 +54,17 @@ void rdh_test_fence_signal_later(struct dma_fence *fence, unsigned int ms)
 }
 
 /* Marks the running test skipped (Rust KUnit has no skip of its own). */
+/* Fence signalling sections, for lockdep (no-ops without it). */
+bool rdh_test_begin_signalling(void)
+{
+	return dma_fence_begin_signalling();
+}
+
+void rdh_test_end_signalling(bool cookie)
+{
+	dma_fence_end_signalling(cookie);
+}
+
 void rdh_kunit_skip(const char *why)
 {
 	struct kunit *test = kunit_get_current_test();

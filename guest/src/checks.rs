@@ -303,6 +303,17 @@ pub fn debugfs_buffers(on: bool) -> Outcome {
 }
 
 fn module_loads_and_registers_heap() -> Outcome {
+    // A failed load must undo everything it did (the maintenance device,
+    // debugfs), or every later load fails with EEXIST. The dma-heap core
+    // refuses an empty name cleanly (a taken one also fails, with EBUSY,
+    // but the core's sysfs warning then dumps a stack).
+    let refused = sys::load_module(MODULE_PATH, "heap_name=");
+    ensure(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL)),
+        || format!("loading with an empty heap_name: {refused:?}, want EINVAL"),
+    )?;
     sys::load_module(MODULE_PATH, &module_params()).map_err(|e| format!("finit_module: {e}"))?;
     // The checks read the buffers' own counters.
     debugfs_buffers(true)?;
