@@ -17,7 +17,12 @@ use crate::{
     user_mappings::{UserMappings, Vma},
 };
 use core::{ffi::c_void, ptr::NonNull, sync::atomic::Ordering};
-use kernel::{alloc::flags::GFP_KERNEL, new_mutex, prelude::*, sync::Mutex};
+use kernel::{
+    alloc::{flags::GFP_KERNEL, KVVec},
+    new_mutex,
+    prelude::*,
+    sync::Mutex,
+};
 
 /// One importer's view of the buffer.
 ///
@@ -94,7 +99,8 @@ pub(crate) struct HeapBuffer {
     #[pin]
     state: Mutex<BufferState>,
     table: MaintainedTable,
-    chunks: KVec<PageChunk>,
+    /// Vmalloc-backed when long: a fragmented 1 GiB buffer has 262144.
+    chunks: KVVec<PageChunk>,
 }
 
 // SAFETY: The raw pointers inside (`KernelMapping`, device pointers) are only
@@ -578,7 +584,8 @@ impl HeapBuffer {
             mapping.users += 1;
             return Ok(mapping.vaddr);
         }
-        let mut pages = KVec::with_capacity(self.len / PAGE_SIZE, GFP_KERNEL)?;
+        // One pointer per page: 2 MiB for 1 GiB, so vmalloc-backed.
+        let mut pages = KVVec::with_capacity(self.len / PAGE_SIZE, GFP_KERNEL)?;
         for chunk in self.chunks.iter() {
             for n in 0..chunk.page_count() {
                 pages.push(chunk.nth_page(n), GFP_KERNEL)?;

@@ -314,12 +314,29 @@ impl Drop for MaintainedTable {
 /// Invalidates aliases of the buffer in the kernel mapping before the CPU
 /// reads through it (needed on aliasing caches; a no-op on arm64).
 pub(crate) fn invalidate_kernel_alias(vaddr: core::ptr::NonNull<core::ffi::c_void>, len: usize) {
-    // SAFETY: `vaddr` maps `len` bytes of the buffer.
-    unsafe { sys::rdh_invalidate_kernel_vmap_range(vaddr.as_ptr(), len as i32) };
+    for (start, size) in int_steps(vaddr, len) {
+        // SAFETY: `start..start + size` lies in the `len` bytes `vaddr` maps.
+        unsafe { sys::rdh_invalidate_kernel_vmap_range(start, size) };
+    }
 }
 
 /// Writes back the kernel mapping's aliases after the CPU wrote through it.
 pub(crate) fn flush_kernel_alias(vaddr: core::ptr::NonNull<core::ffi::c_void>, len: usize) {
-    // SAFETY: `vaddr` maps `len` bytes of the buffer.
-    unsafe { sys::rdh_flush_kernel_vmap_range(vaddr.as_ptr(), len as i32) };
+    for (start, size) in int_steps(vaddr, len) {
+        // SAFETY: `start..start + size` lies in the `len` bytes `vaddr` maps.
+        unsafe { sys::rdh_flush_kernel_vmap_range(start, size) };
+    }
+}
+
+/// `len` bytes from `vaddr` in pieces whose size fits the `int` that the
+/// kernel's vmap range helpers take (buffers may be 2 GiB or more).
+fn int_steps(
+    vaddr: core::ptr::NonNull<core::ffi::c_void>,
+    len: usize,
+) -> impl Iterator<Item = (*mut core::ffi::c_void, i32)> {
+    const STEP: i32 = 1 << 30;
+    (0..len).step_by(STEP as usize).map(move |offset| {
+        let size = i32::try_from(len - offset).unwrap_or(STEP).min(STEP);
+        (vaddr.as_ptr().wrapping_byte_add(offset), size)
+    })
 }

@@ -6,7 +6,10 @@
 
 use crate::sys;
 use core::{ptr::NonNull, sync::atomic::AtomicUsize, sync::atomic::Ordering};
-use kernel::{alloc::flags::GFP_KERNEL, prelude::*};
+use kernel::{
+    alloc::{flags::GFP_KERNEL, KVVec},
+    prelude::*,
+};
 
 /// Page orders tried for each chunk, largest first.
 pub(crate) const ORDERS: [u32; 3] = [8, 4, 0];
@@ -160,7 +163,7 @@ const RESERVE_DIVISOR: usize = 32;
 /// allocator gives up (never the OOM killer), and with `EINTR` when the
 /// caller has a fatal signal pending. Whatever was allocated before a
 /// failure is freed.
-pub(crate) fn alloc_chunks(len: usize) -> Result<KVec<PageChunk>> {
+pub(crate) fn alloc_chunks(len: usize) -> Result<KVVec<PageChunk>> {
     if len == 0 || len % PAGE_SIZE != 0 {
         return Err(EINVAL);
     }
@@ -168,7 +171,8 @@ pub(crate) fn alloc_chunks(len: usize) -> Result<KVec<PageChunk>> {
     if len / PAGE_SIZE > available_pages().saturating_sub(reserve) {
         return Err(ENOMEM);
     }
-    let mut chunks = KVec::new();
+    // Vmalloc-backed when long (a fragmented 1 GiB buffer has 262144).
+    let mut chunks = KVVec::new();
     let mut remaining = len;
     let mut max_order = ORDERS[0];
     while remaining > 0 {

@@ -12,7 +12,7 @@
 #   RDH_PARAMS      module parameters, comma separated (e.g. heap_name=foo)
 #   RDH_APPEND      more kernel command line (e.g. swiotlb=65536,force)
 #   RDH_MACHINE     QEMU -M value (default: virt)
-#   RDH_MEMORY      guest RAM in MiB (default: 1024)
+#   RDH_MEMORY      guest RAM in MiB (default: 1024; DMA boots 3072, dma32 6144)
 #   RDH_QEMU_ARGS   more QEMU arguments, space separated
 #   RDH_LOG         console log (default: target/vm-<mode>.log)
 #   RDH_TOPOLOGY    the DMA topology of QEMU's edu device, a PCI device with
@@ -84,7 +84,8 @@ fi
 smp=2
 [ "$mode" = check ] && smp=4
 [ "$mode" = dma ] && smp=1
-memory=${RDH_MEMORY:-1024}
+# DMA boots get room for a 1 GiB buffer (guest/src/dma.rs).
+memory=${RDH_MEMORY:-$([ "$mode" = dma ] && echo 3072 || echo 1024)}
 machine=${RDH_MACHINE:-virt}
 qemu_args=()
 for arg in ${RDH_QEMU_ARGS:-}; do qemu_args+=(--qemu-arg "$arg"); done

@@ -17,7 +17,7 @@
 use crate::{
     checks::{allocate, debugfs_dir, debugfs_number, ensure},
     importer::{fill_pattern, pattern_mismatch, pattern_word, Attachment, Dir, Session},
-    ktap::{Outcome, Suite},
+    ktap::{Outcome, Suite, SKIP},
     sys,
 };
 use dma_heap::{Heap, HeapKind};
@@ -92,7 +92,7 @@ fn bounces() -> bool {
 
 /// Runs the suite.
 pub fn run() {
-    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + SIZES.len() + 2;
+    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + SIZES.len() + 3;
     let mut suite = Suite::begin("rdh_dma", total);
     let session = Session::open();
     suite.report(
@@ -119,7 +119,52 @@ pub fn run() {
         "bounce_synced_attachments_are_counted_by_reason",
         bounce_synced_attachments_are_counted_by_reason(),
     );
+    suite.report(
+        "buffer_over_2_gib_maps_for_the_kernel_and_user_space",
+        session
+            .as_ref()
+            .map_err(|e| format!("open /dev/rdh_importer: {e}"))
+            .and_then(buffer_over_2_gib_maps_for_the_kernel_and_user_space),
+    );
     suite.end();
+}
+
+/// A buffer over 2 GiB, where RAM allows (the DMA boots have 3 GiB or
+/// more): its kernel mapping's page array (4 MiB) is beyond what kmalloc
+/// can ever give, its chunk list may be too (fragmented: 8 MiB), sizes no
+/// longer fit an `int`, and its user mapping is one fault of 524544 pages.
+/// The kernel writes a pattern through `vmap`, user space checks a word of
+/// every page through `mmap`.
+fn buffer_over_2_gib_maps_for_the_kernel_and_user_space(session: &Session) -> Outcome {
+    const GIB: usize = 1 << 30;
+    const LEN: usize = 2 * GIB + (1 << 20);
+    if sys::total_ram() < (5 * GIB / 2) as u64 {
+        return Err(format!("{SKIP}needs 3 GiB of RAM (-m 3072)"));
+    }
+    let fd = allocate(LEN as u64)?;
+    let kernel = session
+        .vmap(fd.as_raw_fd())
+        .map_err(|e| format!("vmap: {e}"))?;
+    session
+        .fill(kernel, 0x1a1b)
+        .map_err(|e| format!("fill through vmap: {e}"))?;
+    let user = sys::Mapping::new(&fd, LEN, 0).map_err(|e| format!("mmap: {e}"))?;
+    sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_READ)
+        .map_err(|e| format!("SYNC START: {e}"))?;
+    let bytes = user.bytes();
+    let wrong = (0..LEN / 4096)
+        .map(|page| page * 4096)
+        .chain([LEN - 8])
+        .find(|&offset| {
+            let word = u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap());
+            word != pattern_word(0x1a1b, (offset / 8) as u64)
+        });
+    sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_READ)
+        .map_err(|e| format!("SYNC END: {e}"))?;
+    session.vunmap(kernel).map_err(|e| format!("vunmap: {e}"))?;
+    ensure(wrong.is_none(), || {
+        format!("the kernel's pattern is wrong in user space at byte {wrong:?}")
+    })
 }
 
 /// The edu device is coherent except on `noncoherent`, and behind an IOMMU
