@@ -100,7 +100,7 @@
 //!
 //! | event | revoke user entries? | why |
 //! |---|---|---|
-//! | `UserFault` | no (it maps them) | invalidate, if lines may be stale, as `BeginCpu`; writable entries keep lines possibly dirty |
+//! | `UserFault` | no (it maps them) | outside a bracket: invalidate, if lines may be stale, as `BeginCpu`; inside one: nothing (its begin did it); writable entries keep lines possibly dirty |
 //! | `Map` by a non-coherent device | yes, if any | the next user access must fault: a write becomes dirty lines this map's clean missed, a read may need an invalidate |
 //! | lines become possibly stale (`Unmap` of an unfenced non-coherent writer, `DeviceWrote`) | yes, if any | the next user read must fault and invalidate |
 //! | outermost `EndCpu` that cleans, entries writable | yes | so that the clean stays valid: a later write outside a bracket faults instead of dirtying lines unseen |
@@ -468,7 +468,13 @@ impl Ownership {
             }
             Event::BounceRead => self.invalidate_if_stale(),
             Event::UserFault(dir) => {
-                let decision = self.invalidate_if_stale();
+                // Inside a bracket its begin already did what an access
+                // needs (devices do not access the buffer meanwhile).
+                let decision = if self.cpu_depth > 0 {
+                    Decision::default()
+                } else {
+                    self.invalidate_if_stale()
+                };
                 if dir.cpu_writes() {
                     self.lines.maybe_dirty = true;
                 }

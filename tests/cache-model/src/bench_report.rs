@@ -3,14 +3,22 @@
 //! `bench-report LOG JSON [MS_PER_MIB]`: turns the `BENCH` lines of a
 //! `make bench` console log into the report table and the JSON file, adding
 //! for every scenario the minimum maintenance the cache model's oracle
-//! computes for the same event script.
+//! computes for the same event script. Then it plays every scenario on the
+//! cache model (`bench-report --model` does only that, without a log):
+//! disciplined, as the guest plays it, under `tracked` with user access
+//! trapped and trusted and under `always`; and undisciplined, the same
+//! pipeline without SYNC brackets, under `tracked` with trap and `always`.
+//! The guest's bench never touches the mapping, so its figures have no
+//! faults; the model's CPU touches every word, as an application would.
 
 #[path = "../../../bench/scenarios.rs"]
 mod scenarios;
 
 use cache_model::{
+    campaign::Config,
     oracle,
     ownership::Direction,
+    run::{self, Cost},
     script::{Scenario as ModelScenario, Step},
     sim,
 };
@@ -63,6 +71,251 @@ fn oracle_bytes(s: &Scenario) -> u64 {
     cost.total() / sim::BUFFER_BYTES * BUFFER_BYTES
 }
 
+/// Whether device `d` of `s` reports its writes (it runs jobs).
+fn fenced(s: &Scenario, d: usize) -> bool {
+    s.steps().any(|op| matches!(op, Op::Job(j, _) if *j == d))
+}
+
+/// One access to every word of the buffer, reading then writing as `dir`
+/// allows the CPU (`user`: without a bracket).
+fn cpu_accesses(dir: Direction, user: bool, steps: &mut Vec<Step>) {
+    for word in 0..sim::WORDS {
+        if dir.device_writes() {
+            steps.push(if user {
+                Step::UserRead(word)
+            } else {
+                Step::CpuRead(word)
+            });
+        }
+    }
+    for word in 0..sim::WORDS {
+        if dir.cpu_writes() {
+            steps.push(if user {
+                Step::UserWrite(word)
+            } else {
+                Step::CpuWrite(word)
+            });
+        }
+    }
+}
+
+/// One access by device `d` to every word, reading then writing as `dir`
+/// allows it.
+fn device_accesses(d: usize, dir: Direction, steps: &mut Vec<Step>) {
+    if dir.device_reads() {
+        steps.extend((0..sim::WORDS).map(|w| Step::DeviceRead(d, w)));
+    }
+    if dir.device_writes() {
+        steps.extend((0..sim::WORDS).map(|w| Step::DeviceWrite(d, w)));
+    }
+}
+
+/// What fills the gaps between a script's events in the model.
+#[derive(Clone, Copy)]
+enum Adversary {
+    /// The CPU fills every line speculatively before the devices work.
+    FillFirst,
+    /// The CPU evicts every line after the devices worked.
+    EvictAfter,
+}
+
+/// `s` as a cache-model sequence in which the CPU and the devices touch
+/// every word. Before every event (and at the end) each mapped unfenced
+/// device accesses the buffer in its direction; a fenced device does so at
+/// its jobs, whose write fence signals at once. A CPU bracket accesses
+/// every word in its direction. `undisciplined`: the CPU skips SYNC, and
+/// so, to keep the contract the system heap serves, it first unmaps the
+/// non-coherent devices that are mapped (after their jobs' fences) and maps
+/// them again afterwards.
+fn model_scenario(s: &Scenario, undisciplined: bool, adversary: Adversary) -> ModelScenario {
+    let devices = s.devices.len();
+    let mut mapped: Vec<Option<Direction>> = vec![None; devices];
+    let fenced: Vec<bool> = (0..devices).map(|d| fenced(s, d)).collect();
+    let coherent: Vec<bool> = s.devices.iter().map(|d| d.coherent).collect();
+    let mut steps = Vec::new();
+    let gap = |mapped: &[Option<Direction>], steps: &mut Vec<Step>| {
+        if matches!(adversary, Adversary::FillFirst) {
+            steps.extend((0..sim::LINES).map(Step::Fill));
+        }
+        for (d, dir) in mapped.iter().enumerate() {
+            if let (Some(dir), false) = (dir, fenced[d]) {
+                device_accesses(d, *dir, steps);
+            }
+        }
+        if matches!(adversary, Adversary::EvictAfter) {
+            steps.extend((0..sim::LINES).map(Step::Evict));
+        }
+    };
+    for op in s.steps() {
+        gap(&mapped, &mut steps);
+        match *op {
+            Op::Map(d, how) => {
+                mapped[d] = Some(direction(how));
+                steps.push(Step::Map(d, direction(how)));
+            }
+            Op::Unmap(d) => {
+                mapped[d] = None;
+                steps.push(Step::Unmap(d));
+            }
+            Op::Cpu(how) if undisciplined => {
+                let away: Vec<(usize, Direction)> = (0..devices)
+                    .filter_map(|d| Some((d, mapped[d]?)))
+                    .filter(|&(d, _)| !coherent[d])
+                    .collect();
+                steps.extend(away.iter().map(|&(d, _)| Step::Unmap(d)));
+                cpu_accesses(direction(how), true, &mut steps);
+                steps.extend(away.iter().map(|&(d, dir)| Step::Map(d, dir)));
+            }
+            Op::Cpu(how) => {
+                steps.push(Step::BeginCpu(direction(how)));
+                cpu_accesses(direction(how), false, &mut steps);
+                steps.push(Step::EndCpu(direction(how)));
+            }
+            Op::Job(d, how) => {
+                device_accesses(d, direction(how), &mut steps);
+                if direction(how).device_writes() {
+                    steps.push(Step::DeviceWrote(d));
+                }
+            }
+        }
+    }
+    gap(&mapped, &mut steps);
+    ModelScenario {
+        coherent,
+        fenced,
+        bounce: vec![false; devices],
+        steps,
+    }
+}
+
+/// The model's figures for one scenario and configuration: the cost
+/// (scaled to the benchmark's buffer) and the violations, over both
+/// adversaries (the cost does not depend on them: they are unseen).
+struct Modelled {
+    cost: Cost,
+    violations: usize,
+}
+
+fn modelled(s: &Scenario, undisciplined: bool, config: Config) -> Modelled {
+    let mut violations = 0;
+    let mut cost = Cost::default();
+    for adversary in [Adversary::FillFirst, Adversary::EvictAfter] {
+        let outcome = run::run_with(&model_scenario(s, undisciplined, adversary), config);
+        violations += outcome.violations.len();
+        cost = outcome.cost;
+    }
+    let scale = |bytes: u64| bytes / sim::BUFFER_BYTES * BUFFER_BYTES;
+    cost.clean_bytes = scale(cost.clean_bytes);
+    cost.invalidate_bytes = scale(cost.invalidate_bytes);
+    Modelled { cost, violations }
+}
+
+/// A cell: MiB per frame cleaned + invalidated, and faults / revokes per
+/// frame if there were any; `!` marks a sequence that was not safe.
+fn cell(m: &Modelled, frames: usize) -> String {
+    let f = frames as f64;
+    let mut out = format!(
+        "{:.1}+{:.1}",
+        m.cost.clean_bytes as f64 / MIB / f,
+        m.cost.invalidate_bytes as f64 / MIB / f
+    );
+    if m.cost.faults > 0 || m.cost.revokes > 0 {
+        let _ = write!(
+            out,
+            " {}/{}",
+            fmt_per_frame(m.cost.faults, frames),
+            fmt_per_frame(m.cost.revokes, frames)
+        );
+    }
+    if m.violations > 0 {
+        out.push_str(" !");
+    }
+    out
+}
+
+fn fmt_per_frame(count: u64, frames: usize) -> String {
+    let per = format!("{:.3}", count as f64 / frames as f64);
+    per.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Plays every scenario on the cache model and prints the table; returns
+/// what is wrong (a sequence that is not safe, or undisciplined trap
+/// costing more than `always`) and the rule gaps (disciplined trap costing
+/// other than trust).
+fn model_report() -> (Vec<String>, Vec<String>) {
+    let (mut problems, mut gaps) = (Vec::new(), Vec::new());
+    println!(
+        "cache model, same scripts, the CPU and devices touching every word (MiB per frame cleaned+invalidated; faults/revokes per frame; ! = stale data or lost writes)"
+    );
+    println!(
+        "{:<4} {:>20} {:>20} {:>20} {:>20} {:>20} {:>20}",
+        "", "disciplined", "", "", "without SYNC", "", ""
+    );
+    println!(
+        "{:<4} {:>20} {:>20} {:>20} {:>20} {:>20} {:>20}",
+        "", "tracked+trap", "tracked+trust", "always", "tracked+trap", "always", "tracked+trust"
+    );
+    for s in SCENARIOS {
+        let d_trap = modelled(s, false, Config::TRACKED_TRAP);
+        let d_trust = modelled(s, false, Config::TRACKED_TRUST);
+        let d_always = modelled(s, false, Config::ALWAYS);
+        let u_trap = modelled(s, true, Config::TRACKED_TRAP);
+        let u_always = modelled(s, true, Config::ALWAYS);
+        let u_trust = modelled(s, true, Config::TRACKED_TRUST);
+        println!(
+            "{:<4} {:>20} {:>20} {:>20} {:>20} {:>20} {:>20}",
+            s.name,
+            cell(&d_trap, s.frames),
+            cell(&d_trust, s.frames),
+            cell(&d_always, s.frames),
+            cell(&u_trap, s.frames),
+            cell(&u_always, s.frames),
+            cell(&u_trust, s.frames)
+        );
+        for (name, m) in [
+            ("disciplined tracked+trap", &d_trap),
+            ("disciplined tracked+trust", &d_trust),
+            ("disciplined always", &d_always),
+            ("undisciplined tracked+trap", &u_trap),
+            ("undisciplined always", &u_always),
+        ] {
+            if m.violations > 0 {
+                problems.push(format!(
+                    "{} model, {name}: {} violations",
+                    s.name, m.violations
+                ));
+            }
+        }
+        // The model plays the script the oracle reads.
+        if d_trust.cost.total() != oracle_bytes(s) {
+            problems.push(format!(
+                "{} model: disciplined tracked+trust costs {} bytes, the oracle {}",
+                s.name,
+                d_trust.cost.total(),
+                oracle_bytes(s)
+            ));
+        }
+        if d_trap.cost.bytes() != d_trust.cost.bytes() {
+            gaps.push(format!(
+                "{} model: disciplined tracked+trap costs {} bytes, tracked+trust {}",
+                s.name,
+                d_trap.cost.total(),
+                d_trust.cost.total()
+            ));
+        }
+        if u_trap.cost.total() > u_always.cost.total() {
+            problems.push(format!(
+                "{} model: undisciplined tracked+trap costs {} bytes, always {}",
+                s.name,
+                u_trap.cost.total(),
+                u_always.cost.total()
+            ));
+        }
+    }
+    println!("(without SYNC: the same pipeline without brackets; where non-coherent devices stay mapped (S4, S7) the CPU unmaps them before its access and maps them again after it, as the system heap's contract asks)");
+    (problems, gaps)
+}
+
 /// The `"key":value` pairs of one flat JSON object.
 fn fields(json: &str) -> BTreeMap<String, String> {
     json.trim_matches(|c| c == '{' || c == '}')
@@ -83,8 +336,13 @@ fn number(f: &BTreeMap<String, String>, key: &str) -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--model") {
+        let (problems, gaps) = model_report();
+        report(&problems, &gaps);
+        return;
+    }
     if args.len() < 3 {
-        eprintln!("usage: bench-report CONSOLE_LOG OUT_JSON [MS_PER_MIB]");
+        eprintln!("usage: bench-report CONSOLE_LOG OUT_JSON [MS_PER_MIB] | bench-report --model");
         std::process::exit(2);
     }
     let ms_per_mib = args
@@ -253,7 +511,18 @@ fn main() {
         std::process::exit(2);
     }
     println!("JSON: {}", args[2]);
-    for p in &problems {
+    println!();
+    let (model_problems, gaps) = model_report();
+    problems.extend(model_problems);
+    report(&problems, &gaps);
+}
+
+/// Prints the rule gaps and problems; exits 1 if there is a problem.
+fn report(problems: &[String], gaps: &[String]) {
+    for g in gaps {
+        println!("RULE GAP {g}");
+    }
+    for p in problems {
         println!("PROBLEM {p}");
     }
     if !problems.is_empty() {

@@ -3,21 +3,36 @@
 //! `cache-model`: runs the random and exhaustive campaigns for both
 //! policies and prints what they cost next to the minimum, then a random
 //! campaign with bouncing (swiotlb) devices under `tracked`, which the
-//! oracles do not model.
+//! oracles do not model, then a campaign whose user space skips SYNC.
+//!
+//! Every campaign of `tracked` runs twice: with user access trusted (the
+//! exporter sees only brackets) and trapped (`unbracketed_cpu=trap`: user
+//! page-table entries come from faults). Trapping must keep disciplined
+//! sequences safe and cost them no maintenance; on undisciplined ones it
+//! must be safe where trusting is not, and cost no more than the system
+//! heap (`always`) in total.
 //!
 //! Fails (exit 1) if any sequence reads stale data or loses a write under
-//! either policy, or if `tracked` differs from the exporter oracle on any
-//! sequence without bouncing devices. A failing random sequence is
-//! reproduced with `cache-model --replay SEED`, one with bouncing devices
-//! with `cache-model --replay-bounce SEED`.
+//! either policy (for undisciplined sequences: under `tracked` with trap,
+//! or `always`), if `tracked` differs from the exporter oracle on any
+//! sequence without bouncing devices (trusting user access), if trusting
+//! undisciplined user space or ignoring revocations goes unnoticed, or if
+//! trapping costs more than `always` in total on undisciplined sequences,
+//! or if trapping costs a disciplined (strict) sequence more than trusting
+//! (a rule gap; `--trap-cost report` only reports it).
+//! A failing random sequence is reproduced with `cache-model --replay
+//! SEED`, one with bouncing devices with `--replay-bounce SEED`, one with
+//! user space that skips SYNC with `--replay-undisciplined SEED` (or
+//! `--replay-undisciplined-bounce SEED`); `--usage strict`, `--policy` and
+//! `--mode` choose the usage and the run that is traced.
 
 use cache_model::{
-    campaign::{self, Summary},
+    campaign::{self, Comparison, Config, Summary},
     oracle,
     ownership::Policy,
     rng::Rng,
-    run::{self, Mutation},
-    script::{self, Usage},
+    run::{self, Mode, Mutation},
+    script::{self, Scenario, Usage},
 };
 
 struct Args {
@@ -28,7 +43,16 @@ struct Args {
     replay: Option<u64>,
     bounce_seed: u64,
     replay_bounce: Option<u64>,
+    undisciplined_seed: u64,
+    replay_undisciplined: Option<u64>,
+    replay_undisciplined_bounce: Option<u64>,
+    usage: Usage,
+    policy: Policy,
+    mode: Option<Mode>,
+    trap_cost_fatal: bool,
 }
+
+const USAGE: &str = "usage: cache-model [--sequences N] [--seed S] [--length L] [--depth D] [--bounce-seed S] [--undisciplined-seed S] [--trap-cost report|fatal] [--replay SEED] [--replay-bounce SEED] [--replay-undisciplined SEED] [--replay-undisciplined-bounce SEED] [--usage any|strict] [--policy tracked|always] [--mode trap|trust]";
 
 fn parse() -> Args {
     let mut a = Args {
@@ -39,18 +63,25 @@ fn parse() -> Args {
         replay: None,
         bounce_seed: 0xb0c3_5eed,
         replay_bounce: None,
+        undisciplined_seed: 0x5eed_5c1b,
+        replay_undisciplined: None,
+        replay_undisciplined_bounce: None,
+        usage: Usage::ANY,
+        policy: Policy::Tracked,
+        mode: None,
+        trap_cost_fatal: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_default();
+        let bad = || -> ! {
+            eprintln!("cache-model: bad value for {flag}: {value}");
+            std::process::exit(2)
+        };
         let number = || -> u64 {
             let v = value.trim_start_matches("0x");
-            u64::from_str_radix(v, if value.starts_with("0x") { 16 } else { 10 }).unwrap_or_else(
-                |_| {
-                    eprintln!("cache-model: bad number for {flag}: {value}");
-                    std::process::exit(2)
-                },
-            )
+            u64::from_str_radix(v, if value.starts_with("0x") { 16 } else { 10 })
+                .unwrap_or_else(|_| bad())
         };
         match flag.as_str() {
             "--sequences" => a.sequences = number(),
@@ -60,8 +91,39 @@ fn parse() -> Args {
             "--replay" => a.replay = Some(number()),
             "--bounce-seed" => a.bounce_seed = number(),
             "--replay-bounce" => a.replay_bounce = Some(number()),
+            "--undisciplined-seed" => a.undisciplined_seed = number(),
+            "--replay-undisciplined" => a.replay_undisciplined = Some(number()),
+            "--replay-undisciplined-bounce" => a.replay_undisciplined_bounce = Some(number()),
+            "--usage" => {
+                a.usage = match value.as_str() {
+                    "any" => Usage::ANY,
+                    "strict" => Usage::STRICT,
+                    _ => bad(),
+                }
+            }
+            "--policy" => {
+                a.policy = match value.as_str() {
+                    "tracked" => Policy::Tracked,
+                    "always" => Policy::Always,
+                    _ => bad(),
+                }
+            }
+            "--mode" => {
+                a.mode = Some(match value.as_str() {
+                    "trap" => Mode::Trap,
+                    "trust" => Mode::Trust,
+                    _ => bad(),
+                })
+            }
+            "--trap-cost" => {
+                a.trap_cost_fatal = match value.as_str() {
+                    "report" => false,
+                    "fatal" => true,
+                    _ => bad(),
+                }
+            }
             _ => {
-                eprintln!("usage: cache-model [--sequences N] [--seed S] [--length L] [--depth D] [--bounce-seed S] [--replay SEED] [--replay-bounce SEED]");
+                eprintln!("{USAGE}");
                 std::process::exit(2)
             }
         }
@@ -73,146 +135,214 @@ fn mib(bytes: u64) -> String {
     format!("{:.2}", bytes as f64 / (1 << 20) as f64)
 }
 
-fn row(name: &str, s: &Summary) {
-    row_with_oracle(name, s, &s.differs_from_oracle.to_string());
+/// The name of a configuration, for rows and replays.
+fn name(config: Config) -> String {
+    let base = match (config.policy, config.mode) {
+        (Policy::Always, Mode::Trust) => "always".to_string(),
+        (policy, mode) => format!("{}, {}", policy.name(), mode.name()),
+    };
+    match config.mutation {
+        Mutation::None => base,
+        Mutation::IgnoreRevoke => format!("{base}, revokes ignored"),
+        Mutation::RevokeAfterOps => format!("{base}, revoke after ops"),
+        m => format!("{base}, {m:?}"),
+    }
 }
 
-fn row_with_oracle(name: &str, s: &Summary, oracle: &str) {
+fn row(name: &str, s: &Summary) {
+    row_with_oracle(name, s, &s.differs_from_oracle.to_string(), "");
+}
+
+fn row_with_oracle(name: &str, s: &Summary, oracle: &str, costlier: &str) {
     println!(
-        "  {name:<28} {:>9} {:>6} {:>6} {:>12} {:>12} {:>12}",
+        "  {name:<32} {:>9} {:>6} {:>6} {:>10} {:>10} {:>9} {:>8} {:>8} {:>8}",
         s.sequences,
         s.stale_reads,
         s.lost_writes,
         mib(s.cost.clean_bytes),
         mib(s.cost.invalidate_bytes),
-        oracle
+        oracle,
+        s.cost.faults,
+        s.cost.revokes,
+        costlier
     );
+}
+
+/// Every row of a comparison; the first is the reference of the costlier
+/// column.
+fn rows(c: &Comparison, oracle: bool) {
+    for (i, (&config, s)) in c.configs.iter().zip(&c.summaries).enumerate() {
+        let differs = if oracle {
+            s.differs_from_oracle.to_string()
+        } else {
+            "n/a".to_string()
+        };
+        let costlier = if i == 0 {
+            "(ref)".to_string()
+        } else {
+            s.exceeds_reference.to_string()
+        };
+        row_with_oracle(&name(config), s, &differs, &costlier);
+    }
 }
 
 fn header(title: &str) {
     println!("{title}");
     println!(
-        "  {:<28} {:>9} {:>6} {:>6} {:>12} {:>12} {:>12}",
-        "policy", "sequences", "stale", "lost", "clean MiB", "inval MiB", "!= oracle"
+        "  {:<32} {:>9} {:>6} {:>6} {:>10} {:>10} {:>9} {:>8} {:>8} {:>8}",
+        "policy",
+        "sequences",
+        "stale",
+        "lost",
+        "clean MiB",
+        "inval MiB",
+        "!= oracle",
+        "faults",
+        "revokes",
+        "costlier"
+    );
+}
+
+fn minimum_row(name: &str, cost: run::Cost) {
+    println!(
+        "  {:<32} {:>9} {:>6} {:>6} {:>10} {:>10}",
+        name,
+        "",
+        "",
+        "",
+        mib(cost.clean_bytes),
+        mib(cost.invalidate_bytes)
     );
 }
 
 fn minimum_rows(s: &Summary) {
-    println!(
-        "  {:<28} {:>9} {:>6} {:>6} {:>12} {:>12}",
-        "oracle (exporter knowledge)",
-        "",
-        "",
-        "",
-        mib(s.oracle.clean_bytes),
-        mib(s.oracle.invalidate_bytes)
-    );
-    println!(
-        "  {:<28} {:>9} {:>6} {:>6} {:>12} {:>12}",
-        "ground truth (sees accesses)",
-        "",
-        "",
-        "",
-        mib(s.ground_truth.clean_bytes),
-        mib(s.ground_truth.invalidate_bytes)
-    );
+    minimum_row("oracle (exporter knowledge)", s.oracle);
+    minimum_row("ground truth (sees accesses)", s.ground_truth);
 }
 
-fn replay(seed: u64, length: usize) {
-    let scenario = script::random(&mut Rng::new(seed), length, Usage::ANY);
-    println!("devices (coherent?): {:?}", scenario.coherent);
-    for step in &scenario.steps {
-        println!("  {step:?}");
+/// Records a failure if `s` read stale data or lost a write, or (if
+/// `must_equal_oracle`) cost other than the exporter oracle.
+fn check(failed: &mut Vec<String>, what: &str, s: &Summary, must_equal_oracle: bool) {
+    if !s.safe() || (must_equal_oracle && s.differs_from_oracle > 0) {
+        let (id, why) = s
+            .first_failure
+            .clone()
+            .unwrap_or((0, "cost differs from the oracle".into()));
+        failed.push(format!("{what}: first failure {id:#x}: {why}"));
     }
-    let outcome = run::run(&scenario, Policy::Tracked, Mutation::None);
-    println!("tracked: {:?}", outcome);
-    println!("oracle: {:?}", oracle::exporter_minimum(&scenario));
 }
 
-fn replay_bounce(seed: u64, length: usize) {
-    let scenario = script::random_bouncing(&mut Rng::new(seed), length, Usage::ANY);
+/// [`check`] for safety only, with the command that replays the failure.
+fn must_be_safe(failed: &mut Vec<String>, what: &str, s: &Summary, replay: String) {
+    if !s.safe() {
+        check(failed, what, s, false);
+        failed.push(format!("  replay: {replay}"));
+    }
+}
+
+/// Prints the trace of `traced` on `scenario`, then the outcome of every
+/// configuration of `configs`.
+fn replay_scenario(scenario: &Scenario, traced: Config, configs: &[Config]) {
     println!("devices (coherent?): {:?}", scenario.coherent);
     println!("devices (fenced?): {:?}", scenario.fenced);
     println!("devices (bounce?): {:?}", scenario.bounce);
-    for step in &scenario.steps {
-        println!("  {step:?}");
+    println!("trace ({}):", name(traced));
+    let (_, trace) = run::trace(scenario, traced);
+    for line in trace {
+        println!("{line}");
     }
-    let outcome = run::run(&scenario, Policy::Tracked, Mutation::None);
-    println!("tracked: {:?}", outcome);
+    for &config in configs {
+        println!("{}: {:?}", name(config), run::run_with(scenario, config));
+    }
 }
 
 fn main() {
     let a = parse();
+    let traced = |default: Mode| Config::new(a.policy, a.mode.unwrap_or(default));
+    let disciplined = [Config::TRACKED_TRUST, Config::TRACKED_TRAP];
+    let undisciplined = [Config::TRACKED_TRAP, Config::TRACKED_TRUST, Config::ALWAYS];
     if let Some(seed) = a.replay {
-        replay(seed, a.length);
+        let scenario = script::random(&mut Rng::new(seed), a.length, a.usage);
+        replay_scenario(&scenario, traced(Mode::Trust), &disciplined);
+        println!("oracle: {:?}", oracle::exporter_minimum(&scenario));
         return;
     }
     if let Some(seed) = a.replay_bounce {
-        replay_bounce(seed, a.length);
+        let scenario = script::random_bouncing(&mut Rng::new(seed), a.length, a.usage);
+        replay_scenario(&scenario, traced(Mode::Trust), &disciplined);
+        return;
+    }
+    if let Some(seed) = a.replay_undisciplined {
+        let scenario = script::random_undisciplined(&mut Rng::new(seed), a.length, a.usage, false);
+        replay_scenario(&scenario, traced(Mode::Trap), &undisciplined);
+        println!(
+            "ground truth: {:?}",
+            oracle::ground_truth_minimum(&scenario)
+        );
+        return;
+    }
+    if let Some(seed) = a.replay_undisciplined_bounce {
+        let scenario = script::random_undisciplined(&mut Rng::new(seed), a.length, a.usage, true);
+        replay_scenario(&scenario, traced(Mode::Trap), &undisciplined[..2]);
         return;
     }
     let mut failed = Vec::new();
-    let mut check = |what: &str, s: &Summary, must_equal_oracle: bool| {
-        if !s.safe() || (must_equal_oracle && s.differs_from_oracle > 0) {
-            let (id, why) = s
-                .first_failure
-                .clone()
-                .unwrap_or((0, "cost differs from the oracle".into()));
-            failed.push(format!("{what}: first failure {id:#x}: {why}"));
-        }
-    };
-
+    let mut gaps = Vec::new();
     header(&format!(
-        "cache model: {} random sequences of ~{} steps (seed {:#x}), buffer of 3 lines x 2 words",
+        "cache model: {} random sequences of ~{} steps (seed {:#x}), buffer of 3 lines x 2 words\n  (costlier: sequences on which the row costs more bytes than the first row of its group)",
         a.sequences, a.length, a.seed
     ));
-    let tracked = campaign::random(
+    let any = campaign::random_compared(a.seed, a.sequences, a.length, Usage::ANY, &disciplined);
+    let strict = campaign::random_compared(
         a.seed,
         a.sequences,
         a.length,
-        Policy::Tracked,
-        Usage::ANY,
-        Mutation::None,
-    );
-    let tracked_strict = campaign::random(
-        a.seed,
-        a.sequences,
-        a.length,
-        Policy::Tracked,
         Usage::STRICT,
-        Mutation::None,
+        &[Config::TRACKED_TRUST, Config::TRACKED_TRAP, Config::ALWAYS],
     );
-    let always = campaign::random(
-        a.seed,
-        a.sequences,
-        a.length,
-        Policy::Always,
-        Usage::STRICT,
-        Mutation::None,
+    let (tracked, tracked_trap) = (
+        any.get(Config::TRACKED_TRUST),
+        any.get(Config::TRACKED_TRAP),
     );
+    let tracked_strict = strict.get(Config::TRACKED_TRUST);
+    let trap_strict = strict.get(Config::TRACKED_TRAP);
+    let always = strict.get(Config::ALWAYS);
     println!("  any usage the core accepts:");
-    row("tracked", &tracked);
-    minimum_rows(&tracked);
+    rows(&any, true);
+    minimum_rows(tracked);
     println!("  strict usage (the contract the system heap relies on):");
-    row("tracked", &tracked_strict);
-    row("always", &always);
-    minimum_rows(&always);
-    check("random tracked", &tracked, true);
-    check("random tracked, strict usage", &tracked_strict, true);
-    check("random always, strict usage", &always, false);
+    rows(&strict, true);
+    minimum_rows(always);
+    check(&mut failed, "random tracked", tracked, true);
+    check(
+        &mut failed,
+        "random tracked, strict usage",
+        tracked_strict,
+        true,
+    );
+    check(&mut failed, "random always, strict usage", always, false);
+    check(&mut failed, "random tracked with trap", tracked_trap, false);
+    check(
+        &mut failed,
+        "random tracked with trap, strict usage",
+        trap_strict,
+        false,
+    );
 
     println!();
     header(&format!(
         "exhaustive: every exporter-event sequence of up to {} events, 2 devices (both non-coherent, one coherent, or one fenced), 2 fixed + 3 random adversaries",
         a.depth
     ));
-    let ex_tracked = campaign::exhaustive(a.depth, 3, Policy::Tracked, Usage::ANY, Mutation::None);
+    let ex = campaign::exhaustive_compared(a.depth, 3, Usage::ANY, &disciplined);
     let ex_always = campaign::exhaustive(a.depth, 3, Policy::Always, Usage::STRICT, Mutation::None);
-    row("tracked (any usage)", &ex_tracked);
-    minimum_rows(&ex_tracked);
+    let (ex_tracked, ex_trap) = (ex.get(Config::TRACKED_TRUST), ex.get(Config::TRACKED_TRAP));
+    rows(&ex, true);
+    minimum_rows(ex_tracked);
     row("always (strict usage)", &ex_always);
-    check("exhaustive tracked", &ex_tracked, true);
-    check("exhaustive always", &ex_always, false);
+    check(&mut failed, "exhaustive tracked", ex_tracked, true);
+    check(&mut failed, "exhaustive tracked with trap", ex_trap, false);
+    check(&mut failed, "exhaustive always", &ex_always, false);
 
     println!();
     header(&format!(
@@ -222,26 +352,188 @@ fn main() {
         a.bounce_seed,
         script::BOUNCE_PERCENT
     ));
-    let bouncing = campaign::bouncing(
+    let bouncing = campaign::bouncing_compared(
         a.bounce_seed,
         a.sequences,
         a.length,
         Usage::ANY,
-        Mutation::None,
+        &disciplined,
     );
-    row_with_oracle("tracked, bouncing devices", &bouncing, "n/a");
-    check("random tracked, bouncing devices", &bouncing, false);
+    rows(&bouncing, false);
+    check(
+        &mut failed,
+        "random tracked, bouncing devices",
+        bouncing.get(Config::TRACKED_TRUST),
+        false,
+    );
+    check(
+        &mut failed,
+        "random tracked with trap, bouncing devices",
+        bouncing.get(Config::TRACKED_TRAP),
+        false,
+    );
 
-    let saved =
-        100.0 * (1.0 - tracked_strict.cost.total() as f64 / always.cost.total().max(1) as f64);
+    // Disciplined user space pays nothing for the trap. Under misuse the
+    // faults may reveal CPU writes that no bracket declared (a write in a
+    // bracket that began as a read): those cost what they need.
+    if trap_strict.exceeds_reference > 0 {
+        let (id, why) = trap_strict.first_excess.clone().unwrap_or_default();
+        gaps.push(format!(
+            "disciplined (strict) sequences: trap costs more than trust on {} of {} (first {id}: {why}; cache-model --replay {id} --usage strict --mode trap)",
+            trap_strict.exceeds_reference, trap_strict.sequences
+        ));
+    }
+
     println!();
-    println!("tracked does {saved:.1} % less maintenance than always on the same random sequences");
-    let sequences = tracked.sequences
-        + tracked_strict.sequences
-        + always.sequences
+    header(&format!(
+        "user space that skips SYNC: {} random sequences of ~{} steps (seed {:#x}), {} % of CPU accesses unbracketed where the contract allows",
+        a.sequences,
+        a.length,
+        a.undisciplined_seed,
+        script::UNBRACKETED_PERCENT
+    ));
+    let undisciplined_strict = campaign::undisciplined(
+        a.undisciplined_seed,
+        a.sequences,
+        a.length,
+        Usage::STRICT,
+        false,
+        &[
+            Config::ALWAYS,
+            Config::TRACKED_TRAP,
+            Config::TRACKED_TRUST,
+            Config::TRACKED_TRAP.with(Mutation::IgnoreRevoke),
+            Config::TRACKED_TRAP.with(Mutation::RevokeAfterOps),
+        ],
+    );
+    let undisciplined_any = campaign::undisciplined(
+        a.undisciplined_seed,
+        a.sequences,
+        a.length,
+        Usage::ANY,
+        false,
+        &[Config::TRACKED_TRAP, Config::TRACKED_TRUST],
+    );
+    let undisciplined_bouncing = campaign::undisciplined(
+        a.undisciplined_seed,
+        a.sequences,
+        a.length,
+        Usage::ANY,
+        true,
+        &[Config::TRACKED_TRAP, Config::TRACKED_TRUST],
+    );
+    println!("  strict brackets (the usage the system heap is correct for):");
+    rows(&undisciplined_strict, false);
+    minimum_row(
+        "ground truth (sees accesses)",
+        undisciplined_strict.summaries[0].ground_truth,
+    );
+    println!("  any usage the core accepts:");
+    rows(&undisciplined_any, false);
+    minimum_row(
+        "ground truth (sees accesses)",
+        undisciplined_any.summaries[0].ground_truth,
+    );
+    println!(
+        "  any usage, {} % of non-coherent devices bounce:",
+        script::BOUNCE_PERCENT
+    );
+    rows(&undisciplined_bouncing, false);
+
+    let u_always = undisciplined_strict.get(Config::ALWAYS);
+    let u_trap = undisciplined_strict.get(Config::TRACKED_TRAP);
+    let replay = |usage: &str, bounce: bool, s: &Summary| {
+        let id = s.first_failure.as_ref().map_or(0, |f| f.0);
+        format!(
+            "cache-model --replay-undisciplined{} {id} --usage {usage}",
+            if bounce { "-bounce" } else { "" }
+        )
+    };
+    must_be_safe(
+        &mut failed,
+        "skipping SYNC, tracked with trap, strict brackets",
+        u_trap,
+        replay("strict", false, u_trap),
+    );
+    must_be_safe(
+        &mut failed,
+        "skipping SYNC, always, strict brackets",
+        u_always,
+        replay("strict", false, u_always),
+    );
+    let s = undisciplined_any.get(Config::TRACKED_TRAP);
+    must_be_safe(
+        &mut failed,
+        "skipping SYNC, tracked with trap, any usage",
+        s,
+        replay("any", false, s),
+    );
+    let s = undisciplined_bouncing.get(Config::TRACKED_TRAP);
+    must_be_safe(
+        &mut failed,
+        "skipping SYNC, tracked with trap, bouncing devices",
+        s,
+        replay("any", true, s),
+    );
+    // The model must see what trapping protects against.
+    for (what, s) in [
+        (
+            "skipping SYNC, tracked with trust",
+            undisciplined_strict.get(Config::TRACKED_TRUST),
+        ),
+        (
+            "skipping SYNC, tracked with trap, revokes ignored",
+            undisciplined_strict.get(Config::TRACKED_TRAP.with(Mutation::IgnoreRevoke)),
+        ),
+    ] {
+        if s.safe() {
+            failed.push(format!(
+                "{what}: no sequence failed, the model sees nothing"
+            ));
+        }
+    }
+    if u_trap.cost.total() > u_always.cost.total() {
+        failed.push(format!(
+            "skipping SYNC: tracked with trap costs {} bytes, always {}",
+            u_trap.cost.total(),
+            u_always.cost.total()
+        ));
+    }
+
+    let saved = |ours: u64, theirs: u64| 100.0 * (1.0 - ours as f64 / theirs.max(1) as f64);
+    println!();
+    println!(
+        "tracked does {:.1} % less maintenance than always on the same random sequences",
+        saved(tracked_strict.cost.total(), always.cost.total())
+    );
+    println!(
+        "with user space that skips SYNC, tracked with trap does {:.1} % less than always (strict brackets); it costs more on {} of {} sequences{}",
+        saved(u_trap.cost.total(), u_always.cost.total()),
+        u_trap.exceeds_reference,
+        u_trap.sequences,
+        u_trap.first_excess.as_ref().map_or(String::new(), |(id, why)| format!(
+            " (first: cache-model --replay-undisciplined {id} --usage strict: {why})"
+        ))
+    );
+    println!(
+        "trap vs trust on disciplined sequences, costlier: {} strict, {} any usage, {} exhaustive, {} bouncing",
+        trap_strict.exceeds_reference,
+        tracked_trap.exceeds_reference,
+        ex_trap.exceeds_reference,
+        bouncing.get(Config::TRACKED_TRAP).exceeds_reference
+    );
+    let sequences = any.summaries[0].sequences * 2
         + ex_tracked.sequences
         + ex_always.sequences
-        + bouncing.sequences;
+        + bouncing.summaries[0].sequences
+        + undisciplined_strict.summaries[0].sequences * 2
+        + undisciplined_bouncing.summaries[0].sequences;
+    for g in &gaps {
+        println!("RULE GAP {g}");
+    }
+    if a.trap_cost_fatal {
+        failed.append(&mut gaps);
+    }
     for f in &failed {
         println!("FAILED {f}");
     }

@@ -12,6 +12,10 @@
 //! - [`ground_truth_minimum`]: the fewest operations an exporter that saw
 //!   every access and every cache line would need, found by running the
 //!   simulator with that perfect knowledge.
+//!
+//! Only the ground truth applies to sequences with unbracketed CPU accesses
+//! ([`Step::UserRead`], [`Step::UserWrite`]): the exporter oracle knows the
+//! CPU's accesses only from brackets.
 
 use crate::{
     ownership::Direction,
@@ -148,6 +152,7 @@ pub fn exporter_minimum(scenario: &Scenario) -> Cost {
     Cost {
         clean_bytes: cleans * BUFFER_BYTES,
         invalidate_bytes: invalidates * BUFFER_BYTES,
+        ..Cost::default()
     }
 }
 
@@ -174,7 +179,8 @@ pub fn ground_truth_minimum(scenario: &Scenario) -> Cost {
                     m.device_write(coherent, w);
                 }
             }
-            Step::CpuRead(w) | Step::CpuWrite(w) => {
+            // Bracketed or not: this exporter sees every access.
+            Step::CpuRead(w) | Step::CpuWrite(w) | Step::UserRead(w) | Step::UserWrite(w) => {
                 if m.line_is_stale(w / WORDS_PER_LINE) {
                     if m.any_dirty() {
                         clean(&mut m, &mut cost);
@@ -182,7 +188,7 @@ pub fn ground_truth_minimum(scenario: &Scenario) -> Cost {
                     m.invalidate();
                     cost.invalidate_bytes += BUFFER_BYTES;
                 }
-                if matches!(step, Step::CpuRead(_)) {
+                if matches!(step, Step::CpuRead(_) | Step::UserRead(_)) {
                     m.cpu_read(w);
                 } else {
                     m.cpu_write(w);

@@ -31,33 +31,82 @@
 //! ([`Ownership::cpu_depth`]), as in the exporter.
 //!
 //! The `Always` campaigns have no bouncing devices.
+//!
+//! # User access: [`Mode`]
+//!
+//! Under [`Mode::Trap`] the driver keeps the user page-table entries the
+//! exporter has handed out, apart from the rules' own record
+//! ([`Ownership::user_access`]), so that a mutation can make them
+//! disagree. Every CPU access, bracketed or not (in the kernel every user
+//! access goes through the page tables), first checks them: a read needs
+//! read-only or writable entries, a write writable ones. If they do not
+//! allow it, the access faults: `UserFault` is fed, its maintenance done,
+//! and the entries the fault maps are recorded; then the access happens.
+//! A decision that revokes removes the entries *before* its maintenance.
+//! Under [`Mode::Trust`] entries always exist and accesses go straight to
+//! the machine (the exporter sees nothing of them).
 
 use crate::{
-    ownership::{CacheOps, Device, Direction, Event, Ownership, Policy},
+    ownership::{CacheOps, Device, Direction, Event, Ownership, Policy, UserAccess},
     script::{Scenario, Step},
     sim::{Machine, Violation, BUFFER_BYTES},
 };
 
-/// Bytes of cache maintenance.
+/// Bytes of cache maintenance, and what trapping user access took.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cost {
     pub clean_bytes: u64,
     pub invalidate_bytes: u64,
+    /// User accesses that faulted ([`Mode::Trap`]).
+    pub faults: u64,
+    /// Decisions that removed the user's page-table entries.
+    pub revokes: u64,
 }
 
 impl Cost {
+    /// Bytes of maintenance, cleaned and invalidated.
     pub fn total(&self) -> u64 {
         self.clean_bytes + self.invalidate_bytes
+    }
+
+    /// The maintenance alone, for comparing with the oracles (which know
+    /// nothing of faults).
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.clean_bytes, self.invalidate_bytes)
     }
 
     pub fn add(&mut self, other: Cost) {
         self.clean_bytes += other.clean_bytes;
         self.invalidate_bytes += other.invalidate_bytes;
+        self.faults += other.faults;
+        self.revokes += other.revokes;
     }
 
     fn charge(&mut self, ops: CacheOps) {
         self.clean_bytes += u64::from(ops.clean) * BUFFER_BYTES;
         self.invalidate_bytes += u64::from(ops.invalidate) * BUFFER_BYTES;
+    }
+}
+
+/// How the exporter handles user mappings (`unbracketed_cpu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Entries always exist: the exporter sees only the brackets. The old
+    /// behaviour, and the system heap's (policy `Always`).
+    Trust,
+    /// Entries come from faults, which feed `UserFault`, and go when a
+    /// decision revokes them. The exporter traps only under `Tracked`
+    /// (`buffer.rs`); the model lets any policy trap.
+    Trap,
+}
+
+impl Mode {
+    /// The mode's name, as the `unbracketed_cpu` module parameter spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Trust => "trust",
+            Mode::Trap => "trap",
+        }
     }
 }
 
@@ -75,6 +124,45 @@ pub enum Mutation {
     /// Never tell the rules about bounce copies (`BounceRead`,
     /// `BounceWrote`).
     IgnoreBounceEvents,
+    /// Never remove user page-table entries ([`Mode::Trap`]): the rules
+    /// believe them gone, the user keeps accessing through them.
+    IgnoreRevoke,
+    /// Remove user entries only after the decision's maintenance, and let a
+    /// user access that races with the decision (the next step, if it is a
+    /// CPU access the entries allow) slip in between.
+    RevokeAfterOps,
+}
+
+/// How a sequence is run: the rules, how user access is handled, and a
+/// mutation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub policy: Policy,
+    pub mode: Mode,
+    pub mutation: Mutation,
+}
+
+impl Config {
+    /// `policy` in `mode`, unmutated.
+    pub const fn new(policy: Policy, mode: Mode) -> Self {
+        Self {
+            policy,
+            mode,
+            mutation: Mutation::None,
+        }
+    }
+
+    /// The same, with `mutation`.
+    pub const fn with(self, mutation: Mutation) -> Self {
+        Self { mutation, ..self }
+    }
+
+    /// Tracked rules, user access trusted (the exporter before it trapped).
+    pub const TRACKED_TRUST: Config = Config::new(Policy::Tracked, Mode::Trust);
+    /// Tracked rules, user access trapped (`unbracketed_cpu=trap`).
+    pub const TRACKED_TRAP: Config = Config::new(Policy::Tracked, Mode::Trap);
+    /// The upstream system heap: never traps.
+    pub const ALWAYS: Config = Config::new(Policy::Always, Mode::Trust);
 }
 
 /// What happened in one run.
@@ -82,6 +170,13 @@ pub enum Mutation {
 pub struct Outcome {
     pub violations: Vec<Violation>,
     pub cost: Cost,
+}
+
+impl Outcome {
+    /// Whether the run read nothing stale and lost nothing.
+    pub fn safe(&self) -> bool {
+        self.violations.is_empty()
+    }
 }
 
 fn apply(machine: &mut Machine, ops: CacheOps) {
@@ -103,16 +198,65 @@ fn bounced(dir: Direction) -> Direction {
     }
 }
 
-/// The rules and the machine they act on.
-struct Driver {
+/// The CPU direction of a user access, as `UserFault` takes it.
+fn user_direction(write: bool) -> Direction {
+    if write {
+        Direction::ToDevice
+    } else {
+        Direction::FromDevice
+    }
+}
+
+/// The rules, the machine they act on, and the sequence's devices.
+struct Driver<'a> {
+    scenario: &'a Scenario,
     own: Ownership,
     machine: Machine,
     cost: Cost,
+    mode: Mode,
     mutation: Mutation,
+    /// Per device: the direction it is mapped with (a bouncing device's
+    /// as [`bounced`] makes it).
+    mapped: Vec<Option<Direction>>,
+    /// The user page-table entries the exporter handed out ([`Mode::Trap`]).
+    entries: UserAccess,
+    /// [`Mutation::RevokeAfterOps`]: a revocation waits until the step's
+    /// maintenance is done.
+    revoke_pending: bool,
+    /// For replays: every step, and every event with what it cost.
+    trace: Option<Vec<String>>,
 }
 
-impl Driver {
-    /// Tells the rules about `event` and performs what they return.
+impl Driver<'_> {
+    fn device(&self, dev: usize) -> Device {
+        Device {
+            coherent: self.scenario.coherent[dev],
+            fenced: self.scenario.fenced[dev],
+        }
+    }
+
+    fn bounce(&self, dev: usize) -> bool {
+        self.scenario.bounce[dev]
+    }
+
+    /// Mapped bouncing devices whose mapping lets them write / read.
+    fn bouncing(&self, writes: bool) -> Vec<usize> {
+        (0..self.mapped.len())
+            .filter(|&dev| {
+                self.bounce(dev)
+                    && self.mapped[dev].is_some_and(|dir| {
+                        if writes {
+                            dir.device_writes()
+                        } else {
+                            dir.device_reads()
+                        }
+                    })
+            })
+            .collect()
+    }
+
+    /// Tells the rules about `event` and performs what they return: the
+    /// revocation first, then the maintenance.
     fn feed(&mut self, event: Event) {
         let ignored = match self.mutation {
             Mutation::IgnoreFences => matches!(event, Event::DeviceWrote(_)),
@@ -124,128 +268,249 @@ impl Driver {
         if ignored {
             return;
         }
-        let mut ops = self.own.on(event).ops;
+        let decision = self.own.on(event);
+        let mut ops = decision.ops;
         match self.mutation {
-            Mutation::None | Mutation::IgnoreFences | Mutation::IgnoreBounceEvents => {}
             Mutation::DropInvalidates => ops.invalidate = 0,
             Mutation::DropCleans => ops.clean = 0,
+            _ => {}
+        }
+        if let Some(trace) = &mut self.trace {
+            trace.push(format!(
+                "      -> {event:?}: clean {} invalidate {}{}",
+                ops.clean,
+                ops.invalidate,
+                if decision.revoke { ", revoke" } else { "" }
+            ));
+        }
+        if decision.revoke {
+            match self.mutation {
+                Mutation::IgnoreRevoke => {}
+                Mutation::RevokeAfterOps => self.revoke_pending = true,
+                _ => self.revoke(),
+            }
         }
         self.cost.charge(ops);
         apply(&mut self.machine, ops);
     }
 
+    /// Removes every user entry: the next user access faults.
+    fn revoke(&mut self) {
+        self.entries = UserAccess::None;
+        self.cost.revokes += 1;
+    }
+
+    /// Whether the user's entries let it make this access unseen.
+    fn entries_allow(&self, write: bool) -> bool {
+        self.mode == Mode::Trust || self.entries >= UserAccess::of(user_direction(write))
+    }
+
+    /// A CPU access, through the user's page tables.
+    fn cpu_access(&mut self, word: usize, write: bool) {
+        if !self.entries_allow(write) {
+            let dir = user_direction(write);
+            if let Some(trace) = &mut self.trace {
+                trace.push(format!("      fault: entries {:?}", self.entries));
+            }
+            self.cost.faults += 1;
+            self.feed(Event::UserFault(dir));
+            self.entries = self.entries.max(UserAccess::of(dir));
+        }
+        self.access(word, write);
+    }
+
+    /// The access itself, on the machine.
+    fn access(&mut self, word: usize, write: bool) {
+        if write {
+            self.machine.cpu_write(word);
+        } else {
+            self.machine.cpu_read(word);
+        }
+    }
+
     /// What an outermost `BeginCpu` (or an `EndCpu` without one) does
-    /// first: the slots of the bouncing `writers` are copied into the
-    /// buffer, then one `BounceWrote` is sent if there was any.
-    fn slots_into_buffer(&mut self, writers: &[usize]) {
-        for &dev in writers {
+    /// first: the slots of the bouncing writers are copied into the buffer,
+    /// then one `BounceWrote` is sent if there was any.
+    fn slots_into_buffer(&mut self) {
+        let writers = self.bouncing(true);
+        for &dev in &writers {
             self.machine.bounce_out(dev);
         }
         if !writers.is_empty() {
             self.feed(Event::BounceWrote);
         }
     }
-}
 
-/// Runs `scenario` under `policy`.
-pub fn run(scenario: &Scenario, policy: Policy, mutation: Mutation) -> Outcome {
-    let mut d = Driver {
-        own: Ownership::new(policy),
-        machine: Machine::new(),
-        cost: Cost::default(),
-        mutation,
-    };
-    let devices = scenario.coherent.len();
-    let mut mapped = vec![None; devices];
-    let device = |dev: usize| Device {
-        coherent: scenario.coherent[dev],
-        fenced: scenario.fenced[dev],
-    };
-    let bounce = |dev: usize| scenario.bounce[dev];
-    // Mapped bouncing devices whose mapping lets them write / read.
-    let bouncing = |mapped: &[Option<Direction>], writes: bool| -> Vec<usize> {
-        (0..devices)
-            .filter(|&dev| {
-                bounce(dev)
-                    && mapped[dev].is_some_and(|dir: Direction| {
-                        if writes {
-                            dir.device_writes()
-                        } else {
-                            dir.device_reads()
-                        }
-                    })
-            })
-            .collect()
-    };
-    for &step in &scenario.steps {
+    fn step(&mut self, step: Step) {
         match step {
-            Step::Map(dev, dir) if bounce(dev) => {
+            Step::Map(dev, dir) if self.bounce(dev) => {
                 let dir = bounced(dir);
-                mapped[dev] = Some(dir);
-                d.feed(Event::BounceRead);
-                d.machine.bounce_in(dev, dir.device_writes());
+                self.mapped[dev] = Some(dir);
+                self.feed(Event::BounceRead);
+                self.machine.bounce_in(dev, dir.device_writes());
             }
             Step::Map(dev, dir) => {
-                mapped[dev] = Some(dir);
-                d.feed(Event::Map(device(dev), dir));
+                self.mapped[dev] = Some(dir);
+                self.feed(Event::Map(self.device(dev), dir));
             }
-            Step::Unmap(dev) if bounce(dev) => {
-                if let Some(dir) = mapped[dev].take() {
+            Step::Unmap(dev) if self.bounce(dev) => {
+                if let Some(dir) = self.mapped[dev].take() {
                     if dir.device_writes() {
-                        if d.own.cpu_depth() > 0 {
+                        if self.own.cpu_depth() > 0 {
                             // Inside a bracket the slot first takes what
                             // the CPU wrote since the bracket began.
-                            d.feed(Event::BounceRead);
-                            d.machine.bounce_in(dev, true);
+                            self.feed(Event::BounceRead);
+                            self.machine.bounce_in(dev, true);
                         }
-                        d.machine.bounce_out(dev);
-                        d.feed(Event::BounceWrote);
+                        self.machine.bounce_out(dev);
+                        self.feed(Event::BounceWrote);
                     }
-                    d.machine.release_slot(dev);
+                    self.machine.release_slot(dev);
                 }
             }
             Step::Unmap(dev) => {
-                if let Some(dir) = mapped[dev].take() {
-                    d.feed(Event::Unmap(device(dev), dir));
+                if let Some(dir) = self.mapped[dev].take() {
+                    self.feed(Event::Unmap(self.device(dev), dir));
                 }
             }
             Step::BeginCpu(dir) => {
-                if d.own.cpu_depth() == 0 {
-                    d.slots_into_buffer(&bouncing(&mapped, true));
+                if self.own.cpu_depth() == 0 {
+                    self.slots_into_buffer();
                 }
-                d.feed(Event::BeginCpu(dir));
+                self.feed(Event::BeginCpu(dir));
             }
             Step::EndCpu(dir) => {
-                if d.own.cpu_depth() == 0 {
+                if self.own.cpu_depth() == 0 {
                     // No bracket began: do what its begin would have.
-                    d.slots_into_buffer(&bouncing(&mapped, true));
+                    self.slots_into_buffer();
                 }
-                d.feed(Event::EndCpu(dir));
-                let readers = bouncing(&mapped, false);
+                self.feed(Event::EndCpu(dir));
+                let readers = self.bouncing(false);
                 if !readers.is_empty() {
-                    d.feed(Event::BounceRead);
+                    self.feed(Event::BounceRead);
                 }
                 for &dev in &readers {
-                    let writes = mapped[dev].is_some_and(Direction::device_writes);
-                    d.machine.bounce_in(dev, writes);
+                    let writes = self.mapped[dev].is_some_and(Direction::device_writes);
+                    self.machine.bounce_in(dev, writes);
                 }
             }
             // Its writes reach the buffer only through the copies.
-            Step::DeviceWrote(dev) if bounce(dev) => {}
-            Step::DeviceWrote(dev) => d.feed(Event::DeviceWrote(device(dev))),
-            Step::CpuRead(w) => d.machine.cpu_read(w),
-            Step::CpuWrite(w) => d.machine.cpu_write(w),
-            Step::DeviceRead(dev, w) if bounce(dev) => d.machine.slot_read(dev, w),
-            Step::DeviceRead(dev, w) => d.machine.device_read(scenario.coherent[dev], w),
-            Step::DeviceWrite(dev, w) if bounce(dev) => d.machine.slot_write(dev, w),
-            Step::DeviceWrite(dev, w) => d.machine.device_write(scenario.coherent[dev], w),
-            Step::Evict(line) => d.machine.evict(line),
-            Step::Fill(line) => d.machine.speculative_fill(line),
+            Step::DeviceWrote(dev) if self.bounce(dev) => {}
+            Step::DeviceWrote(dev) => self.feed(Event::DeviceWrote(self.device(dev))),
+            Step::CpuRead(w) | Step::UserRead(w) => self.cpu_access(w, false),
+            Step::CpuWrite(w) | Step::UserWrite(w) => self.cpu_access(w, true),
+            Step::DeviceRead(dev, w) if self.bounce(dev) => self.machine.slot_read(dev, w),
+            Step::DeviceRead(dev, w) => self.machine.device_read(self.scenario.coherent[dev], w),
+            Step::DeviceWrite(dev, w) if self.bounce(dev) => self.machine.slot_write(dev, w),
+            Step::DeviceWrite(dev, w) => self.machine.device_write(self.scenario.coherent[dev], w),
+            Step::Evict(line) => self.machine.evict(line),
+            Step::Fill(line) => self.machine.speculative_fill(line),
         }
     }
+}
+
+/// Runs `scenario` under `policy` with user access trusted ([`Mode::Trust`]),
+/// as the exporter did before it could trap. For disciplined sequences
+/// (no [`Step::UserRead`] or [`Step::UserWrite`]) that is what the brackets
+/// promise; trapping them too adds faults and revocations, and is meant to
+/// add no maintenance (`cache-model` checks that).
+pub fn run(scenario: &Scenario, policy: Policy, mutation: Mutation) -> Outcome {
+    run_in(scenario, policy, Mode::Trust, mutation)
+}
+
+/// Runs `scenario` under `policy`, with user access handled as `mode` says.
+pub fn run_in(scenario: &Scenario, policy: Policy, mode: Mode, mutation: Mutation) -> Outcome {
+    run_with(
+        scenario,
+        Config {
+            policy,
+            mode,
+            mutation,
+        },
+    )
+}
+
+/// Runs `scenario` as `config` says.
+pub fn run_with(scenario: &Scenario, config: Config) -> Outcome {
+    drive(scenario, config, false).0
+}
+
+/// [`run_with`], and the trace of what happened: every step, and under it
+/// every event fed to the rules with the maintenance and revocation it
+/// got (for replays).
+pub fn trace(scenario: &Scenario, config: Config) -> (Outcome, Vec<String>) {
+    let (outcome, trace) = drive(scenario, config, true);
+    (outcome, trace.unwrap_or_default())
+}
+
+fn drive(scenario: &Scenario, config: Config, traced: bool) -> (Outcome, Option<Vec<String>>) {
+    let Config {
+        policy,
+        mode,
+        mutation,
+    } = config;
+    let mut d = Driver {
+        scenario,
+        own: Ownership::new(policy),
+        machine: Machine::new(),
+        cost: Cost::default(),
+        mode,
+        mutation,
+        mapped: vec![None; scenario.coherent.len()],
+        entries: UserAccess::None,
+        revoke_pending: false,
+        trace: traced.then(Vec::new),
+    };
+    let steps = &scenario.steps;
+    let mut i = 0;
+    while i < steps.len() {
+        if let Some(trace) = &mut d.trace {
+            trace.push(format!("  {:?}", steps[i]));
+        }
+        let before = d.machine.violations.len();
+        d.step(steps[i]);
+        i += 1;
+        if std::mem::take(&mut d.revoke_pending) {
+            // The user was quicker than the revocation.
+            if let Some((word, write)) = steps.get(i).and_then(Step::cpu_access) {
+                if d.entries_allow(write) {
+                    if let Some(trace) = &mut d.trace {
+                        trace.push(format!("  {:?} (before the revocation)", steps[i]));
+                    }
+                    d.access(word, write);
+                    i += 1;
+                }
+            }
+            d.revoke();
+        }
+        if let Some(trace) = &mut d.trace {
+            for v in &d.machine.violations[before..] {
+                trace.push(format!("      VIOLATION {v:?}"));
+            }
+        }
+        if mutation != Mutation::IgnoreRevoke {
+            assert_eq!(
+                d.entries,
+                if mode == Mode::Trap {
+                    d.own.user_access()
+                } else {
+                    UserAccess::None
+                },
+                "the exporter's user entries and the rules' record disagree after {:?}",
+                steps[i - 1]
+            );
+        }
+    }
+    let before = d.machine.violations.len();
     d.machine.check_nothing_lost();
-    Outcome {
+    if let Some(trace) = &mut d.trace {
+        for v in &d.machine.violations[before..] {
+            trace.push(format!("  at the end: VIOLATION {v:?}"));
+        }
+    }
+    let outcome = Outcome {
         violations: d.machine.violations,
         cost: d.cost,
-    }
+    };
+    (outcome, d.trace)
 }

@@ -5,9 +5,10 @@
 //!
 //! Sequences respect the dma-buf contract where the exporter relies on it —
 //! a device accesses the buffer only while mapped, in its direction, and not
-//! during a CPU bracket; the CPU accesses it only inside a bracket — and
-//! include the misuse the core lets through: `EndCpu` without `BeginCpu`,
-//! nested `BeginCpu`, and a direction that differs between the two.
+//! during a CPU bracket; the CPU accesses it only inside a bracket (but see
+//! "User space that skips SYNC" below) — and include the misuse the core
+//! lets through: `EndCpu` without `BeginCpu`, nested `BeginCpu`, and a
+//! direction that differs between the two.
 //!
 //! Some non-coherent devices may *bounce* ([`random_bouncing`]): the DMA API
 //! copies the whole buffer into the device's swiotlb slot when it maps and
@@ -31,6 +32,20 @@
 //! The misuse is not restricted further: the exporter copies so that
 //! nested `BeginCpu`, `EndCpu` without `BeginCpu` and the unmap of a
 //! bouncing writer inside a bracket destroy nothing.
+//!
+//! # User space that skips SYNC
+//!
+//! [`random_undisciplined`] adds CPU accesses that no bracket declares
+//! ([`Step::UserRead`], [`Step::UserWrite`]), mixed with bracketed ones.
+//! Such user space still keeps the contract the upstream system heap
+//! serves (it cleans at every device map and invalidates at every device
+//! unmap, see `ownership.rs`; with strict brackets it never fails, which
+//! `cache-model` checks): it touches the buffer without a bracket
+//! only while no non-coherent device is mapped (bouncing devices are
+//! non-coherent ones; coherent devices may be mapped), and only after the
+//! fences of the fenced devices that wrote have signalled. Nothing else is
+//! required: such an access may write part of a line, and it may fall
+//! inside an open bracket whose direction does not cover it.
 
 use crate::{
     ownership::Direction,
@@ -46,8 +61,15 @@ pub enum Step {
     Unmap(usize),
     BeginCpu(Direction),
     EndCpu(Direction),
+    /// A CPU access inside a bracket that declares it.
     CpuRead(usize),
     CpuWrite(usize),
+    /// A CPU access that no bracket declares (user space skipped
+    /// `DMA_BUF_IOCTL_SYNC`). For the machine it is the same access as
+    /// [`Step::CpuRead`]; the step says that the exporter learns of it only
+    /// through a page fault, if it traps user access.
+    UserRead(usize),
+    UserWrite(usize),
     DeviceRead(usize, usize),
     DeviceWrite(usize, usize),
     /// A fenced device's fence signalled after it wrote.
@@ -57,6 +79,16 @@ pub enum Step {
 }
 
 impl Step {
+    /// The word and whether it is written, if this is a CPU access
+    /// (bracketed or not).
+    pub fn cpu_access(&self) -> Option<(usize, bool)> {
+        match *self {
+            Step::CpuRead(word) | Step::UserRead(word) => Some((word, false)),
+            Step::CpuWrite(word) | Step::UserWrite(word) => Some((word, true)),
+            _ => None,
+        }
+    }
+
     /// Whether the exporter sees this step.
     pub fn is_exporter_event(&self) -> bool {
         matches!(
@@ -226,6 +258,13 @@ impl Protocol {
         }
     }
 
+    /// Whether user space may touch the buffer without a bracket now: no
+    /// non-coherent device (bouncing or not) is mapped. The fences that
+    /// must have signalled first are the builder's business.
+    pub fn may_skip_sync(&self) -> bool {
+        (0..self.mapped.len()).all(|dev| self.coherent[dev] || self.mapped[dev].is_none())
+    }
+
     /// The CPU may read / write inside the open brackets (union of the
     /// directions given at begin and at end).
     pub fn cpu_may(&self) -> (bool, bool) {
@@ -306,19 +345,38 @@ impl Protocol {
 /// Percentage of non-coherent devices that bounce in [`random_bouncing`].
 pub const BOUNCE_PERCENT: u32 = 40;
 
+/// Percentage of CPU accesses that skip SYNC in [`random_undisciplined`],
+/// where the contract lets them.
+pub const UNBRACKETED_PERCENT: u32 = 50;
+
 /// A random sequence of about `len` steps with 1 to 3 devices, each
 /// coherent or not and, if not, fenced or not at random.
 pub fn random(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
-    generate(rng, len, usage, 0)
+    generate(rng, len, usage, 0, 0)
 }
 
 /// Like [`random`], but each non-coherent device bounces with a chance of
 /// [`BOUNCE_PERCENT`], fenced or not.
 pub fn random_bouncing(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
-    generate(rng, len, usage, BOUNCE_PERCENT)
+    generate(rng, len, usage, BOUNCE_PERCENT, 0)
 }
 
-fn generate(rng: &mut Rng, len: usize, usage: Usage, bounce_percent: u32) -> Scenario {
+/// Like [`random`] (or [`random_bouncing`] if `bounce`), with user space
+/// that skips SYNC: a CPU access is unbracketed with a chance of
+/// [`UNBRACKETED_PERCENT`] whenever the contract lets it (see "User space
+/// that skips SYNC" above); `usage` still governs the bracketed ones.
+pub fn random_undisciplined(rng: &mut Rng, len: usize, usage: Usage, bounce: bool) -> Scenario {
+    let bounce_percent = if bounce { BOUNCE_PERCENT } else { 0 };
+    generate(rng, len, usage, bounce_percent, UNBRACKETED_PERCENT)
+}
+
+fn generate(
+    rng: &mut Rng,
+    len: usize,
+    usage: Usage,
+    bounce_percent: u32,
+    unbracketed_percent: u32,
+) -> Scenario {
     let writes = usage.cpu_writes;
     let devices = 1 + rng.below(3);
     let coherent: Vec<bool> = (0..devices).map(|_| rng.chance(25)).collect();
@@ -413,6 +471,20 @@ fn generate(rng: &mut Rng, len: usize, usage: Usage, bounce_percent: u32) -> Sce
             let step = Step::EndCpu(end);
             p.apply(step);
             steps.push(step);
+        } else if unbracketed_percent > 0 && rng.chance(unbracketed_percent) && p.may_skip_sync() {
+            // No draw without unbracketed accesses: the other generators
+            // stay what they were. With no non-coherent device mapped no
+            // fence is pending (unmaps signal first); signal anyway, as the
+            // contract wants.
+            for dev in 0..devices {
+                signal(dev, &mut pending, &mut steps);
+            }
+            let word = rng.below(WORDS);
+            steps.push(if rng.chance(50) {
+                Step::UserRead(word)
+            } else {
+                Step::UserWrite(word)
+            });
         } else {
             let legal = p.legal_accesses(writes);
             if !legal.is_empty() {

@@ -4,7 +4,7 @@
 //! a broken rule. (`cache-model` runs the full-size campaigns.)
 
 use cache_model::{
-    campaign,
+    campaign::{self, Config},
     ownership::{
         Direction::{self, *},
         Policy,
@@ -243,4 +243,153 @@ fn the_bouncing_campaign_exercises_the_misuse_around_bounce_copies() {
         }
     }
     assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
+}
+
+// User space that skips SYNC.
+
+#[test]
+fn the_undisciplined_generator_keeps_the_contract() {
+    // An unbracketed access only while no non-coherent device is mapped and
+    // after the fences of the fenced devices that wrote; some inside an
+    // open bracket, and coherent devices mapped at some.
+    let (mut outside, mut inside, mut next_to_coherent) = (0, 0, 0);
+    for i in 0..2_000 {
+        let s = script::random_undisciplined(&mut Rng::new(SEED ^ i), 60, Usage::ANY, i % 2 == 1);
+        let mut mapped = vec![false; s.coherent.len()];
+        let mut pending = vec![false; s.coherent.len()];
+        let mut depth = 0u32;
+        for &step in &s.steps {
+            match step {
+                Map(dev, _) => mapped[dev] = true,
+                Unmap(dev) => mapped[dev] = false,
+                DeviceWrite(dev, _) if s.fenced[dev] => pending[dev] = true,
+                DeviceWrote(dev) => pending[dev] = false,
+                BeginCpu(_) => depth += 1,
+                EndCpu(_) => depth = depth.saturating_sub(1),
+                UserRead(_) | UserWrite(_) => {
+                    let noncoherent = (0..mapped.len()).any(|d| mapped[d] && !s.coherent[d]);
+                    assert!(!noncoherent && !pending.contains(&true), "{s:?}");
+                    if depth > 0 {
+                        inside += 1;
+                    } else {
+                        outside += 1;
+                    }
+                    if (0..mapped.len()).any(|d| mapped[d] && s.coherent[d]) {
+                        next_to_coherent += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        outside > 5_000 && inside > 5_000 && next_to_coherent > 2_000,
+        "{outside} {inside} {next_to_coherent}"
+    );
+}
+
+fn undisciplined(usage: Usage, bounce: bool, configs: &[Config]) -> campaign::Comparison {
+    campaign::undisciplined(SEED, 3_000, 60, usage, bounce, configs)
+}
+
+#[test]
+fn trapping_keeps_user_space_that_skips_sync_safe() {
+    for (usage, bounce) in [
+        (Usage::STRICT, false),
+        (Usage::ANY, false),
+        (Usage::ANY, true),
+    ] {
+        let c = undisciplined(usage, bounce, &[Config::TRACKED_TRAP]);
+        let s = &c.summaries[0];
+        assert!(s.safe(), "{usage:?} {bounce}: {:?}", s.first_failure);
+        assert!(s.cost.faults > 0 && s.cost.revokes > 0);
+    }
+}
+
+#[test]
+fn trusting_user_space_that_skips_sync_is_caught() {
+    let c = undisciplined(Usage::ANY, false, &[Config::TRACKED_TRUST]);
+    let s = &c.summaries[0];
+    assert!(
+        s.stale_reads > 0 && s.lost_writes > 0,
+        "the model missed unbracketed accesses: {s:?}"
+    );
+}
+
+#[test]
+fn ignoring_revocations_is_caught() {
+    let c = undisciplined(
+        Usage::ANY,
+        false,
+        &[Config::TRACKED_TRAP.with(Mutation::IgnoreRevoke)],
+    );
+    let s = &c.summaries[0];
+    assert!(
+        s.stale_reads > 0 && s.lost_writes > 0,
+        "the model missed ignored revocations: {s:?}"
+    );
+}
+
+#[test]
+fn dropping_invalidates_or_cleans_is_caught_when_trapping() {
+    for mutation in [Mutation::DropInvalidates, Mutation::DropCleans] {
+        let c = undisciplined(Usage::ANY, false, &[Config::TRACKED_TRAP.with(mutation)]);
+        assert!(!c.summaries[0].safe(), "the model missed {mutation:?}");
+    }
+}
+
+/// The contract of the undisciplined generator is what the system heap
+/// serves: under strict brackets it never fails.
+#[test]
+fn always_is_safe_for_user_space_that_skips_sync_and_trap_costs_less() {
+    let c = undisciplined(
+        Usage::STRICT,
+        false,
+        &[Config::ALWAYS, Config::TRACKED_TRAP],
+    );
+    let (always, trap) = (c.get(Config::ALWAYS), c.get(Config::TRACKED_TRAP));
+    assert!(always.safe(), "{:?}", always.first_failure);
+    assert!(trap.cost.total() < always.cost.total());
+    assert!(trap.ground_truth.total() <= trap.cost.total());
+}
+
+#[test]
+fn trapping_keeps_disciplined_sequences_safe() {
+    let configs = [Config::TRACKED_TRUST, Config::TRACKED_TRAP];
+    let random = campaign::random_compared(SEED, 3_000, 60, Usage::ANY, &configs);
+    let exhaustive = campaign::exhaustive_compared(3, 1, Usage::ANY, &configs);
+    let bouncing = campaign::bouncing_compared(SEED, 3_000, 60, Usage::ANY, &configs);
+    for c in [random, exhaustive, bouncing] {
+        let trap = c.get(Config::TRACKED_TRAP);
+        assert!(trap.safe(), "{:?}", trap.first_failure);
+        assert!(trap.cost.faults > 0);
+    }
+}
+
+/// RULE GAP in `ownership.rs`, see
+/// `a_disciplined_cycle_next_to_a_mapped_unfenced_writer_costs_the_same_trapped`
+/// in `behaviour.rs`.
+#[test]
+fn trapping_costs_disciplined_strict_sequences_nothing() {
+    let c = campaign::random_compared(
+        SEED,
+        3_000,
+        60,
+        Usage::STRICT,
+        &[Config::TRACKED_TRUST, Config::TRACKED_TRAP],
+    );
+    let trap = c.get(Config::TRACKED_TRAP);
+    assert_eq!(trap.exceeds_reference, 0, "{:?}", trap.first_excess);
+    assert_eq!(trap.differs_from_oracle, 0, "{:?}", trap.first_failure);
+}
+
+#[test]
+fn trust_is_what_run_did_before() {
+    // `run::run` trusts user access; for sequences without unbracketed
+    // accesses trapping adds faults and revocations, never violations.
+    let s = script::random(&mut Rng::new(SEED), 60, Usage::ANY);
+    let old = run::run(&s, Policy::Tracked, Mutation::None);
+    let trust = run::run_with(&s, Config::TRACKED_TRUST);
+    assert_eq!(old.cost, trust.cost);
+    assert_eq!((old.cost.faults, old.cost.revokes), (0, 0));
 }
