@@ -8,7 +8,7 @@
 use crate::{
     cache_ops::{self, direction, Bounce, Direction, DmaDevice, MaintainedTable, MapSync},
     debugfs::BufferFile,
-    fence_hooks::{self, FenceHooks, Reservation},
+    fence_hooks::{self, FenceHooks, Reservation, WriteFences},
     ownership::{self, Decision, Device, Event, Ownership, Policy, UserAccess},
     pages::{self, PageChunk, PAGE_SIZE},
     sg::SgTable,
@@ -81,6 +81,8 @@ struct BufferState {
     debugfs_file: Option<BufferFile>,
     /// Fences of fenced attachments the buffer watches.
     fences: FenceHooks,
+    /// The reservation object's write fences at the last CPU access.
+    write_fences_seen: WriteFences,
     /// The user mappings, once exported.
     user_mappings: Option<UserMappings>,
     /// An access outside a bracket has been logged for this buffer.
@@ -138,6 +140,7 @@ impl HeapBuffer {
                     stats: CacheStats::default(),
                     debugfs_file: None,
                     fences: FenceHooks::new()?,
+                    write_fences_seen: WriteFences::default(),
                     user_mappings: None,
                     reported_unbracketed: false,
                 }),
@@ -413,9 +416,16 @@ impl HeapBuffer {
         }
         drop(pending);
         // SAFETY: The caller guarantees that `resv` is the buffer's.
-        let implicit_writer = unsafe { fence_hooks::wait_for_implicit_fences(resv, cpu_writes) }?;
+        unsafe { fence_hooks::wait_for_implicit_fences(resv, cpu_writes) }?;
+        // SAFETY: As above; the dma-buf core calls `begin_cpu_access`
+        // without the reservation lock (it may take it: `might_lock`).
+        let write_fences = unsafe { WriteFences::current(resv) }?;
         let mut guard = self.state.lock();
         let state = &mut *guard;
+        // A write fence that was not there at the previous CPU access means
+        // a device wrote since, whether it signalled before this access or
+        // during the wait above.
+        let implicit_writer = write_fences.has_new_since(&state.write_fences_seen);
         // Nested deeper than the rules can count: refused (documented in
         // README), before anything changes.
         if !state.ownership.accepts(Event::BeginCpu(direction(dir))) {
@@ -424,6 +434,7 @@ impl HeapBuffer {
         if implicit_writer {
             self.decide(state, Event::DeviceWrote(FENCED_WRITER));
         }
+        state.write_fences_seen = write_fences;
         if let Some(mapping) = &state.kernel_mapping {
             cache_ops::invalidate_kernel_alias(mapping.vaddr, self.len);
         }

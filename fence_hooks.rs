@@ -321,8 +321,7 @@ impl Drop for FenceRef {
 
 /// Waits, interruptibly, for the implicit-sync fences in `resv` that a CPU
 /// access depends on (all of them if the CPU writes, writers' otherwise), as
-/// `DMA_BUF_IOCTL_SYNC` would after `begin_cpu_access`. Returns whether
-/// writers were still running: then a device wrote.
+/// `DMA_BUF_IOCTL_SYNC` would after `begin_cpu_access`.
 ///
 /// # Safety
 ///
@@ -330,13 +329,56 @@ impl Drop for FenceRef {
 pub(crate) unsafe fn wait_for_implicit_fences(
     resv: *mut sys::dma_resv,
     cpu_writes: bool,
-) -> Result<bool> {
-    let mut device_wrote = false;
-    // SAFETY: The caller guarantees `resv` is valid; `device_wrote` is a
-    // valid out-parameter.
-    let ret = unsafe { sys::rdh_resv_wait_for_cpu(resv, cpu_writes, &mut device_wrote) };
+) -> Result {
+    // SAFETY: The caller guarantees `resv` is valid.
+    let ret = unsafe { sys::rdh_resv_wait_for_cpu(resv, cpu_writes) };
     if ret < 0 {
         to_result(ret as i32)?;
     }
-    Ok(device_wrote)
+    Ok(())
+}
+
+/// Write fences of a reservation object, by identity (fence context and
+/// sequence number), as far as a buffer remembers them.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct WriteFences {
+    ids: [(u64, u64); WriteFences::MAX],
+    len: usize,
+    /// There were more than `MAX`: the rest is not remembered.
+    overflow: bool,
+}
+
+impl WriteFences {
+    /// More than a few writers at once is rare; beyond that every CPU access
+    /// counts as following a device write (an invalidate too many at worst).
+    const MAX: usize = 8;
+
+    /// The write fences in `resv` now, signalled or not; takes the
+    /// reservation lock, interruptibly.
+    ///
+    /// # Safety
+    ///
+    /// `resv` must be a valid reservation object whose lock the caller does
+    /// not hold.
+    pub(crate) unsafe fn current(resv: *mut sys::dma_resv) -> Result<Self> {
+        let mut fences = Self::default();
+        // SAFETY: `ids` has room for `MAX` pairs; `resv` is valid and not
+        // locked by us (the caller's promise).
+        let ret = unsafe {
+            sys::rdh_resv_write_fences(resv, fences.ids.as_mut_ptr().cast(), Self::MAX as u32)
+        };
+        let count = usize::try_from(ret).map_err(|_| Error::from_errno(ret))?;
+        fences.len = count.min(Self::MAX);
+        fences.overflow = count > Self::MAX;
+        Ok(fences)
+    }
+
+    /// Whether `self` holds a fence that `seen` does not: a device wrote
+    /// since `seen` was taken, whether its fence has signalled or not.
+    pub(crate) fn has_new_since(&self, seen: &WriteFences) -> bool {
+        self.overflow
+            || self.ids[..self.len]
+                .iter()
+                .any(|id| !seen.ids[..seen.len].contains(id))
+    }
 }

@@ -354,12 +354,37 @@ long rdh_dma_fence_wait(struct dma_fence *fence)
 /*
  * What DMA_BUF_IOCTL_SYNC would wait for after begin_cpu_access, waited for
  * before it instead, so that the decision sees the devices' work complete.
- * *device_wrote tells whether implicit-sync writers were still running.
  */
-long rdh_resv_wait_for_cpu(struct dma_resv *resv, bool write, bool *device_wrote)
+long rdh_resv_wait_for_cpu(struct dma_resv *resv, bool write)
 {
-	*device_wrote = !dma_resv_test_signaled(resv, DMA_RESV_USAGE_WRITE);
 	return dma_resv_wait_timeout(resv, dma_resv_usage_rw(write), true, MAX_SCHEDULE_TIMEOUT);
+}
+
+/*
+ * The write fences of @resv, signalled or not (the locked iterator; the
+ * unlocked one skips signalled fences): up to @max (context, seqno) pairs
+ * into @ids. Returns how many there are, or -EINTR.
+ */
+int rdh_resv_write_fences(struct dma_resv *resv, u64 *ids, unsigned int max)
+{
+	struct dma_resv_iter cursor;
+	struct dma_fence *fence;
+	int count = 0, ret;
+
+	ret = dma_resv_lock_interruptible(resv, NULL);
+	if (ret)
+		return ret;
+	dma_resv_for_each_fence(&cursor, resv, DMA_RESV_USAGE_WRITE, fence) {
+		if (dma_resv_iter_usage(&cursor) != DMA_RESV_USAGE_WRITE)
+			continue;
+		if (count < max) {
+			ids[2 * count] = fence->context;
+			ids[2 * count + 1] = fence->seqno;
+		}
+		count++;
+	}
+	dma_resv_unlock(resv);
+	return count;
 }
 
 /* debugfs files; the text comes from Rust (debugfs.rs). */

@@ -101,7 +101,8 @@ struct dma_fence *rdh_dma_fence_get(struct dma_fence *fence);
 void rdh_dma_fence_put(struct dma_fence *fence);
 bool rdh_dma_fence_is_signaled(struct dma_fence *fence);
 long rdh_dma_fence_wait(struct dma_fence *fence);
-long rdh_resv_wait_for_cpu(struct dma_resv *resv, bool write, bool *device_wrote);
+long rdh_resv_wait_for_cpu(struct dma_resv *resv, bool write);
+int rdh_resv_write_fences(struct dma_resv *resv, u64 *ids, unsigned int max);
 
 /* For the KUnit suite only: tests/kunit_shim.c, linked into test builds. */
 struct device *rdh_kunit_dma_device(const char *name, bool coherent);

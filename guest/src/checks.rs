@@ -157,6 +157,10 @@ const CHECKS: &[Check] = &[
     ("cpu_read_waits_for_an_implicit_write_fence", || {
         needs_tracking(pipelines::cpu_read_waits_for_an_implicit_write_fence)
     }),
+    (
+        "implicit_write_fence_signalled_before_the_read_counts_once",
+        || needs_tracking(pipelines::implicit_write_fence_signalled_before_the_read_counts_once),
+    ),
     ("mmap_with_a_huge_offset_fails", || {
         leaves_nothing(misuse::mmap_with_a_huge_offset_fails)
     }),

@@ -198,7 +198,8 @@ pub fn fenced_writer_costs_one_invalidate_per_cpu_read_after_its_frames() -> Out
 
 /// Implicit sync: the device's write fence is in the reservation object and
 /// signals 50 ms later; SYNC START waits for it, and the CPU read that
-/// follows is invalidated once.
+/// follows is invalidated once (a new write fence counts however late or
+/// early it signals: see the next check).
 pub fn cpu_read_waits_for_an_implicit_write_fence() -> Outcome {
     let fd = allocate_with("tracked")?;
     let session = Session::open().map_err(importer_err)?;
@@ -227,5 +228,37 @@ pub fn cpu_read_waits_for_an_implicit_write_fence() -> Outcome {
     })?;
     ensure(after.1 - before.1 == 1, || {
         format!("{before:?} -> {after:?}: want one invalidate")
+    })
+}
+
+/// A fenced attachment's job reported only through an implicit write fence
+/// that signalled before the CPU reads: the fence is new since the last CPU
+/// access (the heap remembers write fences by context and seqno), so the
+/// read is invalidated once; a second read, with no new fence, costs
+/// nothing. No timing involved.
+pub fn implicit_write_fence_signalled_before_the_read_counts_once() -> Outcome {
+    let fd = allocate_with("tracked")?;
+    let session = Session::open().map_err(importer_err)?;
+    let camera = session.device(false).map_err(importer_err)?;
+    let a = session
+        .attach(camera, fd.as_raw_fd())
+        .map_err(importer_err)?;
+    let first = session
+        .fence(a, Sync::Explicit, Dir::FromDevice)
+        .map_err(importer_err)?;
+    session.signal(first, 0).map_err(importer_err)?;
+    session.map(a, Dir::FromDevice).map_err(importer_err)?;
+    cpu_access(&fd, sys::DMA_BUF_SYNC_READ)?;
+    let before = ops(&fd)?;
+    let fence = session
+        .fence(a, Sync::Implicit, Dir::FromDevice)
+        .map_err(importer_err)?;
+    session.signal(fence, 0).map_err(importer_err)?;
+    cpu_access(&fd, sys::DMA_BUF_SYNC_READ)?;
+    let read = ops(&fd)?;
+    cpu_access(&fd, sys::DMA_BUF_SYNC_READ)?;
+    let again = ops(&fd)?;
+    ensure(read.1 - before.1 == 1 && again == read, || {
+        format!("{before:?} -> {read:?} -> {again:?}: want one invalidate, then none")
     })
 }
