@@ -110,6 +110,8 @@ struct dma_fence *rdh_test_fence_create(void);
 void rdh_test_fence_signal(struct dma_fence *fence);
 void rdh_test_fence_signal_later(struct dma_fence *fence, unsigned int ms);
 void rdh_kunit_skip(const char *why);
+void rdh_test_resv_lock(struct dma_buf *dmabuf);
+void rdh_test_resv_unlock(struct dma_buf *dmabuf);
 bool rdh_test_begin_signalling(void);
 void rdh_test_end_signalling(bool cookie);
 

@@ -276,6 +276,23 @@ mod tests {
     }
 
     const NAME: &CStr = c"rust_dmabuf_heap_kunit";
+
+    /// `invalidate_mappings` of a dynamic importer: the heap never moves
+    /// buffers.
+    ///
+    /// # Safety
+    ///
+    /// Called by the dma-buf core with a dynamic attachment.
+    unsafe extern "C" fn moved(_attach: *mut sys::dma_buf_attachment) {
+        panic!("rust_dmabuf_heap moved a buffer");
+    }
+
+    static DYNAMIC_IMPORTER: sys::dma_buf_attach_ops = {
+        // SAFETY: All zeroes is a valid `dma_buf_attach_ops` (no hooks).
+        let mut ops: sys::dma_buf_attach_ops = unsafe { core::mem::zeroed() };
+        ops.invalidate_mappings = Some(moved);
+        ops
+    };
     const TO_DEVICE: DataDirection = DataDirection::ToDevice;
     const FROM_DEVICE: DataDirection = DataDirection::FromDevice;
     const BIDIRECTIONAL: DataDirection = DataDirection::Bidirectional;
@@ -638,6 +655,97 @@ mod tests {
             crate::rdh_dma_buf_access_commit(core::ptr::null_mut(), fence.0);
             crate::rdh_dma_buf_access_commit(EINVAL.to_ptr(), fence.0);
         }
+        Ok(())
+    }
+
+    /// An importer that detaches without unmapping: the heap undoes the
+    /// mapping itself, and it counts as an unmap (a non-coherent writer's
+    /// lines are stale afterwards: the next CPU read invalidates).
+    #[test]
+    fn detach_while_mapped_unmaps_and_counts_as_an_unmap() -> Result {
+        if skipped_where_dma_bounces() {
+            return Ok(());
+        }
+        flush_releases();
+        let live = LIVE_BYTES.load(Ordering::Relaxed);
+        {
+            let mut rig = Rig::new(MIB, Policy::Tracked)?;
+            rig.map_new(false, FROM_DEVICE)?;
+            let (attach, _, _) = rig.importers.pop().ok_or(EINVAL)?;
+            let before = rig.stats();
+            // SAFETY: `attach` is live and mapped; detach without unmap is
+            // what a buggy importer does.
+            unsafe { sys::dma_buf_detach(rig.dmabuf, attach) };
+            assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
+            assert_eq!(ops_between(before, rig.stats()), (0, 1));
+        }
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), live);
+        Ok(())
+    }
+
+    /// Mapping an attachment that is mapped already: EBUSY, nothing
+    /// changed, and the first mapping still unmaps cleanly.
+    #[test]
+    fn second_map_of_an_attachment_is_ebusy() -> Result {
+        let mut rig = Rig::new(MIB, Policy::Tracked)?;
+        rig.map_new(false, BIDIRECTIONAL)?;
+        let (attach, _, _) = rig.importers[0];
+        let before = rig.stats();
+        // SAFETY: `attach` is live (mapped once already).
+        let again = unsafe { sys::dma_buf_map_attachment_unlocked(attach, TO_DEVICE.into()) };
+        assert_eq!(again.addr(), EBUSY.to_ptr::<u8>().addr());
+        assert_eq!(rig.stats(), before);
+        Ok(())
+    }
+
+    /// A dynamic importer (`dma_buf_dynamic_attach`, maps under the
+    /// reservation lock, does not wait for kernel fences at map): the heap
+    /// never moves buffers, so it never calls `invalidate_mappings`, and such an
+    /// importer's maps count like any other's.
+    #[test]
+    fn dynamic_importer_maps_like_a_static_one() -> Result {
+        if skipped_where_dma_bounces() {
+            return Ok(());
+        }
+        let mut rig = Rig::new(MIB, Policy::Tracked)?;
+        let dev = rig.device(false)?;
+        // SAFETY: `dmabuf` is live; the device lives until the test ends;
+        // the ops are static.
+        let attach = from_err_ptr(unsafe {
+            sys::dma_buf_dynamic_attach(rig.dmabuf, dev, &DYNAMIC_IMPORTER, core::ptr::null_mut())
+        })?;
+        // SAFETY: `dmabuf` is live; paired below.
+        unsafe { sys::rdh_test_resv_lock(rig.dmabuf) };
+        // SAFETY: Reservation lock held, `attach` live and unmapped.
+        let table = unsafe { sys::dma_buf_map_attachment(attach, TO_DEVICE.into()) };
+        let mapped = rig.stats();
+        if !table.is_null() && table.addr() < usize::MAX - 4095 {
+            // SAFETY: Mapped above, lock held.
+            unsafe { sys::dma_buf_unmap_attachment(attach, table, TO_DEVICE.into()) };
+        }
+        // SAFETY: Locked above.
+        unsafe { sys::rdh_test_resv_unlock(rig.dmabuf) };
+        // SAFETY: Unmapped; detach takes the lock itself.
+        unsafe { sys::dma_buf_detach(rig.dmabuf, attach) };
+        assert!(!table.is_null() && table.addr() < usize::MAX - 4095);
+        // The freshly zeroed pages were cleaned for the device, once.
+        assert_eq!((mapped.cleans, mapped.invalidates), (1, 0));
+        Ok(())
+    }
+
+    /// Under `always` the explicit fence API is accepted and CPU access
+    /// still waits for the fences; the maintenance is the system heap's
+    /// (the mapped attachment is synced for every CPU access).
+    #[test]
+    fn always_policy_waits_for_fences_and_syncs_per_attachment() -> Result {
+        if skipped_where_dma_bounces() {
+            return Ok(());
+        }
+        let mut rig = Rig::new(MIB, Policy::Always)?;
+        rig.map_new(false, BIDIRECTIONAL)?;
+        let before = rig.stats();
+        assert!(rig.cpu_read_waits_for_a_job_signalled_later()?);
+        assert_eq!(ops_between(before, rig.stats()), (1, 1));
         Ok(())
     }
 

@@ -5,6 +5,9 @@
  * (RDH_KUNIT=y, which needs CONFIG_KUNIT); the production module has none
  * of this.
  */
+#include <linux/dma-buf.h>
+#include <linux/dma-resv.h>
+
 #include <kunit/device.h>
 #include <kunit/test-bug.h>
 #include <kunit/test.h>
@@ -54,6 +57,17 @@ void rdh_test_fence_signal_later(struct dma_fence *fence, unsigned int ms)
 }
 
 /* Marks the running test skipped (Rust KUnit has no skip of its own). */
+/* The reservation lock, for a dynamic importer's map. */
+void rdh_test_resv_lock(struct dma_buf *dmabuf)
+{
+	dma_resv_lock(dmabuf->resv, NULL);
+}
+
+void rdh_test_resv_unlock(struct dma_buf *dmabuf)
+{
+	dma_resv_unlock(dmabuf->resv);
+}
+
 /* Fence signalling sections, for lockdep (no-ops without it). */
 bool rdh_test_begin_signalling(void)
 {
