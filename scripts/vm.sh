@@ -69,6 +69,7 @@ extra_append="rdh_kunit=$RDH_KUNIT ${RDH_APPEND:-}"
 expect=(--expect-suite rdh_guest --expect-suite dmabuf_heaps_selftest)
 [ "$RDH_KUNIT" = y ] && expect+=(--expect-suite rust_dmabuf_heap)
 if [ "$mode" = check ]; then
+	expect+=(--expect-suite rdh_core_contract)
 	extra_append+=" dma_heap.mem_accounting=1"
 	if grep -qx CONFIG_DEBUG_KMEMLEAK=y "$KDIR/.config"; then
 		extra_append+=" rdh_kmemleak=1"
