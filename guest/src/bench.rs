@@ -3,7 +3,12 @@
 //! `make bench`: plays every scenario of `bench/scenarios.rs` on the
 //! upstream system heap and on ours under both policies, counting cache
 //! maintenance with the importer driver's kprobes (the same counter for
-//! every heap), then times allocation. Results are `BENCH {json}` lines,
+//! every heap), then times allocation. The CPU touches a word of every page
+//! through a user mapping at each CPU step: inside SYNC brackets, and once
+//! more without them (user space that skips SYNC; then it first unmaps the
+//! non-coherent devices that are mapped, and maps them again after, since
+//! no heap can serve an unbracketed access while a device may be using the
+//! buffer). Results are `BENCH {json}` lines,
 //! printed while the kernel is quiet; the host turns them into the report.
 
 // Shared with the host report, which uses more of it.
@@ -68,11 +73,33 @@ fn sync_flags(d: Dir) -> u64 {
 /// Bytes (cleaned, invalidated).
 type Bytes = (u64, u64);
 
-/// Plays `s` on a fresh buffer; returns the bytes the arch code maintained,
-/// and our debugfs's own count if the heap is ours.
-fn play(s: &Scenario, target: &Target) -> Result<(Bytes, Option<Bytes>), String> {
+/// A word of every page, read and/or written as `how` lets the CPU.
+fn touch(mapping: &mut sys::Mapping, how: Dir, round: u8) {
+    let bytes = mapping.bytes_mut();
+    for page in bytes.chunks_exact_mut(4096) {
+        if how != Dir::ToDevice {
+            std::hint::black_box(page[0]);
+        }
+        if how != Dir::FromDevice {
+            page[0] = round;
+        }
+    }
+    std::hint::black_box(bytes);
+}
+
+/// Plays `s` on a fresh buffer, with SYNC brackets or (`brackets` false)
+/// without; returns the bytes the arch code maintained, and our debugfs's
+/// own count and its faults outside brackets if the heap is ours.
+fn play(
+    s: &Scenario,
+    target: &Target,
+    brackets: bool,
+) -> Result<(Bytes, Option<(Bytes, u64)>), String> {
     let e = |e: std::io::Error| format!("{}: importer: {e}", s.name);
     let fd = allocate(target, BUFFER_BYTES)?;
+    let mut mapping =
+        sys::Mapping::new(&fd, BUFFER_BYTES as usize, 0).map_err(|x| format!("mmap: {x}"))?;
+    let mut mapped = vec![None; s.devices.len()];
     let session = Session::open().map_err(e)?;
     let mut attachments = Vec::new();
     for device in s.devices {
@@ -86,15 +113,36 @@ fn play(s: &Scenario, target: &Target) -> Result<(Bytes, Option<Bytes>), String>
         importer::Sync::Explicit
     };
     session.reset_counters().map_err(e)?;
-    for op in s.steps() {
+    for (round, op) in s.steps().enumerate() {
+        let round = round as u8;
         match *op {
-            Op::Map(d, how) => session.map(attachments[d], dir(how)).map_err(e)?,
-            Op::Unmap(d) => session.unmap(attachments[d]).map_err(e)?,
-            Op::Cpu(how) => {
+            Op::Map(d, how) => {
+                session.map(attachments[d], dir(how)).map_err(e)?;
+                mapped[d] = Some(how);
+            }
+            Op::Unmap(d) => {
+                session.unmap(attachments[d]).map_err(e)?;
+                mapped[d] = None;
+            }
+            Op::Cpu(how) if brackets => {
                 sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_START | sync_flags(how))
                     .map_err(|x| x.to_string())?;
+                touch(&mut mapping, how, round);
                 sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_END | sync_flags(how))
                     .map_err(|x| x.to_string())?;
+            }
+            Op::Cpu(how) => {
+                let away: Vec<(usize, Dir)> = (0..s.devices.len())
+                    .filter(|&d| !s.devices[d].coherent)
+                    .filter_map(|d| Some((d, mapped[d]?)))
+                    .collect();
+                for &(d, _) in &away {
+                    session.unmap(attachments[d]).map_err(e)?;
+                }
+                touch(&mut mapping, how, round);
+                for &(d, how) in &away {
+                    session.map(attachments[d], dir(how)).map_err(e)?;
+                }
             }
             Op::Job(d, how) => {
                 let fence = session
@@ -110,8 +158,11 @@ fn play(s: &Scenario, target: &Target) -> Result<(Bytes, Option<Bytes>), String>
     } else {
         let file = buffer_file(&fd)?;
         Some((
-            debugfs_number(&file, "clean_bytes")?,
-            debugfs_number(&file, "invalidate_bytes")?,
+            (
+                debugfs_number(&file, "clean_bytes")?,
+                debugfs_number(&file, "invalidate_bytes")?,
+            ),
+            debugfs_number(&file, "unbracketed_faults")?,
         ))
     };
     Ok((arch, own))
@@ -142,23 +193,31 @@ pub fn run() {
             policy: Some("always"),
         },
     ];
+    // Without brackets: the system heap and ours tracked (trapping user
+    // access, the default); `always` is the system heap's behaviour.
+    let runs = targets
+        .iter()
+        .map(|t| (t, true))
+        .chain(targets[..2].iter().map(|t| (t, false)));
+    let runs: Vec<_> = runs.collect();
     for s in SCENARIOS {
-        for t in &targets {
-            match play(s, t) {
+        for &(t, brackets) in &runs {
+            match play(s, t, brackets) {
                 Ok(((clean, inval), own)) => {
-                    let own = own.map_or(String::new(), |(c, i)| {
-                        format!(",\"debugfs_clean_bytes\":{c},\"debugfs_invalidate_bytes\":{i}")
+                    let own = own.map_or(String::new(), |((c, i), faults)| {
+                        format!(",\"debugfs_clean_bytes\":{c},\"debugfs_invalidate_bytes\":{i},\"unbracketed_faults\":{faults}")
                     });
                     println!(
-                        "BENCH {{\"scenario\":\"{}\",\"heap\":\"{}\",\"policy\":\"{}\",\"frames\":{},\"clean_bytes\":{clean},\"invalidate_bytes\":{inval}{own}}}",
+                        "BENCH {{\"scenario\":\"{}\",\"heap\":\"{}\",\"policy\":\"{}\",\"sync\":\"{}\",\"frames\":{},\"clean_bytes\":{clean},\"invalidate_bytes\":{inval}{own}}}",
                         s.name,
                         if t.heap == "system" { "system".to_string() } else { ours() },
                         t.policy.unwrap_or("-"),
+                        if brackets { "brackets" } else { "none" },
                         s.frames,
                     );
                 }
                 Err(err) => println!(
-                    "rdh: {} on {} ({:?}): FAILED: {err}",
+                    "rdh: {} on {} ({:?}, brackets: {brackets}): FAILED: {err}",
                     s.name, t.heap, t.policy
                 ),
             }
