@@ -8,7 +8,7 @@
 use crate::{
     cache_ops::{self, direction, Bounce, Direction, DmaDevice, MaintainedTable, MapSync},
     debugfs::BufferFile,
-    fence_hooks::{self, FenceHooks, Reservation, WriteFences},
+    fence_hooks::{FenceHooks, Reservation, Resv, WriteFences},
     ownership::{self, Decision, Device, Event, Ownership, Policy, UserAccess},
     pages::{self, PageChunk, PAGE_SIZE},
     sg::SgTable,
@@ -347,7 +347,7 @@ impl HeapBuffer {
     }
 
     /// Reserves the declaration that an attachment accesses the buffer in
-    /// direction `dir` until a fence given to [`fence_hooks::commit`] signals
+    /// direction `dir` until a fence given to `fence_hooks::commit` signals
     /// (see `include/rust_dmabuf_heap.h`). From the first reservation on,
     /// the attachment counts as fenced: its writes are reported by its
     /// fences, not assumed whenever it is mapped. Allocates first: on
@@ -400,26 +400,15 @@ impl HeapBuffer {
     /// for the device work it depends on (fenced attachments' fences and
     /// the reservation object's), so that the decision sees that work
     /// complete; the wait is interruptible.
-    ///
-    /// # Safety
-    ///
-    /// `resv` must be the buffer's reservation object.
-    pub(crate) unsafe fn begin_cpu_access(
-        &self,
-        dir: Direction,
-        resv: *mut sys::dma_resv,
-    ) -> Result {
+    pub(crate) fn begin_cpu_access(&self, dir: Direction, resv: &Resv) -> Result {
         let cpu_writes = direction(dir).cpu_writes();
         let pending = self.state.lock().fences.pending(cpu_writes)?;
         for fence in pending.iter() {
             fence.wait()?;
         }
         drop(pending);
-        // SAFETY: The caller guarantees that `resv` is the buffer's.
-        unsafe { fence_hooks::wait_for_implicit_fences(resv, cpu_writes) }?;
-        // SAFETY: As above; the dma-buf core calls `begin_cpu_access`
-        // without the reservation lock (it may take it: `might_lock`).
-        let write_fences = unsafe { WriteFences::current(resv) }?;
+        resv.wait_for_cpu(cpu_writes)?;
+        let write_fences = resv.write_fences()?;
         let mut guard = self.state.lock();
         let state = &mut *guard;
         // A write fence that was not there at the previous CPU access means

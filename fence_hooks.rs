@@ -5,7 +5,7 @@
 //!
 //! An importer driver that keeps a buffer mapped tells the heap, per job,
 //! "this attachment accesses the buffer in direction D until fence F
-//! signals" (`rdh_dma_buf_access_until`, declared for C in
+//! signals" (`rdh_dma_buf_access_*`, declared for C in
 //! `include/rust_dmabuf_heap.h`). The heap hooks a callback on F. When a
 //! write fence signals, the buffer learns that a device wrote, so the next
 //! CPU access invalidates; until then a CPU access costs nothing although
@@ -23,9 +23,12 @@
 //! Callbacks run in atomic context with the fence lock held, maybe in hard
 //! IRQ: they only set an atomic flag, shared with the buffer through an
 //! [`Arc`], which the next exporter entry consumes under the buffer lock.
-//! Every hooked fence is referenced until its callback is removed, and
-//! callbacks are removed (which waits out a signal in flight) before their
-//! memory is freed.
+//! Every hooked fence is referenced ([`ARef<Fence>`]) until its callback is
+//! removed, and callbacks are removed (which waits out a signal in flight)
+//! before their memory is freed.
+//!
+//! The first part of the file wraps the C types ([`Fence`], [`Resv`], the
+//! callback slot); the rules after it use only those wrappers.
 
 use crate::sys;
 use core::{
@@ -34,8 +37,223 @@ use core::{
     sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering},
 };
 use kernel::{
-    alloc::flags::GFP_KERNEL, container_of, error::to_result, prelude::*, sync::Arc, types::Opaque,
+    alloc::flags::GFP_KERNEL,
+    container_of,
+    error::to_result,
+    prelude::*,
+    sync::{
+        aref::{ARef, AlwaysRefCounted},
+        Arc,
+    },
+    types::Opaque,
 };
+
+/// A `struct dma_fence`.
+///
+/// # Invariants
+///
+/// A `&Fence` points to a live fence: whoever lends it holds a reference.
+#[repr(transparent)]
+pub(crate) struct Fence(Opaque<sys::dma_fence>);
+
+// SAFETY: Fences are reference-counted kernel objects meant to be used from
+// any thread; their state is protected by their own lock.
+unsafe impl Send for Fence {}
+// SAFETY: As above.
+unsafe impl Sync for Fence {}
+
+// SAFETY: `dma_fence_get`/`dma_fence_put` keep the fence alive while the
+// count is non-zero and free it at zero.
+unsafe impl AlwaysRefCounted for Fence {
+    fn inc_ref(&self) {
+        // SAFETY: The fence is live (type invariant).
+        unsafe { sys::rdh_dma_fence_get(self.as_raw()) };
+    }
+
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // SAFETY: The caller gives up a reference it owns.
+        unsafe { sys::rdh_dma_fence_put(obj.cast().as_ptr()) };
+    }
+}
+
+impl Fence {
+    /// Borrows a fence from C.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be a live fence on which the caller holds a reference for
+    /// `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut sys::dma_fence) -> &'a Fence {
+        // SAFETY: `Fence` is a transparent wrapper; liveness is the
+        // caller's promise.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn as_raw(&self) -> *mut sys::dma_fence {
+        self.0.get()
+    }
+
+    /// Whether the fence has signalled.
+    pub(crate) fn is_signaled(&self) -> bool {
+        // SAFETY: The fence is live (type invariant).
+        unsafe { sys::rdh_dma_fence_is_signaled(self.as_raw()) }
+    }
+
+    /// Waits for the fence, interruptibly.
+    pub(crate) fn wait(&self) -> Result {
+        // SAFETY: The fence is live (type invariant).
+        let ret = unsafe { sys::rdh_dma_fence_wait(self.as_raw()) };
+        if ret < 0 {
+            to_result(ret as i32)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A dma-buf's reservation object (`struct dma_resv`).
+///
+/// # Invariants
+///
+/// A `&Resv` points to a live reservation object whose lock the holder of
+/// the reference does not hold.
+#[repr(transparent)]
+pub(crate) struct Resv(Opaque<sys::dma_resv>);
+
+impl Resv {
+    /// Borrows a reservation object from C.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be live for `'a`, and not locked by the caller meanwhile.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut sys::dma_resv) -> &'a Resv {
+        // SAFETY: `Resv` is a transparent wrapper; the rest is the caller's
+        // promise.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn as_raw(&self) -> *mut sys::dma_resv {
+        self.0.get()
+    }
+
+    /// Waits, interruptibly, for the implicit-sync fences a CPU access
+    /// depends on (all of them if the CPU writes, writers' otherwise), as
+    /// `DMA_BUF_IOCTL_SYNC` would after `begin_cpu_access`.
+    pub(crate) fn wait_for_cpu(&self, cpu_writes: bool) -> Result {
+        // SAFETY: The object is live (type invariant).
+        let ret = unsafe { sys::rdh_resv_wait_for_cpu(self.as_raw(), cpu_writes) };
+        if ret < 0 {
+            to_result(ret as i32)?;
+        }
+        Ok(())
+    }
+
+    /// The write fences in the object now, signalled or not; takes the
+    /// reservation lock, interruptibly.
+    pub(crate) fn write_fences(&self) -> Result<WriteFences> {
+        let mut fences = WriteFences::default();
+        // SAFETY: `ids` has room for `MAX` pairs; the object is live and
+        // not locked by us (type invariant).
+        let ret = unsafe {
+            sys::rdh_resv_write_fences(
+                self.as_raw(),
+                fences.ids.as_mut_ptr().cast(),
+                WriteFences::MAX as u32,
+            )
+        };
+        let count = usize::try_from(ret).map_err(|_| Error::from_errno(ret))?;
+        fences.len = count.min(WriteFences::MAX);
+        fences.overflow = count > WriteFences::MAX;
+        Ok(fences)
+    }
+}
+
+/// Where a fence keeps our callback (`struct dma_fence_cb`), and the
+/// fence it is registered on.
+///
+/// # Invariants
+///
+/// `fence` is null until [`Self::register`] succeeds; from then on it owns
+/// a reference (from `ARef::into_raw`) and `cb` is registered on it (or its
+/// callback already ran) until [`Self::unregister`].
+struct CallbackSlot {
+    /// Mutated by C (the fence core) while we hold shared references.
+    cb: Opaque<sys::dma_fence_cb>,
+    fence: AtomicPtr<sys::dma_fence>,
+}
+
+/// Runs when a watched fence signals: atomic context, fence lock held.
+///
+/// # Safety
+///
+/// `cb` is the `cb` field of the slot of a live [`Watch`] (it is not freed
+/// before the callback is removed or has run).
+unsafe extern "C" fn signalled(_fence: *mut sys::dma_fence, cb: *mut sys::dma_fence_cb) {
+    // SAFETY: `cb` is the `cb` field of a live `CallbackSlot`, the `slot`
+    // field of a live `Watch`: both containers are in the same allocation.
+    let watch = unsafe {
+        let slot = container_of!(Opaque::cast_from(cb).cast_mut(), CallbackSlot, cb);
+        &*container_of!(slot, Watch, slot)
+    };
+    watch.fence_signalled();
+}
+
+impl CallbackSlot {
+    fn new() -> Self {
+        Self {
+            cb: Opaque::uninit(),
+            fence: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+
+    /// Hooks [`signalled`] on `fence`, keeping a reference; returns false
+    /// (and keeps nothing) if the fence has signalled already.
+    ///
+    /// The slot must be in its [`Watch`], unregistered, and the watch must
+    /// outlive the registration (its list removes it first).
+    fn register(&self, fence: &Fence) -> bool {
+        let fence = ARef::from(fence);
+        let raw = fence.as_raw();
+        // SAFETY: `cb` is unregistered and lives in the boxed watch, which
+        // unregisters it (`Watch::release`) before it is freed; `signalled`
+        // only needs the watch around `cb`.
+        let ret = unsafe { sys::dma_fence_add_callback(raw, self.cb.get(), Some(signalled)) };
+        if ret != 0 {
+            // Already signalled (-ENOENT, the only error): the reference
+            // goes with `fence`.
+            return false;
+        }
+        // INVARIANT: Registered; the reference is kept in `fence`.
+        self.fence
+            .store(ARef::into_raw(fence).cast().as_ptr(), Ordering::Relaxed);
+        true
+    }
+
+    /// The fence the slot is registered on, if any. Only meaningful once
+    /// the watch's state says it is armed.
+    fn fence(&self) -> Option<&Fence> {
+        let raw = self.fence.load(Ordering::Relaxed);
+        // SAFETY: A non-null pointer owns a reference (type invariant), so
+        // the fence lives as long as the slot keeps it.
+        (!raw.is_null()).then(|| unsafe { Fence::from_raw(raw) })
+    }
+
+    /// Removes the callback (waiting out one in flight) and drops the
+    /// reference.
+    fn unregister(&mut self) {
+        let raw = *self.fence.get_mut();
+        let Some(fence) = NonNull::new(raw) else {
+            return;
+        };
+        *self.fence.get_mut() = core::ptr::null_mut();
+        // SAFETY: Registered on `raw` (type invariant); removal takes the
+        // fence lock and so waits for a callback in flight; removing one
+        // that already ran is allowed.
+        unsafe { sys::dma_fence_remove_callback(raw, self.cb.get()) };
+        // SAFETY: The reference `register` kept with `ARef::into_raw`.
+        drop(unsafe { ARef::<Fence>::from_raw(fence.cast()) });
+    }
+}
 
 /// What fence callbacks tell the buffer.
 struct Signals {
@@ -45,7 +263,7 @@ struct Signals {
 
 /// [`Watch::state`]: reserved, no fence yet.
 const RESERVED: u8 = 0;
-/// [`Watch::state`]: the callback is registered on `fence`, referenced.
+/// [`Watch::state`]: the callback is registered, the fence referenced.
 const ARMED: u8 = 1;
 /// [`Watch::state`]: committed with a fence that had signalled already.
 const DONE: u8 = 2;
@@ -54,16 +272,13 @@ const DONE: u8 = 2;
 ///
 /// # Invariants
 ///
-/// Once `state` is `ARMED` (stored with release ordering after `fence`),
-/// `cb` is registered on `fence` (or its callback already ran) and the
-/// watch holds a reference on `fence`; before, `fence` is null and `cb`
-/// unregistered. Only [`commit`] moves a watch out of `RESERVED`, and
-/// nothing else touches a `RESERVED` watch but the list that owns it.
+/// `state` is `ARMED` only after `slot` was registered (stored with release
+/// ordering after it). Only [`commit`] moves a watch out of `RESERVED`,
+/// and while it is `RESERVED` nothing else touches it but the list that
+/// owns it.
 struct Watch {
-    /// Mutated by C (the fence core) while we hold shared references.
-    cb: Opaque<sys::dma_fence_cb>,
+    slot: CallbackSlot,
     state: AtomicU8,
-    fence: AtomicPtr<sys::dma_fence>,
     signals: Arc<Signals>,
     /// The device writes: CPU reads wait for the fence.
     writes: bool,
@@ -74,20 +289,34 @@ struct Watch {
 
 impl Watch {
     /// The fence, if the watch is armed.
-    fn armed_fence(&self) -> Option<*mut sys::dma_fence> {
-        (self.state.load(Ordering::Acquire) == ARMED).then(|| self.fence.load(Ordering::Relaxed))
+    fn armed_fence(&self) -> Option<&Fence> {
+        if self.state.load(Ordering::Acquire) == ARMED {
+            self.slot.fence()
+        } else {
+            None
+        }
     }
 
-    /// Whether the access is over for the buffer's purposes: committed
-    /// with a signalled fence.
+    /// Whether the access is over for the buffer's purposes.
     fn finished(&self) -> bool {
         match self.state.load(Ordering::Acquire) {
-            // SAFETY: An armed watch references its fence (type invariant).
-            ARMED => unsafe { sys::rdh_dma_fence_is_signaled(self.fence.load(Ordering::Relaxed)) },
+            ARMED => self.slot.fence().is_none_or(Fence::is_signaled),
             DONE => true,
             _ => false,
         }
     }
+
+    /// The access ended (its fence signalled): report it if it matters.
+    fn fence_signalled(&self) {
+        if self.stales {
+            self.signals.device_wrote.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Unhooks a watch before it is freed.
+fn release(mut watch: KBox<Watch>) {
+    watch.slot.unregister();
 }
 
 /// A reserved access, to be passed to [`commit`] (or cancelled through
@@ -122,31 +351,36 @@ impl Reservation {
     }
 }
 
+/// Ends a reserved access with `fence`: hooks its callback (a fence that
+/// already signalled counts at once). No allocation, no sleeping lock.
+///
+/// # Safety
+///
+/// `reservation` must not have been committed or cancelled, and its buffer
+/// must be live for the call.
+pub(crate) unsafe fn commit(reservation: Reservation, fence: &Fence) {
+    // SAFETY: The reservation's watch is live (the caller's promise and the
+    // reservation's invariant) and only this call may change it now.
+    let watch = unsafe { reservation.0.as_ref() };
+    if watch.slot.register(fence) {
+        // INVARIANT: Registered before.
+        watch.state.store(ARMED, Ordering::Release);
+    } else {
+        watch.fence_signalled();
+        watch.state.store(DONE, Ordering::Release);
+    }
+}
+
 /// The fences a buffer watches.
 pub(crate) struct FenceHooks {
     signals: Arc<Signals>,
     watches: KVec<KBox<Watch>>,
 }
 
-// SAFETY: The fence pointers are refcounted kernel objects usable from any
-// thread; the buffer lock serialises access to the list, and a watch's
-// commit touches only its atomics and its own `cb`.
+// SAFETY: The list is only touched under the buffer lock; a watch's commit
+// touches only its atomics and its callback slot, and fences may be used
+// from any thread.
 unsafe impl Send for FenceHooks {}
-
-/// Runs when a watched fence signals: atomic context, fence lock held.
-///
-/// # Safety
-///
-/// `cb` is the `cb` field of a live [`Watch`] (it is not freed before the
-/// callback is removed or has run).
-unsafe extern "C" fn signalled(_fence: *mut sys::dma_fence, cb: *mut sys::dma_fence_cb) {
-    // SAFETY: `cb` is the `cb` field of a live `Watch`, so the container is
-    // in the same allocation.
-    let watch = unsafe { &*container_of!(Opaque::cast_from(cb).cast_mut(), Watch, cb) };
-    if watch.stales {
-        watch.signals.device_wrote.store(true, Ordering::Release);
-    }
-}
 
 impl FenceHooks {
     pub(crate) fn new() -> Result<Self> {
@@ -170,9 +404,8 @@ impl FenceHooks {
         self.watches.reserve(1, GFP_KERNEL)?;
         let mut watch = KBox::new(
             Watch {
-                cb: Opaque::uninit(),
+                slot: CallbackSlot::new(),
                 state: AtomicU8::new(RESERVED),
-                fence: AtomicPtr::new(core::ptr::null_mut()),
                 signals: self.signals.clone(),
                 writes,
                 stales,
@@ -195,8 +428,9 @@ impl FenceHooks {
             .iter()
             .position(|w| core::ptr::eq(&**w, reservation.0.as_ptr()));
         if let Some(index) = index {
-            // Never registered (the reservation's invariant): just free it.
-            drop(self.watches.remove(index));
+            if let Ok(watch) = self.watches.remove(index) {
+                release(watch);
+            }
         }
     }
 
@@ -219,68 +453,17 @@ impl FenceHooks {
         }
     }
 
-    /// References to the fences a CPU access must wait for (writers', and
-    /// also readers' if the CPU writes), to wait without the buffer lock.
-    pub(crate) fn pending(&mut self, cpu_writes: bool) -> Result<KVec<FenceRef>> {
+    /// The fences a CPU access must wait for (writers', and also readers'
+    /// if the CPU writes), to wait without the buffer lock.
+    pub(crate) fn pending(&mut self, cpu_writes: bool) -> Result<KVec<ARef<Fence>>> {
         self.prune();
         let mut out = KVec::with_capacity(self.watches.len(), GFP_KERNEL)?;
         for watch in self.watches.iter().filter(|w| w.writes || cpu_writes) {
-            let Some(fence) = watch.armed_fence() else {
-                continue;
-            };
-            // SAFETY: An armed watch references its fence, and it stays in
-            // the list (so referenced) while we hold the buffer lock.
-            // INVARIANT: The reference just taken is the `FenceRef`'s (and
-            // dropped with it if the push fails).
-            let fence = FenceRef(unsafe { sys::rdh_dma_fence_get(fence) });
-            out.push(fence, GFP_KERNEL)?;
+            if let Some(fence) = watch.armed_fence() {
+                out.push(ARef::from(fence), GFP_KERNEL)?;
+            }
         }
         Ok(out)
-    }
-}
-
-/// Ends a reserved access with `fence`: hooks its callback (a fence that
-/// already signalled counts at once). No allocation, no sleeping lock.
-///
-/// # Safety
-///
-/// `reservation` must not have been committed or cancelled, its buffer must
-/// be live for the call, and `fence` must be a valid fence.
-pub(crate) unsafe fn commit(reservation: Reservation, fence: *mut sys::dma_fence) {
-    // SAFETY: The reservation's watch is live (the caller's promise and
-    // the reservation's invariant) and only this call may change it now.
-    let watch = unsafe { reservation.0.as_ref() };
-    // SAFETY: The caller guarantees `fence` is valid.
-    unsafe { sys::rdh_dma_fence_get(fence) };
-    watch.fence.store(fence, Ordering::Relaxed);
-    // SAFETY: `cb` is unregistered and lives in a box that outlives the
-    // registration (removed in `release` before it is freed).
-    let ret = unsafe { sys::dma_fence_add_callback(fence, watch.cb.get(), Some(signalled)) };
-    if ret == 0 {
-        // INVARIANT: Registered, reference held, `fence` stored before.
-        watch.state.store(ARMED, Ordering::Release);
-        return;
-    }
-    // Already signalled (the only error): the access is over now.
-    if watch.stales {
-        watch.signals.device_wrote.store(true, Ordering::Release);
-    }
-    watch.fence.store(core::ptr::null_mut(), Ordering::Relaxed);
-    // SAFETY: Drop the reference taken above; never registered.
-    unsafe { sys::rdh_dma_fence_put(fence) };
-    watch.state.store(DONE, Ordering::Release);
-}
-
-/// Unhooks a watch and drops its fence reference, if armed.
-fn release(watch: KBox<Watch>) {
-    if let Some(fence) = watch.armed_fence() {
-        // SAFETY: By the `Watch` invariant; removal takes the fence lock
-        // and so waits for a callback in flight. Removing a callback that
-        // already ran is allowed and returns false.
-        unsafe {
-            sys::dma_fence_remove_callback(fence, watch.cb.get());
-            sys::rdh_dma_fence_put(fence);
-        }
     }
 }
 
@@ -290,52 +473,6 @@ impl Drop for FenceHooks {
             release(watch);
         }
     }
-}
-
-/// A counted reference on a fence.
-///
-/// # Invariants
-///
-/// We own one reference on the fence.
-pub(crate) struct FenceRef(*mut sys::dma_fence);
-
-impl FenceRef {
-    /// Waits for the fence, interruptibly.
-    pub(crate) fn wait(&self) -> Result {
-        // SAFETY: By the type invariant the fence is valid.
-        let ret = unsafe { sys::rdh_dma_fence_wait(self.0) };
-        if ret < 0 {
-            to_result(ret as i32)
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl Drop for FenceRef {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant.
-        unsafe { sys::rdh_dma_fence_put(self.0) };
-    }
-}
-
-/// Waits, interruptibly, for the implicit-sync fences in `resv` that a CPU
-/// access depends on (all of them if the CPU writes, writers' otherwise), as
-/// `DMA_BUF_IOCTL_SYNC` would after `begin_cpu_access`.
-///
-/// # Safety
-///
-/// `resv` must be a valid reservation object.
-pub(crate) unsafe fn wait_for_implicit_fences(
-    resv: *mut sys::dma_resv,
-    cpu_writes: bool,
-) -> Result {
-    // SAFETY: The caller guarantees `resv` is valid.
-    let ret = unsafe { sys::rdh_resv_wait_for_cpu(resv, cpu_writes) };
-    if ret < 0 {
-        to_result(ret as i32)?;
-    }
-    Ok(())
 }
 
 /// Write fences of a reservation object, by identity (fence context and
@@ -352,26 +489,6 @@ impl WriteFences {
     /// More than a few writers at once is rare; beyond that every CPU access
     /// counts as following a device write (an invalidate too many at worst).
     const MAX: usize = 8;
-
-    /// The write fences in `resv` now, signalled or not; takes the
-    /// reservation lock, interruptibly.
-    ///
-    /// # Safety
-    ///
-    /// `resv` must be a valid reservation object whose lock the caller does
-    /// not hold.
-    pub(crate) unsafe fn current(resv: *mut sys::dma_resv) -> Result<Self> {
-        let mut fences = Self::default();
-        // SAFETY: `ids` has room for `MAX` pairs; `resv` is valid and not
-        // locked by us (the caller's promise).
-        let ret = unsafe {
-            sys::rdh_resv_write_fences(resv, fences.ids.as_mut_ptr().cast(), Self::MAX as u32)
-        };
-        let count = usize::try_from(ret).map_err(|_| Error::from_errno(ret))?;
-        fences.len = count.min(Self::MAX);
-        fences.overflow = count > Self::MAX;
-        Ok(fences)
-    }
 
     /// Whether `self` holds a fence that `seen` does not: a device wrote
     /// since `seen` was taken, whether its fence has signalled or not.

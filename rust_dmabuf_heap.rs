@@ -291,8 +291,10 @@ unsafe extern "C" fn buf_begin_cpu_access(
     dmabuf: *mut sys::dma_buf,
     dir: sys::dma_data_direction,
 ) -> c_int {
-    // SAFETY: See the function's safety section; `resv` is the dma-buf's.
-    match unsafe { buffer(dmabuf).begin_cpu_access(dir, (*dmabuf).resv) } {
+    // SAFETY: See the function's safety section; `resv` is the dma-buf's,
+    // and the core calls this without holding its lock (`might_lock`).
+    let (buffer, resv) = unsafe { (buffer(dmabuf), fence_hooks::Resv::from_raw((*dmabuf).resv)) };
+    match buffer.begin_cpu_access(dir, resv) {
         Ok(()) => 0,
         Err(err) => err.to_errno(),
     }
@@ -468,10 +470,13 @@ pub unsafe extern "C" fn rdh_dma_buf_access_commit(
     access: *mut sys::rdh_dma_buf_access,
     fence: *mut sys::dma_fence,
 ) {
+    if fence.is_null() {
+        return;
+    }
     // SAFETY: See the function's safety section.
     if let Some(reservation) = unsafe { fence_hooks::Reservation::from_raw(access.cast()) } {
-        // SAFETY: As above.
-        unsafe { fence_hooks::commit(reservation, fence) };
+        // SAFETY: As above; the caller holds a reference on `fence`.
+        unsafe { fence_hooks::commit(reservation, fence_hooks::Fence::from_raw(fence)) };
     }
 }
 
@@ -514,8 +519,9 @@ pub unsafe extern "C" fn rdh_dma_buf_access_until(
         unsafe { our_attachment(attach) }.and_then(|(buffer, key)| buffer.reserve_access(key, dir));
     match reserved {
         Ok(reservation) => {
-            // SAFETY: Just reserved; the attachment is live, `fence` valid.
-            unsafe { fence_hooks::commit(reservation, fence) };
+            // SAFETY: Just reserved; the attachment is live, `fence` valid
+            // (the caller holds a reference).
+            unsafe { fence_hooks::commit(reservation, fence_hooks::Fence::from_raw(fence)) };
             0
         }
         Err(err) => err.to_errno(),
