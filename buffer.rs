@@ -2,21 +2,21 @@
 
 //! A heap buffer: its chunks, its scatter-gather table, the importers
 //! attached to it and its kernel mapping. Every operation the dma-buf core
-//! can ask for is a safe method here; the C entry points in the crate root
-//! only translate pointers and errors.
+//! can ask for is a safe method here ([`Exporter`]); `dmabuf.rs` translates
+//! pointers and errors. No `unsafe` in this file.
 
 use crate::{
     cache_ops::{self, direction, Bounce, Direction, DmaDevice, MaintainedTable, MapSync},
     debugfs::BufferFile,
+    dmabuf::{AttachmentKey, Exporter, MappedTable},
     fence_hooks::{FenceHooks, Reservation, Resv, WriteFences},
     ownership::{self, Decision, Device, Event, Ownership, Policy, UserAccess},
-    pages::{self, PageChunk, PAGE_SIZE},
+    pages::{self, KernelAddress, KernelMapping, PageChunk, PAGE_SIZE},
     sg::SgTable,
     stats::{CacheStats, TOTALS},
-    sys,
-    user_mappings::{UserMappings, Vma},
+    user_mappings::{UserMappings, VmFault, Vma},
 };
-use core::{ffi::c_void, ptr::NonNull, sync::atomic::Ordering};
+use core::sync::atomic::Ordering;
 use kernel::{
     alloc::{flags::GFP_KERNEL, KVVec},
     new_mutex,
@@ -53,28 +53,16 @@ impl Attachment {
     }
 }
 
-/// A kernel virtual mapping of the whole buffer, shared by vmap users.
-///
-/// # Invariants
-///
-/// `vaddr` was returned by `vmap` for all pages of the buffer and is
-/// unmapped on drop.
-struct KernelMapping {
-    vaddr: NonNull<c_void>,
+/// The kernel mapping of the whole buffer, shared by vmap users.
+struct SharedKernelMapping {
+    mapping: KernelMapping,
     users: usize,
-}
-
-impl Drop for KernelMapping {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant `vaddr` came from `vmap`.
-        unsafe { sys::vunmap(self.vaddr.as_ptr()) };
-    }
 }
 
 /// Everything that changes after allocation, under the buffer lock.
 struct BufferState {
     attachments: KVec<KBox<Attachment>>,
-    kernel_mapping: Option<KernelMapping>,
+    kernel_mapping: Option<SharedKernelMapping>,
     ownership: Ownership,
     stats: CacheStats,
     /// The buffer's debugfs file, once exported.
@@ -104,10 +92,6 @@ pub(crate) struct HeapBuffer {
     /// Vmalloc-backed when long: a fragmented 1 GiB buffer has 262144.
     chunks: KVVec<PageChunk>,
 }
-
-// SAFETY: The raw pointers inside (`KernelMapping`, device pointers) are only
-// used under the buffer lock or refer to memory the buffer owns.
-unsafe impl Send for BufferState {}
 
 impl HeapBuffer {
     /// Allocates a zeroed buffer of `len` bytes (a non-zero multiple of the
@@ -239,10 +223,10 @@ impl HeapBuffer {
     }
 
     /// Adds an importer; returns the key the core keeps in `attach->priv`.
-    pub(crate) fn attach(&self, dev: DmaDevice) -> Result<NonNull<Attachment>> {
+    pub(crate) fn attach(&self, dev: DmaDevice) -> Result<AttachmentKey> {
         let table = self.table().duplicate(dev.max_segment())?;
         let bounce = dev.bounce();
-        let mut attachment = KBox::new(
+        let attachment = KBox::new(
             Attachment {
                 dev,
                 device: Device {
@@ -255,7 +239,7 @@ impl HeapBuffer {
             },
             GFP_KERNEL,
         )?;
-        let key = NonNull::from(&mut *attachment);
+        let key = AttachmentKey::of(&*attachment);
         self.state.lock().attachments.push(attachment, GFP_KERNEL)?;
         TOTALS.count_attachment(bounce);
         Ok(key)
@@ -264,7 +248,7 @@ impl HeapBuffer {
     /// Removes an importer. A mapping the importer failed to undo is undone
     /// here (and counts as an unmap), so the DMA layer never keeps a mapping
     /// of freed memory.
-    pub(crate) fn detach(&self, key: NonNull<Attachment>) {
+    pub(crate) fn detach(&self, key: AttachmentKey) {
         let mut state = self.state.lock();
         let Some(index) = state.attachments.iter().position(|a| is_key(a, key)) else {
             return;
@@ -274,11 +258,7 @@ impl HeapBuffer {
     }
 
     /// Maps the buffer for an importer's device; returns its table.
-    pub(crate) fn map(
-        &self,
-        key: NonNull<Attachment>,
-        dir: Direction,
-    ) -> Result<*mut sys::sg_table> {
+    pub(crate) fn map(&self, key: AttachmentKey, dir: Direction) -> Result<MappedTable> {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         let index = state
@@ -306,7 +286,7 @@ impl HeapBuffer {
         let attachment = &mut state.attachments[index];
         attachment.dev.map(&attachment.table, dir, sync)?;
         attachment.mapped = Some(dir);
-        let (device, table) = (attachment.device, attachment.table.as_raw());
+        let (device, table) = (attachment.device, MappedTable::of(&attachment.table));
         if !self_synced {
             self.decide(state, Event::Map(device, direction(dir)));
         }
@@ -314,7 +294,7 @@ impl HeapBuffer {
     }
 
     /// Undoes [`Self::map`].
-    pub(crate) fn unmap(&self, key: NonNull<Attachment>) {
+    pub(crate) fn unmap(&self, key: AttachmentKey) {
         let mut state = self.state.lock();
         if let Some(index) = state.attachments.iter().position(|a| is_key(a, key)) {
             self.unmap_at(&mut state, index);
@@ -352,11 +332,7 @@ impl HeapBuffer {
     /// the attachment counts as fenced: its writes are reported by its
     /// fences, not assumed whenever it is mapped. Allocates first: on
     /// failure nothing changed.
-    pub(crate) fn reserve_access(
-        &self,
-        key: NonNull<Attachment>,
-        dir: Direction,
-    ) -> Result<Reservation> {
+    pub(crate) fn reserve_access(&self, key: AttachmentKey, dir: Direction) -> Result<Reservation> {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         let index = state
@@ -425,7 +401,7 @@ impl HeapBuffer {
         }
         state.write_fences_seen = write_fences;
         if let Some(mapping) = &state.kernel_mapping {
-            cache_ops::invalidate_kernel_alias(mapping.vaddr, self.len);
+            cache_ops::invalidate_kernel_alias(mapping.mapping.addr(), self.len);
         }
         // The outermost bracket takes what bouncing devices wrote (the
         // decision below then sees those writes); a nested one must not copy
@@ -448,7 +424,7 @@ impl HeapBuffer {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         if let Some(mapping) = &state.kernel_mapping {
-            cache_ops::flush_kernel_alias(mapping.vaddr, self.len);
+            cache_ops::flush_kernel_alias(mapping.mapping.addr(), self.len);
         }
         // An END without START: take what bouncing devices wrote first, or
         // the copy below would overwrite it in their slots.
@@ -510,8 +486,8 @@ impl HeapBuffer {
     }
 
     /// Maps the buffer into a user vma: at once, or, when the buffer traps
-    /// user access, on faults (handled by `ops`).
-    pub(crate) fn mmap(&self, vma: &Vma, ops: &'static sys::vm_operations_struct) -> Result {
+    /// user access, on faults.
+    pub(crate) fn mmap(&self, vma: &Vma) -> Result {
         let (start, end, pgoff) = vma.range();
         let count = (end - start) / PAGE_SIZE;
         let total = self.len / PAGE_SIZE;
@@ -519,39 +495,17 @@ impl HeapBuffer {
             return Err(EINVAL);
         }
         if self.trap_user {
-            return vma.trap(ops);
+            vma.trap()
+        } else {
+            vma.remap(&self.chunks)
         }
-        let mut addr = start;
-        let mut skip = pgoff;
-        for chunk in self.chunks.iter() {
-            if addr >= end {
-                break;
-            }
-            if skip >= chunk.page_count() {
-                skip -= chunk.page_count();
-                continue;
-            }
-            let size = ((chunk.page_count() - skip) * PAGE_SIZE).min(end - addr);
-            // SAFETY: `nth_page(skip)` is a page of this chunk.
-            let pfn = unsafe { sys::rdh_page_to_pfn(chunk.nth_page(skip)) };
-            // SAFETY: The vma is being set up by `mmap` (its invariant) and
-            // `addr..addr + size` lies inside it; the pages stay allocated
-            // while the vma exists because it holds the dma-buf file.
-            let ret = unsafe {
-                sys::remap_pfn_range(vma.as_raw(), addr, pfn, size, (*vma.as_raw()).vm_page_prot)
-            };
-            kernel::error::to_result(ret)?;
-            addr += size;
-            skip = 0;
-        }
-        Ok(())
     }
 
     /// A user access to `vma` faulted (a write if `write`; `upgrade` if it
     /// hit a read-only entry). Tells the rules if the entries did not allow
     /// the access (an implicit CPU access begin, see `ownership.rs`), then
     /// maps the whole vma.
-    pub(crate) fn user_fault(&self, vma: &Vma, write: bool, upgrade: bool) -> sys::vm_fault_t {
+    pub(crate) fn user_fault(&self, vma: &Vma, write: bool, upgrade: bool) -> VmFault {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         let dir = if write {
@@ -578,34 +532,24 @@ impl HeapBuffer {
     }
 
     /// Returns a kernel virtual address for the whole buffer.
-    pub(crate) fn vmap(&self) -> Result<NonNull<c_void>> {
+    pub(crate) fn vmap(&self) -> Result<KernelAddress> {
         let mut state = self.state.lock();
-        if let Some(mapping) = &mut state.kernel_mapping {
-            mapping.users += 1;
-            return Ok(mapping.vaddr);
+        if let Some(shared) = &mut state.kernel_mapping {
+            shared.users += 1;
+            return Ok(shared.mapping.addr());
         }
-        // One pointer per page: 2 MiB for 1 GiB, so vmalloc-backed.
-        let mut pages = KVVec::with_capacity(self.len / PAGE_SIZE, GFP_KERNEL)?;
-        for chunk in self.chunks.iter() {
-            for n in 0..chunk.page_count() {
-                pages.push(chunk.nth_page(n), GFP_KERNEL)?;
-            }
-        }
-        let count = pages.len().try_into().map_err(|_| ENOMEM)?;
-        // SAFETY: `pages` holds `count` valid pages of this buffer.
-        let vaddr = NonNull::new(unsafe { sys::rdh_vmap_pages(pages.as_mut_ptr(), count) })
-            .ok_or(ENOMEM)?;
-        // INVARIANT: `vaddr` was just returned by `vmap`.
-        state.kernel_mapping = Some(KernelMapping { vaddr, users: 1 });
-        Ok(vaddr)
+        let mapping = KernelMapping::new(&self.chunks)?;
+        let addr = mapping.addr();
+        state.kernel_mapping = Some(SharedKernelMapping { mapping, users: 1 });
+        Ok(addr)
     }
 
     /// Drops one vmap user; the last one removes the mapping.
     pub(crate) fn vunmap(&self) {
         let mut state = self.state.lock();
-        if let Some(mapping) = &mut state.kernel_mapping {
-            mapping.users -= 1;
-            if mapping.users == 0 {
+        if let Some(shared) = &mut state.kernel_mapping {
+            shared.users -= 1;
+            if shared.users == 0 {
                 state.kernel_mapping = None;
             }
         }
@@ -619,6 +563,56 @@ const FENCED_WRITER: Device = Device {
     fenced: true,
 };
 
-fn is_key(attachment: &KBox<Attachment>, key: NonNull<Attachment>) -> bool {
-    core::ptr::eq(&**attachment, key.as_ptr())
+fn is_key(attachment: &KBox<Attachment>, key: AttachmentKey) -> bool {
+    AttachmentKey::of(&**attachment) == key
+}
+
+/// The dma-buf side of a buffer (`dmabuf.rs` calls these).
+#[vtable]
+impl Exporter for HeapBuffer {
+    fn attach(&self, dev: DmaDevice) -> Result<AttachmentKey> {
+        HeapBuffer::attach(self, dev)
+    }
+
+    fn detach(&self, key: AttachmentKey) {
+        HeapBuffer::detach(self, key)
+    }
+
+    fn map(&self, key: AttachmentKey, dir: Direction) -> Result<MappedTable> {
+        HeapBuffer::map(self, key, dir)
+    }
+
+    fn unmap(&self, key: AttachmentKey) {
+        HeapBuffer::unmap(self, key)
+    }
+
+    fn begin_cpu_access(&self, dir: Direction, resv: &Resv) -> Result {
+        HeapBuffer::begin_cpu_access(self, dir, resv)
+    }
+
+    fn end_cpu_access(&self, dir: Direction) {
+        HeapBuffer::end_cpu_access(self, dir)
+    }
+
+    fn mmap(&self, vma: &Vma) -> Result {
+        HeapBuffer::mmap(self, vma)
+    }
+
+    fn user_fault(&self, vma: &Vma, write: bool, upgrade: bool) -> VmFault {
+        HeapBuffer::user_fault(self, vma, write, upgrade)
+    }
+
+    fn vmap(&self) -> Result<KernelAddress> {
+        HeapBuffer::vmap(self)
+    }
+
+    fn vunmap(&self) {
+        HeapBuffer::vunmap(self)
+    }
+
+    /// The debugfs file goes first: removal waits for its readers, which
+    /// lock the state.
+    fn release(&self) {
+        drop(self.take_debugfs_file());
+    }
 }

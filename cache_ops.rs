@@ -20,6 +20,7 @@
 
 use crate::{
     ownership::{self, CacheOps},
+    pages::KernelAddress,
     sg::SgTable,
     sys,
 };
@@ -313,7 +314,7 @@ impl Drop for MaintainedTable {
 
 /// Invalidates aliases of the buffer in the kernel mapping before the CPU
 /// reads through it (needed on aliasing caches; a no-op on arm64).
-pub(crate) fn invalidate_kernel_alias(vaddr: core::ptr::NonNull<core::ffi::c_void>, len: usize) {
+pub(crate) fn invalidate_kernel_alias(vaddr: KernelAddress, len: usize) {
     for (start, size) in int_steps(vaddr, len) {
         // SAFETY: `start..start + size` lies in the `len` bytes `vaddr` maps.
         unsafe { sys::rdh_invalidate_kernel_vmap_range(start, size) };
@@ -321,7 +322,7 @@ pub(crate) fn invalidate_kernel_alias(vaddr: core::ptr::NonNull<core::ffi::c_voi
 }
 
 /// Writes back the kernel mapping's aliases after the CPU wrote through it.
-pub(crate) fn flush_kernel_alias(vaddr: core::ptr::NonNull<core::ffi::c_void>, len: usize) {
+pub(crate) fn flush_kernel_alias(vaddr: KernelAddress, len: usize) {
     for (start, size) in int_steps(vaddr, len) {
         // SAFETY: `start..start + size` lies in the `len` bytes `vaddr` maps.
         unsafe { sys::rdh_flush_kernel_vmap_range(start, size) };
@@ -331,7 +332,7 @@ pub(crate) fn flush_kernel_alias(vaddr: core::ptr::NonNull<core::ffi::c_void>, l
 /// `len` bytes from `vaddr` in pieces whose size fits the `int` that the
 /// kernel's vmap range helpers take (buffers may be 2 GiB or more).
 fn int_steps(
-    vaddr: core::ptr::NonNull<core::ffi::c_void>,
+    vaddr: KernelAddress,
     len: usize,
 ) -> impl Iterator<Item = (*mut core::ffi::c_void, i32)> {
     const STEP: i32 = 1 << 30;

@@ -25,9 +25,9 @@ use core::{ffi::c_void, ptr::NonNull, sync::atomic::Ordering};
 use kernel::{prelude::*, seq_file::SeqFile, seq_print};
 
 /// Creates the heap's directory. Failures are ignored: debugfs is optional.
-pub(crate) fn init(heap_name: *const c_char) {
-    // SAFETY: `heap_name` is the static module parameter.
-    unsafe { sys::rdh_debugfs_init(heap_name) };
+pub(crate) fn init(heap_name: &'static CStr) {
+    // SAFETY: `heap_name` is static.
+    unsafe { sys::rdh_debugfs_init(heap_name.as_char_ptr()) };
 }
 
 /// Removes what [`init`] created, when module init fails after it (no
@@ -53,21 +53,21 @@ unsafe impl Send for BufferFile {}
 unsafe impl Sync for BufferFile {}
 
 impl BufferFile {
-    /// Adds the file for `buffer`, exported as `dmabuf`, if the
+    /// Adds the file for `buffer`, whose dma-buf has inode `ino`, if the
     /// `debugfs_buffers` parameter asks for per-buffer files.
     ///
     /// # Safety
     ///
-    /// `dmabuf` must be live, and `buffer` must outlive the returned value.
-    pub(crate) unsafe fn new(dmabuf: *mut sys::dma_buf, buffer: &HeapBuffer) -> Option<Self> {
+    /// `buffer` must outlive the returned value.
+    pub(crate) unsafe fn new(ino: u64, buffer: &HeapBuffer) -> Option<Self> {
         // SAFETY: Reads a module parameter.
         if !unsafe { sys::rdh_debugfs_buffers_enabled() } {
             return None;
         }
         let data = core::ptr::from_ref(buffer).cast_mut().cast::<c_void>();
-        // SAFETY: `dmabuf` is live; `buffer` outlives the file (the caller's
-        // promise), and `Drop` removes it, waiting for readers.
-        let dentry = NonNull::new(unsafe { sys::rdh_debugfs_add_buffer(dmabuf, data) })?;
+        // SAFETY: `buffer` outlives the file (the caller's promise), and
+        // `Drop` removes it, waiting for readers.
+        let dentry = NonNull::new(unsafe { sys::rdh_debugfs_add_buffer(ino, data) })?;
         // INVARIANT: Returned by `rdh_debugfs_add_buffer`.
         Some(Self { dentry })
     }

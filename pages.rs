@@ -5,7 +5,7 @@
 //! efficiently, as the upstream system heap chooses them.
 
 use crate::sys;
-use core::{ptr::NonNull, sync::atomic::AtomicUsize, sync::atomic::Ordering};
+use core::{ffi::c_void, ptr::NonNull, sync::atomic::AtomicUsize, sync::atomic::Ordering};
 use kernel::{
     alloc::{flags::GFP_KERNEL, KVVec},
     prelude::*,
@@ -119,6 +119,64 @@ impl Drop for PageChunk {
         // SAFETY: By the type invariant we own this block of `order`.
         unsafe { sys::__free_pages(self.page.as_ptr(), self.order) };
         LIVE_BYTES.fetch_sub(self.size(), Ordering::Relaxed);
+    }
+}
+
+/// The kernel virtual address of a buffer's [`KernelMapping`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KernelAddress(NonNull<c_void>);
+
+impl KernelAddress {
+    /// The address, for C (`iosys_map`, the vmap range helpers).
+    pub(crate) fn as_ptr(self) -> *mut c_void {
+        self.0.as_ptr()
+    }
+}
+
+/// A kernel virtual mapping of all pages of some chunks (`vmap`).
+///
+/// # Invariants
+///
+/// `addr` was returned by `vmap` for those pages and is unmapped on drop;
+/// the pages outlive the mapping (its owner drops it first).
+pub(crate) struct KernelMapping {
+    addr: KernelAddress,
+}
+
+// SAFETY: A kernel mapping may be torn down from any thread.
+unsafe impl Send for KernelMapping {}
+
+impl KernelMapping {
+    /// Maps all pages of `chunks`, which must outlive the mapping.
+    pub(crate) fn new(chunks: &[PageChunk]) -> Result<Self> {
+        let count = chunks.iter().map(PageChunk::page_count).sum();
+        // One pointer per page: 4 MiB for 2 GiB, so vmalloc-backed.
+        let mut pages = KVVec::with_capacity(count, GFP_KERNEL)?;
+        for chunk in chunks {
+            for n in 0..chunk.page_count() {
+                pages.push(chunk.nth_page(n), GFP_KERNEL)?;
+            }
+        }
+        let count = pages.len().try_into().map_err(|_| ENOMEM)?;
+        // SAFETY: `pages` holds `count` valid pages.
+        let vaddr = NonNull::new(unsafe { sys::rdh_vmap_pages(pages.as_mut_ptr(), count) })
+            .ok_or(ENOMEM)?;
+        // INVARIANT: Just returned by `vmap`.
+        Ok(Self {
+            addr: KernelAddress(vaddr),
+        })
+    }
+
+    /// The mapping's address.
+    pub(crate) fn addr(&self) -> KernelAddress {
+        self.addr
+    }
+}
+
+impl Drop for KernelMapping {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the address came from `vmap`.
+        unsafe { sys::vunmap(self.addr.as_ptr()) };
     }
 }
 

@@ -319,6 +319,11 @@ void *rdh_vmap_pages(struct page **pages, unsigned int count)
 	return vmap(pages, count, VM_MAP, PAGE_KERNEL);
 }
 
+u64 rdh_dma_buf_inode(struct dma_buf *dmabuf)
+{
+	return file_inode(dmabuf->file)->i_ino;
+}
+
 void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr)
 {
 	iosys_map_set_vaddr(map, vaddr);
@@ -420,12 +425,12 @@ void rdh_debugfs_exit(void)
 	rdh_buffers_dir = NULL;
 }
 
-/* One file per live buffer, named after the dma-buf's inode (fstat st_ino). */
-struct dentry *rdh_debugfs_add_buffer(struct dma_buf *dmabuf, void *buffer)
+/* One file per live buffer, named after its dma-buf's inode (fstat st_ino). */
+struct dentry *rdh_debugfs_add_buffer(u64 ino, void *buffer)
 {
 	char name[24];
 
-	snprintf(name, sizeof(name), "%llu", (unsigned long long)file_inode(dmabuf->file)->i_ino);
+	snprintf(name, sizeof(name), "%llu", (unsigned long long)ino);
 	return debugfs_create_file(name, 0444, rdh_buffers_dir, buffer, &buffer_fops);
 }
 

@@ -86,11 +86,12 @@ void *rdh_vmap_pages(struct page **pages, unsigned int count);
 void rdh_invalidate_kernel_vmap_range(void *vaddr, int size);
 void rdh_flush_kernel_vmap_range(void *vaddr, int size);
 void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr);
+u64 rdh_dma_buf_inode(struct dma_buf *dmabuf);
 
 /* debugfs: /sys/kernel/debug/rust_dmabuf_heap/<heap>/{stats,buffers/<ino>}. */
 void rdh_debugfs_init(const char *heap);
 void rdh_debugfs_exit(void);
-struct dentry *rdh_debugfs_add_buffer(struct dma_buf *dmabuf, void *buffer);
+struct dentry *rdh_debugfs_add_buffer(u64 ino, void *buffer);
 void rdh_debugfs_remove(struct dentry *dentry);
 /* Implemented in Rust (debugfs.rs), called by the show callbacks. */
 int rdh_show_heap_stats(struct seq_file *m);

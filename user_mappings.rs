@@ -11,55 +11,87 @@
 //! access window, not per page): read-only for a read, writable for a write;
 //! a write to a read-only entry comes in through `pfn_mkwrite`.
 
-use crate::{pages::PageChunk, sys};
+use crate::{
+    pages::{PageChunk, PAGE_SIZE},
+    sys,
+};
 use kernel::prelude::*;
+
+/// What a fault handler returns (`vm_fault_t`).
+pub(crate) type VmFault = sys::vm_fault_t;
 
 /// A user vma being set up by `mmap`, or faulting.
 ///
 /// # Invariants
 ///
-/// The pointer is a valid vma whose mmap lock (or vma lock) is held for as
-/// long as this value exists.
-pub(crate) struct Vma(*mut sys::vm_area_struct);
+/// `vma` is a valid vma whose mmap lock (or vma lock) is held for as long
+/// as this value exists; `ops` are the handlers of the exporter it maps.
+pub(crate) struct Vma {
+    vma: *mut sys::vm_area_struct,
+    ops: &'static sys::vm_operations_struct,
+}
 
 impl Vma {
-    /// Wraps `vma`.
+    /// Wraps `vma`, whose faults `ops` would handle.
     ///
     /// # Safety
     ///
     /// `vma` must be valid, with its mmap lock or vma lock held, for the
     /// lifetime of the returned value.
-    pub(crate) unsafe fn from_raw(vma: *mut sys::vm_area_struct) -> Self {
+    pub(crate) unsafe fn from_raw(
+        vma: *mut sys::vm_area_struct,
+        ops: &'static sys::vm_operations_struct,
+    ) -> Self {
         // INVARIANT: Guaranteed by the caller.
-        Self(vma)
-    }
-
-    /// The raw vma, for `mmap` of the pages.
-    pub(crate) fn as_raw(&self) -> *mut sys::vm_area_struct {
-        self.0
+        Self { vma, ops }
     }
 
     /// Start and end address and first buffer page of the vma.
     pub(crate) fn range(&self) -> (usize, usize, usize) {
         // SAFETY: By the type invariant the vma is valid.
         unsafe {
-            let range = &(*self.0).__bindgen_anon_1.__bindgen_anon_1;
-            (range.vm_start, range.vm_end, (*self.0).vm_pgoff)
+            let range = &(*self.vma).__bindgen_anon_1.__bindgen_anon_1;
+            (range.vm_start, range.vm_end, (*self.vma).vm_pgoff)
         }
     }
 
-    /// Sets up the vma for mapping on faults, with `ops` as its handlers.
+    /// Sets up the vma for mapping on faults (the exporter's handlers).
     /// Fails with `EINVAL` for a private writable mapping.
-    pub(crate) fn trap(&self, ops: &'static sys::vm_operations_struct) -> Result {
+    pub(crate) fn trap(&self) -> Result {
         // SAFETY: By the type invariant; the core calls `mmap` with the mmap
         // lock held for writing, as changing the flags requires.
-        kernel::error::to_result(unsafe { sys::rdh_vma_trap(self.0, ops) })
+        kernel::error::to_result(unsafe { sys::rdh_vma_trap(self.vma, self.ops) })
+    }
+
+    /// Maps all pages of `chunks` that the vma covers at once (no faults
+    /// ever).
+    pub(crate) fn remap(&self, chunks: &[PageChunk]) -> Result {
+        let (start, end, pgoff) = self.range();
+        let mut addr = start;
+        for (chunk, first) in chunk_pages(chunks, pgoff) {
+            if addr >= end {
+                break;
+            }
+            let size = ((chunk.page_count() - first) * PAGE_SIZE).min(end - addr);
+            // SAFETY: `nth_page(first)` is a page of this chunk.
+            let pfn = unsafe { sys::rdh_page_to_pfn(chunk.nth_page(first)) };
+            // SAFETY: By the type invariant, during `mmap` (mmap lock held
+            // for writing); `addr..addr + size` lies inside the vma; the
+            // pages stay allocated while the vma exists because it holds the
+            // dma-buf file.
+            let ret = unsafe {
+                sys::remap_pfn_range(self.vma, addr, pfn, size, (*self.vma).vm_page_prot)
+            };
+            kernel::error::to_result(ret)?;
+            addr += size;
+        }
+        Ok(())
     }
 
     /// Maps the pages of `chunks` that the vma covers, from its first
     /// address on; writable if `writable` (and the vma allows it). An
     /// entry that exists already is left as it is.
-    pub(crate) fn insert(&self, chunks: &[PageChunk], writable: bool) -> sys::vm_fault_t {
+    pub(crate) fn insert(&self, chunks: &[PageChunk], writable: bool) -> VmFault {
         let (start, end, pgoff) = self.range();
         let mut addr = start;
         for (chunk, first) in chunk_pages(chunks, pgoff) {
@@ -72,11 +104,11 @@ impl Vma {
                 // SAFETY: By the type invariant; `addr` lies inside the vma,
                 // which `trap` made a non-COW pfn mapping. The pages stay
                 // allocated while the vma exists (it holds the dma-buf file).
-                let ret = unsafe { sys::rdh_vma_insert_pfn(self.0, addr, pfn, writable) };
+                let ret = unsafe { sys::rdh_vma_insert_pfn(self.vma, addr, pfn, writable) };
                 if ret & !sys::vm_fault_reason_VM_FAULT_NOPAGE != 0 {
                     return ret;
                 }
-                addr += crate::pages::PAGE_SIZE;
+                addr += PAGE_SIZE;
             }
         }
         sys::vm_fault_reason_VM_FAULT_NOPAGE
@@ -85,7 +117,7 @@ impl Vma {
     /// Removes the vma's entries (to map them again writable).
     pub(crate) fn zap(&self) {
         // SAFETY: By the type invariant.
-        unsafe { sys::rdh_vma_zap(self.0) };
+        unsafe { sys::rdh_vma_zap(self.vma) };
     }
 }
 

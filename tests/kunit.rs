@@ -18,6 +18,14 @@ mod tests {
     use kernel::{dma::DataDirection, error::from_err_ptr, prelude::*, str::CString};
 
     const MIB: usize = 1 << 20;
+
+    /// Allocates and exports a buffer as the heap does; returns the
+    /// reference for the caller to put.
+    fn allocate_dma_buf(len: usize) -> Result<*mut sys::dma_buf> {
+        use crate::dmabuf::Heap;
+        crate::RustDmabufHeap::allocate(len, sys::O_RDWR, c"rust_dmabuf_heap_kunit")
+            .map(crate::dmabuf::DmaBuf::into_raw)
+    }
     const KIB: usize = 1 << 10;
 
     fn orders_of(buffer: &HeapBuffer) -> KVec<u32> {
@@ -142,12 +150,11 @@ mod tests {
         flush_releases();
         let before = LIVE_BYTES.load(Ordering::Relaxed);
         let len = 3 * MIB;
-        let dmabuf =
-            crate::allocate_dma_buf(len, sys::O_RDWR, c"rust_dmabuf_heap_kunit".as_char_ptr())?;
+        let dmabuf = allocate_dma_buf(len)?;
         // SAFETY: `dmabuf` was just exported and we hold its only reference.
         let (size, ops) = unsafe { ((*dmabuf).size, (*dmabuf).ops) };
         assert_eq!(size, len);
-        assert!(core::ptr::eq(ops, &crate::BUF_OPS));
+        assert!(core::ptr::eq(ops, crate::dmabuf::ops_of::<HeapBuffer>()));
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before + len);
         // SAFETY: We own the reference returned by export.
         unsafe { sys::dma_buf_put(dmabuf) };
@@ -183,8 +190,7 @@ mod tests {
         let display = from_err_ptr(unsafe {
             sys::rdh_kunit_dma_device(c"rdh-display".as_char_ptr(), false)
         })?;
-        let dmabuf =
-            crate::allocate_dma_buf(len, sys::O_RDWR, c"rust_dmabuf_heap_kunit".as_char_ptr())?;
+        let dmabuf = allocate_dma_buf(len)?;
 
         // SAFETY: `dmabuf` is live; the devices live until the test ends.
         let writer = from_err_ptr(unsafe { sys::dma_buf_attach(dmabuf, camera) })?;
@@ -225,8 +231,7 @@ mod tests {
         flush_releases();
         let before = LIVE_BYTES.load(Ordering::Relaxed);
         let len = 64 * KIB + 4 * KIB;
-        let dmabuf =
-            crate::allocate_dma_buf(len, sys::O_RDWR, c"rust_dmabuf_heap_kunit".as_char_ptr())?;
+        let dmabuf = allocate_dma_buf(len)?;
         // SAFETY: All zeroes is a cleared map.
         let mut map: sys::iosys_map = unsafe { core::mem::zeroed() };
         // SAFETY: `dmabuf` is live; `map` is ours to fill.
@@ -312,7 +317,8 @@ mod tests {
         fn new(len: usize, policy: Policy) -> Result<Self> {
             let buffer = HeapBuffer::with_policy(len, policy)?;
             Ok(Self {
-                dmabuf: crate::export(buffer, sys::O_RDWR, NAME.as_char_ptr())?,
+                dmabuf: crate::exported(crate::dmabuf::export(buffer, len, sys::O_RDWR, NAME)?)?
+                    .into_raw(),
                 importers: KVec::new(),
             })
         }
@@ -376,7 +382,7 @@ mod tests {
         fn access_until(&self, i: usize, dir: DataDirection, fence: &TestFence) -> i32 {
             let attach = self.importers[i].0;
             // SAFETY: `attach` is live; the fence is referenced by `fence`.
-            unsafe { crate::rdh_dma_buf_access_until(attach, dir.into(), fence.0) }
+            unsafe { crate::dmabuf::rdh_dma_buf_access_until(attach, dir.into(), fence.0) }
         }
 
         /// Importer 0 writes until a fence that signals 20 ms later from a
@@ -397,7 +403,7 @@ mod tests {
 
         fn stats(&self) -> CacheStats {
             // SAFETY: `dmabuf` is one of ours and live.
-            unsafe { crate::buffer(self.dmabuf) }.stats()
+            unsafe { crate::dmabuf::borrow::<HeapBuffer>(self.dmabuf) }.stats()
         }
     }
 
@@ -597,14 +603,15 @@ mod tests {
         let rig = fenced_writer()?;
         let attach = rig.importers[0].0;
         // SAFETY: `attach` is live.
-        let access = unsafe { crate::rdh_dma_buf_access_reserve(attach, FROM_DEVICE.into()) };
+        let access =
+            unsafe { crate::dmabuf::rdh_dma_buf_access_reserve(attach, FROM_DEVICE.into()) };
         assert!(!access.is_null() && access.addr() < usize::MAX - 4095);
         let fence = TestFence::new()?;
         let before = rig.stats();
         // SAFETY: Process context; paired below.
         let cookie = unsafe { sys::rdh_test_begin_signalling() };
         // SAFETY: Reserved above, attachment live, fence referenced.
-        unsafe { crate::rdh_dma_buf_access_commit(access, fence.0) };
+        unsafe { crate::dmabuf::rdh_dma_buf_access_commit(access, fence.0) };
         // SAFETY: Pairs with the begin above.
         unsafe { sys::rdh_test_end_signalling(cookie) };
         fence.signal();
@@ -626,10 +633,11 @@ mod tests {
         let before = rig.stats();
         for _ in 0..3 {
             // SAFETY: `attach` is live.
-            let access = unsafe { crate::rdh_dma_buf_access_reserve(attach, FROM_DEVICE.into()) };
+            let access =
+                unsafe { crate::dmabuf::rdh_dma_buf_access_reserve(attach, FROM_DEVICE.into()) };
             assert!(!access.is_null() && access.addr() < usize::MAX - 4095);
             // SAFETY: Reserved for `attach` and not committed.
-            unsafe { crate::rdh_dma_buf_access_cancel(attach, access) };
+            unsafe { crate::dmabuf::rdh_dma_buf_access_cancel(attach, access) };
         }
         assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
         assert_eq!(ops_between(before, rig.stats()), (0, 0));
@@ -640,20 +648,25 @@ mod tests {
     #[test]
     fn access_api_rejects_foreign_and_null_arguments() -> Result {
         // SAFETY: A null attachment is rejected before use.
-        let access =
-            unsafe { crate::rdh_dma_buf_access_reserve(core::ptr::null_mut(), TO_DEVICE.into()) };
+        let access = unsafe {
+            crate::dmabuf::rdh_dma_buf_access_reserve(core::ptr::null_mut(), TO_DEVICE.into())
+        };
         assert_eq!(access.addr(), EINVAL.to_ptr::<u8>().addr());
         let fence = TestFence::new()?;
         // SAFETY: A null attachment is rejected before use.
         let ret = unsafe {
-            crate::rdh_dma_buf_access_until(core::ptr::null_mut(), TO_DEVICE.into(), fence.0)
+            crate::dmabuf::rdh_dma_buf_access_until(
+                core::ptr::null_mut(),
+                TO_DEVICE.into(),
+                fence.0,
+            )
         };
         assert_eq!(ret, EINVAL.to_errno());
         // Commit and cancel ignore null and error pointers.
         // SAFETY: Null and error pointers are documented as ignored.
         unsafe {
-            crate::rdh_dma_buf_access_commit(core::ptr::null_mut(), fence.0);
-            crate::rdh_dma_buf_access_commit(EINVAL.to_ptr(), fence.0);
+            crate::dmabuf::rdh_dma_buf_access_commit(core::ptr::null_mut(), fence.0);
+            crate::dmabuf::rdh_dma_buf_access_commit(EINVAL.to_ptr(), fence.0);
         }
         Ok(())
     }
@@ -875,7 +888,7 @@ mod tests {
         assert_eq!(first, second);
         // SAFETY: The mapping covers the whole buffer; byte 64 KiB is the
         // first byte of the second chunk.
-        let byte = unsafe { first.cast::<u8>().add(64 * KIB).read_volatile() };
+        let byte = unsafe { first.as_ptr().cast::<u8>().add(64 * KIB).read_volatile() };
         assert_eq!(byte, 0x5a);
         buffer.vunmap();
         buffer.vunmap();

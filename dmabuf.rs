@@ -1,0 +1,591 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The exporter side of dma-buf and dma-heap as a safe layer, in the shape
+//! an upstream `kernel::dma_buf` would have (modelled on
+//! `rust/kernel/miscdevice.rs`).
+//!
+//! Every C entry point of the module is here: the `dma_buf_ops`,
+//! `vm_operations_struct` and `dma_heap_ops` trampolines, built as const
+//! tables per exporter type, and the explicit fence API that importer
+//! drivers call. A dma-buf owns its exporter object through
+//! [`ForeignOwnable`] (`dma_buf->priv`) from [`export`] until `release`.
+//! An exporter implements [`Exporter`] and never sees a raw pointer:
+//! attachments are [`AttachmentKey`]s, the tables it hands out
+//! [`MappedTable`]s, the reservation object a [`Resv`], user mappings
+//! [`Vma`]s, kernel mappings [`KernelAddress`]es. Each trampoline recovers
+//! the object, calls one safe method and converts the result for C.
+
+use crate::{
+    buffer::HeapBuffer,
+    cache_ops::{Direction, DmaDevice},
+    fence_hooks::{self, Fence, Reservation, Resv},
+    pages::KernelAddress,
+    sg::SgTable,
+    sys,
+    user_mappings::{UserMappings, VmFault, Vma},
+};
+use core::{ffi::c_void, marker::PhantomData, ptr::NonNull};
+use kernel::{
+    error::{from_err_ptr, VTABLE_DEFAULT_ERROR},
+    prelude::*,
+    types::ForeignOwnable,
+};
+
+/// An importer's attachment as its exporter identifies it (kept in
+/// `dma_buf_attachment->priv`): the address of what the exporter keeps for
+/// it, which must not move while attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AttachmentKey(NonNull<c_void>);
+
+// SAFETY: A key is only compared, never dereferenced.
+unsafe impl Send for AttachmentKey {}
+// SAFETY: As above.
+unsafe impl Sync for AttachmentKey {}
+
+impl AttachmentKey {
+    /// The key of `object`, which must stay at its address while attached
+    /// (boxed).
+    pub(crate) fn of<T>(object: &T) -> Self {
+        Self(NonNull::from(object).cast())
+    }
+}
+
+/// A table an exporter mapped for an importer, returned by `map_dma_buf`.
+pub(crate) struct MappedTable(NonNull<sys::sg_table>);
+
+impl MappedTable {
+    /// `table`, which must stay mapped and in place until `unmap`.
+    pub(crate) fn of(table: &SgTable) -> Self {
+        // The table's address is never null.
+        Self(NonNull::new(table.as_raw()).unwrap_or(NonNull::dangling()))
+    }
+}
+
+/// What a dma-buf exporter does for the dma-buf core. The object lives in
+/// a `Pin<KBox<Self>>` owned by the dma-buf.
+#[vtable]
+pub(crate) trait Exporter: Send + Sync + Sized + 'static {
+    /// A device attaches (`attach`); returns the attachment's key.
+    fn attach(&self, dev: DmaDevice) -> Result<AttachmentKey>;
+    /// The attachment goes (`detach`), mapped or not.
+    fn detach(&self, key: AttachmentKey);
+    /// The attachment's device maps the buffer (`map_dma_buf`; the
+    /// reservation lock is held).
+    fn map(&self, key: AttachmentKey, dir: Direction) -> Result<MappedTable>;
+    /// The mapping ends (`unmap_dma_buf`; the reservation lock is held).
+    fn unmap(&self, key: AttachmentKey);
+    /// The CPU is about to access the buffer (`begin_cpu_access`).
+    fn begin_cpu_access(&self, dir: Direction, resv: &Resv) -> Result;
+    /// The CPU finished (`end_cpu_access`).
+    fn end_cpu_access(&self, dir: Direction);
+    /// User space maps the buffer (`mmap`, mmap lock held for writing).
+    fn mmap(&self, _vma: &Vma) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+    /// A user access faulted in a vma that [`Vma::trap`] set up (`write`:
+    /// a write; `upgrade`: it hit a read-only entry).
+    fn user_fault(&self, _vma: &Vma, _write: bool, _upgrade: bool) -> VmFault {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+    /// A kernel mapping of the whole buffer (`vmap`).
+    fn vmap(&self) -> Result<KernelAddress> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+    /// Undoes [`Self::vmap`].
+    fn vunmap(&self) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+    /// The last reference is gone, just before the object is dropped.
+    fn release(&self) {}
+}
+
+/// An exported dma-buf whose exporter object is a `T`.
+///
+/// # Invariants
+///
+/// `raw` was returned by [`export`] for a `T` and the holder of this value
+/// holds a reference on it (the one `export` returned, until it is given
+/// to the dma-heap core).
+pub(crate) struct DmaBuf<T: Exporter> {
+    raw: NonNull<sys::dma_buf>,
+    _exporter: PhantomData<T>,
+}
+
+impl<T: Exporter> DmaBuf<T> {
+    /// The exporter object.
+    pub(crate) fn exporter(&self) -> Pin<&T> {
+        // SAFETY: Ours and live (type invariant).
+        unsafe { borrow::<T>(self.raw.as_ptr()) }
+    }
+
+    /// The inode of the dma-buf's file (what `fstat` reports as `st_ino`).
+    pub(crate) fn inode(&self) -> u64 {
+        // SAFETY: Live (type invariant); every dma-buf has a file.
+        unsafe { sys::rdh_dma_buf_inode(self.raw.as_ptr()) }
+    }
+
+    /// The user mappings of the buffer, for the exporter object to keep: the
+    /// dma-buf outlives the object it owns.
+    pub(crate) fn user_mappings(&self) -> UserMappings {
+        // SAFETY: The dma-buf owns the exporter object that will keep this
+        // value, so it is live for as long as the value.
+        unsafe { UserMappings::new(self.raw.as_ptr()) }
+    }
+
+    /// The reference, for C.
+    pub(crate) fn into_raw(self) -> *mut sys::dma_buf {
+        self.raw.as_ptr()
+    }
+}
+
+/// Exports `object` as a dma-buf of `size` bytes; the dma-buf owns it from
+/// then on (and drops it in `release`).
+pub(crate) fn export<T: Exporter>(
+    object: Pin<KBox<T>>,
+    size: usize,
+    fd_flags: u32,
+    exp_name: &'static CStr,
+) -> Result<DmaBuf<T>> {
+    // SAFETY: All zeroes is a valid `dma_buf_export_info`.
+    let mut info: sys::dma_buf_export_info = unsafe { core::mem::zeroed() };
+    info.exp_name = exp_name.as_char_ptr();
+    // SAFETY: Returns this module's `struct module`, valid while it is loaded.
+    info.owner = unsafe { sys::rdh_this_module() };
+    info.ops = BufOps::<T>::table();
+    info.size = size;
+    // The dma-heap core allows only O_ACCMODE | O_CLOEXEC: fits an int.
+    info.flags = i32::try_from(fd_flags).map_err(|_| EINVAL)?;
+    let private = object.into_foreign();
+    info.priv_ = private;
+    // SAFETY: `info` is fully initialised; on success the dma-buf owns
+    // `private` and gives it back in `release`.
+    match from_err_ptr(unsafe { sys::dma_buf_export(&info) }) {
+        Ok(raw) => Ok(DmaBuf {
+            // INVARIANT: Just exported for a `T`; we hold the reference.
+            raw: NonNull::new(raw).ok_or(ENOMEM)?,
+            _exporter: PhantomData,
+        }),
+        Err(err) => {
+            // SAFETY: Export failed, so nothing else refers to `private`.
+            drop(unsafe { Pin::<KBox<T>>::from_foreign(private) });
+            Err(err)
+        }
+    }
+}
+
+/// The exporter object of a dma-buf exported by [`export`] for a `T`.
+///
+/// # Safety
+///
+/// `dmabuf` must be such a dma-buf and not yet released for `'a`.
+pub(crate) unsafe fn borrow<'a, T: Exporter>(dmabuf: *mut sys::dma_buf) -> Pin<&'a T> {
+    // SAFETY: Its `priv` holds the object from `into_foreign` until
+    // release (the caller's promise).
+    unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*dmabuf).priv_) }
+}
+
+/// The `dma_buf_ops` of exporter type `T` (what its dma-bufs point to).
+pub(crate) fn ops_of<T: Exporter>() -> &'static sys::dma_buf_ops {
+    BufOps::<T>::table()
+}
+
+/// The exporter object and attachment key of an importer's attachment,
+/// if it is an attachment of a `T`'s dma-buf.
+///
+/// # Safety
+///
+/// `attach` must be null or a live attachment for `'a`.
+unsafe fn attached<'a, T: Exporter>(
+    attach: *mut sys::dma_buf_attachment,
+) -> Result<(Pin<&'a T>, AttachmentKey)> {
+    if attach.is_null() {
+        return Err(EINVAL);
+    }
+    // SAFETY: A live attachment points to its live dma-buf.
+    let dmabuf = unsafe { (*attach).dmabuf };
+    // SAFETY: As above.
+    if !core::ptr::eq(unsafe { (*dmabuf).ops }, BufOps::<T>::table()) {
+        return Err(EINVAL);
+    }
+    // SAFETY: The dma-buf is a `T`'s, so `attach` was made by its attach
+    // trampoline, which stored the key.
+    let key = NonNull::new(unsafe { (*attach).priv_ })
+        .map(AttachmentKey)
+        .ok_or(EINVAL)?;
+    // SAFETY: The dma-buf is a `T`'s and live.
+    Ok((unsafe { borrow::<T>(dmabuf) }, key))
+}
+
+fn errno(result: Result) -> c_int {
+    match result {
+        Ok(()) => 0,
+        Err(err) => err.to_errno(),
+    }
+}
+
+/// The `dma_buf_ops` and `vm_operations_struct` of exporter type `T`.
+struct BufOps<T: Exporter>(PhantomData<T>);
+
+impl<T: Exporter> BufOps<T> {
+    const TABLE: sys::dma_buf_ops = {
+        // SAFETY: All zeroes is a valid `dma_buf_ops` (all hooks absent).
+        let mut ops: sys::dma_buf_ops = unsafe { core::mem::zeroed() };
+        ops.attach = Some(Self::attach);
+        ops.detach = Some(Self::detach);
+        ops.map_dma_buf = Some(Self::map);
+        ops.unmap_dma_buf = Some(Self::unmap);
+        ops.begin_cpu_access = Some(Self::begin_cpu_access);
+        ops.end_cpu_access = Some(Self::end_cpu_access);
+        if T::HAS_MMAP {
+            ops.mmap = Some(Self::mmap);
+        }
+        if T::HAS_VMAP {
+            ops.vmap = Some(Self::vmap);
+            ops.vunmap = Some(Self::vunmap);
+        }
+        ops.release = Some(Self::release);
+        ops
+    };
+
+    const USER_VM_OPS: sys::vm_operations_struct = {
+        // SAFETY: All zeroes is a valid `vm_operations_struct`.
+        let mut ops: sys::vm_operations_struct = unsafe { core::mem::zeroed() };
+        if T::HAS_USER_FAULT {
+            ops.fault = Some(Self::user_fault);
+            ops.pfn_mkwrite = Some(Self::user_pfn_mkwrite);
+        }
+        ops
+    };
+
+    const fn table() -> &'static sys::dma_buf_ops {
+        &Self::TABLE
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core with a live dma-buf of a `T` and a new
+    /// attachment whose device stays valid until detach.
+    unsafe extern "C" fn attach(
+        dmabuf: *mut sys::dma_buf,
+        attach: *mut sys::dma_buf_attachment,
+    ) -> c_int {
+        // SAFETY: See the function's safety section.
+        let (exporter, dev) = unsafe { (borrow::<T>(dmabuf), DmaDevice::new((*attach).dev)) };
+        match exporter.attach(dev) {
+            Ok(key) => {
+                // SAFETY: `attach` is valid and ours to fill in.
+                unsafe { (*attach).priv_ = key.0.as_ptr() };
+                0
+            }
+            Err(err) => err.to_errno(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core for an attachment made by
+    /// [`Self::attach`].
+    unsafe extern "C" fn detach(_dmabuf: *mut sys::dma_buf, attach: *mut sys::dma_buf_attachment) {
+        // SAFETY: See the function's safety section.
+        if let Ok((exporter, key)) = unsafe { attached::<T>(attach) } {
+            exporter.detach(key);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core, reservation lock held, for an attachment
+    /// made by [`Self::attach`].
+    unsafe extern "C" fn map(
+        attach: *mut sys::dma_buf_attachment,
+        dir: sys::dma_data_direction,
+    ) -> *mut sys::sg_table {
+        // SAFETY: See the function's safety section.
+        let mapped = unsafe { attached::<T>(attach) }.and_then(|(e, key)| e.map(key, dir));
+        match mapped {
+            Ok(table) => table.0.as_ptr(),
+            Err(err) => err.to_ptr(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core, reservation lock held, for a mapping made
+    /// by [`Self::map`].
+    unsafe extern "C" fn unmap(
+        attach: *mut sys::dma_buf_attachment,
+        _table: *mut sys::sg_table,
+        _dir: sys::dma_data_direction,
+    ) {
+        // SAFETY: See the function's safety section.
+        if let Ok((exporter, key)) = unsafe { attached::<T>(attach) } {
+            exporter.unmap(key);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core with a live dma-buf of a `T`, without its
+    /// reservation lock (`dma_buf_begin_cpu_access` says `might_lock`).
+    unsafe extern "C" fn begin_cpu_access(
+        dmabuf: *mut sys::dma_buf,
+        dir: sys::dma_data_direction,
+    ) -> c_int {
+        // SAFETY: See the function's safety section; `resv` is the dma-buf's.
+        let (exporter, resv) = unsafe { (borrow::<T>(dmabuf), Resv::from_raw((*dmabuf).resv)) };
+        errno(exporter.begin_cpu_access(dir, resv))
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core with a live dma-buf of a `T`.
+    unsafe extern "C" fn end_cpu_access(
+        dmabuf: *mut sys::dma_buf,
+        dir: sys::dma_data_direction,
+    ) -> c_int {
+        // SAFETY: See the function's safety section.
+        unsafe { borrow::<T>(dmabuf) }.end_cpu_access(dir);
+        0
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core from an `mmap` call on a live dma-buf of a
+    /// `T` (also through `dma_buf_mmap`, which switches the vma's file to
+    /// the dma-buf's), mmap lock held for writing.
+    unsafe extern "C" fn mmap(dmabuf: *mut sys::dma_buf, vma: *mut sys::vm_area_struct) -> c_int {
+        // SAFETY: See the function's safety section.
+        let (exporter, vma) =
+            unsafe { (borrow::<T>(dmabuf), Vma::from_raw(vma, &Self::USER_VM_OPS)) };
+        errno(exporter.mmap(&vma))
+    }
+
+    /// The exporter and vma of a fault in a vma set up by [`Self::mmap`].
+    ///
+    /// # Safety
+    ///
+    /// `vmf` must be such a fault, with the mmap lock or vma lock held for
+    /// `'a`.
+    unsafe fn faulting<'a>(vmf: *mut sys::vm_fault) -> (Pin<&'a T>, Vma) {
+        // SAFETY: The vma of a fault is valid; its file is the dma-buf's and
+        // holds a reference on it, so the exporter object is live.
+        unsafe {
+            let vma = (*vmf).__bindgen_anon_1.vma;
+            let dmabuf = (*(*vma).vm_file).private_data.cast::<sys::dma_buf>();
+            (borrow::<T>(dmabuf), Vma::from_raw(vma, &Self::USER_VM_OPS))
+        }
+    }
+
+    /// `vm_operations_struct.fault`: a user access found no entry.
+    ///
+    /// # Safety
+    ///
+    /// Called by the mm core for a vma set up by [`Self::mmap`].
+    unsafe extern "C" fn user_fault(vmf: *mut sys::vm_fault) -> VmFault {
+        // SAFETY: See the function's safety section.
+        let (exporter, vma) = unsafe { Self::faulting(vmf) };
+        // SAFETY: `vmf` is valid.
+        let write = unsafe { (*vmf).flags } & sys::fault_flag_FAULT_FLAG_WRITE != 0;
+        exporter.user_fault(&vma, write, false)
+    }
+
+    /// `vm_operations_struct.pfn_mkwrite`: a user write hit a read-only
+    /// entry.
+    ///
+    /// # Safety
+    ///
+    /// Called by the mm core for a vma set up by [`Self::mmap`], without the
+    /// page-table lock.
+    unsafe extern "C" fn user_pfn_mkwrite(vmf: *mut sys::vm_fault) -> VmFault {
+        // SAFETY: See the function's safety section.
+        let (exporter, vma) = unsafe { Self::faulting(vmf) };
+        exporter.user_fault(&vma, true, true)
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core with a live dma-buf of a `T` and a map to
+    /// fill.
+    unsafe extern "C" fn vmap(dmabuf: *mut sys::dma_buf, map: *mut sys::iosys_map) -> c_int {
+        // SAFETY: See the function's safety section.
+        match unsafe { borrow::<T>(dmabuf) }.vmap() {
+            Ok(addr) => {
+                // SAFETY: `map` is valid for writes.
+                unsafe { sys::rdh_iosys_map_set_vaddr(map, addr.as_ptr()) };
+                0
+            }
+            Err(err) => err.to_errno(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-buf core to undo a successful [`Self::vmap`].
+    unsafe extern "C" fn vunmap(dmabuf: *mut sys::dma_buf, map: *mut sys::iosys_map) {
+        // SAFETY: See the function's safety section.
+        unsafe { borrow::<T>(dmabuf) }.vunmap();
+        // SAFETY: `map` is valid for writes; all zeroes is a cleared map.
+        unsafe { map.write(core::mem::zeroed()) };
+    }
+
+    /// # Safety
+    ///
+    /// Called once by the dma-buf core when the last reference is gone;
+    /// nothing uses the exporter object afterwards.
+    unsafe extern "C" fn release(dmabuf: *mut sys::dma_buf) {
+        // SAFETY: `priv` holds the object from `export`, and this is the
+        // last use of it.
+        let object = unsafe { Pin::<KBox<T>>::from_foreign((*dmabuf).priv_) };
+        object.release();
+        drop(object);
+    }
+}
+
+/// A heap that exports buffers of type [`Heap::Buffer`].
+pub(crate) trait Heap {
+    /// What the heap's dma-bufs own.
+    type Buffer: Exporter;
+    /// Allocates and exports a buffer of `len` bytes (page aligned, not
+    /// zero; the core checked the flags), named `exp_name`.
+    fn allocate(len: usize, fd_flags: u32, exp_name: &'static CStr)
+        -> Result<DmaBuf<Self::Buffer>>;
+}
+
+/// Registers heap `H` as `/dev/dma_heap/<name>`. A heap can never be
+/// removed.
+pub(crate) fn register_heap<H: Heap>(name: &'static CStr) -> Result {
+    let info = sys::dma_heap_export_info {
+        name: name.as_char_ptr(),
+        ops: HeapOps::<H>::table(),
+        priv_: core::ptr::null_mut(),
+    };
+    // SAFETY: `info` is valid for the call; the core copies what it keeps
+    // except `name` and `ops`, which are static.
+    from_err_ptr(unsafe { sys::dma_heap_add(&info) }).map(drop)
+}
+
+/// The `dma_heap_ops` of heap type `H`.
+struct HeapOps<H: Heap>(PhantomData<H>);
+
+impl<H: Heap> HeapOps<H> {
+    const TABLE: sys::dma_heap_ops = sys::dma_heap_ops {
+        allocate: Some(Self::allocate),
+    };
+
+    const fn table() -> &'static sys::dma_heap_ops {
+        &Self::TABLE
+    }
+
+    /// # Safety
+    ///
+    /// Called by the dma-heap core with a heap registered by
+    /// [`register_heap`]; `len` is page aligned and non-zero, flags are
+    /// validated.
+    unsafe extern "C" fn allocate(
+        heap: *mut sys::dma_heap,
+        len: usize,
+        fd_flags: u32,
+        _heap_flags: u64,
+    ) -> *mut sys::dma_buf {
+        // SAFETY: `heap` is valid; its name is the static one registered.
+        let name = unsafe { CStr::from_char_ptr(sys::dma_heap_get_name(heap)) };
+        match H::allocate(len, fd_flags, name) {
+            Ok(dmabuf) => dmabuf.into_raw(),
+            Err(err) => err.to_ptr(),
+        }
+    }
+}
+
+// The explicit fence API of the heap's buffers (declared for C in
+// `include/rust_dmabuf_heap.h`, exported by the C shim).
+
+/// Step 1: reserve the declaration of an access.
+///
+/// # Safety
+///
+/// Called by an importer driver in process context with a live attachment
+/// (or null).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rdh_dma_buf_access_reserve(
+    attach: *mut sys::dma_buf_attachment,
+    dir: sys::dma_data_direction,
+) -> *mut sys::rdh_dma_buf_access {
+    // SAFETY: See the function's safety section.
+    let reserved = unsafe { attached::<HeapBuffer>(attach) }
+        .and_then(|(buffer, key)| buffer.reserve_access(key, dir));
+    match reserved {
+        Ok(reservation) => reservation.into_raw().cast(),
+        Err(err) => err.to_ptr(),
+    }
+}
+
+/// Step 2: the reserved access ends with `fence`. Neither allocates nor
+/// sleeps. Null or error pointers are ignored.
+///
+/// # Safety
+///
+/// `access` was returned by [`rdh_dma_buf_access_reserve`] and is neither
+/// committed nor cancelled; its attachment is live; `fence` is valid.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rdh_dma_buf_access_commit(
+    access: *mut sys::rdh_dma_buf_access,
+    fence: *mut sys::dma_fence,
+) {
+    if fence.is_null() {
+        return;
+    }
+    // SAFETY: See the function's safety section.
+    if let Some(reservation) = unsafe { Reservation::from_raw(access.cast()) } {
+        // SAFETY: As above; the caller holds a reference on `fence`.
+        unsafe { fence_hooks::commit(reservation, Fence::from_raw(fence)) };
+    }
+}
+
+/// Drops a reservation that will not be committed.
+///
+/// # Safety
+///
+/// `attach` is the live attachment `access` was reserved for, and `access`
+/// is neither committed nor cancelled.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rdh_dma_buf_access_cancel(
+    attach: *mut sys::dma_buf_attachment,
+    access: *mut sys::rdh_dma_buf_access,
+) {
+    // SAFETY: See the function's safety section.
+    let reservation = unsafe { Reservation::from_raw(access.cast()) };
+    // SAFETY: As above.
+    let attached = unsafe { attached::<HeapBuffer>(attach) };
+    if let (Ok((buffer, _)), Some(reservation)) = (attached, reservation) {
+        buffer.cancel_access(reservation);
+    }
+}
+
+/// Both steps at once, for drivers that declare before publishing.
+///
+/// # Safety
+///
+/// Called by an importer driver in process context with a live attachment
+/// and a valid fence (or null).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rdh_dma_buf_access_until(
+    attach: *mut sys::dma_buf_attachment,
+    dir: sys::dma_data_direction,
+    fence: *mut sys::dma_fence,
+) -> c_int {
+    if fence.is_null() {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: See the function's safety section.
+    let reserved = unsafe { attached::<HeapBuffer>(attach) }
+        .and_then(|(buffer, key)| buffer.reserve_access(key, dir));
+    match reserved {
+        Ok(reservation) => {
+            // SAFETY: Just reserved; the attachment is live, `fence` valid
+            // (the caller holds a reference).
+            unsafe { fence_hooks::commit(reservation, Fence::from_raw(fence)) };
+            0
+        }
+        Err(err) => err.to_errno(),
+    }
+}
