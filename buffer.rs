@@ -7,22 +7,26 @@
 
 use crate::{
     cache_ops::{self, direction, Bounce, Direction, DmaDevice, MaintainedTable, MapSync},
-    debugfs::BufferFile,
     dmabuf::{AttachmentKey, Exporter, MappedTable},
     fence_hooks::{FenceHooks, Reservation, Resv, WriteFences},
+    heap::Heap,
     ownership::{self, Decision, Device, Event, Ownership, Policy, UserAccess},
     pages::{self, KernelAddress, KernelMapping, PageChunk, PAGE_SIZE},
     sg::SgTable,
-    stats::{CacheStats, TOTALS},
+    stats::CacheStats,
     user_mappings::{UserMappings, VmFault, Vma},
 };
 use core::sync::atomic::Ordering;
 use kernel::{
     alloc::{flags::GFP_KERNEL, KVVec},
-    new_mutex,
+    debugfs, new_mutex,
     prelude::*,
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
+
+/// A buffer's debugfs file (`debugfs.rs` writes it): it keeps the buffer
+/// alive until removed, which the buffer's `release` does.
+pub(crate) type BufferFile = Pin<KBox<debugfs::File<Arc<HeapBuffer>>>>;
 
 /// One importer's view of the buffer.
 ///
@@ -91,20 +95,23 @@ pub(crate) struct HeapBuffer {
     table: MaintainedTable,
     /// Vmalloc-backed when long: a fragmented 1 GiB buffer has 262144.
     chunks: KVVec<PageChunk>,
+    /// The heap: its maintenance device outlives `table`'s mapping.
+    heap: Arc<Heap>,
 }
 
 impl HeapBuffer {
     /// Allocates a zeroed buffer of `len` bytes (a non-zero multiple of the
-    /// page size) under the module's policy.
-    pub(crate) fn new(len: usize) -> Result<Pin<KBox<Self>>> {
-        Self::with_policy(len, crate::sync_policy())
+    /// page size) from `heap`, under the heap's policy.
+    pub(crate) fn new(heap: Arc<Heap>, len: usize) -> Result<Arc<Self>> {
+        let policy = heap.sync_policy();
+        Self::with_policy(heap, len, policy)
     }
 
     /// Allocates a buffer with an explicit cache maintenance policy
     /// (`always` whatever is asked if the maintenance device would bounce:
     /// then there is nothing to track with).
-    pub(crate) fn with_policy(len: usize, policy: Policy) -> Result<Pin<KBox<Self>>> {
-        let policy = match cache_ops::maintenance_bounce() {
+    pub(crate) fn with_policy(heap: Arc<Heap>, len: usize, policy: Policy) -> Result<Arc<Self>> {
+        let policy = match heap.maintenance().bounce() {
             Some(_) => Policy::Always,
             None => policy,
         };
@@ -112,8 +119,8 @@ impl HeapBuffer {
         // heap already.
         let trap_user = policy == Policy::Tracked && crate::trap_user_access();
         let chunks = pages::alloc_chunks(len)?;
-        let table = MaintainedTable::new(SgTable::new(&chunks)?)?;
-        let buffer = KBox::try_pin_init(
+        let table = MaintainedTable::new(SgTable::new(&chunks)?, heap.maintenance())?;
+        let buffer = Arc::pin_init(
             try_pin_init!(Self {
                 len,
                 trap_user,
@@ -130,11 +137,13 @@ impl HeapBuffer {
                 }),
                 table,
                 chunks,
+                heap,
             }),
             GFP_KERNEL,
         )?;
-        TOTALS.buffers_allocated.fetch_add(1, Ordering::Relaxed);
-        TOTALS
+        let totals = buffer.heap.totals();
+        totals.buffers_allocated.fetch_add(1, Ordering::Relaxed);
+        totals
             .bytes_allocated
             .fetch_add(len as u64, Ordering::Relaxed);
         Ok(buffer)
@@ -206,7 +215,7 @@ impl HeapBuffer {
                 user_mappings.revoke();
             }
         }
-        state.stats.record(decision, self.len);
+        state.stats.record(decision, self.len, self.heap.totals());
         if state.ownership.policy() == Policy::Tracked {
             self.table.perform(decision.ops);
         }
@@ -241,7 +250,7 @@ impl HeapBuffer {
         )?;
         let key = AttachmentKey::of(&*attachment);
         self.state.lock().attachments.push(attachment, GFP_KERNEL)?;
-        TOTALS.count_attachment(bounce);
+        self.heap.totals().count_attachment(bounce);
         Ok(key)
     }
 
@@ -516,7 +525,9 @@ impl HeapBuffer {
         if state.ownership.user_access() < UserAccess::of(dir) {
             let unbracketed = state.ownership.cpu_depth() == 0;
             self.decide(state, Event::UserFault(dir));
-            state.stats.record_user_fault(unbracketed);
+            state
+                .stats
+                .record_user_fault(unbracketed, self.heap.totals());
             if unbracketed && !state.reported_unbracketed {
                 state.reported_unbracketed = true;
                 if let Some(user_mappings) = &state.user_mappings {
@@ -610,8 +621,8 @@ impl Exporter for HeapBuffer {
         HeapBuffer::vunmap(self)
     }
 
-    /// The debugfs file goes first: removal waits for its readers, which
-    /// lock the state.
+    /// The debugfs file goes first: it holds a reference on the buffer,
+    /// and removal waits for its readers.
     fn release(&self) {
         drop(self.take_debugfs_file());
     }

@@ -16,7 +16,7 @@
 //! under either policy: the DMA API moves their data only in their own sync
 //! calls. If the maintenance device itself would bounce, buffers are not
 //! mapped to it at all and every buffer gets the `always` policy
-//! ([`maintenance_bounce`]).
+//! ([`MaintenanceDevice::bounce`]).
 
 use crate::{
     ownership::{self, CacheOps},
@@ -24,7 +24,6 @@ use crate::{
     sg::SgTable,
     sys,
 };
-use core::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 use kernel::{
     dma::DataDirection,
     error::{from_err_ptr, to_result},
@@ -125,7 +124,7 @@ impl Bounce {
 ///
 /// `dev` points to a live `struct device` for as long as this value exists:
 /// the dma-buf core keeps an attachment's device alive until detach, and the
-/// maintenance device is never freed.
+/// maintenance device outlives every buffer mapped to it.
 #[derive(Clone, Copy)]
 pub(crate) struct DmaDevice {
     dev: *mut sys::device,
@@ -192,57 +191,53 @@ impl DmaDevice {
     }
 }
 
-/// The heap's maintenance device, set once at module init.
-static MAINTENANCE_DEVICE: AtomicPtr<sys::device> = AtomicPtr::new(core::ptr::null_mut());
-
-/// Why the maintenance device's mappings would bounce, as the shim reports
-/// it (`RDH_BOUNCE_NONE` if they do not), set once at module init.
-static MAINTENANCE_BOUNCE: AtomicI32 = AtomicI32::new(sys::RDH_BOUNCE_NONE as i32);
-
-/// Creates the maintenance device. Called once from module init.
-pub(crate) fn create_maintenance_device() -> Result {
-    // SAFETY: Process context at module init.
-    let dev = from_err_ptr(unsafe { sys::rdh_maintenance_device_create() })?;
-    MAINTENANCE_DEVICE.store(dev, Ordering::Release);
-    // SAFETY: Just created; never freed.
-    let reason = unsafe { sys::rdh_dma_bounce_reason(dev) };
-    MAINTENANCE_BOUNCE.store(reason, Ordering::Release);
-    if let Some(reason) = Bounce::from_raw(reason) {
-        // A bouncing maintenance mapping would copy instead of maintaining
-        // the cache, take swiotlb slots for as long as each buffer lives,
-        // and fail for 1 MiB chunks (swiotlb maps at most 256 KiB).
-        pr_warn!(
-            "DMA mappings bounce ({}): ownership tracking is off, every buffer syncs like the system heap (sync_policy=always)\n",
-            reason.name()
-        );
-    }
-    Ok(())
+/// The heap's maintenance device: every buffer is mapped to it once, so
+/// that cache maintenance can run whenever ownership changes.
+///
+/// # Invariants
+///
+/// `dev` was created by `rdh_maintenance_device_create` and is removed on
+/// drop; every table mapped to it is unmapped before (each buffer holds
+/// the heap that owns this device).
+pub(crate) struct MaintenanceDevice {
+    dev: DmaDevice,
+    bounce: Option<Bounce>,
 }
 
-/// Removes the maintenance device again, when module init fails after
-/// [`create_maintenance_device`] (no buffer can exist yet).
-pub(crate) fn destroy_maintenance_device() {
-    let dev = MAINTENANCE_DEVICE.swap(core::ptr::null_mut(), Ordering::AcqRel);
-    if !dev.is_null() {
-        // SAFETY: Created by `create_maintenance_device`; no buffer was
-        // allocated (the heap was never registered), so nothing uses it.
-        unsafe { sys::rdh_maintenance_device_destroy(dev) };
+impl MaintenanceDevice {
+    /// Creates the device (a driverless platform device).
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: Process context.
+        let raw = from_err_ptr(unsafe { sys::rdh_maintenance_device_create() })?;
+        // SAFETY: Just created; removed only on drop.
+        let dev = unsafe { DmaDevice::new(raw) };
+        let bounce = dev.bounce();
+        if let Some(reason) = bounce {
+            // A bouncing maintenance mapping would copy instead of
+            // maintaining the cache, take swiotlb slots for as long as each
+            // buffer lives, and fail for 1 MiB chunks (swiotlb maps at most
+            // 256 KiB).
+            pr_warn!(
+                "DMA mappings bounce ({}): ownership tracking is off, every buffer syncs like the system heap (sync_policy=always)\n",
+                reason.name()
+            );
+        }
+        // INVARIANT: Created above.
+        Ok(Self { dev, bounce })
+    }
+
+    /// If the device's mappings would bounce, why: then buffers are not
+    /// mapped to it and all of them use the `always` policy.
+    pub(crate) fn bounce(&self) -> Option<Bounce> {
+        self.bounce
     }
 }
 
-/// If the maintenance device's mappings would bounce, why: then buffers
-/// are not mapped to it and all of them use the `always` policy.
-pub(crate) fn maintenance_bounce() -> Option<Bounce> {
-    Bounce::from_raw(MAINTENANCE_BOUNCE.load(Ordering::Acquire))
-}
-
-fn maintenance_device() -> Result<DmaDevice> {
-    let dev = MAINTENANCE_DEVICE.load(Ordering::Acquire);
-    if dev.is_null() {
-        return Err(ENODEV);
+impl Drop for MaintenanceDevice {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant; nothing is mapped to it any more.
+        unsafe { sys::rdh_maintenance_device_destroy(self.dev.dev) };
     }
-    // SAFETY: The maintenance device is registered once and never freed.
-    Ok(unsafe { DmaDevice::new(dev) })
 }
 
 /// A buffer's own table, mapped (without syncing) to the maintenance
@@ -259,10 +254,11 @@ pub(crate) struct MaintainedTable {
 }
 
 impl MaintainedTable {
-    /// Maps `table` to the maintenance device, if it can be used.
-    pub(crate) fn new(table: SgTable) -> Result<Self> {
-        let dev = maintenance_device()?;
-        if maintenance_bounce().is_some() {
+    /// Maps `table` to `maintenance`, if it can be used; the device must
+    /// outlive the value.
+    pub(crate) fn new(table: SgTable, maintenance: &MaintenanceDevice) -> Result<Self> {
+        let dev = maintenance.dev;
+        if maintenance.bounce().is_some() {
             // INVARIANT: Not mapped, and `dev` is unset.
             return Ok(Self { dev: None, table });
         }

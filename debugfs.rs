@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What `/sys/kernel/debug/rust_dmabuf_heap/<heap>/` shows.
+//! What `/sys/kernel/debug/rust_dmabuf_heap/<heap>/` shows, through
+//! `kernel::debugfs`: every file owns what it shows (an `Arc` of the heap
+//! or of the buffer) and is removed when its `File` value is dropped, so
+//! its lifetime is a type, not a comment.
 //!
 //! - `stats`: heap totals since load: policy, buffers and bytes allocated
-//!   and live, bytes cleaned and invalidated, operations skipped by reason.
+//!   and live, bytes cleaned and invalidated, operations skipped by reason,
+//!   user access trapped by faults.
 //! - `buffers/<ino>`: one file per live buffer allocated while the
 //!   `debugfs_buffers` parameter was on, named after its dma-buf inode
 //!   (what `fstat` on the fd reports as `st_ino`): size, policy, ownership
@@ -11,147 +15,115 @@
 //!   (`user_faults`, of them outside a SYNC bracket `unbracketed_faults`)
 //!   and revocations of user page-table entries (`user_revokes`).
 //!
-//! Every line is `key: value` so that tests can read it. The files and the
-//! `seq_file` plumbing are in the C shim; the text is written here.
+//! Every line is `key: value` so that tests can read it.
 
 use crate::{
-    buffer::HeapBuffer,
-    cache_ops::{self, Bounce},
+    buffer::{BufferFile, HeapBuffer},
+    cache_ops::Bounce,
+    heap::Heap,
     pages::LIVE_BYTES,
-    stats::{skip_name, SKIP_REASONS, TOTALS},
+    stats::{skip_name, Totals, SKIP_REASONS},
     sys,
 };
-use core::{ffi::c_void, ptr::NonNull, sync::atomic::Ordering};
-use kernel::{prelude::*, seq_file::SeqFile, seq_print};
+use core::{fmt, sync::atomic::Ordering};
+use kernel::{
+    debugfs::{Dir, File},
+    prelude::*,
+    str::CString,
+    sync::Arc,
+};
 
-/// Creates the heap's directory. Failures are ignored: debugfs is optional.
-pub(crate) fn init(heap_name: &'static CStr) {
-    // SAFETY: `heap_name` is static.
-    unsafe { sys::rdh_debugfs_init(heap_name.as_char_ptr()) };
+/// A heap's directory and its `buffers` subdirectory.
+pub(crate) struct HeapDir {
+    heap: Dir,
+    buffers: Dir,
 }
 
-/// Removes what [`init`] created, when module init fails after it (no
-/// buffer can exist yet).
-pub(crate) fn exit() {
-    // SAFETY: No buffer files exist: the heap was never registered.
-    unsafe { sys::rdh_debugfs_exit() };
-}
+impl HeapDir {
+    /// Creates `rust_dmabuf_heap/<name>/buffers`. Failures are silent:
+    /// debugfs is optional (files in a failed directory are not created).
+    pub(crate) fn new(name: &CStr) -> Self {
+        let heap = Dir::new(c"rust_dmabuf_heap").subdir(name);
+        let buffers = heap.subdir(c"buffers");
+        Self { heap, buffers }
+    }
 
-/// A buffer's debugfs file.
-///
-/// # Invariants
-///
-/// `dentry` was returned by `rdh_debugfs_add_buffer` (it may be an error
-/// pointer, which removal ignores) and is removed on drop.
-pub(crate) struct BufferFile {
-    dentry: NonNull<sys::dentry>,
-}
+    /// The heap's `stats` file.
+    pub(crate) fn stats_file(&self, heap: Arc<Heap>) -> Result<Pin<KBox<File<Arc<Heap>>>>> {
+        KBox::pin_init(
+            self.heap.read_callback_file(c"stats", heap, &show_heap),
+            GFP_KERNEL,
+        )
+    }
 
-// SAFETY: A dentry may be removed from any thread.
-unsafe impl Send for BufferFile {}
-// SAFETY: Shared references do nothing with the dentry.
-unsafe impl Sync for BufferFile {}
-
-impl BufferFile {
-    /// Adds the file for `buffer`, whose dma-buf has inode `ino`, if the
+    /// The file of `buffer`, whose dma-buf has inode `ino`, if the
     /// `debugfs_buffers` parameter asks for per-buffer files.
-    ///
-    /// # Safety
-    ///
-    /// `buffer` must outlive the returned value.
-    pub(crate) unsafe fn new(ino: u64, buffer: &HeapBuffer) -> Option<Self> {
+    pub(crate) fn buffer_file(&self, ino: u64, buffer: Arc<HeapBuffer>) -> Option<BufferFile> {
         // SAFETY: Reads a module parameter.
         if !unsafe { sys::rdh_debugfs_buffers_enabled() } {
             return None;
         }
-        let data = core::ptr::from_ref(buffer).cast_mut().cast::<c_void>();
-        // SAFETY: `buffer` outlives the file (the caller's promise), and
-        // `Drop` removes it, waiting for readers.
-        let dentry = NonNull::new(unsafe { sys::rdh_debugfs_add_buffer(ino, data) })?;
-        // INVARIANT: Returned by `rdh_debugfs_add_buffer`.
-        Some(Self { dentry })
-    }
-}
-
-impl Drop for BufferFile {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant; removal waits for readers.
-        unsafe { sys::rdh_debugfs_remove(self.dentry.as_ptr()) };
+        let name = CString::try_from_fmt(fmt!("{ino}")).ok()?;
+        KBox::pin_init(
+            self.buffers.read_callback_file(&name, buffer, &show_buffer),
+            GFP_KERNEL,
+        )
+        .ok()
     }
 }
 
 /// Shows the heap totals.
-///
-/// # Safety
-///
-/// Called by the `stats` file's show callback with its `seq_file`.
-#[no_mangle]
-unsafe extern "C" fn rdh_show_heap_stats(m: *mut sys::seq_file) -> c_int {
-    // SAFETY: `m` is valid for this call.
-    let m = unsafe { SeqFile::from_raw(m) };
-    let load = |counter: &core::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    seq_print!(m, "policy: {}\n", crate::sync_policy().name());
-    seq_print!(
-        m,
-        "buffers_allocated: {}\n",
-        load(&TOTALS.buffers_allocated)
-    );
-    seq_print!(m, "bytes_allocated: {}\n", load(&TOTALS.bytes_allocated));
-    seq_print!(m, "live_bytes: {}\n", LIVE_BYTES.load(Ordering::Relaxed));
-    seq_print!(m, "clean_bytes: {}\n", load(&TOTALS.clean_bytes));
-    seq_print!(m, "invalidate_bytes: {}\n", load(&TOTALS.invalidate_bytes));
-    for (reason, count) in SKIP_REASONS.iter().zip(TOTALS.skipped.iter()) {
-        seq_print!(m, "skipped_{}: {}\n", skip_name(*reason), load(count));
+fn show_heap(heap: &Arc<Heap>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let totals = heap.totals();
+    let load = Totals::load;
+    writeln!(f, "policy: {}", heap.sync_policy().name())?;
+    writeln!(f, "buffers_allocated: {}", load(&totals.buffers_allocated))?;
+    writeln!(f, "bytes_allocated: {}", load(&totals.bytes_allocated))?;
+    writeln!(f, "live_bytes: {}", LIVE_BYTES.load(Ordering::Relaxed))?;
+    writeln!(f, "clean_bytes: {}", load(&totals.clean_bytes))?;
+    writeln!(f, "invalidate_bytes: {}", load(&totals.invalidate_bytes))?;
+    for (reason, count) in SKIP_REASONS.iter().zip(totals.skipped.iter()) {
+        writeln!(f, "skipped_{}: {}", skip_name(*reason), load(count))?;
     }
-    seq_print!(
-        m,
-        "maintenance: {}\n",
-        cache_ops::maintenance_bounce().map_or("direct", Bounce::name)
-    );
-    seq_print!(m, "attachments: {}\n", load(&TOTALS.attachments));
-    for (reason, count) in Bounce::ALL.iter().zip(TOTALS.bounce_attachments.iter()) {
-        seq_print!(m, "bounce_synced_{}: {}\n", reason.name(), load(count));
+    writeln!(
+        f,
+        "maintenance: {}",
+        heap.maintenance().bounce().map_or("direct", Bounce::name)
+    )?;
+    writeln!(f, "attachments: {}", load(&totals.attachments))?;
+    for (reason, count) in Bounce::ALL.iter().zip(totals.bounce_attachments.iter()) {
+        writeln!(f, "bounce_synced_{}: {}", reason.name(), load(count))?;
     }
-    seq_print!(m, "unbracketed_cpu: {}\n", crate::unbracketed_cpu_name());
-    seq_print!(m, "user_faults: {}\n", load(&TOTALS.user_faults));
-    seq_print!(
-        m,
-        "unbracketed_faults: {}\n",
-        load(&TOTALS.unbracketed_faults)
-    );
-    seq_print!(m, "user_revokes: {}\n", load(&TOTALS.revokes));
-    0
+    writeln!(f, "unbracketed_cpu: {}", crate::unbracketed_cpu_name())?;
+    writeln!(f, "user_faults: {}", load(&totals.user_faults))?;
+    writeln!(
+        f,
+        "unbracketed_faults: {}",
+        load(&totals.unbracketed_faults)
+    )?;
+    writeln!(f, "user_revokes: {}", load(&totals.revokes))
 }
 
 /// Shows one buffer.
-///
-/// # Safety
-///
-/// Called by a buffer file's show callback with its `seq_file` and the
-/// buffer it was created for, which is live until the file is removed.
-#[no_mangle]
-unsafe extern "C" fn rdh_show_buffer(m: *mut sys::seq_file, buffer: *mut c_void) -> c_int {
-    // SAFETY: See the function's safety section.
-    let (m, buffer) = unsafe { (SeqFile::from_raw(m), &*buffer.cast::<HeapBuffer>()) };
+fn show_buffer(buffer: &Arc<HeapBuffer>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let (ownership, stats) = buffer.snapshot();
     let lines = ownership.lines();
-    seq_print!(m, "size: {}\n", buffer.len());
-    seq_print!(m, "policy: {}\n", ownership.policy().name());
-    seq_print!(m, "mapped: {}\n", ownership.mapped());
-    seq_print!(m, "cpu_depth: {}\n", ownership.cpu_depth());
-    seq_print!(m, "maybe_dirty: {}\n", lines.maybe_dirty);
-    seq_print!(m, "maybe_stale: {}\n", lines.maybe_stale);
-    seq_print!(m, "cleans: {}\n", stats.cleans);
-    seq_print!(m, "invalidates: {}\n", stats.invalidates);
-    seq_print!(m, "clean_bytes: {}\n", stats.clean_bytes);
-    seq_print!(m, "invalidate_bytes: {}\n", stats.invalidate_bytes);
+    writeln!(f, "size: {}", buffer.len())?;
+    writeln!(f, "policy: {}", ownership.policy().name())?;
+    writeln!(f, "mapped: {}", ownership.mapped())?;
+    writeln!(f, "cpu_depth: {}", ownership.cpu_depth())?;
+    writeln!(f, "maybe_dirty: {}", lines.maybe_dirty)?;
+    writeln!(f, "maybe_stale: {}", lines.maybe_stale)?;
+    writeln!(f, "cleans: {}", stats.cleans)?;
+    writeln!(f, "invalidates: {}", stats.invalidates)?;
+    writeln!(f, "clean_bytes: {}", stats.clean_bytes)?;
+    writeln!(f, "invalidate_bytes: {}", stats.invalidate_bytes)?;
     for (reason, count) in SKIP_REASONS.iter().zip(stats.skipped.iter()) {
-        seq_print!(m, "skipped_{}: {}\n", skip_name(*reason), count);
+        writeln!(f, "skipped_{}: {}", skip_name(*reason), count)?;
     }
-    seq_print!(m, "traps_user_access: {}\n", buffer.traps_user_access());
-    seq_print!(m, "user_access: {:?}\n", ownership.user_access());
-    seq_print!(m, "user_faults: {}\n", stats.user_faults);
-    seq_print!(m, "unbracketed_faults: {}\n", stats.unbracketed_faults);
-    seq_print!(m, "user_revokes: {}\n", stats.revokes);
-    0
+    writeln!(f, "traps_user_access: {}", buffer.traps_user_access())?;
+    writeln!(f, "user_access: {:?}", ownership.user_access())?;
+    writeln!(f, "user_faults: {}", stats.user_faults)?;
+    writeln!(f, "unbracketed_faults: {}", stats.unbracketed_faults)?;
+    writeln!(f, "user_revokes: {}", stats.revokes)
 }

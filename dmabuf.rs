@@ -8,7 +8,8 @@
 //! `vm_operations_struct` and `dma_heap_ops` trampolines, built as const
 //! tables per exporter type, and the explicit fence API that importer
 //! drivers call. A dma-buf owns its exporter object through
-//! [`ForeignOwnable`] (`dma_buf->priv`) from [`export`] until `release`.
+//! [`ForeignOwnable`] (`dma_buf->priv`, an `Arc`) from [`export`] until
+//! `release`, and a registered heap its heap object (`dma_heap->priv`).
 //! An exporter implements [`Exporter`] and never sees a raw pointer:
 //! attachments are [`AttachmentKey`]s, the tables it hands out
 //! [`MappedTable`]s, the reservation object a [`Resv`], user mappings
@@ -28,6 +29,7 @@ use core::{ffi::c_void, marker::PhantomData, ptr::NonNull};
 use kernel::{
     error::{from_err_ptr, VTABLE_DEFAULT_ERROR},
     prelude::*,
+    sync::{Arc, ArcBorrow},
     types::ForeignOwnable,
 };
 
@@ -61,8 +63,8 @@ impl MappedTable {
     }
 }
 
-/// What a dma-buf exporter does for the dma-buf core. The object lives in
-/// a `Pin<KBox<Self>>` owned by the dma-buf.
+/// What a dma-buf exporter does for the dma-buf core. The dma-buf owns a
+/// reference on the object (an `Arc`).
 #[vtable]
 pub(crate) trait Exporter: Send + Sync + Sized + 'static {
     /// A device attaches (`attach`); returns the attachment's key.
@@ -113,7 +115,7 @@ pub(crate) struct DmaBuf<T: Exporter> {
 
 impl<T: Exporter> DmaBuf<T> {
     /// The exporter object.
-    pub(crate) fn exporter(&self) -> Pin<&T> {
+    pub(crate) fn exporter(&self) -> ArcBorrow<'_, T> {
         // SAFETY: Ours and live (type invariant).
         unsafe { borrow::<T>(self.raw.as_ptr()) }
     }
@@ -138,10 +140,10 @@ impl<T: Exporter> DmaBuf<T> {
     }
 }
 
-/// Exports `object` as a dma-buf of `size` bytes; the dma-buf owns it from
-/// then on (and drops it in `release`).
+/// Exports `object` as a dma-buf of `size` bytes; the dma-buf owns the
+/// reference from then on (and drops it in `release`).
 pub(crate) fn export<T: Exporter>(
-    object: Pin<KBox<T>>,
+    object: Arc<T>,
     size: usize,
     fd_flags: u32,
     exp_name: &'static CStr,
@@ -167,7 +169,7 @@ pub(crate) fn export<T: Exporter>(
         }),
         Err(err) => {
             // SAFETY: Export failed, so nothing else refers to `private`.
-            drop(unsafe { Pin::<KBox<T>>::from_foreign(private) });
+            drop(unsafe { Arc::<T>::from_foreign(private) });
             Err(err)
         }
     }
@@ -178,10 +180,10 @@ pub(crate) fn export<T: Exporter>(
 /// # Safety
 ///
 /// `dmabuf` must be such a dma-buf and not yet released for `'a`.
-pub(crate) unsafe fn borrow<'a, T: Exporter>(dmabuf: *mut sys::dma_buf) -> Pin<&'a T> {
-    // SAFETY: Its `priv` holds the object from `into_foreign` until
+pub(crate) unsafe fn borrow<'a, T: Exporter>(dmabuf: *mut sys::dma_buf) -> ArcBorrow<'a, T> {
+    // SAFETY: Its `priv` holds the reference from `into_foreign` until
     // release (the caller's promise).
-    unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*dmabuf).priv_) }
+    unsafe { <Arc<T> as ForeignOwnable>::borrow((*dmabuf).priv_) }
 }
 
 /// The `dma_buf_ops` of exporter type `T` (what its dma-bufs point to).
@@ -197,7 +199,7 @@ pub(crate) fn ops_of<T: Exporter>() -> &'static sys::dma_buf_ops {
 /// `attach` must be null or a live attachment for `'a`.
 unsafe fn attached<'a, T: Exporter>(
     attach: *mut sys::dma_buf_attachment,
-) -> Result<(Pin<&'a T>, AttachmentKey)> {
+) -> Result<(ArcBorrow<'a, T>, AttachmentKey)> {
     if attach.is_null() {
         return Err(EINVAL);
     }
@@ -366,7 +368,7 @@ impl<T: Exporter> BufOps<T> {
     ///
     /// `vmf` must be such a fault, with the mmap lock or vma lock held for
     /// `'a`.
-    unsafe fn faulting<'a>(vmf: *mut sys::vm_fault) -> (Pin<&'a T>, Vma) {
+    unsafe fn faulting<'a>(vmf: *mut sys::vm_fault) -> (ArcBorrow<'a, T>, Vma) {
         // SAFETY: The vma of a fault is valid; its file is the dma-buf's and
         // holds a reference on it, so the exporter object is live.
         unsafe {
@@ -433,41 +435,53 @@ impl<T: Exporter> BufOps<T> {
     /// Called once by the dma-buf core when the last reference is gone;
     /// nothing uses the exporter object afterwards.
     unsafe extern "C" fn release(dmabuf: *mut sys::dma_buf) {
-        // SAFETY: `priv` holds the object from `export`, and this is the
+        // SAFETY: `priv` holds the reference from `export`, and this is the
         // last use of it.
-        let object = unsafe { Pin::<KBox<T>>::from_foreign((*dmabuf).priv_) };
+        let object = unsafe { Arc::<T>::from_foreign((*dmabuf).priv_) };
         object.release();
         drop(object);
     }
 }
 
-/// A heap that exports buffers of type [`Heap::Buffer`].
-pub(crate) trait Heap {
+/// A heap that allocates buffers of type [`Allocator::Buffer`]; the
+/// dma-heap core owns a reference on it (`priv`) once registered.
+pub(crate) trait Allocator: Send + Sync + Sized + 'static {
     /// What the heap's dma-bufs own.
     type Buffer: Exporter;
     /// Allocates and exports a buffer of `len` bytes (page aligned, not
     /// zero; the core checked the flags), named `exp_name`.
-    fn allocate(len: usize, fd_flags: u32, exp_name: &'static CStr)
-        -> Result<DmaBuf<Self::Buffer>>;
+    fn allocate(
+        heap: ArcBorrow<'_, Self>,
+        len: usize,
+        fd_flags: u32,
+        exp_name: &'static CStr,
+    ) -> Result<DmaBuf<Self::Buffer>>;
 }
 
-/// Registers heap `H` as `/dev/dma_heap/<name>`. A heap can never be
-/// removed.
-pub(crate) fn register_heap<H: Heap>(name: &'static CStr) -> Result {
+/// Registers `heap` as `/dev/dma_heap/<name>`. A heap can never be removed,
+/// so on success the core keeps the reference forever; on failure it is
+/// dropped (with everything the heap owns).
+pub(crate) fn register_heap<H: Allocator>(name: &'static CStr, heap: Arc<H>) -> Result {
+    let private = heap.into_foreign();
     let info = sys::dma_heap_export_info {
         name: name.as_char_ptr(),
         ops: HeapOps::<H>::table(),
-        priv_: core::ptr::null_mut(),
+        priv_: private,
     };
     // SAFETY: `info` is valid for the call; the core copies what it keeps
     // except `name` and `ops`, which are static.
-    from_err_ptr(unsafe { sys::dma_heap_add(&info) }).map(drop)
+    if let Err(err) = from_err_ptr(unsafe { sys::dma_heap_add(&info) }) {
+        // SAFETY: Not registered, so nothing else refers to `private`.
+        drop(unsafe { Arc::<H>::from_foreign(private) });
+        return Err(err);
+    }
+    Ok(())
 }
 
 /// The `dma_heap_ops` of heap type `H`.
-struct HeapOps<H: Heap>(PhantomData<H>);
+struct HeapOps<H: Allocator>(PhantomData<H>);
 
-impl<H: Heap> HeapOps<H> {
+impl<H: Allocator> HeapOps<H> {
     const TABLE: sys::dma_heap_ops = sys::dma_heap_ops {
         allocate: Some(Self::allocate),
     };
@@ -487,9 +501,15 @@ impl<H: Heap> HeapOps<H> {
         fd_flags: u32,
         _heap_flags: u64,
     ) -> *mut sys::dma_buf {
-        // SAFETY: `heap` is valid; its name is the static one registered.
-        let name = unsafe { CStr::from_char_ptr(sys::dma_heap_get_name(heap)) };
-        match H::allocate(len, fd_flags, name) {
+        // SAFETY: `heap` is valid; its name is the static one registered,
+        // its `priv` the reference `register_heap` gave it, kept forever.
+        let (name, object) = unsafe {
+            (
+                CStr::from_char_ptr(sys::dma_heap_get_name(heap)),
+                <Arc<H> as ForeignOwnable>::borrow(sys::dma_heap_get_drvdata(heap)),
+            )
+        };
+        match H::allocate(object, len, fd_flags, name) {
             Ok(dmabuf) => dmabuf.into_raw(),
             Err(err) => err.to_ptr(),
         }

@@ -5,7 +5,6 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/debugfs.h>
 #include <linux/dma-fence.h>
 #include <linux/dma-resv.h>
 #include <linux/dma-map-ops.h>
@@ -17,7 +16,6 @@
 #include <linux/platform_device.h>
 #include <linux/sched/signal.h>
 #include <linux/swiotlb.h>
-#include <linux/seq_file.h>
 #include <linux/vmalloc.h>
 #include <linux/workqueue.h>
 
@@ -137,7 +135,7 @@ bool rdh_debugfs_buffers_enabled(void)
  */
 struct device *rdh_maintenance_device_create(void)
 {
-	return rdh_platform_dma_device(KBUILD_MODNAME, PLATFORM_DEVID_NONE, false);
+	return rdh_platform_dma_device(KBUILD_MODNAME, PLATFORM_DEVID_AUTO, false);
 }
 
 /* Undoes rdh_maintenance_device_create() when module init fails later. */
@@ -392,50 +390,3 @@ int rdh_resv_write_fences(struct dma_resv *resv, u64 *ids, unsigned int max)
 	return count;
 }
 
-/* debugfs files; the text comes from Rust (debugfs.rs). */
-static int stats_show(struct seq_file *m, void *unused)
-{
-	return rdh_show_heap_stats(m);
-}
-DEFINE_SHOW_ATTRIBUTE(stats);
-
-static int buffer_show(struct seq_file *m, void *unused)
-{
-	return rdh_show_buffer(m, m->private);
-}
-DEFINE_SHOW_ATTRIBUTE(buffer);
-
-static struct dentry *rdh_debugfs_root, *rdh_buffers_dir;
-
-void rdh_debugfs_init(const char *heap)
-{
-	struct dentry *dir;
-
-	rdh_debugfs_root = debugfs_create_dir(KBUILD_MODNAME, NULL);
-	dir = debugfs_create_dir(heap, rdh_debugfs_root);
-	debugfs_create_file("stats", 0444, dir, NULL, &stats_fops);
-	rdh_buffers_dir = debugfs_create_dir("buffers", dir);
-}
-
-/* Undoes rdh_debugfs_init() when module init fails later. */
-void rdh_debugfs_exit(void)
-{
-	debugfs_remove(rdh_debugfs_root);
-	rdh_debugfs_root = NULL;
-	rdh_buffers_dir = NULL;
-}
-
-/* One file per live buffer, named after its dma-buf's inode (fstat st_ino). */
-struct dentry *rdh_debugfs_add_buffer(u64 ino, void *buffer)
-{
-	char name[24];
-
-	snprintf(name, sizeof(name), "%llu", (unsigned long long)ino);
-	return debugfs_create_file(name, 0444, rdh_buffers_dir, buffer, &buffer_fops);
-}
-
-/* Waits for readers in flight, so the buffer can be freed afterwards. */
-void rdh_debugfs_remove(struct dentry *dentry)
-{
-	debugfs_remove(dentry);
-}

@@ -88,15 +88,6 @@ void rdh_flush_kernel_vmap_range(void *vaddr, int size);
 void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr);
 u64 rdh_dma_buf_inode(struct dma_buf *dmabuf);
 
-/* debugfs: /sys/kernel/debug/rust_dmabuf_heap/<heap>/{stats,buffers/<ino>}. */
-void rdh_debugfs_init(const char *heap);
-void rdh_debugfs_exit(void);
-struct dentry *rdh_debugfs_add_buffer(u64 ino, void *buffer);
-void rdh_debugfs_remove(struct dentry *dentry);
-/* Implemented in Rust (debugfs.rs), called by the show callbacks. */
-int rdh_show_heap_stats(struct seq_file *m);
-int rdh_show_buffer(struct seq_file *m, void *buffer);
-
 /* dma_fence and dma_resv static inlines (used by fence_hooks.rs only). */
 struct dma_fence *rdh_dma_fence_get(struct dma_fence *fence);
 void rdh_dma_fence_put(struct dma_fence *fence);

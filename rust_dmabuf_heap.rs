@@ -7,22 +7,23 @@
 //! like the upstream system heap, and exported as dma-bufs whose operations
 //! are implemented by [`buffer::HeapBuffer`].
 //!
-//! This file holds the module and the heap; the C entry points are in
-//! `dmabuf.rs`, the buffers' operations in `buffer.rs`.
+//! This file holds the module and its parameters; the heap object is in
+//! `heap.rs`, the C entry points in `dmabuf.rs`, the buffers' operations in
+//! `buffer.rs`.
 //!
 //! A registered heap can never be removed (there is no `dma_heap_remove`),
 //! so once registration succeeds the module pins itself and cannot be
 //! unloaded.
 
-use dmabuf::DmaBuf;
-use kernel::prelude::*;
-use ownership::Policy;
+use heap::Heap;
+use kernel::{prelude::*, sync::Arc};
 
 mod buffer;
 mod cache_ops;
 mod debugfs;
 mod dmabuf;
 mod fence_hooks;
+mod heap;
 // Shared with the host-side cache model, which uses more of its public API
 // than the module does.
 #[expect(unreachable_pub)]
@@ -34,8 +35,6 @@ mod stats;
 mod sys;
 mod user_mappings;
 
-use buffer::HeapBuffer;
-
 module! {
     type: RustDmabufHeap,
     name: "rust_dmabuf_heap",
@@ -45,17 +44,11 @@ module! {
     imports_ns: ["DMA_BUF", "DMA_BUF_HEAP"],
 }
 
-struct RustDmabufHeap;
-
-/// The cache maintenance policy new buffers get: parameter `sync_policy`,
-/// unless the maintenance device's mappings would bounce (then `always`).
-pub(crate) fn sync_policy() -> Policy {
-    // SAFETY: Reads a module parameter; no preconditions.
-    if cache_ops::maintenance_bounce().is_some() || unsafe { sys::rdh_sync_policy_always() } {
-        Policy::Always
-    } else {
-        Policy::Tracked
-    }
+/// The module: once the heap is registered it can never go (there is no
+/// `dma_heap_remove`), so neither can the module.
+struct RustDmabufHeap {
+    /// The heap's debugfs `stats` file (it holds a reference on the heap).
+    _stats: Option<Pin<KBox<kernel::debugfs::File<Arc<Heap>>>>>,
 }
 
 /// Whether new buffers trap user access (parameter `unbracketed_cpu`).
@@ -75,51 +68,28 @@ pub(crate) fn unbracketed_cpu_name() -> &'static str {
 
 impl kernel::Module for RustDmabufHeap {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        cache_ops::create_maintenance_device()?;
         // SAFETY: The name is a module parameter: static storage that lives
         // as long as the module, which is forever once the heap exists.
         let name = unsafe { CStr::from_char_ptr(sys::rdh_heap_name()) };
-        // Before the heap exists: an allocation may come at once.
-        debugfs::init(name);
-        if let Err(err) = dmabuf::register_heap::<RustDmabufHeap>(name) {
-            // Undo everything, so that a later load can succeed.
-            debugfs::exit();
-            cache_ops::destroy_maintenance_device();
-            return Err(err);
-        }
+        // Everything the heap owns (its maintenance device, its debugfs
+        // directory) goes with its last reference, also when registration
+        // fails, so that a later load can succeed.
+        let heap = Heap::new(Some(name))?;
+        let stats = heap
+            .debugfs()
+            .and_then(|dir| dir.stats_file(heap.clone()).ok());
+        let policy = heap.sync_policy();
+        dmabuf::register_heap(name, heap)?;
         // SAFETY: Called from module init of this module.
         unsafe { sys::rdh_pin_module() };
         pr_info!(
             "registered /dev/dma_heap/{} (sync_policy={}, unbracketed_cpu={})\n",
             name.to_str().unwrap_or("?"),
-            sync_policy().name(),
+            policy.name(),
             unbracketed_cpu_name()
         );
-        Ok(RustDmabufHeap)
+        Ok(RustDmabufHeap { _stats: stats })
     }
-}
-
-impl dmabuf::Heap for RustDmabufHeap {
-    type Buffer = HeapBuffer;
-
-    fn allocate(len: usize, fd_flags: u32, exp_name: &'static CStr) -> Result<DmaBuf<HeapBuffer>> {
-        exported(dmabuf::export(
-            HeapBuffer::new(len)?,
-            len,
-            fd_flags,
-            exp_name,
-        )?)
-    }
-}
-
-/// Gives a freshly exported buffer what only its dma-buf knows: the user
-/// mappings and, if wanted, its debugfs file (named after the inode).
-fn exported(dmabuf: DmaBuf<HeapBuffer>) -> Result<DmaBuf<HeapBuffer>> {
-    let buffer = dmabuf.exporter();
-    // SAFETY: The buffer removes its file in `release`, before it is freed.
-    let file = unsafe { debugfs::BufferFile::new(dmabuf.inode(), &buffer) };
-    buffer.set_exported(file, dmabuf.user_mappings());
-    Ok(dmabuf)
 }
 
 // The KUnit suite, in test builds only (`RDH_KUNIT=y`, see `Kbuild`).

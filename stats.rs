@@ -53,8 +53,8 @@ pub(crate) struct CacheStats {
 
 impl CacheStats {
     /// Records a decision about a buffer of `len` bytes, here and in the
-    /// heap totals.
-    pub(crate) fn record(&mut self, decision: Decision, len: usize) {
+    /// heap's `totals`.
+    pub(crate) fn record(&mut self, decision: Decision, len: usize, totals: &Totals) {
         let len = len as u64;
         let (cleans, invalidates) = (
             u64::from(decision.ops.clean),
@@ -64,35 +64,35 @@ impl CacheStats {
         self.invalidates += invalidates;
         self.clean_bytes += cleans * len;
         self.invalidate_bytes += invalidates * len;
-        TOTALS
+        totals
             .clean_bytes
             .fetch_add(cleans * len, Ordering::Relaxed);
-        TOTALS
+        totals
             .invalidate_bytes
             .fetch_add(invalidates * len, Ordering::Relaxed);
         if let Some(skip) = decision.skipped {
             self.skipped[skip_index(skip)] += 1;
-            TOTALS.skipped[skip_index(skip)].fetch_add(1, Ordering::Relaxed);
+            totals.skipped[skip_index(skip)].fetch_add(1, Ordering::Relaxed);
         }
         if decision.revoke {
             self.revokes += 1;
-            TOTALS.revokes.fetch_add(1, Ordering::Relaxed);
+            totals.revokes.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Records a user access that faulted, `unbracketed` if outside any
-    /// SYNC bracket.
-    pub(crate) fn record_user_fault(&mut self, unbracketed: bool) {
+    /// SYNC bracket, here and in `totals`.
+    pub(crate) fn record_user_fault(&mut self, unbracketed: bool, totals: &Totals) {
         self.user_faults += 1;
-        TOTALS.user_faults.fetch_add(1, Ordering::Relaxed);
+        totals.user_faults.fetch_add(1, Ordering::Relaxed);
         if unbracketed {
             self.unbracketed_faults += 1;
-            TOTALS.unbracketed_faults.fetch_add(1, Ordering::Relaxed);
+            totals.unbracketed_faults.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-/// Heap-wide counters since the module was loaded.
+/// A heap's counters since it was created (kept by the heap object).
 pub(crate) struct Totals {
     pub(crate) buffers_allocated: AtomicU64,
     pub(crate) bytes_allocated: AtomicU64,
@@ -118,16 +118,25 @@ impl Totals {
     }
 }
 
-/// The heap's totals.
-pub(crate) static TOTALS: Totals = Totals {
-    buffers_allocated: AtomicU64::new(0),
-    bytes_allocated: AtomicU64::new(0),
-    clean_bytes: AtomicU64::new(0),
-    invalidate_bytes: AtomicU64::new(0),
-    skipped: [const { AtomicU64::new(0) }; SKIP_REASONS.len()],
-    attachments: AtomicU64::new(0),
-    bounce_attachments: [const { AtomicU64::new(0) }; Bounce::ALL.len()],
-    user_faults: AtomicU64::new(0),
-    unbracketed_faults: AtomicU64::new(0),
-    revokes: AtomicU64::new(0),
-};
+impl Totals {
+    /// All zero.
+    pub(crate) const fn new() -> Self {
+        Self {
+            buffers_allocated: AtomicU64::new(0),
+            bytes_allocated: AtomicU64::new(0),
+            clean_bytes: AtomicU64::new(0),
+            invalidate_bytes: AtomicU64::new(0),
+            skipped: [const { AtomicU64::new(0) }; SKIP_REASONS.len()],
+            attachments: AtomicU64::new(0),
+            bounce_attachments: [const { AtomicU64::new(0) }; Bounce::ALL.len()],
+            user_faults: AtomicU64::new(0),
+            unbracketed_faults: AtomicU64::new(0),
+            revokes: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads a counter.
+    pub(crate) fn load(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -9,22 +9,49 @@ use kernel::prelude::*;
 mod tests {
     use crate::{
         buffer::HeapBuffer,
+        heap::Heap,
         ownership::{self, CacheOps, Device, Event, Ownership, Policy},
         pages::{self, LIVE_BYTES, PAGE_SIZE},
         stats::CacheStats,
         sys,
     };
     use core::sync::atomic::{AtomicUsize, Ordering};
-    use kernel::{dma::DataDirection, error::from_err_ptr, prelude::*, str::CString};
+    use kernel::{dma::DataDirection, error::from_err_ptr, prelude::*, str::CString, sync::Arc};
 
     const MIB: usize = 1 << 20;
+
+    /// A private heap (its own maintenance device, no debugfs).
+    fn heap() -> Result<Arc<Heap>> {
+        Heap::new(None)
+    }
+
+    /// A buffer of a private heap, under the heap's policy.
+    fn new_buffer(len: usize) -> Result<Arc<HeapBuffer>> {
+        HeapBuffer::new(heap()?, len)
+    }
+
+    /// A buffer of a private heap under `policy`.
+    fn buffer_with_policy(len: usize, policy: Policy) -> Result<Arc<HeapBuffer>> {
+        HeapBuffer::with_policy(heap()?, len, policy)
+    }
+
+    /// Why a heap's maintenance mappings would bounce on this boot.
+    fn test_heap_bounce() -> Option<crate::cache_ops::Bounce> {
+        heap().ok()?.maintenance().bounce()
+    }
 
     /// Allocates and exports a buffer as the heap does; returns the
     /// reference for the caller to put.
     fn allocate_dma_buf(len: usize) -> Result<*mut sys::dma_buf> {
-        use crate::dmabuf::Heap;
-        crate::RustDmabufHeap::allocate(len, sys::O_RDWR, c"rust_dmabuf_heap_kunit")
-            .map(crate::dmabuf::DmaBuf::into_raw)
+        use crate::dmabuf::Allocator;
+        let heap = heap()?;
+        Heap::allocate(
+            heap.as_arc_borrow(),
+            len,
+            sys::O_RDWR,
+            c"rust_dmabuf_heap_kunit",
+        )
+        .map(crate::dmabuf::DmaBuf::into_raw)
     }
     const KIB: usize = 1 << 10;
 
@@ -49,7 +76,7 @@ mod tests {
         // 2 MiB + 3 * 64 KiB + 5 * 4 KiB: on a fresh machine every order is
         // available, so the mix is exact.
         let len = 2 * MIB + 3 * 64 * KIB + 5 * 4 * KIB;
-        let buffer = HeapBuffer::new(len)?;
+        let buffer = new_buffer(len)?;
         let orders = orders_of(&buffer);
         assert_eq!(&orders[..], &[8, 8, 4, 4, 4, 0, 0, 0, 0, 0][..]);
         assert_eq!(buffer.chunks().iter().map(|c| c.size()).sum::<usize>(), len);
@@ -58,7 +85,7 @@ mod tests {
 
     #[test]
     fn orders_never_increase() -> Result {
-        let buffer = HeapBuffer::new(5 * MIB + 68 * KIB)?;
+        let buffer = new_buffer(5 * MIB + 68 * KIB)?;
         let orders = orders_of(&buffer);
         assert!(orders.windows(2).all(|w| w[0] >= w[1]));
         assert!(orders.iter().all(|o| [8, 4, 0].contains(o)));
@@ -68,7 +95,7 @@ mod tests {
     #[test]
     fn sg_table_has_one_entry_per_chunk() -> Result {
         let len = MIB + 64 * KIB + 4 * KIB;
-        let buffer = HeapBuffer::new(len)?;
+        let buffer = new_buffer(len)?;
         assert_eq!(buffer.table().len(), 3);
         assert_eq!(buffer.table().entry_lengths().sum::<usize>(), len);
         let copy = buffer.table().duplicate(usize::MAX)?;
@@ -81,7 +108,7 @@ mod tests {
     fn attachment_tables_split_chunks_to_the_devices_segment_limit() -> Result {
         // swiotlb maps at most 256 KiB at once.
         let len = 2 * MIB + 64 * KIB + 4 * KIB;
-        let buffer = HeapBuffer::new(len)?;
+        let buffer = new_buffer(len)?;
         let copy = buffer.table().duplicate(256 * KIB)?;
         let mut lengths = KVec::new();
         for length in copy.entry_lengths() {
@@ -109,14 +136,14 @@ mod tests {
         // the page allocator is likely to hand back the same pages.
         let len = MIB + 64 * KIB + 4 * KIB;
         {
-            let dirty = HeapBuffer::new(len)?;
+            let dirty = new_buffer(len)?;
             for chunk in dirty.chunks() {
                 for n in 0..chunk.page_count() {
                     chunk.fill_page(n, 0xa5);
                 }
             }
         }
-        let buffer = HeapBuffer::new(len)?;
+        let buffer = new_buffer(len)?;
         let mut page = KBox::new([0xffu8; PAGE_SIZE], GFP_KERNEL)?;
         let mut nonzero = 0;
         for chunk in buffer.chunks() {
@@ -135,14 +162,14 @@ mod tests {
     fn request_beyond_ram_fails_without_allocating() {
         let before = LIVE_BYTES.load(Ordering::Relaxed);
         let too_big = (pages::totalram_pages() + 1) * PAGE_SIZE;
-        assert!(matches!(HeapBuffer::new(too_big), Err(e) if e == ENOMEM));
+        assert!(matches!(new_buffer(too_big), Err(e) if e == ENOMEM));
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before);
     }
 
     #[test]
     fn unaligned_or_empty_length_is_rejected() {
-        assert!(matches!(HeapBuffer::new(0), Err(e) if e == EINVAL));
-        assert!(matches!(HeapBuffer::new(PAGE_SIZE + 1), Err(e) if e == EINVAL));
+        assert!(matches!(new_buffer(0), Err(e) if e == EINVAL));
+        assert!(matches!(new_buffer(PAGE_SIZE + 1), Err(e) if e == EINVAL));
     }
 
     #[test]
@@ -261,7 +288,7 @@ mod tests {
     /// `every_buffer_is_always_when_the_maintenance_device_would_bounce`)
     /// and these are skipped.
     fn skipped_where_dma_bounces() -> bool {
-        if crate::cache_ops::maintenance_bounce().is_none() {
+        if test_heap_bounce().is_none() {
             return false;
         }
         // SAFETY: Called from a running KUnit test.
@@ -271,8 +298,8 @@ mod tests {
 
     #[test]
     fn every_buffer_is_always_when_the_maintenance_device_would_bounce() -> Result {
-        let buffer = HeapBuffer::with_policy(PAGE_SIZE, Policy::Tracked)?;
-        let expected = match crate::cache_ops::maintenance_bounce() {
+        let buffer = buffer_with_policy(PAGE_SIZE, Policy::Tracked)?;
+        let expected = match test_heap_bounce() {
             Some(_) => Policy::Always,
             None => Policy::Tracked,
         };
@@ -315,9 +342,10 @@ mod tests {
 
     impl Rig {
         fn new(len: usize, policy: Policy) -> Result<Self> {
-            let buffer = HeapBuffer::with_policy(len, policy)?;
+            let buffer = buffer_with_policy(len, policy)?;
             Ok(Self {
-                dmabuf: crate::exported(crate::dmabuf::export(buffer, len, sys::O_RDWR, NAME)?)?
+                dmabuf: heap()?
+                    .exported(crate::dmabuf::export(buffer, len, sys::O_RDWR, NAME)?)
                     .into_raw(),
                 importers: KVec::new(),
             })
@@ -544,7 +572,7 @@ mod tests {
         rig.map_new(true, FROM_DEVICE)?;
         let before = rig.stats();
         assert!(rig.cpu_read_waits_for_a_job_signalled_later()?);
-        if crate::cache_ops::maintenance_bounce().is_none() {
+        if test_heap_bounce().is_none() {
             assert_eq!(ops_between(before, rig.stats()), (0, 0));
         }
         Ok(())
@@ -881,7 +909,7 @@ mod tests {
 
     #[test]
     fn vmap_sees_the_pages_and_is_refcounted() -> Result {
-        let buffer = HeapBuffer::new(64 * KIB + 4 * KIB)?;
+        let buffer = new_buffer(64 * KIB + 4 * KIB)?;
         buffer.chunks()[1].fill_page(0, 0x5a);
         let first = buffer.vmap()?;
         let second = buffer.vmap()?;

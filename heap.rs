@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The heap object: what every buffer of `/dev/dma_heap/<name>` shares —
+//! the maintenance device, the counters and the debugfs directory. The
+//! dma-heap core owns one reference once the heap is registered (its
+//! `priv`; a heap can never be removed), and every buffer another, so the
+//! maintenance device outlives every mapping to it. KUnit makes private
+//! heaps (no debugfs) the same way.
+
+use crate::{
+    buffer::HeapBuffer,
+    cache_ops::MaintenanceDevice,
+    debugfs::HeapDir,
+    dmabuf::{self, DmaBuf},
+    ownership::Policy,
+    stats::Totals,
+    sys,
+};
+use kernel::{
+    prelude::*,
+    sync::{Arc, ArcBorrow},
+};
+
+/// A heap.
+pub(crate) struct Heap {
+    maintenance: MaintenanceDevice,
+    totals: Totals,
+    /// The heap's debugfs directory, if it has one.
+    debugfs: Option<HeapDir>,
+}
+
+impl Heap {
+    /// A heap with its own maintenance device and, if `debugfs_name` is
+    /// given, a debugfs directory of that name (the `stats` file is made by
+    /// [`HeapDir::stats_file`] once the heap exists).
+    pub(crate) fn new(debugfs_name: Option<&CStr>) -> Result<Arc<Self>> {
+        let heap = Self {
+            maintenance: MaintenanceDevice::new()?,
+            totals: Totals::new(),
+            debugfs: debugfs_name.map(HeapDir::new),
+        };
+        Ok(Arc::new(heap, GFP_KERNEL)?)
+    }
+
+    /// The heap's maintenance device.
+    pub(crate) fn maintenance(&self) -> &MaintenanceDevice {
+        &self.maintenance
+    }
+
+    /// The heap's counters.
+    pub(crate) fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
+    /// The heap's debugfs directory, if any.
+    pub(crate) fn debugfs(&self) -> Option<&HeapDir> {
+        self.debugfs.as_ref()
+    }
+
+    /// The cache maintenance policy new buffers get: parameter
+    /// `sync_policy`, unless the maintenance device's mappings would bounce
+    /// (then `always`).
+    pub(crate) fn sync_policy(&self) -> Policy {
+        // SAFETY: Reads a module parameter; no preconditions.
+        if self.maintenance.bounce().is_some() || unsafe { sys::rdh_sync_policy_always() } {
+            Policy::Always
+        } else {
+            Policy::Tracked
+        }
+    }
+
+    /// Gives a freshly exported buffer what only its dma-buf knows: the user
+    /// mappings and, if wanted, its debugfs file (named after the inode).
+    pub(crate) fn exported(&self, dmabuf: DmaBuf<HeapBuffer>) -> DmaBuf<HeapBuffer> {
+        let buffer: Arc<HeapBuffer> = dmabuf.exporter().into();
+        let file = self
+            .debugfs
+            .as_ref()
+            .and_then(|dir| dir.buffer_file(dmabuf.inode(), buffer.clone()));
+        buffer.set_exported(file, dmabuf.user_mappings());
+        dmabuf
+    }
+}
+
+impl dmabuf::Allocator for Heap {
+    type Buffer = HeapBuffer;
+
+    fn allocate(
+        heap: ArcBorrow<'_, Self>,
+        len: usize,
+        fd_flags: u32,
+        exp_name: &'static CStr,
+    ) -> Result<DmaBuf<HeapBuffer>> {
+        let buffer = HeapBuffer::new(heap.into(), len)?;
+        Ok(heap.exported(dmabuf::export(buffer, len, fd_flags, exp_name)?))
+    }
+}
