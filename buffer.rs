@@ -12,6 +12,7 @@ use crate::{
     heap::Heap,
     ownership::{self, Decision, Device, Event, Ownership, Policy, UserAccess},
     pages::{self, KernelAddress, KernelMapping, PageChunk, PAGE_SIZE},
+    params,
     sg::SgTable,
     stats::CacheStats,
     user_mappings::{UserMappings, VmFault, Vma},
@@ -117,7 +118,7 @@ impl HeapBuffer {
         };
         // Under `always` unbracketed access is as safe as with the system
         // heap already.
-        let trap_user = policy == Policy::Tracked && crate::trap_user_access();
+        let trap_user = policy == Policy::Tracked && params::trap_user_access();
         let chunks = pages::alloc_chunks(len)?;
         let table = MaintainedTable::new(SgTable::new(&chunks)?, heap.maintenance())?;
         let buffer = Arc::pin_init(

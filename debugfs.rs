@@ -22,8 +22,8 @@ use crate::{
     cache_ops::Bounce,
     heap::Heap,
     pages::LIVE_BYTES,
+    params,
     stats::{skip_name, Totals, SKIP_REASONS},
-    sys,
 };
 use core::{fmt, sync::atomic::Ordering};
 use kernel::{
@@ -59,8 +59,7 @@ impl HeapDir {
     /// The file of `buffer`, whose dma-buf has inode `ino`, if the
     /// `debugfs_buffers` parameter asks for per-buffer files.
     pub(crate) fn buffer_file(&self, ino: u64, buffer: Arc<HeapBuffer>) -> Option<BufferFile> {
-        // SAFETY: Reads a module parameter.
-        if !unsafe { sys::rdh_debugfs_buffers_enabled() } {
+        if !params::debugfs_buffers() {
             return None;
         }
         let name = CString::try_from_fmt(fmt!("{ino}")).ok()?;
@@ -94,7 +93,7 @@ fn show_heap(heap: &Arc<Heap>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     for (reason, count) in Bounce::ALL.iter().zip(totals.bounce_attachments.iter()) {
         writeln!(f, "bounce_synced_{}: {}", reason.name(), load(count))?;
     }
-    writeln!(f, "unbracketed_cpu: {}", crate::unbracketed_cpu_name())?;
+    writeln!(f, "unbracketed_cpu: {}", params::unbracketed_cpu_name())?;
     writeln!(f, "user_faults: {}", load(&totals.user_faults))?;
     writeln!(
         f,

@@ -182,6 +182,13 @@ struct CallbackSlot {
     fence: AtomicPtr<sys::dma_fence>,
 }
 
+// SAFETY: The slot's callback is touched by C under the fence lock, and by
+// us only to register (once, by `commit`) and unregister (under the buffer
+// lock, after which C no longer calls it); the pointer is atomic.
+unsafe impl Send for CallbackSlot {}
+// SAFETY: As above.
+unsafe impl Sync for CallbackSlot {}
+
 /// Runs when a watched fence signals: atomic context, fence lock held.
 ///
 /// # Safety
@@ -376,11 +383,6 @@ pub(crate) struct FenceHooks {
     signals: Arc<Signals>,
     watches: KVec<KBox<Watch>>,
 }
-
-// SAFETY: The list is only touched under the buffer lock; a watch's commit
-// touches only its atomics and its callback slot, and fences may be used
-// from any thread.
-unsafe impl Send for FenceHooks {}
 
 impl FenceHooks {
     pub(crate) fn new() -> Result<Self> {

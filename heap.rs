@@ -13,8 +13,8 @@ use crate::{
     debugfs::HeapDir,
     dmabuf::{self, DmaBuf},
     ownership::Policy,
+    params,
     stats::Totals,
-    sys,
 };
 use kernel::{
     prelude::*,
@@ -61,8 +61,7 @@ impl Heap {
     /// `sync_policy`, unless the maintenance device's mappings would bounce
     /// (then `always`).
     pub(crate) fn sync_policy(&self) -> Policy {
-        // SAFETY: Reads a module parameter; no preconditions.
-        if self.maintenance.bounce().is_some() || unsafe { sys::rdh_sync_policy_always() } {
+        if self.maintenance.bounce().is_some() || params::sync_policy_always() {
             Policy::Always
         } else {
             Policy::Tracked

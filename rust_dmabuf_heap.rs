@@ -30,6 +30,7 @@ mod heap;
 #[allow(dead_code)]
 mod ownership;
 mod pages;
+mod params;
 mod sg;
 mod stats;
 mod sys;
@@ -51,26 +52,9 @@ struct RustDmabufHeap {
     _stats: Option<Pin<KBox<kernel::debugfs::File<Arc<Heap>>>>>,
 }
 
-/// Whether new buffers trap user access (parameter `unbracketed_cpu`).
-pub(crate) fn trap_user_access() -> bool {
-    // SAFETY: Reads a module parameter; no preconditions.
-    unsafe { sys::rdh_trap_user_access() }
-}
-
-/// The `unbracketed_cpu` parameter's value.
-pub(crate) fn unbracketed_cpu_name() -> &'static str {
-    if trap_user_access() {
-        "trap"
-    } else {
-        "trust"
-    }
-}
-
 impl kernel::Module for RustDmabufHeap {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        // SAFETY: The name is a module parameter: static storage that lives
-        // as long as the module, which is forever once the heap exists.
-        let name = unsafe { CStr::from_char_ptr(sys::rdh_heap_name()) };
+        let name = params::heap_name();
         // Everything the heap owns (its maintenance device, its debugfs
         // directory) goes with its last reference, also when registration
         // fails, so that a later load can succeed.
@@ -86,7 +70,7 @@ impl kernel::Module for RustDmabufHeap {
             "registered /dev/dma_heap/{} (sync_policy={}, unbracketed_cpu={})\n",
             name.to_str().unwrap_or("?"),
             policy.name(),
-            unbracketed_cpu_name()
+            params::unbracketed_cpu_name()
         );
         Ok(RustDmabufHeap { _stats: stats })
     }
