@@ -206,7 +206,7 @@ unsafe fn attached<'a, T: Exporter>(
     // SAFETY: A live attachment points to its live dma-buf.
     let dmabuf = unsafe { (*attach).dmabuf };
     // SAFETY: As above.
-    if !core::ptr::eq(unsafe { (*dmabuf).ops }, BufOps::<T>::table()) {
+    if !core::ptr::eq(unsafe { (*dmabuf).ops }, ops_of::<T>()) {
         return Err(EINVAL);
     }
     // SAFETY: The dma-buf is a `T`'s, so `attach` was made by its attach

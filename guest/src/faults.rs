@@ -16,7 +16,7 @@
 
 use crate::{
     baseline::Baseline,
-    checks::{allocate, ensure, open_heap},
+    checks::{allocate, buffer_file, debugfs_number, ensure, open_heap},
     importer::{Dir, Session, Sync},
     ktap::Outcome,
     sys,
@@ -104,8 +104,19 @@ struct Sweep {
 /// each time) until `op` succeeds without reaching the failure.
 fn sweep<T>(
     fail: &FailNth,
+    setup: impl FnMut() -> Result<T, String>,
+    op: impl FnMut(&T) -> io::Result<()>,
+) -> Result<Sweep, String> {
+    sweep_checking(fail, setup, op, |_| Ok(()))
+}
+
+/// [`sweep`], and after each ENOMEM `unchanged` checks that the failed
+/// call changed nothing.
+fn sweep_checking<T>(
+    fail: &FailNth,
     mut setup: impl FnMut() -> Result<T, String>,
     mut op: impl FnMut(&T) -> io::Result<()>,
+    mut unchanged: impl FnMut(&T) -> Outcome,
 ) -> Result<Sweep, String> {
     let mut sweep = Sweep::default();
     for n in 1..SITE_LIMIT {
@@ -113,16 +124,40 @@ fn sweep<T>(
         fail.arm(n).map_err(|e| format!("arm fail-nth: {e}"))?;
         let result = op(&state);
         let injected = fail.injected().map_err(|e| format!("read fail-nth: {e}"))?;
-        drop(state);
         match (injected, result) {
             (false, Ok(())) => return Ok(sweep),
             (false, Err(e)) => return Err(format!("failed with no fault injected: {e}")),
             (true, Ok(())) => sweep.absorbed += 1,
-            (true, Err(e)) if e.raw_os_error() == Some(libc::ENOMEM) => sweep.enomem += 1,
+            (true, Err(e)) if e.raw_os_error() == Some(libc::ENOMEM) => {
+                unchanged(&state).map_err(|e| format!("after allocation {n} failed: {e}"))?;
+                sweep.enomem += 1;
+            }
             (true, Err(e)) => return Err(format!("allocation {n} failed: {e}, expected ENOMEM")),
         }
     }
     Err(format!("more than {SITE_LIMIT} allocations"))
+}
+
+/// A mapped writer that has not declared its accesses: every CPU read
+/// invalidates (two reads, two invalidates). A failed explicit-fence call
+/// must leave it so (before the fix, the attachment was already marked
+/// fenced when the allocation failed, and the second read skipped its
+/// invalidate).
+fn still_unfenced(a: &Attached) -> Outcome {
+    let file = buffer_file(&a.fd)?;
+    let before = debugfs_number(&file, "invalidates")?;
+    for _ in 0..2 {
+        sys::dma_buf_sync(&a.fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_READ)
+            .and_then(|()| sys::dma_buf_sync(&a.fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_READ))
+            .map_err(|e| format!("SYNC READ: {e}"))?;
+    }
+    let after = debugfs_number(&file, "invalidates")?;
+    ensure(after - before == 2, || {
+        format!(
+            "two CPU reads cost {} invalidates, want 2: the attachment counts as fenced",
+            after - before
+        )
+    })
 }
 
 /// A buffer, attached (and optionally mapped) by a non-coherent device.
@@ -217,7 +252,7 @@ pub fn every_allocation_failure_is_enomem_and_leaves_nothing() -> Outcome {
     )?;
     record(
         "explicit fence",
-        sweep(
+        sweep_checking(
             &fail,
             || attached(true),
             |a| {
@@ -225,6 +260,7 @@ pub fn every_allocation_failure_is_enomem_and_leaves_nothing() -> Outcome {
                     .fence(a.attachment, Sync::Explicit, Dir::FromDevice)
                     .map(drop)
             },
+            still_unfenced,
         ),
     )?;
     record(
