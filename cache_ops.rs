@@ -242,7 +242,7 @@ impl Drop for MaintenanceDevice {
 
 /// A buffer's own table, mapped (without syncing) to the maintenance
 /// device for as long as the buffer lives, unless that device's mappings
-/// would bounce ([`maintenance_bounce`]).
+/// would bounce ([`MaintenanceDevice::bounce`]).
 ///
 /// # Invariants
 ///

@@ -6,8 +6,9 @@
 //! This is the only module that holds C declarations. Types the kernel crate
 //! already binds (`device`, `page`, `sg_table`, ...) come from
 //! [`kernel::bindings`], so values pass between the two without casts. Only
-//! the wrapper types (`pages`, `sg`, `cache_ops`, `buffer`, `debugfs`) and
-//! the C entry points in the crate root use these items. The importer test
+//! the wrapper types (`pages`, `sg`, `cache_ops`, `fence_hooks`,
+//! `user_mappings`, `params`) and
+//! the C entry points in `dmabuf.rs` use these items. The importer test
 //! driver includes this file too.
 
 #![allow(
