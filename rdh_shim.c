@@ -34,80 +34,68 @@ const char *rdh_heap_name(void)
 }
 
 /*
- * sync_policy: "tracked" (default) or "always". Writable at run time
- * (/sys/module/rust_dmabuf_heap/parameters/sync_policy); a buffer keeps the
- * policy it was allocated with. Anything else is refused with -EINVAL.
+ * A parameter that is one of two words (the first is the default), kept as
+ * a bool: anything else is refused with -EINVAL. Writable at run time; a
+ * buffer keeps what it was allocated with.
  */
-static bool sync_always;
+struct rdh_choice {
+	const char *word[2];
+	bool second;
+};
 
-static int sync_policy_set(const char *val, const struct kernel_param *kp)
+static int choice_set(const char *val, const struct kernel_param *kp)
 {
-	if (sysfs_streq(val, "tracked"))
-		WRITE_ONCE(sync_always, false);
-	else if (sysfs_streq(val, "always"))
-		WRITE_ONCE(sync_always, true);
+	struct rdh_choice *choice = kp->arg;
+
+	if (sysfs_streq(val, choice->word[0]))
+		WRITE_ONCE(choice->second, false);
+	else if (sysfs_streq(val, choice->word[1]))
+		WRITE_ONCE(choice->second, true);
 	else
 		return -EINVAL;
 	return 0;
 }
 
-static int sync_policy_get(char *buf, const struct kernel_param *kp)
+static int choice_get(char *buf, const struct kernel_param *kp)
 {
-	return sysfs_emit(buf, "%s\n", READ_ONCE(sync_always) ? "always" : "tracked");
+	const struct rdh_choice *choice = kp->arg;
+
+	return sysfs_emit(buf, "%s\n", choice->word[READ_ONCE(choice->second)]);
 }
 
-static const struct kernel_param_ops sync_policy_ops = {
-	.set = sync_policy_set,
-	.get = sync_policy_get,
+static const struct kernel_param_ops choice_ops = {
+	.set = choice_set,
+	.get = choice_get,
 };
-module_param_cb(sync_policy, &sync_policy_ops, NULL, 0644);
+
+/* sync_policy: tracked (default) or always. */
+static struct rdh_choice sync_policy = { .word = { "tracked", "always" } };
+module_param_cb(sync_policy, &choice_ops, &sync_policy, 0644);
 MODULE_PARM_DESC(sync_policy,
 		 "Cache maintenance for new buffers: tracked (on ownership changes only, default) or always (like the system heap)");
 
 bool rdh_sync_policy_always(void)
 {
-	return READ_ONCE(sync_always);
+	return READ_ONCE(sync_policy.second);
 }
 
 /*
- * unbracketed_cpu: "trap" (default) or "trust". Under trap, user mappings of
+ * unbracketed_cpu: trap (default) or trust. Under trap, user mappings of
  * tracked buffers get their page-table entries from a fault handler, and
  * lose them whenever a device may change what the CPU should see: an
  * access without DMA_BUF_IOCTL_SYNC then faults, and the fault does what
  * SYNC_START would (ownership.rs, "User space that skips SYNC"). Under
  * trust, mmap maps everything at once, and user space that skips SYNC may
- * see stale data. Writable at run time; a buffer keeps what it was
- * allocated with.
+ * see stale data.
  */
-static bool unbracketed_trust;
-
-static int unbracketed_cpu_set(const char *val, const struct kernel_param *kp)
-{
-	if (sysfs_streq(val, "trap"))
-		WRITE_ONCE(unbracketed_trust, false);
-	else if (sysfs_streq(val, "trust"))
-		WRITE_ONCE(unbracketed_trust, true);
-	else
-		return -EINVAL;
-	return 0;
-}
-
-static int unbracketed_cpu_get(char *buf, const struct kernel_param *kp)
-{
-	return sysfs_emit(buf, "%s\n", READ_ONCE(unbracketed_trust) ? "trust" : "trap");
-}
-
-static const struct kernel_param_ops unbracketed_cpu_ops = {
-	.set = unbracketed_cpu_set,
-	.get = unbracketed_cpu_get,
-};
-module_param_cb(unbracketed_cpu, &unbracketed_cpu_ops, NULL, 0644);
+static struct rdh_choice unbracketed_cpu = { .word = { "trap", "trust" } };
+module_param_cb(unbracketed_cpu, &choice_ops, &unbracketed_cpu, 0644);
 MODULE_PARM_DESC(unbracketed_cpu,
 		 "User access without DMA_BUF_IOCTL_SYNC: trap (page faults tell the heap, default) or trust (user space brackets every access)");
 
 bool rdh_trap_user_access(void)
 {
-	return !READ_ONCE(unbracketed_trust);
+	return !READ_ONCE(unbracketed_cpu.second);
 }
 
 /*

@@ -9,7 +9,7 @@
 
 use crate::{
     checks::{allocate, buffer_file, debugfs_number, ensure},
-    importer::{Dir, Session, Sync},
+    importer::{Attachment, Dir, Session, Sync},
     ktap::Outcome,
     sys,
 };
@@ -200,20 +200,28 @@ pub fn fenced_writer_costs_one_invalidate_per_cpu_read_after_its_frames() -> Out
 /// signals 50 ms later; SYNC START waits for it, and the CPU read that
 /// follows is invalidated once (a new write fence counts however late or
 /// early it signals: see the next check).
-pub fn cpu_read_waits_for_an_implicit_write_fence() -> Outcome {
+/// A camera that declared one write through the explicit API (so its
+/// attachment counts as fenced) and stays mapped, its frame read once:
+/// the buffer, the session and the attachment.
+fn fenced_camera_after_one_read() -> Result<(OwnedFd, Session, Attachment), String> {
     let fd = allocate_with("tracked")?;
     let session = Session::open().map_err(importer_err)?;
     let camera = session.device(false).map_err(importer_err)?;
     let a = session
         .attach(camera, fd.as_raw_fd())
         .map_err(importer_err)?;
-    // Declare once so the attachment counts as fenced, then go implicit.
     let first = session
         .fence(a, Sync::Explicit, Dir::FromDevice)
         .map_err(importer_err)?;
     session.signal(first, 0).map_err(importer_err)?;
     session.map(a, Dir::FromDevice).map_err(importer_err)?;
     cpu_access(&fd, sys::DMA_BUF_SYNC_READ)?;
+    Ok((fd, session, a))
+}
+
+pub fn cpu_read_waits_for_an_implicit_write_fence() -> Outcome {
+    // Fenced once, then implicit.
+    let (fd, session, a) = fenced_camera_after_one_read()?;
     let before = ops(&fd)?;
     let fence = session
         .fence(a, Sync::Implicit, Dir::FromDevice)
@@ -237,18 +245,7 @@ pub fn cpu_read_waits_for_an_implicit_write_fence() -> Outcome {
 /// read is invalidated once; a second read, with no new fence, costs
 /// nothing. No timing involved.
 pub fn implicit_write_fence_signalled_before_the_read_counts_once() -> Outcome {
-    let fd = allocate_with("tracked")?;
-    let session = Session::open().map_err(importer_err)?;
-    let camera = session.device(false).map_err(importer_err)?;
-    let a = session
-        .attach(camera, fd.as_raw_fd())
-        .map_err(importer_err)?;
-    let first = session
-        .fence(a, Sync::Explicit, Dir::FromDevice)
-        .map_err(importer_err)?;
-    session.signal(first, 0).map_err(importer_err)?;
-    session.map(a, Dir::FromDevice).map_err(importer_err)?;
-    cpu_access(&fd, sys::DMA_BUF_SYNC_READ)?;
+    let (fd, session, a) = fenced_camera_after_one_read()?;
     let before = ops(&fd)?;
     let fence = session
         .fence(a, Sync::Implicit, Dir::FromDevice)
