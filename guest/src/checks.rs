@@ -118,6 +118,10 @@ const CHECKS: &[Check] = &[
         unbracketed::private_mappings_are_read_only_or_einval,
     ),
     (
+        "parameters_refuse_unknown_words",
+        unbracketed::parameters_refuse_unknown_words,
+    ),
+    (
         "unbalanced_and_mismatched_syncs_keep_the_data",
         misuse::unbalanced_and_mismatched_syncs_keep_the_data,
     ),

@@ -308,3 +308,23 @@ pub fn private_mappings_are_read_only_or_einval() -> Outcome {
         format!("read {zero:#x}, mprotect to writable: {mprotect} ({err})")
     })
 }
+
+/// The two-word parameters refuse anything else with EINVAL and keep their
+/// value.
+pub fn parameters_refuse_unknown_words() -> Outcome {
+    let policy = "/sys/module/rust_dmabuf_heap/parameters/sync_policy";
+    for (path, value) in [(policy, "tracked"), (MODE, "trap")] {
+        let refused = std::fs::write(path, "bogus");
+        ensure(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL)),
+            || format!("{path} = bogus: {refused:?}, want EINVAL"),
+        )?;
+        let now = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        ensure(now.trim() == value, || {
+            format!("{path} is {now:?} after the refusal")
+        })?;
+    }
+    Ok(())
+}
