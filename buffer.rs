@@ -76,7 +76,7 @@ struct BufferState {
     fences: FenceHooks,
     /// The reservation object's write fences at the last CPU access.
     write_fences_seen: WriteFences,
-    /// The user mappings, once exported.
+    /// The user mappings, once user space mapped the buffer (trapped).
     user_mappings: Option<UserMappings>,
     /// An access outside a bracket has been logged for this buffer.
     reported_unbracketed: bool,
@@ -131,7 +131,7 @@ impl HeapBuffer {
                     ownership: Ownership::new(policy),
                     stats: CacheStats::default(),
                     debugfs_file: None,
-                    fences: FenceHooks::new()?,
+                    fences: FenceHooks::new(),
                     write_fences_seen: WriteFences::default(),
                     user_mappings: None,
                     reported_unbracketed: false,
@@ -177,12 +177,9 @@ impl HeapBuffer {
         self.state.lock().stats
     }
 
-    /// Keeps what belongs to the buffer once it is exported: its debugfs
-    /// file (until [`Self::take_debugfs_file`]) and its user mappings.
-    pub(crate) fn set_exported(&self, file: Option<BufferFile>, user_mappings: UserMappings) {
-        let mut state = self.state.lock();
-        state.debugfs_file = file;
-        state.user_mappings = Some(user_mappings);
+    /// Keeps the buffer's debugfs file until [`Self::take_debugfs_file`].
+    pub(crate) fn set_debugfs_file(&self, file: BufferFile) {
+        self.state.lock().debugfs_file = Some(file);
     }
 
     /// Takes the debugfs file back, to remove it before the buffer goes.
@@ -505,7 +502,14 @@ impl HeapBuffer {
             return Err(EINVAL);
         }
         if self.trap_user {
-            vma.trap()
+            vma.trap()?;
+            // What revocations act on, learnt at the first mmap (allocation
+            // stays free of it).
+            let mut state = self.state.lock();
+            if state.user_mappings.is_none() {
+                state.user_mappings = Some(vma.user_mappings());
+            }
+            Ok(())
         } else {
             vma.remap(&self.chunks)
         }

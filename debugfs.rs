@@ -56,12 +56,8 @@ impl HeapDir {
         )
     }
 
-    /// The file of `buffer`, whose dma-buf has inode `ino`, if the
-    /// `debugfs_buffers` parameter asks for per-buffer files.
+    /// The file of `buffer`, whose dma-buf has inode `ino`.
     pub(crate) fn buffer_file(&self, ino: u64, buffer: Arc<HeapBuffer>) -> Option<BufferFile> {
-        if !params::debugfs_buffers() {
-            return None;
-        }
         let name = CString::try_from_fmt(fmt!("{ino}")).ok()?;
         KBox::pin_init(
             self.buffers.read_callback_file(&name, buffer, &show_buffer),

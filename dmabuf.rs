@@ -23,7 +23,7 @@ use crate::{
     pages::KernelAddress,
     sg::SgTable,
     sys,
-    user_mappings::{UserMappings, VmFault, Vma},
+    user_mappings::{VmFault, Vma},
 };
 use core::{ffi::c_void, marker::PhantomData, ptr::NonNull};
 use kernel::{
@@ -124,14 +124,6 @@ impl<T: Exporter> DmaBuf<T> {
     pub(crate) fn inode(&self) -> u64 {
         // SAFETY: Live (type invariant); every dma-buf has a file.
         unsafe { sys::rdh_dma_buf_inode(self.raw.as_ptr()) }
-    }
-
-    /// The user mappings of the buffer, for the exporter object to keep: the
-    /// dma-buf outlives the object it owns.
-    pub(crate) fn user_mappings(&self) -> UserMappings {
-        // SAFETY: The dma-buf owns the exporter object that will keep this
-        // value, so it is live for as long as the value.
-        unsafe { UserMappings::new(self.raw.as_ptr()) }
     }
 
     /// The reference, for C.

@@ -380,21 +380,18 @@ pub(crate) unsafe fn commit(reservation: Reservation, fence: &Fence) {
 
 /// The fences a buffer watches.
 pub(crate) struct FenceHooks {
-    signals: Arc<Signals>,
+    /// Shared with the watches' callbacks; made at the first reservation
+    /// (most buffers never have one).
+    signals: Option<Arc<Signals>>,
     watches: KVec<KBox<Watch>>,
 }
 
 impl FenceHooks {
-    pub(crate) fn new() -> Result<Self> {
-        Ok(Self {
-            signals: Arc::new(
-                Signals {
-                    device_wrote: AtomicBool::new(false),
-                },
-                GFP_KERNEL,
-            )?,
+    pub(crate) const fn new() -> Self {
+        Self {
+            signals: None,
             watches: KVec::new(),
-        })
+        }
     }
 
     /// Reserves the watch of one access: a device accesses the buffer
@@ -404,11 +401,23 @@ impl FenceHooks {
     pub(crate) fn reserve(&mut self, writes: bool, stales: bool) -> Result<Reservation> {
         self.prune();
         self.watches.reserve(1, GFP_KERNEL)?;
+        let signals = match &self.signals {
+            Some(signals) => signals.clone(),
+            None => {
+                let signals = Arc::new(
+                    Signals {
+                        device_wrote: AtomicBool::new(false),
+                    },
+                    GFP_KERNEL,
+                )?;
+                self.signals.insert(signals).clone()
+            }
+        };
         let mut watch = KBox::new(
             Watch {
                 slot: CallbackSlot::new(),
                 state: AtomicU8::new(RESERVED),
-                signals: self.signals.clone(),
+                signals,
                 writes,
                 stales,
             },
@@ -438,7 +447,9 @@ impl FenceHooks {
 
     /// Whether a watched writer finished since the last call.
     pub(crate) fn take_device_wrote(&self) -> bool {
-        self.signals.device_wrote.swap(false, Ordering::Acquire)
+        self.signals
+            .as_ref()
+            .is_some_and(|s| s.device_wrote.swap(false, Ordering::Acquire))
     }
 
     /// Forgets accesses that are over.

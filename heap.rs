@@ -68,15 +68,15 @@ impl Heap {
         }
     }
 
-    /// Gives a freshly exported buffer what only its dma-buf knows: the user
-    /// mappings and, if wanted, its debugfs file (named after the inode).
+    /// Gives a freshly exported buffer its debugfs file (named after the
+    /// dma-buf's inode), if per-buffer files are wanted.
     pub(crate) fn exported(&self, dmabuf: DmaBuf<HeapBuffer>) -> DmaBuf<HeapBuffer> {
-        let buffer: Arc<HeapBuffer> = dmabuf.exporter().into();
-        let file = self
-            .debugfs
-            .as_ref()
-            .and_then(|dir| dir.buffer_file(dmabuf.inode(), buffer.clone()));
-        buffer.set_exported(file, dmabuf.user_mappings());
+        if let (Some(dir), true) = (&self.debugfs, params::debugfs_buffers()) {
+            let buffer: Arc<HeapBuffer> = dmabuf.exporter().into();
+            if let Some(file) = dir.buffer_file(dmabuf.inode(), buffer.clone()) {
+                buffer.set_debugfs_file(file);
+            }
+        }
         dmabuf
     }
 }

@@ -114,6 +114,17 @@ impl Vma {
         sys::vm_fault_reason_VM_FAULT_NOPAGE
     }
 
+    /// The user mappings of the dma-buf this vma maps (its file is the
+    /// dma-buf's, also for `dma_buf_mmap`, which switches it): for the
+    /// buffer to keep, which the dma-buf outlives.
+    pub(crate) fn user_mappings(&self) -> UserMappings {
+        // SAFETY: By the type invariant the vma is valid; its file is a
+        // dma-buf's, whose `private_data` is the dma-buf.
+        let dmabuf = unsafe { (*(*self.vma).vm_file).private_data.cast::<sys::dma_buf>() };
+        // SAFETY: The dma-buf owns the buffer that keeps the value.
+        unsafe { UserMappings::new(dmabuf) }
+    }
+
     /// Removes the vma's entries (to map them again writable).
     pub(crate) fn zap(&self) {
         // SAFETY: By the type invariant.

@@ -200,7 +200,15 @@ pub fn run() {
         .map(|t| (t, true))
         .chain(targets[..2].iter().map(|t| (t, false)));
     let runs: Vec<_> = runs.collect();
-    for s in SCENARIOS {
+    // `rdh_bench_only=alloc` on the kernel command line: only the
+    // allocation timing (for quick experiments; the report then lists the
+    // scenarios as missing).
+    let scenarios = if std::env::var("rdh_bench_only").as_deref() == Ok("alloc") {
+        &[]
+    } else {
+        SCENARIOS
+    };
+    for s in scenarios {
         for &(t, brackets) in &runs {
             match play(s, t, brackets) {
                 Ok(((clean, inval), own)) => {
