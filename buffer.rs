@@ -74,6 +74,10 @@ struct BufferState {
     debugfs_file: Option<BufferFile>,
     /// Fences of fenced attachments the buffer watches.
     fences: FenceHooks,
+    /// The buffer's mapping to the heap's maintenance device, made when
+    /// maintenance may first be needed (see [`HeapBuffer::need_maintenance`]):
+    /// allocation stays free of it.
+    maintenance: Option<MaintainedTable>,
     /// The reservation object's write fences at the last CPU access.
     write_fences_seen: WriteFences,
     /// The user mappings, once user space mapped the buffer (trapped).
@@ -93,7 +97,9 @@ pub(crate) struct HeapBuffer {
     trap_user: bool,
     #[pin]
     state: Mutex<BufferState>,
-    table: MaintainedTable,
+    /// One entry per chunk; never mapped itself (the maintenance mapping
+    /// and every attachment map copies).
+    table: SgTable,
     /// Vmalloc-backed when long: a fragmented 1 GiB buffer has 262144.
     chunks: KVVec<PageChunk>,
     /// The heap: its maintenance device outlives `table`'s mapping.
@@ -120,7 +126,7 @@ impl HeapBuffer {
         // heap already.
         let trap_user = policy == Policy::Tracked && params::trap_user_access();
         let chunks = pages::alloc_chunks(len)?;
-        let table = MaintainedTable::new(SgTable::new(&chunks)?, heap.maintenance())?;
+        let table = SgTable::new(&chunks)?;
         let buffer = Arc::pin_init(
             try_pin_init!(Self {
                 len,
@@ -132,6 +138,7 @@ impl HeapBuffer {
                     stats: CacheStats::default(),
                     debugfs_file: None,
                     fences: FenceHooks::new(),
+                    maintenance: None,
                     write_fences_seen: WriteFences::default(),
                     user_mappings: None,
                     reported_unbracketed: false,
@@ -168,7 +175,21 @@ impl HeapBuffer {
 
     /// The buffer's own scatter-gather table (one entry per chunk).
     pub(crate) fn table(&self) -> &SgTable {
-        self.table.table()
+        &self.table
+    }
+
+    /// Makes the maintenance mapping if there is none yet (and the
+    /// maintenance device does not bounce: then there is no tracking).
+    /// Maintenance is needed only once a device may have accessed the
+    /// buffer: so this runs at the first attach, and at a CPU access after
+    /// a new write fence in the reservation object (its driver may never
+    /// have attached); both can fail.
+    fn need_maintenance(&self, state: &mut BufferState) -> Result {
+        if state.maintenance.is_none() && self.heap.maintenance().bounce().is_none() {
+            let table = self.table.duplicate(usize::MAX)?;
+            state.maintenance = Some(MaintainedTable::new(table, self.heap.maintenance())?);
+        }
+        Ok(())
     }
 
     /// The maintenance counters so far.
@@ -214,8 +235,18 @@ impl HeapBuffer {
             }
         }
         state.stats.record(decision, self.len, self.heap.totals());
-        if state.ownership.policy() == Policy::Tracked {
-            self.table.perform(decision.ops);
+        if state.ownership.policy() == Policy::Tracked && !decision.ops.is_empty() {
+            // Made already by the entry points that can fail (see
+            // `need_maintenance`); making it here can only fail where the
+            // DMA layer cannot map at all.
+            match self.need_maintenance(state) {
+                Ok(()) => {
+                    if let Some(maintenance) = &state.maintenance {
+                        maintenance.perform(decision.ops);
+                    }
+                }
+                Err(_) => pr_err!("no maintenance mapping: cache maintenance skipped\n"),
+            }
         }
         decision
     }
@@ -247,7 +278,10 @@ impl HeapBuffer {
             GFP_KERNEL,
         )?;
         let key = AttachmentKey::of(&*attachment);
-        self.state.lock().attachments.push(attachment, GFP_KERNEL)?;
+        let mut state = self.state.lock();
+        self.need_maintenance(&mut state)?;
+        state.attachments.push(attachment, GFP_KERNEL)?;
+        drop(state);
         self.heap.totals().count_attachment(bounce);
         Ok(key)
     }
@@ -398,6 +432,11 @@ impl HeapBuffer {
         // a device wrote since, whether it signalled before this access or
         // during the wait above.
         let implicit_writer = write_fences.has_new_since(&state.write_fences_seen);
+        if implicit_writer {
+            // Its driver may never have attached: the invalidate below needs
+            // the maintenance mapping.
+            self.need_maintenance(state)?;
+        }
         // Nested deeper than the rules can count: refused (documented in
         // README), before anything changes.
         if !state.ownership.accepts(Event::BeginCpu(direction(dir))) {

@@ -240,9 +240,10 @@ impl Drop for MaintenanceDevice {
     }
 }
 
-/// A buffer's own table, mapped (without syncing) to the maintenance
-/// device for as long as the buffer lives, unless that device's mappings
-/// would bounce ([`MaintenanceDevice::bounce`]).
+/// A copy of a buffer's table, mapped (without syncing) to the maintenance
+/// device from the first moment maintenance may be needed until the buffer
+/// goes, unless that device's mappings would bounce
+/// ([`MaintenanceDevice::bounce`]).
 ///
 /// # Invariants
 ///
@@ -272,12 +273,6 @@ impl MaintainedTable {
             dev: Some(dev),
             table,
         })
-    }
-
-    /// The table (its page entries; the DMA fields belong to the
-    /// maintenance mapping).
-    pub(crate) fn table(&self) -> &SgTable {
-        &self.table
     }
 
     /// Performs `ops` over the whole buffer: cleans first, then invalidates.
