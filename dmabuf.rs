@@ -58,8 +58,7 @@ pub(crate) struct MappedTable(NonNull<sys::sg_table>);
 impl MappedTable {
     /// `table`, which must stay mapped and in place until `unmap`.
     pub(crate) fn of(table: &SgTable) -> Self {
-        // The table's address is never null.
-        Self(NonNull::new(table.as_raw()).unwrap_or(NonNull::dangling()))
+        Self(table.as_non_null())
     }
 }
 

@@ -116,6 +116,11 @@ impl SgTable {
     pub(crate) fn as_raw(&self) -> *mut sys::sg_table {
         self.table.get()
     }
+
+    /// The same, never null (it is the address of a field).
+    pub(crate) fn as_non_null(&self) -> core::ptr::NonNull<sys::sg_table> {
+        core::ptr::NonNull::from(&self.table).cast()
+    }
 }
 
 impl Drop for SgTable {
