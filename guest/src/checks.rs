@@ -285,7 +285,7 @@ pub fn ensure(cond: bool, what: impl FnOnce() -> String) -> Outcome {
     }
 }
 
-fn expect_errno<T>(result: io::Result<T>, errno: i32, what: &str) -> Outcome {
+pub fn expect_errno<T>(result: io::Result<T>, errno: i32, what: &str) -> Outcome {
     match result {
         Ok(_) => Err(format!("{what}: succeeded, expected errno {errno}")),
         Err(e) if e.raw_os_error() == Some(errno) => Ok(()),
@@ -324,12 +324,10 @@ fn module_loads_and_registers_heap() -> Outcome {
     // debugfs), or every later load fails with EEXIST. The dma-heap core
     // refuses an empty name cleanly (a taken one also fails, with EBUSY,
     // but the core's sysfs warning then dumps a stack).
-    let refused = sys::load_module(MODULE_PATH, "heap_name=");
-    ensure(
-        refused
-            .as_ref()
-            .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL)),
-        || format!("loading with an empty heap_name: {refused:?}, want EINVAL"),
+    expect_errno(
+        sys::load_module(MODULE_PATH, "heap_name="),
+        libc::EINVAL,
+        "loading with an empty heap_name",
     )?;
     sys::load_module(MODULE_PATH, &module_params()).map_err(|e| format!("finit_module: {e}"))?;
     // The checks read the buffers' own counters.

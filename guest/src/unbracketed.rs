@@ -10,7 +10,7 @@
 //! bug the trap exists for. The buffers' debugfs counters show both.
 
 use crate::{
-    checks::{allocate, buffer_file, debugfs_number, ensure},
+    checks::{allocate, buffer_file, debugfs_number, ensure, expect_errno},
     importer::{Dir, Session},
     kmsg::Kmsg,
     ktap::Outcome,
@@ -292,10 +292,11 @@ pub fn private_mappings_are_read_only_or_einval() -> Outcome {
             Ok(ptr)
         }
     };
-    match map(libc::PROT_READ | libc::PROT_WRITE) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-        other => return Err(format!("private writable mmap: {other:?}, want EINVAL")),
-    }
+    expect_errno(
+        map(libc::PROT_READ | libc::PROT_WRITE),
+        libc::EINVAL,
+        "private writable mmap",
+    )?;
     let ptr = map(libc::PROT_READ).map_err(|e| format!("private read-only mmap: {e}"))?;
     // SAFETY: `ptr` maps MIB readable bytes.
     let zero = unsafe { std::ptr::read_volatile(ptr.cast::<u64>()) };
@@ -314,12 +315,10 @@ pub fn private_mappings_are_read_only_or_einval() -> Outcome {
 pub fn parameters_refuse_unknown_words() -> Outcome {
     let policy = "/sys/module/rust_dmabuf_heap/parameters/sync_policy";
     for (path, value) in [(policy, "tracked"), (MODE, "trap")] {
-        let refused = std::fs::write(path, "bogus");
-        ensure(
-            refused
-                .as_ref()
-                .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL)),
-            || format!("{path} = bogus: {refused:?}, want EINVAL"),
+        expect_errno(
+            std::fs::write(path, "bogus"),
+            libc::EINVAL,
+            &format!("{path} = bogus"),
         )?;
         let now = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
         ensure(now.trim() == value, || {
