@@ -188,6 +188,56 @@ pub fn parse(text: &str) -> Report {
     report
 }
 
+/// Each suite of `text` as a KTAP document of its own (named after the
+/// suite), so that tools that read only the first document of a log
+/// (`kunit.py parse`) see every suite: the suite's lines (its subtest
+/// header, plan, cases and diagnostics, at the suite's indentation or
+/// deeper; kernel log lines between them are dropped) under a one-suite
+/// top level, its result renumbered 1.
+pub fn documents(text: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let indent_of = |line: &str| line.len() - line.trim_start_matches(' ').len();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(name) = line.trim_start().strip_prefix("# Subtest: ") else {
+            continue;
+        };
+        let (name, indent) = (name.trim(), indent_of(line));
+        if indent < 4 {
+            continue;
+        }
+        let outer = indent - 4;
+        let mut doc = String::from("KTAP version 1\n1..1\n    KTAP version 1\n");
+        for body in &lines[i..] {
+            let content = body.trim_start_matches(' ');
+            let depth = indent_of(body);
+            if depth == outer {
+                if let Some((status, result)) = parse_result(content.trim_end()) {
+                    if result == name {
+                        let word = if status == Status::Fail {
+                            "not ok"
+                        } else {
+                            "ok"
+                        };
+                        let skip = if status == Status::Skip {
+                            " # SKIP"
+                        } else {
+                            ""
+                        };
+                        doc.push_str(&format!("{word} 1 {name}{skip}\n"));
+                        out.push((name.to_string(), doc));
+                        break;
+                    }
+                }
+            }
+            if depth >= indent && !content.is_empty() {
+                doc.push_str(&format!("    {}\n", &body[outer + 4..]));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +321,21 @@ ok 1 rust_dmabuf_heap
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(r.suites.len(), 2);
         assert_eq!(r.cases.len(), 6);
+    }
+
+    #[test]
+    fn every_suite_becomes_a_document_of_its_own() {
+        let log = format!("{KUNIT_PASS}noise from the kernel\n{KUNIT_PASS}");
+        let docs = documents(&log);
+        assert_eq!(docs.len(), 2);
+        for (name, doc) in &docs {
+            assert_eq!(name, "rust_dmabuf_heap");
+            let report = parse(doc);
+            assert!(report.errors.is_empty(), "{:?}", report.errors);
+            assert_eq!(report.suites, vec![(name.clone(), Status::Pass)]);
+            assert_eq!(report.cases, parse(KUNIT_PASS).cases);
+            assert!(!doc.contains("noise"));
+        }
     }
 
     #[test]

@@ -180,6 +180,14 @@ fn main() -> ExitCode {
         println!("PROBLEM {problem}");
     }
     println!("console log: {}", o.log);
+    // One KTAP file per suite, next to the log: `<log stem>.<suite>.ktap`.
+    let stem = o.log.strip_suffix(".log").unwrap_or(&o.log);
+    for (suite, doc) in ktap::documents(&text) {
+        let path = format!("{stem}.{suite}.ktap");
+        if let Err(e) = std::fs::write(&path, doc) {
+            println!("PROBLEM cannot write {path}: {e}");
+        }
+    }
 
     let passed = report.count(ktap::Status::Pass);
     let failed = report.count(ktap::Status::Fail) + problems.len();
