@@ -122,6 +122,10 @@ const CHECKS: &[Check] = &[
         unbracketed::parameters_refuse_unknown_words,
     ),
     (
+        "trapped_mappings_survive_mprotect_madvise_munmap_and_mremap",
+        unbracketed::trapped_mappings_survive_mprotect_madvise_munmap_and_mremap,
+    ),
+    (
         "unbalanced_and_mismatched_syncs_keep_the_data",
         misuse::unbalanced_and_mismatched_syncs_keep_the_data,
     ),

@@ -327,3 +327,87 @@ pub fn parameters_refuse_unknown_words() -> Outcome {
     }
     Ok(())
 }
+
+/// What user space may do to a trapped mapping, besides reading and
+/// writing: `mprotect` down and up again, `MADV_DONTNEED` (refused for pfn
+/// mappings, EINVAL), a partial `munmap`, and `mremap` to grow it (refused:
+/// `VM_DONTEXPAND`). The data stays, and nothing oopses.
+pub fn trapped_mappings_survive_mprotect_madvise_munmap_and_mremap() -> Outcome {
+    let fd = allocate_with("trap")?;
+    let len = MIB;
+    // SAFETY: A fresh shared mapping; the kernel validates the request.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+    }
+    let bytes = ptr.cast::<u8>();
+    let check = |what: &str, ok: bool| {
+        ensure(ok, || {
+            format!("{what}: {}", std::io::Error::last_os_error())
+        })
+    };
+    // SAFETY: Every access below stays inside the `len` bytes mapped above,
+    // while they are mapped and with the protection they have.
+    unsafe {
+        // A read fault maps read-only; mprotect down, then up and write: the
+        // write comes in through pfn_mkwrite.
+        let _ = std::ptr::read_volatile(bytes);
+        check(
+            "mprotect read-only",
+            libc::mprotect(ptr, len, libc::PROT_READ) == 0,
+        )?;
+        let _ = std::ptr::read_volatile(bytes.add(4096));
+        check(
+            "mprotect read-write",
+            libc::mprotect(ptr, len, libc::PROT_READ | libc::PROT_WRITE) == 0,
+        )?;
+        std::ptr::write_volatile(bytes, 0x11);
+        std::ptr::write_volatile(bytes.add(len - 1), 0x22);
+        // `MADV_DONTNEED` is refused for pfn mappings (as for the system
+        // heap's); the data stays.
+        let dontneed = libc::madvise(ptr, len, libc::MADV_DONTNEED);
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        ensure(dontneed != 0 && errno == Some(libc::EINVAL), || {
+            format!("madvise(MADV_DONTNEED): {dontneed} ({errno:?}), want EINVAL")
+        })?;
+        let first = std::ptr::read_volatile(bytes);
+        // Growing is refused; the mapping stays as it was.
+        let grown = libc::mremap(ptr, len, 2 * len, 0);
+        check("mremap to grow is refused", grown == libc::MAP_FAILED)?;
+        // Unmapping the middle leaves two working pieces.
+        check(
+            "partial munmap",
+            libc::munmap(bytes.add(4096).cast(), 8192) == 0,
+        )?;
+        std::ptr::write_volatile(bytes.add(len - 2), 0x33);
+        let last = std::ptr::read_volatile(bytes.add(len - 1));
+        libc::munmap(ptr, 4096);
+        libc::munmap(bytes.add(3 * 4096).cast(), len - 3 * 4096);
+        ensure(first == 0x11 && last == 0x22, || {
+            format!("after mremap and munmap: read {first:#x} and {last:#x}, want 0x11 and 0x22")
+        })?;
+    }
+    // A new mapping sees every write.
+    let map = Mapping::new(&fd, len, 0).map_err(|e| format!("mmap: {e}"))?;
+    let b = map.bytes();
+    ensure(
+        b[0] == 0x11 && b[len - 2] == 0x33 && b[len - 1] == 0x22,
+        || {
+            format!(
+                "a new mapping reads {:#x} {:#x} {:#x}",
+                b[0],
+                b[len - 2],
+                b[len - 1]
+            )
+        },
+    )
+}
