@@ -554,8 +554,8 @@ fn main() {
         "allocation + free, median of 31, alternating heaps (QEMU: only the ratio means anything)"
     );
     println!(
-        "{:>10} {:>14} {:>14} {:>8}",
-        "size", "system ns", "ours ns", "ratio"
+        "{:>10} {:>14} {:>14} {:>8} {:>16} {:>16}",
+        "size", "system ns", "ours ns", "ratio", "close system ns", "close ours ns"
     );
     let sizes: Vec<u64> = {
         let mut v: Vec<u64> = records
@@ -579,12 +579,43 @@ fn main() {
             problems.push(format!("allocation of {size} bytes: missing a median"));
             continue;
         };
+        let close = |system: bool| {
+            records
+                .iter()
+                .find(|r| {
+                    number(r, "alloc_size") == size
+                        && (r.get("heap").map(String::as_str) == Some("system")) == system
+                })
+                .map_or(0, |r| number(r, "close_median_ns"))
+        };
         let ratio = ours as f64 / sys.max(1) as f64;
-        println!("{size:>10} {sys:>14} {ours:>14} {ratio:>8.2}");
+        println!(
+            "{size:>10} {sys:>14} {ours:>14} {ratio:>8.2} {:>16} {:>16}",
+            close(true),
+            close(false)
+        );
         for (heap, ns, r) in [("system", sys, 1.0), ("ours", ours, ratio)] {
             let _ = writeln!(
                 json,
                 "  {{\"alloc_size\":{size},\"heap\":\"{heap}\",\"median_ns\":{ns},\"ratio_vs_system\":{r:.3}}},"
+            );
+        }
+    }
+    let churn: Vec<_> = records.iter().filter(|r| r.contains_key("churn")).collect();
+    if !churn.is_empty() {
+        println!();
+        println!("churn: 32 x 8 MiB allocated then closed, 20 times per heap, heaps alternating after a warm-up (total time; peak of MemTotal - MemAvailable above the start)");
+        for r in churn {
+            let heap = r.get("heap").map_or("?", String::as_str);
+            let (ns, peak) = (number(r, "total_ns"), number(r, "peak_kib"));
+            println!(
+                "{heap:>12} {:>10.1} ms {:>8} MiB",
+                ns as f64 / 1e6,
+                peak / 1024
+            );
+            let _ = writeln!(
+                json,
+                "  {{\"churn\":\"32x8MiB x20\",\"heap\":\"{heap}\",\"total_ns\":{ns},\"peak_kib\":{peak}}},"
             );
         }
     }
