@@ -178,14 +178,16 @@ impl HeapBuffer {
         &self.table
     }
 
-    /// Makes the maintenance mapping if there is none yet (and the
-    /// maintenance device does not bounce: then there is no tracking).
+    /// Makes the maintenance mapping if there is none yet and the buffer
+    /// tracks ownership.
     /// Maintenance is needed only once a device may have accessed the
     /// buffer: so this runs at the first attach, and at a CPU access after
     /// a new write fence in the reservation object (its driver may never
     /// have attached); both can fail.
     fn need_maintenance(&self, state: &mut BufferState) -> Result {
-        if state.maintenance.is_none() && self.heap.maintenance().bounce().is_none() {
+        // Under `always` the importers' own mappings sync (and a bouncing
+        // maintenance device forces `always`).
+        if state.maintenance.is_none() && state.ownership.policy() == Policy::Tracked {
             let table = self.table.duplicate(usize::MAX)?;
             state.maintenance = Some(MaintainedTable::new(table, self.heap.maintenance())?);
         }
