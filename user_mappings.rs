@@ -75,13 +75,11 @@ impl Vma {
             let size = ((chunk.page_count() - first) * PAGE_SIZE).min(end - addr);
             // SAFETY: `nth_page(first)` is a page of this chunk.
             let pfn = unsafe { sys::rdh_page_to_pfn(chunk.nth_page(first)) };
-            // SAFETY: By the type invariant, during `mmap` (mmap lock held
-            // for writing); `addr..addr + size` lies inside the vma; the
-            // pages stay allocated while the vma exists because it holds the
-            // dma-buf file.
-            let ret = unsafe {
-                sys::remap_pfn_range(self.vma, addr, pfn, size, (*self.vma).vm_page_prot)
-            };
+            // SAFETY: The vma is valid (type invariant).
+            let prot = unsafe { (*self.vma).vm_page_prot };
+            // SAFETY: During `mmap` (mmap lock held for writing); the range
+            // lies in the vma, whose dma-buf file keeps the pages allocated.
+            let ret = unsafe { sys::remap_pfn_range(self.vma, addr, pfn, size, prot) };
             kernel::error::to_result(ret)?;
             addr += size;
         }

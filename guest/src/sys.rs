@@ -185,6 +185,12 @@ impl Mapping {
         })
     }
 
+    /// The mapping's address, for system calls on it (`mprotect`, a
+    /// partial `munmap`); dropping the value unmaps the whole range.
+    pub fn as_ptr(&self) -> *mut libc::c_void {
+        self.ptr.cast()
+    }
+
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: The mapping is `len` bytes long and lives as long as self.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }

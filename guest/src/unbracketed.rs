@@ -335,28 +335,17 @@ pub fn parameters_refuse_unknown_words() -> Outcome {
 pub fn trapped_mappings_survive_mprotect_madvise_munmap_and_mremap() -> Outcome {
     let fd = allocate_with("trap")?;
     let len = MIB;
-    // SAFETY: A fresh shared mapping; the kernel validates the request.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
-    }
+    let trapped = Mapping::new(&fd, len, 0).map_err(|e| format!("mmap: {e}"))?;
+    let ptr = trapped.as_ptr();
     let bytes = ptr.cast::<u8>();
     let check = |what: &str, ok: bool| {
         ensure(ok, || {
             format!("{what}: {}", std::io::Error::last_os_error())
         })
     };
-    // SAFETY: Every access below stays inside the `len` bytes mapped above,
-    // while they are mapped and with the protection they have.
+    // SAFETY: Every access below stays inside the `len` bytes mapped above
+    // (`trapped` unmaps what is left when dropped), while they are mapped
+    // and with the protection they have.
     unsafe {
         // A read fault maps read-only; mprotect down, then up and write: the
         // write comes in through pfn_mkwrite.
@@ -390,8 +379,6 @@ pub fn trapped_mappings_survive_mprotect_madvise_munmap_and_mremap() -> Outcome 
         )?;
         std::ptr::write_volatile(bytes.add(len - 2), 0x33);
         let last = std::ptr::read_volatile(bytes.add(len - 1));
-        libc::munmap(ptr, 4096);
-        libc::munmap(bytes.add(3 * 4096).cast(), len - 3 * 4096);
         ensure(first == 0x11 && last == 0x22, || {
             format!("after mremap and munmap: read {first:#x} and {last:#x}, want 0x11 and 0x22")
         })?;
