@@ -10,16 +10,17 @@ use crate::{
     dmabuf::{AttachmentKey, Exporter, MappedTable},
     fence_hooks::{FenceHooks, Reservation, Resv, WriteFences},
     heap::Heap,
-    ownership::{self, Decision, Device, Event, Ownership, Policy, UserAccess},
-    pages::{self, KernelAddress, KernelMapping, PageChunk, PAGE_SIZE},
+    ownership::{self, Decision, Device, Event, Lines, Ownership, Policy, UserAccess},
+    pages::{KernelAddress, KernelMapping, PAGE_SIZE},
     params,
+    pool::Memory,
     sg::SgTable,
     stats::CacheStats,
     user_mappings::{UserMappings, VmFault, Vma},
 };
 use core::sync::atomic::Ordering;
 use kernel::{
-    alloc::{flags::GFP_KERNEL, KVVec},
+    alloc::flags::GFP_KERNEL,
     debugfs, new_mutex,
     prelude::*,
     sync::{Arc, Mutex},
@@ -89,7 +90,8 @@ struct BufferState {
 /// A buffer allocated from the heap.
 ///
 /// Field order is drop order: the table goes (unmapped from the maintenance
-/// device) before the chunks it points to.
+/// device) before the chunks it points to, and those go back to the pool
+/// before the heap can go.
 #[pin_data]
 pub(crate) struct HeapBuffer {
     len: usize,
@@ -100,8 +102,8 @@ pub(crate) struct HeapBuffer {
     /// One entry per chunk; never mapped itself (the maintenance mapping
     /// and every attachment map copies).
     table: SgTable,
-    /// Vmalloc-backed when long: a fragmented 1 GiB buffer has 262144.
-    chunks: KVVec<PageChunk>,
+    /// The chunks.
+    memory: Memory,
     /// The heap: its maintenance device outlives `table`'s mapping.
     heap: Arc<Heap>,
 }
@@ -125,8 +127,14 @@ impl HeapBuffer {
         // Under `always` unbracketed access is as safe as with the system
         // heap already.
         let trap_user = policy == Policy::Tracked && params::trap_user_access();
-        let chunks = pages::alloc_chunks(len)?;
-        let table = SgTable::new(&chunks)?;
+        let memory = heap.pool().allocate(len)?;
+        let table = SgTable::new(memory.chunks())?;
+        // Pooled chunks were cleaned: a first map needs no clean.
+        let lines = if memory.is_clean() {
+            Lines::CLEAN
+        } else {
+            Lines::ZEROED
+        };
         let buffer = Arc::pin_init(
             try_pin_init!(Self {
                 len,
@@ -134,7 +142,7 @@ impl HeapBuffer {
                 state <- new_mutex!(BufferState {
                     attachments: KVec::new(),
                     kernel_mapping: None,
-                    ownership: Ownership::new(policy),
+                    ownership: Ownership::with_lines(policy, lines),
                     stats: CacheStats::default(),
                     debugfs_file: None,
                     fences: FenceHooks::new(),
@@ -144,7 +152,7 @@ impl HeapBuffer {
                     reported_unbracketed: false,
                 }),
                 table,
-                chunks,
+                memory,
                 heap,
             }),
             GFP_KERNEL,
@@ -169,8 +177,8 @@ impl HeapBuffer {
 
     /// The chunks backing the buffer, largest first.
     #[cfg(rdh_kunit)]
-    pub(crate) fn chunks(&self) -> &[PageChunk] {
-        &self.chunks
+    pub(crate) fn chunks(&self) -> &[crate::pages::PageChunk] {
+        self.memory.chunks()
     }
 
     /// The buffer's own scatter-gather table (one entry per chunk).
@@ -552,7 +560,7 @@ impl HeapBuffer {
             }
             Ok(())
         } else {
-            vma.remap(&self.chunks)
+            vma.remap(self.memory.chunks())
         }
     }
 
@@ -585,7 +593,7 @@ impl HeapBuffer {
         if upgrade {
             vma.zap();
         }
-        vma.insert(&self.chunks, writable)
+        vma.insert(self.memory.chunks(), writable)
     }
 
     /// Returns a kernel virtual address for the whole buffer.
@@ -595,7 +603,7 @@ impl HeapBuffer {
             shared.users += 1;
             return Ok(shared.mapping.addr());
         }
-        let mapping = KernelMapping::new(&self.chunks)?;
+        let mapping = KernelMapping::new(self.memory.chunks())?;
         let addr = mapping.addr();
         state.kernel_mapping = Some(SharedKernelMapping { mapping, users: 1 });
         Ok(addr)

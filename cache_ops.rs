@@ -20,7 +20,7 @@
 
 use crate::{
     ownership::{self, CacheOps},
-    pages::KernelAddress,
+    pages::{KernelAddress, PageChunk},
     sg::SgTable,
     sys,
 };
@@ -230,6 +230,35 @@ impl MaintenanceDevice {
     /// mapped to it and all of them use the `always` policy.
     pub(crate) fn bounce(&self) -> Option<Bounce> {
         self.bounce
+    }
+
+    /// What cleans the page pool's chunks, unless this device's mappings
+    /// would bounce (then a map copies instead of cleaning). It must not be
+    /// used after the device is gone (the pool's worker stops first).
+    pub(crate) fn cleaner(&self) -> Option<Cleaner> {
+        // INVARIANT: Valid while the device lives, as the caller ensures.
+        self.bounce.is_none().then_some(Cleaner { dev: self.dev })
+    }
+}
+
+/// Cleans pages to the point of coherency on the maintenance device: the
+/// page pool's background clean of zeroed chunks.
+///
+/// # Invariants
+///
+/// `dev` is the maintenance device, live for as long as this value is used,
+/// and its mappings do not bounce.
+#[derive(Clone, Copy)]
+pub(crate) struct Cleaner {
+    dev: DmaDevice,
+}
+
+impl Cleaner {
+    /// Cleans the whole chunk; `false` if the DMA layer could not map it.
+    pub(crate) fn clean(&self, chunk: &PageChunk) -> bool {
+        // SAFETY: By the type invariant `dev` is live; the chunk is a valid
+        // block of `chunk.size()` bytes.
+        unsafe { sys::rdh_dma_clean_pages(self.dev.dev, chunk.head(), chunk.size()) }
     }
 }
 

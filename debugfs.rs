@@ -5,9 +5,15 @@
 //! or of the buffer) and is removed when its `File` value is dropped, so
 //! its lifetime is a type, not a comment.
 //!
-//! - `stats`: heap totals since load: policy, buffers and bytes allocated
-//!   and live, bytes cleaned and invalidated, operations skipped by reason,
+//! - `stats`: heap totals since load: policy, buffers and bytes allocated,
+//!   bytes in live buffers, bytes the page pool holds, bytes cleaned and invalidated, operations skipped by reason,
 //!   user access trapped by faults.
+//! - `pool`: the page pool (`pool.rs`): its limit, zeroed chunks per order,
+//!   bytes ready (zeroed), on the backlog (freed, not yet zeroed), being zeroed,
+//!   and all it holds (`pool_bytes`), and since
+//!   load bytes taken from it (hits) or from the page allocator instead
+//!   (misses), zeroed and cleaned by its worker, freed by the shrinker, and
+//!   freed instead of pooled (bypassed).
 //! - `buffers/<ino>`: one file per live buffer allocated while the
 //!   `debugfs_buffers` parameter was on, named after its dma-buf inode
 //!   (what `fstat` on the fd reports as `st_ino`): size, policy, ownership
@@ -21,17 +27,20 @@ use crate::{
     buffer::{BufferFile, HeapBuffer},
     cache_ops::Bounce,
     heap::Heap,
-    pages::LIVE_BYTES,
+    pages::{ORDERS, PAGE_SIZE},
     params,
     stats::{skip_name, Totals, SKIP_REASONS},
 };
-use core::{fmt, sync::atomic::Ordering};
+use core::fmt;
 use kernel::{
     debugfs::{Dir, File},
     prelude::*,
     str::CString,
     sync::Arc,
 };
+
+/// A file showing the heap (it holds a reference on it).
+pub(crate) type HeapFile = Pin<KBox<File<Arc<Heap>>>>;
 
 /// A heap's directory and its `buffers` subdirectory.
 pub(crate) struct HeapDir {
@@ -49,9 +58,17 @@ impl HeapDir {
     }
 
     /// The heap's `stats` file.
-    pub(crate) fn stats_file(&self, heap: Arc<Heap>) -> Result<Pin<KBox<File<Arc<Heap>>>>> {
+    pub(crate) fn stats_file(&self, heap: Arc<Heap>) -> Result<HeapFile> {
         KBox::pin_init(
             self.heap.read_callback_file(c"stats", heap, &show_heap),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The heap's `pool` file.
+    pub(crate) fn pool_file(&self, heap: Arc<Heap>) -> Result<HeapFile> {
+        KBox::pin_init(
+            self.heap.read_callback_file(c"pool", heap, &show_pool),
             GFP_KERNEL,
         )
     }
@@ -71,10 +88,12 @@ impl HeapDir {
 fn show_heap(heap: &Arc<Heap>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let totals = heap.totals();
     let load = Totals::load;
+    let pool = heap.pool().levels();
     writeln!(f, "policy: {}", heap.sync_policy().name())?;
     writeln!(f, "buffers_allocated: {}", load(&totals.buffers_allocated))?;
     writeln!(f, "bytes_allocated: {}", load(&totals.bytes_allocated))?;
-    writeln!(f, "live_bytes: {}", LIVE_BYTES.load(Ordering::Relaxed))?;
+    writeln!(f, "live_bytes: {}", pool.unpooled_bytes)?;
+    writeln!(f, "pool_bytes: {}", pool.held_bytes())?;
     writeln!(f, "clean_bytes: {}", load(&totals.clean_bytes))?;
     writeln!(f, "invalidate_bytes: {}", load(&totals.invalidate_bytes))?;
     for (reason, count) in SKIP_REASONS.iter().zip(totals.skipped.iter()) {
@@ -97,6 +116,29 @@ fn show_heap(heap: &Arc<Heap>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         load(&totals.unbracketed_faults)
     )?;
     writeln!(f, "user_revokes: {}", load(&totals.revokes))
+}
+
+/// Shows the page pool.
+fn show_pool(heap: &Arc<Heap>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let pool = heap.pool();
+    let levels = pool.levels();
+    let counters = &pool.counters;
+    let load = Totals::load;
+    writeln!(f, "limit_bytes: {}", pool.limit_bytes())?;
+    writeln!(f, "cleans: {}", pool.cleans())?;
+    for (order, chunks) in ORDERS.iter().zip(levels.chunks) {
+        writeln!(f, "order{order}_chunks: {chunks}")?;
+    }
+    writeln!(f, "ready_bytes: {}", levels.zeroed_pages * PAGE_SIZE)?;
+    writeln!(f, "backlog_bytes: {}", levels.backlog_pages * PAGE_SIZE)?;
+    writeln!(f, "working_bytes: {}", levels.working_pages * PAGE_SIZE)?;
+    writeln!(f, "pool_bytes: {}", levels.held_bytes())?;
+    writeln!(f, "hit_bytes: {}", load(&counters.hit_bytes))?;
+    writeln!(f, "miss_bytes: {}", load(&counters.miss_bytes))?;
+    writeln!(f, "zeroed_bytes: {}", load(&counters.zeroed_bytes))?;
+    writeln!(f, "cleaned_bytes: {}", load(&counters.cleaned_bytes))?;
+    writeln!(f, "shrunk_bytes: {}", load(&counters.shrunk_bytes))?;
+    writeln!(f, "bypassed_bytes: {}", load(&counters.bypassed_bytes))
 }
 
 /// Shows one buffer.

@@ -14,6 +14,7 @@ use crate::{
     dmabuf::{self, DmaBuf},
     ownership::Policy,
     params,
+    pool::{PagePool, Pool, PoolMode},
     stats::Totals,
 };
 use kernel::{
@@ -22,7 +23,11 @@ use kernel::{
 };
 
 /// A heap.
+///
+/// Field order is drop order: the pool's worker stops before the
+/// maintenance device it cleans with goes.
 pub(crate) struct Heap {
+    pool: PagePool,
     maintenance: MaintenanceDevice,
     totals: Totals,
     /// The heap's debugfs directory, if it has one.
@@ -30,12 +35,19 @@ pub(crate) struct Heap {
 }
 
 impl Heap {
-    /// A heap with its own maintenance device and, if `debugfs_name` is
-    /// given, a debugfs directory of that name (the `stats` file is made by
-    /// [`HeapDir::stats_file`] once the heap exists).
-    pub(crate) fn new(debugfs_name: Option<&CStr>) -> Result<Arc<Self>> {
+    /// A heap with its own maintenance device, a page pool in `pool` mode
+    /// and, if `debugfs_name` is given, a debugfs directory of that name
+    /// (its files are made by [`HeapDir::stats_file`] once the heap exists).
+    pub(crate) fn new(debugfs_name: Option<&CStr>, pool: PoolMode) -> Result<Arc<Self>> {
+        let maintenance = MaintenanceDevice::new()?;
+        let pool = PagePool::new(
+            pool,
+            maintenance.cleaner(),
+            debugfs_name.unwrap_or(c"private"),
+        )?;
         let heap = Self {
-            maintenance: MaintenanceDevice::new()?,
+            pool,
+            maintenance,
             totals: Totals::new(),
             debugfs: debugfs_name.map(HeapDir::new),
         };
@@ -45,6 +57,11 @@ impl Heap {
     /// The heap's maintenance device.
     pub(crate) fn maintenance(&self) -> &MaintenanceDevice {
         &self.maintenance
+    }
+
+    /// The heap's page pool.
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        self.pool.pool()
     }
 
     /// The heap's counters.

@@ -294,6 +294,13 @@ impl Lines {
         maybe_dirty: true,
         maybe_stale: false,
     };
+
+    /// Zeroed pages that were cleaned since (the page pool's): memory holds
+    /// the zeroes, any line the cache holds is clean and equal to memory.
+    pub const CLEAN: Lines = Lines {
+        maybe_dirty: false,
+        maybe_stale: false,
+    };
 }
 
 /// The ownership state of one buffer.
@@ -330,9 +337,15 @@ pub const MAX_CPU_DEPTH: u32 = u32::MAX;
 impl Ownership {
     /// A new buffer of freshly zeroed pages, owned by nobody.
     pub fn new(policy: Policy) -> Self {
+        Self::with_lines(policy, Lines::ZEROED)
+    }
+
+    /// A new buffer whose cache lines are as `lines` says (`ZEROED` for
+    /// fresh pages, `CLEAN` for pooled ones), owned by nobody.
+    pub fn with_lines(policy: Policy, lines: Lines) -> Self {
         Self {
             policy,
-            lines: Lines::ZEROED,
+            lines,
             mapped: 0,
             noncoherent_mapped: 0,
             unfenced_writers_mapped: 0,

@@ -59,6 +59,31 @@ impl PageChunk {
         Some(Self { page, order })
     }
 
+    /// Gives up ownership of the block, e.g. to put it on a page list
+    /// (`pool.rs`); [`Self::from_raw`] takes it back.
+    pub(crate) fn into_raw(self) -> (NonNull<sys::page>, u32) {
+        let this = core::mem::ManuallyDrop::new(self);
+        (this.page, this.order)
+    }
+
+    /// Takes back a block given up by [`Self::into_raw`].
+    ///
+    /// # Safety
+    ///
+    /// `page` and `order` come from one call of [`Self::into_raw`], and
+    /// nothing else owns the block any more.
+    pub(crate) unsafe fn from_raw(page: NonNull<sys::page>, order: u32) -> Self {
+        // INVARIANT: By the safety requirements the block is ours again.
+        Self { page, order }
+    }
+
+    /// Writes zeroes to the whole chunk (through the CPU cache: the lines
+    /// are dirty afterwards). May sleep.
+    pub(crate) fn zero(&self) {
+        // SAFETY: By the type invariant the block has `order` and is ours.
+        unsafe { sys::rdh_clear_pages(self.page.as_ptr(), self.order) };
+    }
+
     /// The page order of this chunk.
     pub(crate) fn order(&self) -> u32 {
         self.order
@@ -181,7 +206,7 @@ impl Drop for KernelMapping {
 }
 
 /// Whether the dma-heap core asks heaps to charge the memory cgroup.
-fn mem_accounting_enabled() -> bool {
+pub(crate) fn mem_accounting_enabled() -> bool {
     // SAFETY: A read-only (0444) parameter of the dma-heap core, set before
     // any heap can allocate.
     unsafe { sys::mem_accounting }
@@ -206,6 +231,23 @@ fn available_pages() -> usize {
     unsafe { sys::rdh_available_pages() }.max(0) as usize
 }
 
+/// Free pages (one per-cpu-summed counter: much cheaper than
+/// [`available_pages`]).
+fn free_pages() -> usize {
+    // SAFETY: Reads a global counter; no preconditions.
+    unsafe { sys::rdh_free_pages() as usize }
+}
+
+/// Whether taking `pages` more pages leaves the reserve available. Free
+/// pages alone answer it when there are plenty: twice the reserve covers
+/// the watermarks that `MemAvailable` subtracts (`totalreserve_pages`, not
+/// exported, a few per mille of RAM).
+fn leaves_reserve(pages: usize) -> bool {
+    let reserve = totalram_pages() / RESERVE_DIVISOR;
+    pages.saturating_add(2 * reserve) <= free_pages()
+        || pages <= available_pages().saturating_sub(reserve)
+}
+
 /// The share of RAM an allocation must leave available to everything else:
 /// 1/32. Without it, buffers could take memory down to the watermarks, and
 /// the next ordinary allocation (a page fault, a slab refill) would invoke
@@ -214,23 +256,30 @@ fn available_pages() -> usize {
 const RESERVE_DIVISOR: usize = 32;
 
 /// Allocates `len` bytes (a non-zero multiple of the page size) as zeroed
-/// chunks, each no larger than the previous one, like the system heap.
+/// chunks, each no larger than the previous one, like the system heap; each
+/// chunk comes from `pooled` if it has one of that order (`pooled_pages` is
+/// how many pages it holds), else from the page allocator. Returns the
+/// chunks and how many came from `pooled`.
 ///
 /// Fails with `ENOMEM` up front when `len` would leave less than the reserve
 /// available (so always for more than the machine's RAM), whenever the page
 /// allocator gives up (never the OOM killer), and with `EINTR` when the
 /// caller has a fatal signal pending. Whatever was allocated before a
 /// failure is freed.
-pub(crate) fn alloc_chunks(len: usize) -> Result<KVVec<PageChunk>> {
+pub(crate) fn alloc_chunks(
+    len: usize,
+    pooled_pages: usize,
+    mut pooled: impl FnMut(u32) -> Option<PageChunk>,
+) -> Result<(KVVec<PageChunk>, usize)> {
     if len == 0 || len % PAGE_SIZE != 0 {
         return Err(EINVAL);
     }
-    let reserve = totalram_pages() / RESERVE_DIVISOR;
-    if len / PAGE_SIZE > available_pages().saturating_sub(reserve) {
+    if !leaves_reserve((len / PAGE_SIZE).saturating_sub(pooled_pages)) {
         return Err(ENOMEM);
     }
     // Vmalloc-backed when long (a fragmented 1 GiB buffer has 262144).
     let mut chunks = KVVec::new();
+    let mut from_pool = 0;
     let mut remaining = len;
     let mut max_order = ORDERS[0];
     while remaining > 0 {
@@ -238,14 +287,23 @@ pub(crate) fn alloc_chunks(len: usize) -> Result<KVVec<PageChunk>> {
         if fatal_signal_pending() {
             return Err(EINTR);
         }
+        // Per order, largest first: the pool, then the page allocator (a
+        // pooled small chunk must not stand in for a large one).
+        let fits = |order: u32| order <= max_order && PAGE_SIZE << order <= remaining;
         let chunk = ORDERS
             .iter()
-            .filter(|&&order| order <= max_order && PAGE_SIZE << order <= remaining)
-            .find_map(|&order| PageChunk::alloc(order))
+            .filter(|&&order| fits(order))
+            .find_map(|&order| match pooled(order) {
+                Some(chunk) => {
+                    from_pool += 1;
+                    Some(chunk)
+                }
+                None => PageChunk::alloc(order),
+            })
             .ok_or(ENOMEM)?;
         remaining -= chunk.size();
         max_order = chunk.order();
         chunks.push(chunk, GFP_KERNEL)?;
     }
-    Ok(chunks)
+    Ok((chunks, from_pool))
 }

@@ -9,13 +9,17 @@
 #include <linux/dma-resv.h>
 #include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
+#include <linux/freezer.h>
 #include <linux/highmem.h>
+#include <linux/kthread.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/platform_device.h>
 #include <linux/sched/signal.h>
+#include <linux/shrinker.h>
 #include <linux/swiotlb.h>
+#include <linux/vmstat.h>
 #include <linux/vmalloc.h>
 #include <linux/workqueue.h>
 
@@ -378,3 +382,208 @@ int rdh_resv_write_fences(struct dma_resv *resv, u64 *ids, unsigned int max)
 	return count;
 }
 
+
+/*
+ * The page pool (pool.rs): its size limit, the intrusive lists it keeps
+ * chunks on (page->lru of the head page, as the system heaps of Android and
+ * TTM's pool do), the counters that make pooled pages reclaimable kernel
+ * memory, and the two callers the core needs: a low-priority kthread that
+ * zeroes freed chunks, and a shrinker.
+ */
+/* Defined in Rust (pool.rs). */
+void rdh_pool_work(void *pool);
+unsigned long rdh_pool_count(void *pool);
+unsigned long rdh_pool_scan(void *pool, unsigned long nr_pages);
+
+static int pool_limit_mib = -1;
+module_param(pool_limit_mib, int, 0644);
+MODULE_PARM_DESC(pool_limit_mib,
+		 "Most memory kept zeroed for new buffers, in MiB: -1 (default) for 1/16 of RAM, 0 disables the pool and frees at once");
+
+unsigned long rdh_pool_limit_bytes(void)
+{
+	int mib = READ_ONCE(pool_limit_mib);
+
+	if (mib < 0)
+		return (totalram_pages() / 16) << PAGE_SHIFT;
+	return (unsigned long)mib << 20;
+}
+
+void rdh_page_list_init(struct list_head *list)
+{
+	INIT_LIST_HEAD(list);
+}
+
+void rdh_page_list_push(struct list_head *list, struct page *page,
+			unsigned int order)
+{
+	set_page_private(page, order);
+	list_add(&page->lru, list);
+}
+
+struct page *rdh_page_list_pop(struct list_head *list, unsigned int *order)
+{
+	struct page *page = list_first_entry_or_null(list, struct page, lru);
+
+	if (page) {
+		list_del(&page->lru);
+		*order = page_private(page);
+		set_page_private(page, 0);
+	}
+	return page;
+}
+
+/* Pooled pages are reclaimable (the shrinker gives them back): MemAvailable
+ * counts them, and no memory cgroup is charged for them. */
+void rdh_pool_account(struct page *page, long nr_pages)
+{
+	mod_node_page_state(page_pgdat(page), NR_KERNEL_MISC_RECLAIMABLE,
+			    nr_pages);
+}
+
+void rdh_clear_pages(struct page *page, unsigned int order)
+{
+	unsigned long i;
+
+	for (i = 0; i < (1UL << order); i++)
+		clear_highpage(page + i);
+	cond_resched();
+}
+
+/* Cleans @size bytes at @page to the point of coherency, by mapping them
+ * for @dev (a non-coherent device: the map cleans) and unmapping without a
+ * sync. */
+bool rdh_dma_clean_pages(struct device *dev, struct page *page, size_t size)
+{
+	dma_addr_t addr = dma_map_page(dev, page, 0, size, DMA_TO_DEVICE);
+
+	if (dma_mapping_error(dev, addr))
+		return false;
+	dma_unmap_page_attrs(dev, addr, size, DMA_TO_DEVICE,
+			     DMA_ATTR_SKIP_CPU_SYNC);
+	return true;
+}
+
+unsigned long rdh_free_pages(void)
+{
+	return global_zone_page_state(NR_FREE_PAGES);
+}
+
+unsigned long rdh_jiffies(void)
+{
+	return jiffies;
+}
+
+unsigned long rdh_ms_to_jiffies(unsigned int ms)
+{
+	return msecs_to_jiffies(ms);
+}
+
+bool rdh_time_before(unsigned long a, unsigned long b)
+{
+	return time_before(a, b);
+}
+
+struct rdh_worker {
+	struct task_struct *task;
+	wait_queue_head_t wait;
+	atomic_t kicked;
+	void *pool;
+};
+
+static int rdh_worker_thread(void *arg)
+{
+	struct rdh_worker *worker = arg;
+
+	/* Zeroing is background work: it yields to everything else. */
+	sched_set_normal(current, MAX_NICE);
+	set_freezable();
+	while (!kthread_should_stop()) {
+		wait_event_freezable(worker->wait,
+				     atomic_read(&worker->kicked) ||
+				     kthread_should_stop());
+		if (atomic_xchg(&worker->kicked, 0))
+			rdh_pool_work(worker->pool);
+	}
+	return 0;
+}
+
+/* A worker that can be kicked at once and runs once started. */
+struct rdh_worker *rdh_worker_create(void)
+{
+	struct rdh_worker *worker = kzalloc(sizeof(*worker), GFP_KERNEL);
+
+	if (worker)
+		init_waitqueue_head(&worker->wait);
+	return worker;
+}
+
+int rdh_worker_run(struct rdh_worker *worker, void *pool, const char *name)
+{
+	struct task_struct *task;
+
+	worker->pool = pool;
+	task = kthread_run(rdh_worker_thread, worker, "rdh-pool/%s", name);
+	if (IS_ERR(task))
+		return PTR_ERR(task);
+	worker->task = task;
+	return 0;
+}
+
+void rdh_worker_kick(struct rdh_worker *worker)
+{
+	if (!atomic_xchg(&worker->kicked, 1))
+		wake_up(&worker->wait);
+}
+
+/* Returns once the thread (if any) has exited: rdh_pool_work is not
+ * running and will not run again. */
+void rdh_worker_halt(struct rdh_worker *worker)
+{
+	if (worker->task)
+		kthread_stop(worker->task);
+	worker->task = NULL;
+}
+
+void rdh_worker_destroy(struct rdh_worker *worker)
+{
+	rdh_worker_halt(worker);
+	kfree(worker);
+}
+
+static unsigned long rdh_shrinker_count(struct shrinker *shrinker,
+					struct shrink_control *sc)
+{
+	unsigned long pages = rdh_pool_count(shrinker->private_data);
+
+	return pages ? pages : SHRINK_EMPTY;
+}
+
+static unsigned long rdh_shrinker_scan(struct shrinker *shrinker,
+				       struct shrink_control *sc)
+{
+	unsigned long freed = rdh_pool_scan(shrinker->private_data,
+					    sc->nr_to_scan);
+
+	return freed ? freed : SHRINK_STOP;
+}
+
+struct shrinker *rdh_shrinker_create(void *pool, const char *name)
+{
+	struct shrinker *shrinker = shrinker_alloc(0, "rdh-pool-%s", name);
+
+	if (!shrinker)
+		return ERR_PTR(-ENOMEM);
+	shrinker->count_objects = rdh_shrinker_count;
+	shrinker->scan_objects = rdh_shrinker_scan;
+	shrinker->seeks = DEFAULT_SEEKS;
+	shrinker->private_data = pool;
+	shrinker_register(shrinker);
+	return shrinker;
+}
+
+/* Returns once no callback runs any more. */
+void rdh_shrinker_destroy(struct shrinker *shrinker)
+{
+	shrinker_free(shrinker);
+}

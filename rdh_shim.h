@@ -96,6 +96,28 @@ long rdh_dma_fence_wait(struct dma_fence *fence);
 long rdh_resv_wait_for_cpu(struct dma_resv *resv, bool write);
 int rdh_resv_write_fences(struct dma_resv *resv, u64 *ids, unsigned int max);
 
+/* The page pool (pool.rs). */
+unsigned long rdh_pool_limit_bytes(void);
+void rdh_page_list_init(struct list_head *list);
+void rdh_page_list_push(struct list_head *list, struct page *page,
+			unsigned int order);
+struct page *rdh_page_list_pop(struct list_head *list, unsigned int *order);
+void rdh_pool_account(struct page *page, long nr_pages);
+void rdh_clear_pages(struct page *page, unsigned int order);
+bool rdh_dma_clean_pages(struct device *dev, struct page *page, size_t size);
+unsigned long rdh_free_pages(void);
+unsigned long rdh_jiffies(void);
+unsigned long rdh_ms_to_jiffies(unsigned int ms);
+bool rdh_time_before(unsigned long a, unsigned long b);
+struct rdh_worker;
+struct rdh_worker *rdh_worker_create(void);
+int rdh_worker_run(struct rdh_worker *worker, void *pool, const char *name);
+void rdh_worker_kick(struct rdh_worker *worker);
+void rdh_worker_halt(struct rdh_worker *worker);
+void rdh_worker_destroy(struct rdh_worker *worker);
+struct shrinker *rdh_shrinker_create(void *pool, const char *name);
+void rdh_shrinker_destroy(struct shrinker *shrinker);
+
 /* For the KUnit suite only: tests/kunit_shim.c, linked into test builds. */
 struct device *rdh_kunit_dma_device(const char *name, bool coherent);
 struct dma_fence *rdh_test_fence_create(void);

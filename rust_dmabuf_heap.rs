@@ -16,7 +16,7 @@
 //! unloaded.
 
 use heap::Heap;
-use kernel::{prelude::*, sync::Arc};
+use kernel::prelude::*;
 
 mod buffer;
 mod cache_ops;
@@ -31,6 +31,7 @@ mod heap;
 mod ownership;
 mod pages;
 mod params;
+mod pool;
 mod sg;
 mod stats;
 mod sys;
@@ -48,8 +49,9 @@ module! {
 /// The module: once the heap is registered it can never go (there is no
 /// `dma_heap_remove`), so neither can the module.
 struct RustDmabufHeap {
-    /// The heap's debugfs `stats` file (it holds a reference on the heap).
-    _stats: Option<Pin<KBox<kernel::debugfs::File<Arc<Heap>>>>>,
+    /// The heap's debugfs `stats` and `pool` files (each holds a
+    /// reference on the heap).
+    _files: [Option<debugfs::HeapFile>; 2],
 }
 
 impl kernel::Module for RustDmabufHeap {
@@ -58,10 +60,13 @@ impl kernel::Module for RustDmabufHeap {
         // Everything the heap owns (its maintenance device, its debugfs
         // directory) goes with its last reference, also when registration
         // fails, so that a later load can succeed.
-        let heap = Heap::new(Some(name))?;
-        let stats = heap
-            .debugfs()
-            .and_then(|dir| dir.stats_file(heap.clone()).ok());
+        let heap = Heap::new(Some(name), pool::PoolMode::Background)?;
+        let files = heap.debugfs().map_or([None, None], |dir| {
+            [
+                dir.stats_file(heap.clone()).ok(),
+                dir.pool_file(heap.clone()).ok(),
+            ]
+        });
         let policy = heap.sync_policy();
         dmabuf::register_heap(name, heap)?;
         // SAFETY: Called from module init of this module.
@@ -72,7 +77,7 @@ impl kernel::Module for RustDmabufHeap {
             policy.name(),
             params::unbracketed_cpu_name()
         );
-        Ok(RustDmabufHeap { _stats: stats })
+        Ok(RustDmabufHeap { _files: files })
     }
 }
 

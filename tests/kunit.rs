@@ -12,6 +12,7 @@ mod tests {
         heap::Heap,
         ownership::{self, CacheOps, Device, Event, Ownership, Policy},
         pages::{self, LIVE_BYTES, PAGE_SIZE},
+        pool::PoolMode,
         stats::CacheStats,
         sys,
     };
@@ -20,9 +21,10 @@ mod tests {
 
     const MIB: usize = 1 << 20;
 
-    /// A private heap (its own maintenance device, no debugfs).
+    /// A private heap (its own maintenance device, no debugfs), without a
+    /// page pool: its buffers are always fresh, and freed at once.
     fn heap() -> Result<Arc<Heap>> {
-        Heap::new(None)
+        Heap::new(None, PoolMode::Off)
     }
 
     /// A buffer of a private heap, under the heap's policy.
@@ -342,11 +344,14 @@ mod tests {
 
     impl Rig {
         fn new(len: usize, policy: Policy) -> Result<Self> {
-            let buffer = buffer_with_policy(len, policy)?;
+            Self::of(buffer_with_policy(len, policy)?)
+        }
+
+        /// Exports `buffer`.
+        fn of(buffer: Arc<HeapBuffer>) -> Result<Self> {
+            let len = buffer.len();
             Ok(Self {
-                dmabuf: heap()?
-                    .exported(crate::dmabuf::export(buffer, len, sys::O_RDWR, NAME)?)
-                    .into_raw(),
+                dmabuf: crate::dmabuf::export(buffer, len, sys::O_RDWR, NAME)?.into_raw(),
                 importers: KVec::new(),
             })
         }
@@ -920,6 +925,168 @@ mod tests {
         assert_eq!(byte, 0x5a);
         buffer.vunmap();
         buffer.vunmap();
+        Ok(())
+    }
+
+    /// A private heap with a page pool whose worker and shrinker jobs the
+    /// test runs itself (no thread: what is on the backlog stays there).
+    fn pooled_heap() -> Result<Arc<Heap>> {
+        Heap::new(None, PoolMode::Manual)
+    }
+
+    /// Fills every page of `buffer` with `byte`.
+    fn fill(buffer: &HeapBuffer, byte: u8) {
+        for chunk in buffer.chunks() {
+            for n in 0..chunk.page_count() {
+                chunk.fill_page(n, byte);
+            }
+        }
+    }
+
+    /// Number of pages of `buffer` with a non-zero byte.
+    fn nonzero_pages(buffer: &HeapBuffer) -> Result<usize> {
+        let mut page = KBox::new([0xffu8; PAGE_SIZE], GFP_KERNEL)?;
+        let mut nonzero = 0;
+        for chunk in buffer.chunks() {
+            for n in 0..chunk.page_count() {
+                chunk.read_page(n, &mut page);
+                if page.iter().any(|&b| b != 0) {
+                    nonzero += 1;
+                }
+            }
+        }
+        Ok(nonzero)
+    }
+
+    /// Whether the pool is in use on this boot (not under `mem_accounting`
+    /// or `pool_limit_mib=0`).
+    fn pool_in_use(heap: &Heap) -> bool {
+        if heap.pool().limit_bytes() == 0 || pages::mem_accounting_enabled() {
+            // SAFETY: Called from a running KUnit test.
+            unsafe { sys::rdh_kunit_skip(c"the page pool is off on this boot".as_char_ptr()) };
+            return false;
+        }
+        true
+    }
+
+    #[test]
+    fn freed_chunks_on_the_backlog_are_never_handed_out() -> Result {
+        let heap = pooled_heap()?;
+        if !pool_in_use(&heap) {
+            return Ok(());
+        }
+        let len = MIB + 64 * KIB + 4 * KIB;
+        let dirty = HeapBuffer::new(heap.clone(), len)?;
+        fill(&dirty, 0xa5);
+        drop(dirty);
+        // Freed, not zeroed yet (the worker has not run).
+        assert_eq!(heap.pool().levels().backlog_pages * PAGE_SIZE, len);
+        let hits = heap.pool().counters.hit_bytes.load(Ordering::Relaxed);
+        let buffer = HeapBuffer::new(heap.clone(), len)?;
+        assert_eq!(nonzero_pages(&buffer)?, 0);
+        assert_eq!(heap.pool().counters.hit_bytes.load(Ordering::Relaxed), hits);
+        assert_eq!(buffer.snapshot().0.lines(), ownership::Lines::ZEROED);
+        assert_eq!(heap.pool().levels().backlog_pages * PAGE_SIZE, len);
+        Ok(())
+    }
+
+    #[test]
+    fn pooled_chunks_come_back_zeroed_and_clean() -> Result {
+        let heap = pooled_heap()?;
+        if !pool_in_use(&heap) {
+            return Ok(());
+        }
+        let len = MIB + 64 * KIB + 4 * KIB;
+        let dirty = HeapBuffer::new(heap.clone(), len)?;
+        fill(&dirty, 0xa5);
+        drop(dirty);
+        heap.pool().work();
+        let levels = heap.pool().levels();
+        assert_eq!((levels.chunks, levels.backlog_pages), ([1, 1, 1], 0));
+        let cleans = heap.pool().cleans();
+        let cleaned = heap.pool().counters.cleaned_bytes.load(Ordering::Relaxed);
+        assert_eq!(cleaned, if cleans { len as u64 } else { 0 });
+        let buffer = HeapBuffer::new(heap.clone(), len)?;
+        assert_eq!(heap.pool().levels().zeroed_pages, 0);
+        assert_eq!(nonzero_pages(&buffer)?, 0);
+        let expected = if cleans {
+            ownership::Lines::CLEAN
+        } else {
+            ownership::Lines::ZEROED
+        };
+        assert_eq!(buffer.snapshot().0.lines(), expected);
+        // The first map by a non-coherent device needs no clean.
+        let mut rig = Rig::of(buffer)?;
+        rig.map_new(false, TO_DEVICE)?;
+        let expected = if cleans { 0 } else { len as u64 };
+        assert_eq!(rig.stats().clean_bytes, expected);
+        Ok(())
+    }
+
+    #[test]
+    fn buffer_of_pooled_and_fresh_chunks_starts_dirty() -> Result {
+        let heap = pooled_heap()?;
+        if !pool_in_use(&heap) {
+            return Ok(());
+        }
+        drop(HeapBuffer::new(heap.clone(), 4 * KIB)?);
+        heap.pool().work();
+        let buffer = HeapBuffer::new(heap.clone(), MIB + 4 * KIB)?;
+        assert_eq!(heap.pool().levels().zeroed_pages, 0);
+        assert_eq!(buffer.snapshot().0.lines(), ownership::Lines::ZEROED);
+        Ok(())
+    }
+
+    #[test]
+    fn shrinker_frees_the_backlog_first_then_bypasses_the_pool() -> Result {
+        let heap = pooled_heap()?;
+        if !pool_in_use(&heap) {
+            return Ok(());
+        }
+        flush_releases();
+        let live = LIVE_BYTES.load(Ordering::Relaxed);
+        let (a, b, c) = (
+            HeapBuffer::new(heap.clone(), 2 * MIB)?,
+            HeapBuffer::new(heap.clone(), MIB)?,
+            HeapBuffer::new(heap.clone(), MIB)?,
+        );
+        drop(a);
+        heap.pool().work();
+        drop(b);
+        let pool = heap.pool();
+        assert_eq!(rdh_pool_pages(pool), 3 * MIB / PAGE_SIZE);
+        // Asked for one page, the shrinker frees a whole chunk: the
+        // backlog's, which needs no zeroing.
+        // SAFETY: Reads `jiffies` and converts a constant.
+        let until = unsafe { sys::rdh_jiffies() + sys::rdh_ms_to_jiffies(60_000) };
+        assert_eq!(pool.shrink(1, until), MIB / PAGE_SIZE);
+        assert_eq!(pool.levels().backlog_pages, 0);
+        assert_eq!(pool.levels().zeroed_pages, 2 * MIB / PAGE_SIZE);
+        // Under pressure a freed buffer is freed at once.
+        drop(c);
+        assert_eq!(rdh_pool_pages(pool), 2 * MIB / PAGE_SIZE);
+        assert_eq!(pool.shrink(usize::MAX, until), 2 * MIB / PAGE_SIZE);
+        assert_eq!(rdh_pool_pages(pool), 0);
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), live);
+        Ok(())
+    }
+
+    /// All pages pooled or on the backlog.
+    fn rdh_pool_pages(pool: &crate::pool::Pool) -> usize {
+        let levels = pool.levels();
+        levels.zeroed_pages + levels.backlog_pages
+    }
+
+    #[test]
+    fn pooled_heap_frees_everything_when_it_goes() -> Result {
+        flush_releases();
+        let live = LIVE_BYTES.load(Ordering::Relaxed);
+        let heap = pooled_heap()?;
+        drop(HeapBuffer::new(heap.clone(), MIB)?);
+        heap.pool().work();
+        drop(HeapBuffer::new(heap.clone(), 64 * KIB)?);
+        drop(heap);
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), live);
         Ok(())
     }
 }

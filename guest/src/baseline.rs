@@ -2,13 +2,14 @@
 
 //! "Nothing left behind", measured three ways: the dma-buf core's `bufinfo`
 //! (bytes of live buffers we exported), the heap's own `live_bytes` (pages
-//! it holds) and the kernel's free memory.
+//! its buffers hold) and the kernel's free memory (with what the page pool
+//! holds).
 
 use crate::{
     checks::{debugfs_dir, debugfs_number, ensure, exported_bytes},
     heap_name,
     ktap::Outcome,
-    sys,
+    pool, sys,
 };
 
 /// Unrelated kernel activity (slab growth, page tables) allowed in free
@@ -52,11 +53,14 @@ fn live_bytes() -> Result<u64, String> {
 }
 
 impl Baseline {
+    /// Once the page pool's worker is idle. Pooled pages count as free:
+    /// they are the system's again when it needs them (`pool.rs`).
     pub fn take() -> Result<Self, String> {
+        pool::wait_idle()?;
         Ok(Self {
             exported: exported_bytes(&heap_name())?,
             live: live_bytes()?,
-            free_kib: free_kib()?,
+            free_kib: free_kib()? + pool::number("pool_bytes")? / 1024,
         })
     }
 

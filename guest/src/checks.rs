@@ -8,8 +8,8 @@ use crate::{
     baseline::Baseline,
     dma, faults, heap_name, isolation, kmemleak,
     ktap::{Outcome, Suite, SKIP},
-    misuse, module_params, pipelines, pressure, selftest, stress, sys, unbracketed, MODULE_NAME,
-    MODULE_PATH,
+    misuse, module_params, pipelines, pool, pressure, selftest, stress, sys, unbracketed,
+    MODULE_NAME, MODULE_PATH,
 };
 use dma_buf::{DmaBuf, MappedDmaBuf};
 use dma_heap::{Heap, HeapKind};
@@ -45,10 +45,6 @@ const CHECKS: &[Check] = &[
         cpu_writes_are_seen_through_another_mapping,
     ),
     ("close_frees_the_memory", close_frees_the_memory),
-    (
-        "memory_is_charged_to_the_memcg_with_mem_accounting",
-        memory_is_charged_to_the_memcg_with_mem_accounting,
-    ),
     (
         "len_beyond_ram_is_enomem_and_leaves_nothing",
         len_beyond_ram_is_enomem_and_leaves_nothing,
@@ -161,8 +157,20 @@ const CHECKS: &[Check] = &[
         isolation::freed_contents_never_reach_a_new_buffer,
     ),
     (
+        "allocation_racing_the_pool_worker_reads_zero",
+        isolation::allocation_racing_the_pool_worker_reads_zero,
+    ),
+    (
         "every_allocation_failure_is_enomem_and_leaves_nothing",
         faults::every_allocation_failure_is_enomem_and_leaves_nothing,
+    ),
+    (
+        "freed_buffers_fill_the_pool_up_to_its_limit",
+        pool::freed_buffers_fill_the_pool_up_to_its_limit,
+    ),
+    (
+        "full_pool_is_given_back_to_an_ordinary_process",
+        pool::full_pool_is_given_back_to_an_ordinary_process,
     ),
     (
         "exhausting_memory_is_enomem_without_the_oom_killer",
@@ -267,8 +275,12 @@ pub fn run() {
 
 /// Loads the modules and runs only the real-DMA suite (`rdh_mode=dma`).
 pub fn run_dma_only() {
-    let mut suite = Suite::begin("rdh_dma_setup", 1);
+    let mut suite = Suite::begin("rdh_dma_setup", 2);
     suite.report("modules_load", load_modules());
+    suite.report(
+        "memory_is_charged_to_the_memcg_with_mem_accounting",
+        memory_is_charged_to_the_memcg_with_mem_accounting(),
+    );
     suite.end();
     dma::run();
 }
@@ -472,9 +484,19 @@ fn cpu_writes_are_seen_through_another_mapping() -> Outcome {
     })
 }
 
+/// With the page pool off (`pool_limit_mib=0`): the pages go back to the
+/// system at once (`pool.rs` checks the pool).
 fn close_frees_the_memory() -> Outcome {
+    pool::set_limit_mib(0)?;
+    let outcome = close_frees_the_memory_at_once();
+    pool::set_limit_mib(-1)?;
+    outcome
+}
+
+fn close_frees_the_memory_at_once() -> Outcome {
     let name = heap_name();
     let len = 64 * MIB;
+    pool::wait_idle()?;
     let before = exported_bytes(&name)?;
     let free_before = sys::meminfo_kib("MemFree").ok_or("no MemFree")?;
     let fd = allocate(len)?;
@@ -511,9 +533,10 @@ fn write_file(path: &str, text: &str) -> Outcome {
     std::fs::write(path, text).map_err(|e| format!("write {text:?} to {path}: {e}"))
 }
 
-/// With the dma-heap core's `mem_accounting` set (the check boot sets it),
+/// With the dma-heap core's `mem_accounting` set (the DMA boot sets it),
 /// buffer pages are charged to the allocating task's memory cgroup and
-/// uncharged when the buffer is freed.
+/// uncharged when the buffer is freed: the page pool is bypassed (a pooled
+/// page would stay charged to whoever freed it).
 fn memory_is_charged_to_the_memcg_with_mem_accounting() -> Outcome {
     let enabled = std::fs::read_to_string("/sys/module/dma_heap/parameters/mem_accounting")
         .map_err(|e| format!("mem_accounting parameter: {e}"))?;
@@ -532,8 +555,13 @@ fn memory_is_charged_to_the_memcg_with_mem_accounting() -> Outcome {
         &std::process::id().to_string(),
     )?;
     let current = format!("{group}/memory.current");
+    let pool = format!("{}/pool", debugfs_dir());
     let outcome = (|| {
         let len = 16 * MIB;
+        let (hits, bypassed) = (
+            debugfs_number(&pool, "hit_bytes")?,
+            debugfs_number(&pool, "bypassed_bytes")?,
+        );
         let before = read_number(&current)?;
         let fd = allocate(len)?;
         let during = read_number(&current)?;
@@ -544,6 +572,15 @@ fn memory_is_charged_to_the_memcg_with_mem_accounting() -> Outcome {
         })?;
         ensure(after + MIB <= during && after < before + MIB, || {
             format!("memory.current {during} -> {after} after close (before: {before})")
+        })?;
+        let (hits_now, bypassed_now) = (
+            debugfs_number(&pool, "hit_bytes")?,
+            debugfs_number(&pool, "bypassed_bytes")?,
+        );
+        ensure(hits_now == hits && bypassed_now == bypassed + len, || {
+            format!(
+                "the pool was used: hit_bytes {hits} -> {hits_now}, bypassed_bytes {bypassed} -> {bypassed_now}"
+            )
         })
     })();
     write_file(

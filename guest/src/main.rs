@@ -27,6 +27,7 @@ mod kmsg;
 mod ktap;
 mod misuse;
 mod pipelines;
+mod pool;
 mod pressure;
 mod selftest;
 mod stress;

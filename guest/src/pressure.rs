@@ -11,7 +11,7 @@ use crate::{
     baseline::Baseline,
     checks::{allocate, ensure},
     ktap::Outcome,
-    sys,
+    pool, sys,
 };
 use std::os::fd::OwnedFd;
 
@@ -20,7 +20,7 @@ const MIB: u64 = 1 << 20;
 const REQUEST: u64 = 32 * MIB;
 
 /// The kernel's count of OOM kills since boot.
-fn oom_kills() -> Result<u64, String> {
+pub fn oom_kills() -> Result<u64, String> {
     let text =
         std::fs::read_to_string("/proc/vmstat").map_err(|e| format!("read /proc/vmstat: {e}"))?;
     text.lines()
@@ -33,7 +33,7 @@ fn oom_kills() -> Result<u64, String> {
 
 /// Runs a child process that touches `len` bytes of fresh anonymous memory
 /// and exits; fails if it did not exit normally (the OOM killer's SIGKILL).
-fn touch_in_child(len: usize) -> Outcome {
+pub fn touch_in_child(len: usize) -> Outcome {
     // SAFETY: The child only maps and writes its own memory, then exits
     // without running the parent's cleanup.
     let pid = unsafe { libc::fork() };
@@ -73,6 +73,8 @@ fn touch_in_child(len: usize) -> Outcome {
 }
 
 pub fn exhausting_memory_is_enomem_without_the_oom_killer() -> Outcome {
+    // With a full page pool: its pages are used or given back first.
+    let pooled = pool::fill()?;
     let baseline = Baseline::take()?;
     let kills_before = oom_kills()?;
     let ram = sys::total_ram();
@@ -92,13 +94,19 @@ pub fn exhausting_memory_is_enomem_without_the_oom_killer() -> Outcome {
     };
     let held_mib = held.len() as u64 * REQUEST / MIB;
     let free_mib = sys::meminfo_kib("MemAvailable").unwrap_or(0) / 1024;
+    let pooled_then = pool::number("pool_bytes")?;
     let ordinary = touch_in_child((ram * 3 / 128) as usize);
     drop(held);
     println!(
-        "# pressure: {held_mib} MiB held of {} MiB RAM ({free_mib} MiB available) when request {} failed: {failure}",
+        "# pressure: {held_mib} MiB held of {} MiB RAM ({free_mib} MiB available, pool {} MiB, {} MiB before) when request {} failed: {failure}",
         ram / MIB,
+        pooled_then / MIB,
+        pooled / MIB,
         held_mib / (REQUEST / MIB) + 1
     );
+    ensure(pooled >= 4 * MIB && pooled_then < 4 * MIB, || {
+        format!("the pool held {pooled} bytes before, {pooled_then} with memory exhausted")
+    })?;
     ensure(failure.contains("(os error 12)"), || {
         format!("the failing request: {failure}, expected ENOMEM")
     })?;

@@ -141,8 +141,13 @@ fn name(config: Config) -> String {
         (Policy::Always, Mode::Trust) => "always".to_string(),
         (policy, mode) => format!("{}, {}", policy.name(), mode.name()),
     };
+    let base = match config.start {
+        run::Start::Fresh => base,
+        run::Start::Pooled => format!("{base}, pooled"),
+    };
     match config.mutation {
         Mutation::None => base,
+        Mutation::PoolSkipsClean => format!("{base}, pool skips clean"),
         Mutation::IgnoreRevoke => format!("{base}, revokes ignored"),
         Mutation::RevokeAfterOps => format!("{base}, revoke after ops"),
         m => format!("{base}, {m:?}"),
@@ -498,6 +503,53 @@ fn main() {
             u_trap.cost.total(),
             u_always.cost.total()
         ));
+    }
+
+    // Buffers from the page pool start clean (zeroed, then cleaned by the
+    // pool's worker): the same sequences must stay safe and never cost
+    // more than on fresh pages, and a pool that skipped the clean while
+    // telling the rules it did must be caught.
+    println!();
+    header(&format!(
+        "pooled buffers (zeroed and cleaned by the page pool): the exhaustive set (depth {}) and {} random sequences, any usage; costlier: than on fresh pages",
+        a.depth, a.sequences
+    ));
+    let pooled_configs = [
+        Config::TRACKED_TRUST,
+        Config::TRACKED_TRUST.pooled(),
+        Config::TRACKED_TRAP.pooled(),
+        Config::TRACKED_TRUST
+            .pooled()
+            .with(Mutation::PoolSkipsClean),
+    ];
+    let pooled_ex = campaign::exhaustive_compared(a.depth, 3, Usage::ANY, &pooled_configs);
+    let pooled_random =
+        campaign::random_compared(a.seed, a.sequences, a.length, Usage::ANY, &pooled_configs);
+    for (what, c) in [("exhaustive", &pooled_ex), ("random", &pooled_random)] {
+        println!("  {what}:");
+        rows(c, false);
+        for config in &pooled_configs[1..3] {
+            let s = c.get(*config);
+            if !s.safe() {
+                failed.push(format!(
+                    "pooled buffers, {what}, {}: unsafe ({:?})",
+                    name(*config),
+                    s.first_failure
+                ));
+            }
+        }
+        let pooled = c.get(Config::TRACKED_TRUST.pooled());
+        if pooled.exceeds_reference > 0 {
+            failed.push(format!(
+                "pooled buffers, {what}: costlier than fresh pages on {} sequences ({:?})",
+                pooled.exceeds_reference, pooled.first_excess
+            ));
+        }
+        if c.get(pooled_configs[3]).safe() {
+            failed.push(format!(
+                "pooled buffers, {what}: a pool that skips the clean goes unnoticed"
+            ));
+        }
     }
 
     let saved = |ours: u64, theirs: u64| 100.0 * (1.0 - ours as f64 / theirs.max(1) as f64);

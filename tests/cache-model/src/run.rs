@@ -47,7 +47,7 @@
 //! the machine (the exporter sees nothing of them).
 
 use crate::{
-    ownership::{CacheOps, Device, Direction, Event, Ownership, Policy, UserAccess},
+    ownership::{CacheOps, Device, Direction, Event, Lines, Ownership, Policy, UserAccess},
     script::{Scenario, Step},
     sim::{Machine, Violation, BUFFER_BYTES},
 };
@@ -131,6 +131,20 @@ pub enum Mutation {
     /// user access that races with the decision (the next step, if it is a
     /// CPU access the entries allow) slip in between.
     RevokeAfterOps,
+    /// A page pool that zeroes freed pages but does not clean them, while
+    /// the rules are told the buffer starts clean ([`Start::Pooled`]).
+    PoolSkipsClean,
+}
+
+/// How a buffer's memory starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Freshly allocated with `__GFP_ZERO`: the zeroes sit in dirty lines
+    /// over someone else's old data (`Lines::ZEROED`).
+    Fresh,
+    /// From the page pool: zeroed and cleaned by its worker, so memory
+    /// holds the zeroes and the cache only clean copies (`Lines::CLEAN`).
+    Pooled,
 }
 
 /// How a sequence is run: the rules, how user access is handled, and a
@@ -140,6 +154,7 @@ pub struct Config {
     pub policy: Policy,
     pub mode: Mode,
     pub mutation: Mutation,
+    pub start: Start,
 }
 
 impl Config {
@@ -149,6 +164,15 @@ impl Config {
             policy,
             mode,
             mutation: Mutation::None,
+            start: Start::Fresh,
+        }
+    }
+
+    /// The same, for a buffer from the page pool.
+    pub const fn pooled(self) -> Self {
+        Self {
+            start: Start::Pooled,
+            ..self
         }
     }
 
@@ -420,14 +444,7 @@ pub fn run(scenario: &Scenario, policy: Policy, mutation: Mutation) -> Outcome {
 
 /// Runs `scenario` under `policy`, with user access handled as `mode` says.
 pub fn run_in(scenario: &Scenario, policy: Policy, mode: Mode, mutation: Mutation) -> Outcome {
-    run_with(
-        scenario,
-        Config {
-            policy,
-            mode,
-            mutation,
-        },
-    )
+    run_with(scenario, Config::new(policy, mode).with(mutation))
 }
 
 /// Runs `scenario` as `config` says.
@@ -448,11 +465,17 @@ fn drive(scenario: &Scenario, config: Config, traced: bool) -> (Outcome, Option<
         policy,
         mode,
         mutation,
+        start,
     } = config;
+    let (lines, machine) = match start {
+        Start::Fresh => (Lines::ZEROED, Machine::new()),
+        Start::Pooled if mutation == Mutation::PoolSkipsClean => (Lines::CLEAN, Machine::new()),
+        Start::Pooled => (Lines::CLEAN, Machine::cleaned()),
+    };
     let mut d = Driver {
         scenario,
-        own: Ownership::new(policy),
-        machine: Machine::new(),
+        own: Ownership::with_lines(policy, lines),
+        machine,
         cost: Cost::default(),
         mode,
         mutation,

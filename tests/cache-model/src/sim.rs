@@ -116,6 +116,17 @@ impl Machine {
         }
     }
 
+    /// A buffer from the page pool: zeroed, then cleaned, so memory holds
+    /// the zeroes and every cached line is a clean copy of memory.
+    pub fn cleaned() -> Self {
+        let mut machine = Self::new();
+        for line in 0..LINES {
+            machine.write_back(line);
+            machine.cache[line].state = LineState::Clean;
+        }
+        machine
+    }
+
     fn fresh(&mut self) -> u64 {
         self.next += 1;
         self.next

@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The heap's page pool (`pool.rs` in the module), seen from user space:
+//! its debugfs file and its `pool_limit_mib` parameter, and the checks
+//! that freed buffers go back to it, that it respects its limit, and that
+//! its memory comes back when the system needs it.
+
+use crate::{
+    checks::{allocate, debugfs_dir, debugfs_number, ensure},
+    ktap::Outcome,
+    pressure, sys,
+};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+const LIMIT: &str = "/sys/module/rust_dmabuf_heap/parameters/pool_limit_mib";
+
+/// One number of the pool's debugfs file.
+pub fn number(key: &str) -> Result<u64, String> {
+    debugfs_number(&format!("{}/pool", debugfs_dir()), key)
+}
+
+/// Waits (up to 20 s) until the worker has zeroed everything freed.
+pub fn wait_idle() -> Outcome {
+    let start = Instant::now();
+    loop {
+        if number("backlog_bytes")? + number("working_bytes")? == 0 {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err("the pool's worker is still busy after 20 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sets `pool_limit_mib` (-1: the default, 1/16 of RAM).
+pub fn set_limit_mib(mib: i64) -> Outcome {
+    std::fs::write(LIMIT, mib.to_string()).map_err(|e| format!("set pool_limit_mib={mib}: {e}"))
+}
+
+/// Fills the pool up to its limit (buffers of 8 MiB allocated, then
+/// closed) and waits for the worker; returns the bytes pooled. For a second
+/// after the shrinker ran, frees bypass the pool: then it tries again.
+pub fn fill() -> Result<u64, String> {
+    let limit = number("limit_bytes")?;
+    for _ in 0..3 {
+        let held = (0..limit / (8 * MIB))
+            .map(|_| allocate(8 * MIB))
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(held);
+        wait_idle()?;
+        let pooled = number("pool_bytes")?;
+        if pooled + 8 * MIB > limit {
+            return Ok(pooled);
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    Err(format!(
+        "the pool holds {} of {limit} bytes after three fills",
+        number("pool_bytes")?
+    ))
+}
+
+/// Freed buffers fill the pool up to its limit, zeroed and (with a direct
+/// maintenance device) cleaned; the limit is writable at run time, and 0
+/// turns the pool off and empties it.
+pub fn freed_buffers_fill_the_pool_up_to_its_limit() -> Outcome {
+    set_limit_mib(-1)?;
+    let limit = number("limit_bytes")?;
+    let default = sys::total_ram() / 4096 / 16 * 4096;
+    ensure(limit == default, || {
+        format!("default limit {limit} bytes, want 1/16 of RAM: {default}")
+    })?;
+    let pooled = fill()?;
+    ensure(pooled + 8 * MIB > limit && pooled <= limit, || {
+        format!("{pooled} bytes pooled, limit {limit}")
+    })?;
+    let cleans = std::fs::read_to_string(format!("{}/pool", debugfs_dir()))
+        .map_err(|e| format!("read pool: {e}"))?
+        .contains("cleans: true");
+    ensure(
+        number("zeroed_bytes")? >= pooled && (!cleans || number("cleaned_bytes")? >= pooled),
+        || "pooled chunks were not all zeroed and cleaned".into(),
+    )?;
+    // A buffer allocated now comes from the pool.
+    let hits = number("hit_bytes")?;
+    drop(allocate(8 * MIB)?);
+    ensure(number("hit_bytes")? == hits + 8 * MIB, || {
+        "an 8 MiB allocation with a full pool missed it".into()
+    })?;
+    // A smaller limit: what is freed next is freed at once, and the worker
+    // trims the rest.
+    set_limit_mib(16)?;
+    drop(allocate(8 * MIB)?);
+    wait_idle()?;
+    let trimmed = number("pool_bytes")?;
+    set_limit_mib(0)?;
+    let bypassed = number("bypassed_bytes")?;
+    drop(allocate(MIB)?);
+    wait_idle()?;
+    let off = number("pool_bytes")?;
+    let bypassed_now = number("bypassed_bytes")?;
+    set_limit_mib(-1)?;
+    ensure(trimmed <= 16 * MIB, || {
+        format!("pool_limit_mib=16: {trimmed} bytes still pooled")
+    })?;
+    ensure(off == 0 && bypassed_now >= bypassed + MIB, || {
+        format!("pool_limit_mib=0: {off} bytes pooled, bypassed {bypassed} -> {bypassed_now}")
+    })?;
+    ensure(std::fs::write(LIMIT, "many").is_err(), || {
+        "pool_limit_mib accepted a word".into()
+    })
+}
+
+/// A full pool gives its memory back when an ordinary process needs it:
+/// a child touches more anonymous memory than is free beside the pool, the
+/// shrinker drains the pool, and nobody is OOM-killed.
+pub fn full_pool_is_given_back_to_an_ordinary_process() -> Outcome {
+    set_limit_mib(-1)?;
+    let pooled = fill()?;
+    let kills = pressure::oom_kills()?;
+    let shrunk = number("shrunk_bytes")?;
+    let free = sys::meminfo_kib("MemFree").ok_or("no MemFree")? * 1024;
+    // More than is free, less than is free plus pooled.
+    let touch = free + pooled / 2;
+    let child = pressure::touch_in_child(touch as usize);
+    let shrunk_now = number("shrunk_bytes")?;
+    let kills_now = pressure::oom_kills()?;
+    println!(
+        "# pool: {} MiB pooled, a process touched {} MiB with {} MiB free: the shrinker freed {} MiB",
+        pooled / MIB,
+        touch / MIB,
+        free / MIB,
+        (shrunk_now - shrunk) / MIB
+    );
+    child?;
+    ensure(kills_now == kills, || {
+        format!("{} OOM kills", kills_now - kills)
+    })?;
+    ensure(shrunk_now >= shrunk + pooled / 4, || {
+        format!("the shrinker freed only {} bytes", shrunk_now - shrunk)
+    })
+}
