@@ -255,6 +255,55 @@ fn leaves_reserve(pages: usize) -> bool {
 /// innocent process.
 const RESERVE_DIVISOR: usize = 32;
 
+/// A buffer's chunks, largest first. Most buffers up to 1 MiB have one,
+/// kept inline: allocation and free then cost no vector.
+pub(crate) enum Chunks {
+    /// No chunk (a buffer's memory after it went back).
+    None,
+    One(PageChunk),
+    /// Vmalloc-backed when long (a fragmented 1 GiB buffer has 262144).
+    Many(KVVec<PageChunk>),
+}
+
+impl Chunks {
+    /// The chunks as a slice.
+    pub(crate) fn as_slice(&self) -> &[PageChunk] {
+        match self {
+            Chunks::None => &[],
+            Chunks::One(chunk) => core::slice::from_ref(chunk),
+            Chunks::Many(chunks) => chunks,
+        }
+    }
+
+    fn push(&mut self, chunk: PageChunk) -> Result {
+        match core::mem::replace(self, Chunks::None) {
+            Chunks::None => *self = Chunks::One(chunk),
+            Chunks::One(first) => {
+                let mut chunks = KVVec::with_capacity(2, GFP_KERNEL)?;
+                chunks.push(first, GFP_KERNEL)?;
+                chunks.push(chunk, GFP_KERNEL)?;
+                *self = Chunks::Many(chunks);
+            }
+            Chunks::Many(mut chunks) => {
+                // On failure `chunks` and `chunk` are freed, as the caller
+                // would free them.
+                chunks.push(chunk, GFP_KERNEL)?;
+                *self = Chunks::Many(chunks);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives every chunk to `f`, in order.
+    pub(crate) fn for_each(self, mut f: impl FnMut(PageChunk)) {
+        match self {
+            Chunks::None => {}
+            Chunks::One(chunk) => f(chunk),
+            Chunks::Many(chunks) => chunks.into_iter().for_each(f),
+        }
+    }
+}
+
 /// Allocates `len` bytes (a non-zero multiple of the page size) as zeroed
 /// chunks, each no larger than the previous one, like the system heap; each
 /// chunk comes from `pooled` if it has one of that order (`pooled_pages` is
@@ -270,15 +319,14 @@ pub(crate) fn alloc_chunks(
     len: usize,
     pooled_pages: usize,
     mut pooled: impl FnMut(u32) -> Option<PageChunk>,
-) -> Result<(KVVec<PageChunk>, usize)> {
+) -> Result<(Chunks, usize)> {
     if len == 0 || len % PAGE_SIZE != 0 {
         return Err(EINVAL);
     }
     if !leaves_reserve((len / PAGE_SIZE).saturating_sub(pooled_pages)) {
         return Err(ENOMEM);
     }
-    // Vmalloc-backed when long (a fragmented 1 GiB buffer has 262144).
-    let mut chunks = KVVec::new();
+    let mut chunks = Chunks::None;
     let mut from_pool = 0;
     let mut remaining = len;
     let mut max_order = ORDERS[0];
@@ -303,7 +351,7 @@ pub(crate) fn alloc_chunks(
             .ok_or(ENOMEM)?;
         remaining -= chunk.size();
         max_order = chunk.order();
-        chunks.push(chunk, GFP_KERNEL)?;
+        chunks.push(chunk)?;
     }
     Ok((chunks, from_pool))
 }

@@ -26,7 +26,7 @@
 
 use crate::{
     cache_ops::Cleaner,
-    pages::{self, PageChunk, ORDERS, PAGE_SIZE},
+    pages::{self, Chunks, PageChunk, ORDERS, PAGE_SIZE},
     sys,
 };
 use core::{
@@ -35,7 +35,6 @@ use core::{
     sync::atomic::{AtomicU64, AtomicUsize, Ordering},
 };
 use kernel::{
-    alloc::KVVec,
     error::from_err_ptr,
     ffi::c_ulong,
     new_spinlock,
@@ -282,7 +281,7 @@ impl Pool {
         };
         let (chunks, from_pool) = pages::alloc_chunks(len, pooled_pages, take)?;
         Ok(Memory {
-            clean: self.cleans() && from_pool == chunks.len(),
+            clean: self.cleans() && from_pool == chunks.as_slice().len(),
             chunks,
             pool: self.clone(),
         })
@@ -292,16 +291,14 @@ impl Pool {
     /// worker, or freed at once if the pool is not in use, under pressure,
     /// or would grow beyond its limit. The worker is kicked to zero them,
     /// or to trim the pool to a limit lowered since.
-    fn give_back(&self, chunks: KVVec<PageChunk>) {
-        let bytes: usize = chunks.iter().map(PageChunk::size).sum();
+    fn give_back(&self, chunks: Chunks) {
+        let bytes: usize = chunks.as_slice().iter().map(PageChunk::size).sum();
         let limit_pages = self.limit_bytes() / PAGE_SIZE;
         let pooling = self.in_use() && !self.under_pressure();
         let mut lists = self.lists.lock();
         let fits = pooling && lists.total_pages() + bytes / PAGE_SIZE <= limit_pages;
         let chunks = if fits {
-            for chunk in chunks {
-                lists.push(BACKLOG, chunk);
-            }
+            chunks.for_each(|chunk| lists.push(BACKLOG, chunk));
             None
         } else {
             Some(chunks)
@@ -309,18 +306,16 @@ impl Pool {
         let over = lists.total_pages() > limit_pages;
         drop(lists);
         if let Some(chunks) = chunks {
-            self.bypass(chunks, bytes);
+            chunks.for_each(drop);
+            self.bypassed(bytes);
         }
         if fits || over {
             self.worker.kick();
         }
     }
 
-    /// Frees `chunks` (`bytes` in all) instead of pooling them.
-    fn bypass(&self, chunks: impl IntoIterator<Item = PageChunk>, bytes: usize) {
-        for chunk in chunks {
-            drop(chunk);
-        }
+    /// Counts `bytes` freed instead of pooled.
+    fn bypassed(&self, bytes: usize) {
         self.counters
             .bypassed_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
@@ -347,7 +342,8 @@ impl Pool {
                 lists.push(list_of(chunk.order()), chunk);
             } else {
                 let bytes = chunk.size();
-                self.bypass([chunk], bytes);
+                drop(chunk);
+                self.bypassed(bytes);
             }
         }
         let limit = self.limit_bytes() / PAGE_SIZE;
@@ -424,7 +420,7 @@ impl Pool {
 /// The memory of one buffer: its chunks, which go back to the pool when it
 /// is dropped.
 pub(crate) struct Memory {
-    chunks: KVVec<PageChunk>,
+    chunks: Chunks,
     /// Every chunk came zeroed and cleaned from the pool.
     clean: bool,
     pool: Arc<Pool>,
@@ -433,7 +429,7 @@ pub(crate) struct Memory {
 impl Memory {
     /// The chunks, largest first.
     pub(crate) fn chunks(&self) -> &[PageChunk] {
-        &self.chunks
+        self.chunks.as_slice()
     }
 
     /// Whether the memory is zero in RAM with no dirty cache lines.
@@ -444,7 +440,7 @@ impl Memory {
 
 impl Drop for Memory {
     fn drop(&mut self) {
-        let chunks = core::mem::replace(&mut self.chunks, KVVec::new());
+        let chunks = core::mem::replace(&mut self.chunks, Chunks::None);
         self.pool.give_back(chunks);
     }
 }

@@ -488,8 +488,19 @@ struct rdh_worker {
 	struct task_struct *task;
 	wait_queue_head_t wait;
 	atomic_t kicked;
+	/* A kick wakes the thread from this timer, one tick later: freeing
+	 * pays for arming a local timer, not for waking another CPU. */
+	struct timer_list timer;
 	void *pool;
 };
+
+static void rdh_worker_wake(struct timer_list *timer)
+{
+	struct rdh_worker *worker = container_of(timer, struct rdh_worker, timer);
+
+	atomic_set(&worker->kicked, 1);
+	wake_up(&worker->wait);
+}
 
 static int rdh_worker_thread(void *arg)
 {
@@ -513,8 +524,10 @@ struct rdh_worker *rdh_worker_create(void)
 {
 	struct rdh_worker *worker = kzalloc(sizeof(*worker), GFP_KERNEL);
 
-	if (worker)
+	if (worker) {
 		init_waitqueue_head(&worker->wait);
+		timer_setup(&worker->timer, rdh_worker_wake, 0);
+	}
 	return worker;
 }
 
@@ -532,14 +545,15 @@ int rdh_worker_run(struct rdh_worker *worker, void *pool, const char *name)
 
 void rdh_worker_kick(struct rdh_worker *worker)
 {
-	if (!atomic_xchg(&worker->kicked, 1))
-		wake_up(&worker->wait);
+	if (!timer_pending(&worker->timer) && !atomic_read(&worker->kicked))
+		mod_timer(&worker->timer, jiffies + 1);
 }
 
 /* Returns once the thread (if any) has exited: rdh_pool_work is not
  * running and will not run again. */
 void rdh_worker_halt(struct rdh_worker *worker)
 {
+	timer_shutdown_sync(&worker->timer);
 	if (worker->task)
 		kthread_stop(worker->task);
 	worker->task = NULL;

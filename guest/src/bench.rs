@@ -19,7 +19,7 @@ mod scenarios;
 use crate::{
     checks::{buffer_file, debugfs_number},
     importer::{self, Session},
-    sys,
+    pool, sys,
 };
 use dma_heap::{Heap, HeapKind};
 use scenarios::{Dir, Op, Scenario, BUFFER_BYTES, SCENARIOS};
@@ -208,6 +208,13 @@ pub fn run() {
     } else {
         SCENARIOS
     };
+    // The scenarios start from fresh pages, as the model's minimum does
+    // (pooled buffers start clean: `first_map` below shows that), and the
+    // pool's worker must not clean in the background while kprobes count.
+    if let Err(e) = pool::turn_off() {
+        println!("rdh: {e}");
+        return;
+    }
     for s in scenarios {
         for &(t, brackets) in &runs {
             match play(s, t, brackets) {
@@ -238,9 +245,16 @@ pub fn run() {
         println!("rdh: {e}");
         return;
     }
-    // Allocation latency: alloc + free, alternating heaps, median of 31.
-    // Only the ioctl and the close are timed: the heaps are opened and the
-    // policy is set beforehand.
+    // QEMU backs guest RAM with host memory at its first touch, which is
+    // not a heap's cost: touch (nearly) all of it once, in a process that
+    // then exits, before anything is timed.
+    let available = sys::meminfo_kib("MemAvailable").unwrap_or(0) * 1024;
+    if let Err(e) = crate::pressure::touch_in_child(available.saturating_sub(256 << 20) as usize) {
+        println!("rdh: warming guest memory up: {e}");
+        return;
+    }
+    // Allocation latency: the ioctl and the close, timed apart; the heaps
+    // are opened and the policy is set beforehand.
     let heaps = [
         Heap::new(HeapKind::System),
         Heap::new(HeapKind::Custom(PathBuf::from(format!(
@@ -252,39 +266,66 @@ pub fn run() {
         println!("rdh: cannot open the heaps for the allocation benchmark");
         return;
     };
-    // Also `close()` alone: the free half of the cost.
+    // Allocation and `close()` timed apart, each call on its own: rounds
+    // of n allocations held, then n closes (the pattern of a pipeline
+    // re-allocating its frames), heaps alternating round by round, at
+    // least 32 calls each; the first call of a round only warms up. Ours
+    // twice: cold (the pool off: fresh pages, freed at once) and warm (the
+    // pool on, filled with n buffers' worth before the round; n fits its
+    // limit). Between rounds the pool's worker finishes (not timed).
+    let default_limit = pool::set_limit_mib(-1).and_then(|()| pool::number("limit_bytes"));
+    let Ok(default_limit) = default_limit else {
+        println!("rdh: cannot read the pool's limit");
+        return;
+    };
     for size in [4u64 << 10, 64 << 10, 1 << 20, 8 << 20, 32 << 20] {
-        let mut times = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-        for _ in 0..31 {
-            for (i, heap) in [&system, &tracked].into_iter().enumerate() {
-                let start = Instant::now();
-                let fd = match heap.allocate(size as usize) {
-                    Ok(fd) => fd,
-                    Err(err) => {
-                        println!("rdh: allocation of {size} failed: {err}");
-                        return;
+        let n = (default_limit / size).saturating_sub(1).clamp(1, 32) as usize;
+        for (pool, limit) in [("cold", 0), ("warm", -1)] {
+            let set = if limit == 0 {
+                pool::turn_off()
+            } else {
+                pool::set_limit_mib(limit)
+            };
+            if let Err(e) = set.and_then(|()| {
+                let mut times: [(Vec<u128>, Vec<u128>); 2] = Default::default();
+                while times[0].0.len() < 32 {
+                    for (i, heap) in [&system, &tracked].into_iter().enumerate() {
+                        timed_round(heap, (size, n), i == 1 && pool == "warm", &mut times[i])?;
                     }
-                };
-                let allocated = Instant::now();
-                drop(fd);
-                times[i].push(start.elapsed().as_nanos());
-                times[2 + i].push(allocated.elapsed().as_nanos());
+                }
+                let [(a, close_a), (b, close_b)] = times;
+                for (heap, label, (alloc, close)) in [
+                    ("system".to_string(), format!(",\"against\":\"{pool}\""), (a, close_a)),
+                    (ours(), format!(",\"pool\":\"{pool}\""), (b, close_b)),
+                ] {
+                    let (alloc, close) = (median(alloc), median(close));
+                    println!(
+                        "BENCH {{\"alloc_size\":{size},\"heap\":\"{heap}\"{label},\"median_ns\":{},\"alloc_median_ns\":{alloc},\"close_median_ns\":{close}}}",
+                        alloc + close
+                    );
+                }
+                Ok(())
+            }) {
+                println!("rdh: {e}");
+                return;
             }
         }
-        let [a, b, close_a, close_b] = times;
-        for (heap, times, close) in [("system".to_string(), a, close_a), (ours(), b, close_b)] {
-            println!(
-                "BENCH {{\"alloc_size\":{size},\"heap\":\"{heap}\",\"median_ns\":{},\"close_median_ns\":{}}}",
-                median(times),
-                median(close)
-            );
-        }
+    }
+    if let Err(e) = first_map() {
+        println!("rdh: first map: {e}");
+        return;
     }
     // Churn, as camera and video pipelines do: 32 x 8 MiB allocated, then
     // all closed, 20 times per heap, the heaps alternating round by round
     // after a warm-up round each (QEMU's first touch of guest memory is not
     // a heap's cost); total time and the peak of memory in use (MemTotal -
     // MemAvailable) above what it was before.
+    // Ours with the page pool at its default limit (1/16 of RAM: the
+    // benchmark boots with 4 GiB, so the 256 MiB fit).
+    if let Err(e) = pool::set_limit_mib(-1) {
+        println!("rdh: {e}");
+        return;
+    }
     let used = || {
         sys::meminfo_kib("MemTotal").unwrap_or(0) - sys::meminfo_kib("MemAvailable").unwrap_or(0)
     };
@@ -318,4 +359,77 @@ pub fn run() {
         );
     }
     println!("rdh: benchmark done");
+}
+
+/// One round of the allocation benchmark (see [`run`]): `n` allocations of
+/// `size` bytes from `heap` held, then closed, each call timed (after one
+/// untimed call of each); `fill` fills the pool first. Adds the times of
+/// the allocations and of the closes to `times`.
+fn timed_round(
+    heap: &Heap,
+    (size, n): (u64, usize),
+    fill: bool,
+    times: &mut (Vec<u128>, Vec<u128>),
+) -> Result<(), String> {
+    let allocate = || {
+        heap.allocate(size as usize)
+            .map_err(|e| format!("allocate {size}: {e}"))
+    };
+    if fill {
+        let fds = (0..=n).map(|_| allocate()).collect::<Result<Vec<_>, _>>()?;
+        drop(fds);
+    }
+    pool::wait_idle()?;
+    let mut fds = Vec::with_capacity(n + 1);
+    for call in 0..=n {
+        let start = Instant::now();
+        fds.push(allocate()?);
+        if call > 0 {
+            times.0.push(start.elapsed().as_nanos());
+        }
+    }
+    for (call, fd) in fds.into_iter().enumerate() {
+        let start = Instant::now();
+        drop(fd);
+        if call > 0 {
+            times.1.push(start.elapsed().as_nanos());
+        }
+    }
+    Ok(())
+}
+
+/// The first map of an 8 MiB buffer by a non-coherent device, fresh (pool
+/// off) and from the pool, with the kprobes counting what is cleaned.
+fn first_map() -> Result<(), String> {
+    let e = |e: std::io::Error| format!("importer: {e}");
+    let len = 8u64 << 20;
+    let target = Target {
+        heap: "ours",
+        policy: Some("tracked"),
+    };
+    let cleans = std::fs::read_to_string(format!("{}/pool", crate::checks::debugfs_dir()))
+        .map_err(|e| format!("read pool: {e}"))?
+        .contains("cleans: true");
+    for (start, limit) in [("fresh", 0), ("pooled", -1)] {
+        if limit == 0 {
+            pool::turn_off()?;
+        } else {
+            pool::set_limit_mib(limit)?;
+        }
+        // Something of this size in the pool (when on), the worker idle.
+        drop(allocate(&target, len)?);
+        pool::wait_idle()?;
+        let fd = allocate(&target, len)?;
+        let session = Session::open().map_err(e)?;
+        let device = session.device(false).map_err(e)?;
+        let a = session.attach(device, fd.as_raw_fd()).map_err(e)?;
+        session.reset_counters().map_err(e)?;
+        session.map(a, importer::Dir::ToDevice).map_err(e)?;
+        let (cleaned, _) = session.counters().map_err(e)?;
+        session.unmap(a).map_err(e)?;
+        println!(
+            "BENCH {{\"first_map\":\"{start}\",\"len\":{len},\"clean_bytes\":{cleaned},\"pool_cleans\":\"{cleans}\"}}"
+        );
+    }
+    Ok(())
 }

@@ -180,6 +180,10 @@ const CHECKS: &[Check] = &[
         "concurrent_random_operations_keep_data_and_leave_nothing",
         stress::concurrent_random_operations_keep_data_and_leave_nothing,
     ),
+    (
+        "pool_turned_off_leaves_no_page_behind",
+        pool::pool_turned_off_leaves_no_page_behind,
+    ),
     ("module_cannot_be_unloaded", module_cannot_be_unloaded),
 ];
 

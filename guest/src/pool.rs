@@ -34,6 +34,32 @@ pub fn wait_idle() -> Outcome {
     }
 }
 
+/// Sets `pool_limit_mib` to 0 and waits until the worker has freed what
+/// the pool held (a free makes it trim).
+pub fn turn_off() -> Outcome {
+    set_limit_mib(0)?;
+    drop(allocate(4096)?);
+    trimmed_to(0)
+}
+
+/// Waits (up to 20 s) until the pool holds at most `bytes`: the worker
+/// trims it a tick after a free found it over its limit.
+fn trimmed_to(bytes: u64) -> Outcome {
+    let start = Instant::now();
+    loop {
+        let held = number("pool_bytes")?;
+        if held <= bytes {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err(format!(
+                "the pool holds {held} bytes 20 s after its limit went down to {bytes}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Sets `pool_limit_mib` (-1: the default, 1/16 of RAM).
 pub fn set_limit_mib(mib: i64) -> Outcome {
     std::fs::write(LIMIT, mib.to_string()).map_err(|e| format!("set pool_limit_mib={mib}: {e}"))
@@ -93,20 +119,16 @@ pub fn freed_buffers_fill_the_pool_up_to_its_limit() -> Outcome {
     // trims the rest.
     set_limit_mib(16)?;
     drop(allocate(8 * MIB)?);
-    wait_idle()?;
-    let trimmed = number("pool_bytes")?;
-    set_limit_mib(0)?;
-    let bypassed = number("bypassed_bytes")?;
-    drop(allocate(MIB)?);
-    wait_idle()?;
-    let off = number("pool_bytes")?;
+    let trimmed = trimmed_to(16 * MIB);
+    let (held, bypassed) = (number("pool_bytes")?, number("bypassed_bytes")?);
+    let off = turn_off();
     let bypassed_now = number("bypassed_bytes")?;
     set_limit_mib(-1)?;
-    ensure(trimmed <= 16 * MIB, || {
-        format!("pool_limit_mib=16: {trimmed} bytes still pooled")
-    })?;
-    ensure(off == 0 && bypassed_now >= bypassed + MIB, || {
-        format!("pool_limit_mib=0: {off} bytes pooled, bypassed {bypassed} -> {bypassed_now}")
+    trimmed.map_err(|e| format!("pool_limit_mib=16: {e}"))?;
+    off.map_err(|e| format!("pool_limit_mib=0: {e}"))?;
+    // What it held and the buffer freed meanwhile bypassed it.
+    ensure(bypassed_now >= bypassed + held + 4096, || {
+        format!("pool_limit_mib=0: bypassed_bytes {bypassed} -> {bypassed_now}")
     })?;
     ensure(std::fs::write(LIMIT, "many").is_err(), || {
         "pool_limit_mib accepted a word".into()
@@ -140,5 +162,17 @@ pub fn full_pool_is_given_back_to_an_ordinary_process() -> Outcome {
     })?;
     ensure(shrunk_now >= shrunk + pooled / 4, || {
         format!("the shrinker freed only {} bytes", shrunk_now - shrunk)
+    })
+}
+
+/// Turning the pool off gives back every page it held: afterwards the heap
+/// holds nothing (every buffer of the checks is closed by now) and the
+/// pool nothing. Turns it on again.
+pub fn pool_turned_off_leaves_no_page_behind() -> Outcome {
+    turn_off()?;
+    let live = debugfs_number(&format!("{}/stats", debugfs_dir()), "live_bytes")?;
+    set_limit_mib(-1)?;
+    ensure(live == 0, || {
+        format!("{live} bytes of chunks still allocated with no buffer and the pool off")
     })
 }

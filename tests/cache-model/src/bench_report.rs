@@ -419,7 +419,10 @@ fn fields(json: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn number(f: &BTreeMap<String, String>, key: &str) -> u64 {
+/// One `BENCH` line.
+type Record = BTreeMap<String, String>;
+
+fn number(f: &Record, key: &str) -> u64 {
     f.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
@@ -550,75 +553,9 @@ fn main() {
     println!();
     unbracketed_table(&records, &mut json, &mut problems);
     println!();
-    println!(
-        "allocation + free, median of 31, alternating heaps (QEMU: only the ratio means anything)"
-    );
-    println!(
-        "{:>10} {:>14} {:>14} {:>8} {:>16} {:>16}",
-        "size", "system ns", "ours ns", "ratio", "close system ns", "close ours ns"
-    );
-    let sizes: Vec<u64> = {
-        let mut v: Vec<u64> = records
-            .iter()
-            .filter_map(|r| r.get("alloc_size")?.parse().ok())
-            .collect();
-        v.dedup();
-        v
-    };
-    for size in sizes {
-        let median = |system: bool| {
-            records
-                .iter()
-                .find(|r| {
-                    number(r, "alloc_size") == size
-                        && (r.get("heap").map(String::as_str) == Some("system")) == system
-                })
-                .map(|r| number(r, "median_ns"))
-        };
-        let (Some(sys), Some(ours)) = (median(true), median(false)) else {
-            problems.push(format!("allocation of {size} bytes: missing a median"));
-            continue;
-        };
-        let close = |system: bool| {
-            records
-                .iter()
-                .find(|r| {
-                    number(r, "alloc_size") == size
-                        && (r.get("heap").map(String::as_str) == Some("system")) == system
-                })
-                .map_or(0, |r| number(r, "close_median_ns"))
-        };
-        let ratio = ours as f64 / sys.max(1) as f64;
-        println!(
-            "{size:>10} {sys:>14} {ours:>14} {ratio:>8.2} {:>16} {:>16}",
-            close(true),
-            close(false)
-        );
-        for (heap, ns, r) in [("system", sys, 1.0), ("ours", ours, ratio)] {
-            let _ = writeln!(
-                json,
-                "  {{\"alloc_size\":{size},\"heap\":\"{heap}\",\"median_ns\":{ns},\"ratio_vs_system\":{r:.3}}},"
-            );
-        }
-    }
-    let churn: Vec<_> = records.iter().filter(|r| r.contains_key("churn")).collect();
-    if !churn.is_empty() {
-        println!();
-        println!("churn: 32 x 8 MiB allocated then closed, 20 times per heap, heaps alternating after a warm-up (total time; peak of MemTotal - MemAvailable above the start)");
-        for r in churn {
-            let heap = r.get("heap").map_or("?", String::as_str);
-            let (ns, peak) = (number(r, "total_ns"), number(r, "peak_kib"));
-            println!(
-                "{heap:>12} {:>10.1} ms {:>8} MiB",
-                ns as f64 / 1e6,
-                peak / 1024
-            );
-            let _ = writeln!(
-                json,
-                "  {{\"churn\":\"32x8MiB x20\",\"heap\":\"{heap}\",\"total_ns\":{ns},\"peak_kib\":{peak}}},"
-            );
-        }
-    }
+    allocation_table(&records, &mut json, &mut problems);
+    first_map_rows(&records, &mut json, &mut problems);
+    churn_rows(&records, &mut json, &mut problems);
     if json.ends_with(",\n") {
         json.truncate(json.len() - 2);
         json.push('\n');
@@ -633,6 +570,136 @@ fn main() {
     let (model_problems, gaps) = model_report();
     problems.extend(model_problems);
     report(&problems, &gaps);
+}
+
+/// Ours' record of allocations in `pool` mode (`cold` or `warm`), or the
+/// system heap's of the round against it.
+fn allocation_record<'a>(
+    records: &'a [Record],
+    size: u64,
+    pool: &str,
+    system: bool,
+) -> Option<&'a Record> {
+    let key = if system { "against" } else { "pool" };
+    records
+        .iter()
+        .find(|r| number(r, "alloc_size") == size && r.get(key).map(String::as_str) == Some(pool))
+}
+
+/// Allocation + free per size: the system heap, ours with an empty pool
+/// (cold) and ours served by the pool (warm), and `close()` alone.
+fn allocation_table(records: &[Record], json: &mut String, problems: &mut Vec<String>) {
+    println!();
+    println!(
+        "allocation + free, median of 31, heaps alternating (QEMU: only the ratios mean anything)"
+    );
+    println!("  cold: ours with the page pool off; warm: served by the pool; each in a round of its own against the system heap");
+    println!(
+        "  (ratio: cold / system in the cold round; speed-up: system in the warm round / warm)"
+    );
+    println!(
+        "{:>10} {:>11} {:>11} {:>6} {:>11} {:>8} {:>11} {:>11} {:>11}",
+        "size",
+        "system ns",
+        "cold ns",
+        "ratio",
+        "warm ns",
+        "speed-up",
+        "close sys",
+        "close cold",
+        "close warm"
+    );
+    let mut sizes: Vec<u64> = records
+        .iter()
+        .filter_map(|r| r.get("alloc_size")?.parse().ok())
+        .collect();
+    sizes.dedup();
+    for size in sizes {
+        let found = [
+            ("cold", true),
+            ("cold", false),
+            ("warm", true),
+            ("warm", false),
+        ]
+        .map(|(pool, system)| allocation_record(records, size, pool, system));
+        let [Some(sys), Some(cold), Some(sys_warm), Some(warm)] = found else {
+            problems.push(format!("allocation of {size} bytes: missing a median"));
+            continue;
+        };
+        let (s, c, w) = (
+            number(sys, "median_ns"),
+            number(cold, "median_ns"),
+            number(warm, "median_ns"),
+        );
+        // Each of ours against the system heap of its own round.
+        let ratio = c as f64 / s.max(1) as f64;
+        let speedup = number(sys_warm, "median_ns") as f64 / w.max(1) as f64;
+        println!(
+            "{size:>10} {s:>11} {c:>11} {ratio:>6.2} {w:>11} {speedup:>7.2}x {:>11} {:>11} {:>11}",
+            number(sys, "close_median_ns"),
+            number(cold, "close_median_ns"),
+            number(warm, "close_median_ns")
+        );
+        let _ = writeln!(
+            json,
+            "  {{\"alloc_size\":{size},\"system_ns\":{s},\"cold_ns\":{c},\"warm_ns\":{w},\"cold_ratio\":{ratio:.3},\"warm_speedup\":{speedup:.3}}},"
+        );
+    }
+}
+
+/// The first map of a buffer by a non-coherent device, counted by the
+/// kprobes: a fresh buffer's zeroes must be cleaned, a pooled one's were.
+fn first_map_rows(records: &[Record], json: &mut String, problems: &mut Vec<String>) {
+    let rows: Vec<_> = records
+        .iter()
+        .filter(|r| r.contains_key("first_map"))
+        .collect();
+    if rows.is_empty() {
+        problems.push("first map of a pooled buffer: not measured".into());
+        return;
+    }
+    println!();
+    println!("first map of an 8 MiB buffer by a non-coherent device (bytes cleaned, kprobes)");
+    for r in rows {
+        let start = r.get("first_map").map_or("?", String::as_str);
+        let (cleaned, len) = (number(r, "clean_bytes"), number(r, "len"));
+        let cleans = r.get("pool_cleans").map(String::as_str) == Some("true");
+        println!("{start:>12} {cleaned:>10} bytes");
+        let _ = writeln!(
+            json,
+            "  {{\"first_map\":\"{start}\",\"clean_bytes\":{cleaned}}},"
+        );
+        let want = if start == "pooled" && cleans { 0 } else { len };
+        if cleaned != want {
+            problems.push(format!(
+                "first map of a {start} buffer cleaned {cleaned} bytes, want {want}"
+            ));
+        }
+    }
+}
+
+/// The churn scenario: total time and peak memory per heap.
+fn churn_rows(records: &[Record], json: &mut String, problems: &mut Vec<String>) {
+    let churn: Vec<_> = records.iter().filter(|r| r.contains_key("churn")).collect();
+    if churn.is_empty() {
+        problems.push("churn: not measured".into());
+        return;
+    }
+    println!();
+    println!("churn: 32 x 8 MiB allocated then closed, 20 times per heap, heaps alternating after a warm-up (total time; peak of MemTotal - MemAvailable above the start)");
+    for r in churn {
+        let heap = r.get("heap").map_or("?", String::as_str);
+        let (ns, peak) = (number(r, "total_ns"), number(r, "peak_kib"));
+        println!(
+            "{heap:>12} {:>10.1} ms {:>8} MiB",
+            ns as f64 / 1e6,
+            peak / 1024
+        );
+        let _ = writeln!(
+            json,
+            "  {{\"churn\":\"32x8MiB x20\",\"heap\":\"{heap}\",\"total_ns\":{ns},\"peak_kib\":{peak}}},"
+        );
+    }
 }
 
 /// Prints the rule gaps and problems; exits 1 if there is a problem.
