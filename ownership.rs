@@ -26,7 +26,8 @@
 //!
 //! - [`Lines`]: what the CPU cache may hold for the memory — possibly dirty
 //!   lines (the CPU may have written since the last clean; freshly zeroed
-//!   pages start dirty) and possibly stale lines (a non-coherent device may
+//!   pages start dirty, pages from the page pool, zeroed and cleaned by its
+//!   worker, start clean) and possibly stale lines (a non-coherent device may
 //!   have written since the last invalidate). `Lines` is the part that a
 //!   later change can keep per range of pages; the rules below apply to
 //!   whichever ranges an access covers.

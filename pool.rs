@@ -262,10 +262,12 @@ impl Pool {
     /// Allocates `len` bytes of zeroed chunks, pooled ones first.
     pub(crate) fn allocate(self: &Arc<Self>, len: usize) -> Result<Memory> {
         let in_use = self.in_use();
-        let pooled_pages = if in_use {
-            self.lists.lock().zeroed_pages()
-        } else {
-            0
+        let pooled_pages = || {
+            if in_use {
+                self.lists.lock().zeroed_pages()
+            } else {
+                0
+            }
         };
         let take = |order: u32| {
             if !in_use {

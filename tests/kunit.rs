@@ -137,26 +137,8 @@ mod tests {
         // Dirty a buffer, free it, and check a new one of the same shape:
         // the page allocator is likely to hand back the same pages.
         let len = MIB + 64 * KIB + 4 * KIB;
-        {
-            let dirty = new_buffer(len)?;
-            for chunk in dirty.chunks() {
-                for n in 0..chunk.page_count() {
-                    chunk.fill_page(n, 0xa5);
-                }
-            }
-        }
-        let buffer = new_buffer(len)?;
-        let mut page = KBox::new([0xffu8; PAGE_SIZE], GFP_KERNEL)?;
-        let mut nonzero = 0;
-        for chunk in buffer.chunks() {
-            for n in 0..chunk.page_count() {
-                chunk.read_page(n, &mut page);
-                if page.iter().any(|&b| b != 0) {
-                    nonzero += 1;
-                }
-            }
-        }
-        assert_eq!(nonzero, 0);
+        fill(&*new_buffer(len)?, 0xa5);
+        assert_eq!(nonzero_pages(&*new_buffer(len)?)?, 0);
         Ok(())
     }
 
@@ -929,9 +911,17 @@ mod tests {
     }
 
     /// A private heap with a page pool whose worker and shrinker jobs the
-    /// test runs itself (no thread: what is on the backlog stays there).
-    fn pooled_heap() -> Result<Arc<Heap>> {
-        Heap::new(None, PoolMode::Manual)
+    /// test runs itself (no thread: what is on the backlog stays there);
+    /// `None` (the case skipped) if the pool is off on this boot (under
+    /// `mem_accounting` or `pool_limit_mib=0`).
+    fn pooled_heap() -> Result<Option<Arc<Heap>>> {
+        let heap = Heap::new(None, PoolMode::Manual)?;
+        if heap.pool().limit_bytes() == 0 || pages::mem_accounting_enabled() {
+            // SAFETY: Called from a running KUnit test.
+            unsafe { sys::rdh_kunit_skip(c"the page pool is off on this boot".as_char_ptr()) };
+            return Ok(None);
+        }
+        Ok(Some(heap))
     }
 
     /// Fills every page of `buffer` with `byte`.
@@ -958,27 +948,28 @@ mod tests {
         Ok(nonzero)
     }
 
-    /// Whether the pool is in use on this boot (not under `mem_accounting`
-    /// or `pool_limit_mib=0`).
-    fn pool_in_use(heap: &Heap) -> bool {
-        if heap.pool().limit_bytes() == 0 || pages::mem_accounting_enabled() {
-            // SAFETY: Called from a running KUnit test.
-            unsafe { sys::rdh_kunit_skip(c"the page pool is off on this boot".as_char_ptr()) };
-            return false;
-        }
-        true
+    /// A buffer of each chunk order, one after the other.
+    const ONE_OF_EACH_ORDER: usize = MIB + 64 * KIB + 4 * KIB;
+
+    /// A pooled heap ([`pooled_heap`]) whose backlog holds a freed
+    /// buffer of `len` bytes full of a pattern; `None` (the case skipped)
+    /// if the pool is off on this boot.
+    fn heap_with_a_dirty_free(len: usize) -> Result<Option<Arc<Heap>>> {
+        let Some(heap) = pooled_heap()? else {
+            return Ok(None);
+        };
+        let dirty = HeapBuffer::new(heap.clone(), len)?;
+        fill(&dirty, 0xa5);
+        drop(dirty);
+        Ok(Some(heap))
     }
 
     #[test]
     fn freed_chunks_on_the_backlog_are_never_handed_out() -> Result {
-        let heap = pooled_heap()?;
-        if !pool_in_use(&heap) {
+        let len = ONE_OF_EACH_ORDER;
+        let Some(heap) = heap_with_a_dirty_free(len)? else {
             return Ok(());
-        }
-        let len = MIB + 64 * KIB + 4 * KIB;
-        let dirty = HeapBuffer::new(heap.clone(), len)?;
-        fill(&dirty, 0xa5);
-        drop(dirty);
+        };
         // Freed, not zeroed yet (the worker has not run).
         assert_eq!(heap.pool().levels().backlog_pages * PAGE_SIZE, len);
         let hits = heap.pool().counters.hit_bytes.load(Ordering::Relaxed);
@@ -992,14 +983,10 @@ mod tests {
 
     #[test]
     fn pooled_chunks_come_back_zeroed_and_clean() -> Result {
-        let heap = pooled_heap()?;
-        if !pool_in_use(&heap) {
+        let len = ONE_OF_EACH_ORDER;
+        let Some(heap) = heap_with_a_dirty_free(len)? else {
             return Ok(());
-        }
-        let len = MIB + 64 * KIB + 4 * KIB;
-        let dirty = HeapBuffer::new(heap.clone(), len)?;
-        fill(&dirty, 0xa5);
-        drop(dirty);
+        };
         heap.pool().work();
         let levels = heap.pool().levels();
         assert_eq!((levels.chunks, levels.backlog_pages), ([1, 1, 1], 0));
@@ -1025,10 +1012,9 @@ mod tests {
 
     #[test]
     fn buffer_of_pooled_and_fresh_chunks_starts_dirty() -> Result {
-        let heap = pooled_heap()?;
-        if !pool_in_use(&heap) {
+        let Some(heap) = pooled_heap()? else {
             return Ok(());
-        }
+        };
         drop(HeapBuffer::new(heap.clone(), 4 * KIB)?);
         heap.pool().work();
         let buffer = HeapBuffer::new(heap.clone(), MIB + 4 * KIB)?;
@@ -1039,10 +1025,9 @@ mod tests {
 
     #[test]
     fn shrinker_frees_the_backlog_first_then_bypasses_the_pool() -> Result {
-        let heap = pooled_heap()?;
-        if !pool_in_use(&heap) {
+        let Some(heap) = pooled_heap()? else {
             return Ok(());
-        }
+        };
         flush_releases();
         let live = LIVE_BYTES.load(Ordering::Relaxed);
         let (a, b, c) = (
@@ -1081,7 +1066,9 @@ mod tests {
     fn pooled_heap_frees_everything_when_it_goes() -> Result {
         flush_releases();
         let live = LIVE_BYTES.load(Ordering::Relaxed);
-        let heap = pooled_heap()?;
+        let Some(heap) = pooled_heap()? else {
+            return Ok(());
+        };
         drop(HeapBuffer::new(heap.clone(), MIB)?);
         heap.pool().work();
         drop(HeapBuffer::new(heap.clone(), 64 * KIB)?);
