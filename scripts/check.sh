@@ -83,7 +83,7 @@ else
 	step "QEMU arm64: KUnit at insmod + guest checks"
 	boot "QEMU check run" check
 	step "QEMU arm64: real DMA by QEMU's edu device (plain topology; make check-matrix runs all)"
-	RDH_TOPOLOGY=plain RDH_LOG=$REPO_ROOT/target/vm-dma.log boot "QEMU DMA run" dma
+	RDH_TOPOLOGY=plain RDH_MEMCG=1 RDH_LOG=$REPO_ROOT/target/vm-dma.log boot "QEMU DMA run" dma
 fi
 
 step "summary"

@@ -61,15 +61,17 @@ file /dmabuf-heap $selftest 0755 0 0
 LIST
 "$KDIR/usr/gen_init_cpio" "$out/initramfs.list" >"$out/initramfs.cpio"
 
-# The DMA boot turns on the dma-heap core's memcg accounting so that the
-# guest can verify that our pages are charged (and the page pool bypassed);
-# the check boot keeps the default, so that its checks run with the pool.
+# RDH_MEMCG=1 (make check's DMA boot) turns on the dma-heap core's memcg
+# accounting so that the guest can verify that our pages are charged (and
+# the page pool bypassed); every other boot keeps the default, so that its
+# checks, and the real DMA of the matrix and of make check-debug, run with
+# the pool.
 # A kernel with kmemleak (make check-debug) gets its verdict as a last suite.
 # Only the module's test build has the KUnit suite.
 extra_append="rdh_kunit=$RDH_KUNIT ${RDH_APPEND:-}"
 expect=(--expect-suite rdh_guest --expect-suite dmabuf_heaps_selftest)
 [ "$RDH_KUNIT" = y ] && expect+=(--expect-suite rust_dmabuf_heap)
-[ "$mode" = dma ] && extra_append+=" dma_heap.mem_accounting=1"
+[ "$mode" = dma ] && [ "${RDH_MEMCG:-0}" = 1 ] && extra_append+=" dma_heap.mem_accounting=1"
 if [ "$mode" = check ]; then
 	expect+=(--expect-suite rdh_core_contract)
 	if grep -qx CONFIG_DEBUG_KMEMLEAK=y "$KDIR/.config"; then

@@ -1002,11 +1002,14 @@ mod tests {
             ownership::Lines::ZEROED
         };
         assert_eq!(buffer.snapshot().0.lines(), expected);
-        // The first map by a non-coherent device needs no clean.
-        let mut rig = Rig::of(buffer)?;
-        rig.map_new(false, TO_DEVICE)?;
-        let expected = if cleans { 0 } else { len as u64 };
-        assert_eq!(rig.stats().clean_bytes, expected);
+        // The first map by a non-coherent device needs no clean. (Where
+        // the pool cannot clean, the maintenance device bounces: then the
+        // buffer is `always`, and its mappings sync themselves.)
+        if cleans {
+            let mut rig = Rig::of(buffer)?;
+            rig.map_new(false, TO_DEVICE)?;
+            assert_eq!(rig.stats().clean_bytes, 0);
+        }
         Ok(())
     }
 
