@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A heap buffer: its chunks, its scatter-gather table, the importers
+//! A heap buffer: its chunks, the importers
 //! attached to it and its kernel mapping. Every operation the dma-buf core
 //! can ask for is a safe method here ([`Exporter`]); `dmabuf.rs` translates
 //! pointers and errors. No `unsafe` in this file.
@@ -89,9 +89,9 @@ struct BufferState {
 
 /// A buffer allocated from the heap.
 ///
-/// Field order is drop order: the table goes (unmapped from the maintenance
-/// device) before the chunks it points to, and those go back to the pool
-/// before the heap can go.
+/// Field order is drop order: the tables (in `state`: the maintenance
+/// mapping's, the attachments') go before the chunks they point to, and
+/// those go back to the pool before the heap can go.
 #[pin_data]
 pub(crate) struct HeapBuffer {
     len: usize,
@@ -99,9 +99,6 @@ pub(crate) struct HeapBuffer {
     trap_user: bool,
     #[pin]
     state: Mutex<BufferState>,
-    /// One entry per chunk; never mapped itself (the maintenance mapping
-    /// and every attachment map copies).
-    table: SgTable,
     /// The chunks.
     memory: Memory,
     /// The heap: its maintenance device outlives `table`'s mapping.
@@ -128,7 +125,6 @@ impl HeapBuffer {
         // heap already.
         let trap_user = policy == Policy::Tracked && params::trap_user_access();
         let memory = heap.pool().allocate(len)?;
-        let table = SgTable::new(memory.chunks())?;
         // Pooled chunks were cleaned: a first map needs no clean.
         let lines = if memory.is_clean() {
             Lines::CLEAN
@@ -151,7 +147,6 @@ impl HeapBuffer {
                     user_mappings: None,
                     reported_unbracketed: false,
                 }),
-                table,
                 memory,
                 heap,
             }),
@@ -181,11 +176,6 @@ impl HeapBuffer {
         self.memory.chunks()
     }
 
-    /// The buffer's own scatter-gather table (one entry per chunk).
-    pub(crate) fn table(&self) -> &SgTable {
-        &self.table
-    }
-
     /// Makes the maintenance mapping if there is none yet and the buffer
     /// tracks ownership.
     /// Maintenance is needed only once a device may have accessed the
@@ -196,7 +186,7 @@ impl HeapBuffer {
         // Under `always` the importers' own mappings sync (and a bouncing
         // maintenance device forces `always`).
         if state.maintenance.is_none() && state.ownership.policy() == Policy::Tracked {
-            let table = self.table.duplicate(usize::MAX)?;
+            let table = SgTable::new(self.memory.chunks(), usize::MAX)?;
             state.maintenance = Some(MaintainedTable::new(table, self.heap.maintenance())?);
         }
         Ok(())
@@ -272,7 +262,7 @@ impl HeapBuffer {
 
     /// Adds an importer; returns the key the core keeps in `attach->priv`.
     pub(crate) fn attach(&self, dev: DmaDevice) -> Result<AttachmentKey> {
-        let table = self.table().duplicate(dev.max_segment())?;
+        let table = SgTable::new(self.memory.chunks(), dev.max_segment())?;
         let bounce = dev.bounce();
         let attachment = KBox::new(
             Attachment {

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Scatter-gather tables over a buffer's chunks: one for the buffer itself
-//! and one private copy per attachment, because a DMA mapping writes the
-//! device addresses into the table it maps.
+//! Scatter-gather tables over a buffer's chunks: one per attachment and
+//! one for the maintenance mapping, each made from the chunks, because a
+//! DMA mapping writes the device addresses into the table it maps.
 
 use crate::{
     pages::{PageChunk, PAGE_SIZE},
@@ -31,48 +31,30 @@ unsafe impl Send for SgTable {}
 unsafe impl Sync for SgTable {}
 
 impl SgTable {
-    /// Builds a table with one entry per chunk, in order.
-    pub(crate) fn new(chunks: &[PageChunk]) -> Result<Self> {
-        let table = Self::alloc(chunks.len())?;
-        for (sg, chunk) in table.entries().zip(chunks) {
-            // SAFETY: `sg` is an entry of our table; `chunk` is a block of
-            // `chunk.size()` bytes.
-            unsafe { sys::rdh_sg_set_page(sg, chunk.head(), chunk.size() as u32, 0) };
-        }
-        Ok(table)
-    }
-
-    /// A private copy with the same pages, for one attachment, whose
-    /// entries are at most `max_segment` bytes (rounded down to whole
-    /// pages): longer chunks are split, so that a device that can map only
-    /// short segments (swiotlb: 256 KiB) can map the whole buffer.
-    pub(crate) fn duplicate(&self, max_segment: usize) -> Result<Self> {
+    /// A table over `chunks`, in order, whose entries are at most
+    /// `max_segment` bytes (rounded down to whole pages): longer chunks are
+    /// split, so that a device that can map only short segments (swiotlb:
+    /// 256 KiB) can map the whole buffer. With `usize::MAX`, one entry per
+    /// chunk.
+    pub(crate) fn new(chunks: &[PageChunk], max_segment: usize) -> Result<Self> {
         let max_segment = max_segment.max(PAGE_SIZE) / PAGE_SIZE * PAGE_SIZE;
-        let pieces = |len: usize| len.div_ceil(max_segment);
-        let copy = Self::alloc(self.entry_lengths().map(pieces).sum())?;
-        let mut to = copy.entries();
-        for from in self.entries() {
-            // SAFETY: `from` is a valid entry; the pages it describes belong
-            // to the same buffer, which outlives `copy`.
-            let (page, length) = unsafe { (sys::rdh_sg_page(from), (*from).length as usize) };
-            for piece in 0..pieces(length) {
+        let pieces = |chunk: &PageChunk| chunk.size().div_ceil(max_segment);
+        let table = Self::alloc(chunks.iter().map(pieces).sum())?;
+        let mut entries = table.entries();
+        for chunk in chunks {
+            for piece in 0..pieces(chunk) {
                 let offset = piece * max_segment;
-                let size = (length - offset).min(max_segment);
-                let sg = to.next().ok_or(EINVAL)?;
-                // SAFETY: `sg` is an entry of `copy`; the `size` bytes at
-                // page `offset / PAGE_SIZE` of the chunk lie inside it.
+                let size = (chunk.size() - offset).min(max_segment);
+                let sg = entries.next().ok_or(EINVAL)?;
+                // SAFETY: `sg` is an entry of our table; the `size` bytes
+                // at page `offset / PAGE_SIZE` of the chunk lie inside it.
                 unsafe {
-                    sys::rdh_sg_set_page(
-                        sg,
-                        sys::rdh_nth_page(page, offset / PAGE_SIZE),
-                        size as u32,
-                        0,
-                    )
+                    sys::rdh_sg_set_page(sg, chunk.nth_page(offset / PAGE_SIZE), size as u32, 0)
                 };
             }
         }
-        drop(to);
-        Ok(copy)
+        drop(entries);
+        Ok(table)
     }
 
     fn alloc(nents: usize) -> Result<Self> {
@@ -107,6 +89,7 @@ impl SgTable {
     }
 
     /// Lengths in bytes of the entries.
+    #[cfg(rdh_kunit)]
     pub(crate) fn entry_lengths(&self) -> impl Iterator<Item = usize> + '_ {
         // SAFETY: Every entry yielded by `entries` is valid to read.
         self.entries().map(|sg| unsafe { (*sg).length as usize })

@@ -13,6 +13,7 @@ mod tests {
         ownership::{self, CacheOps, Device, Event, Ownership, Policy},
         pages::{self, LIVE_BYTES, PAGE_SIZE},
         pool::PoolMode,
+        sg::SgTable,
         stats::CacheStats,
         sys,
     };
@@ -98,11 +99,11 @@ mod tests {
     fn sg_table_has_one_entry_per_chunk() -> Result {
         let len = MIB + 64 * KIB + 4 * KIB;
         let buffer = new_buffer(len)?;
-        assert_eq!(buffer.table().len(), 3);
-        assert_eq!(buffer.table().entry_lengths().sum::<usize>(), len);
-        let copy = buffer.table().duplicate(usize::MAX)?;
-        assert_eq!(copy.len(), 3);
-        assert!(copy.entry_lengths().eq(buffer.table().entry_lengths()));
+        let table = SgTable::new(buffer.chunks(), usize::MAX)?;
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.entry_lengths().sum::<usize>(), len);
+        let sizes = buffer.chunks().iter().map(|chunk| chunk.size());
+        assert!(table.entry_lengths().eq(sizes));
         Ok(())
     }
 
@@ -111,7 +112,7 @@ mod tests {
         // swiotlb maps at most 256 KiB at once.
         let len = 2 * MIB + 64 * KIB + 4 * KIB;
         let buffer = new_buffer(len)?;
-        let copy = buffer.table().duplicate(256 * KIB)?;
+        let copy = SgTable::new(buffer.chunks(), 256 * KIB)?;
         let mut lengths = KVec::new();
         for length in copy.entry_lengths() {
             lengths.push(length, GFP_KERNEL)?;
