@@ -198,6 +198,26 @@ impl Worker {
         Ok(Self { raw })
     }
 
+    /// Starts the thread, which runs [`rdh_pool_work`] with `pool`.
+    ///
+    /// # Safety
+    ///
+    /// `pool` stays valid until [`Self::halt`] (or drop) returns.
+    unsafe fn run(&self, pool: *mut c_void, name: &CStr) -> Result {
+        // SAFETY: By the type invariant `raw` is live; `pool` as the caller
+        // guarantees.
+        kernel::error::to_result(unsafe {
+            sys::rdh_worker_run(self.raw.as_ptr(), pool, name.as_char_ptr())
+        })
+    }
+
+    /// Stops the thread, if started: [`rdh_pool_work`] does not run any
+    /// more once this returns; kicks are harmless afterwards.
+    fn halt(&self) {
+        // SAFETY: By the type invariant `raw` is live.
+        unsafe { sys::rdh_worker_halt(self.raw.as_ptr()) };
+    }
+
     fn kick(&self) {
         // SAFETY: By the type invariant `raw` is live.
         unsafe { sys::rdh_worker_kick(self.raw.as_ptr()) };
@@ -234,7 +254,16 @@ pub(crate) struct Pool {
 impl Pool {
     /// Whether allocation and freeing use the pool now.
     fn in_use(&self) -> bool {
-        self.enabled && self.limit_bytes() > 0 && !pages::mem_accounting_enabled()
+        self.usable_limit_bytes() > 0
+    }
+
+    /// The limit while the pool is in use; 0 when it is not (off, or
+    /// bypassed under `mem_accounting`).
+    fn usable_limit_bytes(&self) -> usize {
+        if pages::mem_accounting_enabled() {
+            return 0;
+        }
+        self.limit_bytes()
     }
 
     /// The most pool and backlog may hold now.
@@ -295,8 +324,8 @@ impl Pool {
     /// or to trim the pool to a limit lowered since.
     fn give_back(&self, chunks: Chunks) {
         let bytes: usize = chunks.as_slice().iter().map(PageChunk::size).sum();
-        let limit_pages = self.limit_bytes() / PAGE_SIZE;
-        let pooling = self.in_use() && !self.under_pressure();
+        let limit_pages = self.usable_limit_bytes() / PAGE_SIZE;
+        let pooling = limit_pages > 0 && !self.under_pressure();
         let mut lists = self.lists.lock();
         let fits = pooling && lists.total_pages() + bytes / PAGE_SIZE <= limit_pages;
         let chunks = if fits {
@@ -308,7 +337,7 @@ impl Pool {
         let over = lists.total_pages() > limit_pages;
         drop(lists);
         if let Some(chunks) = chunks {
-            chunks.for_each(drop);
+            drop(chunks);
             self.bypassed(bytes);
         }
         if fits || over {
@@ -515,9 +544,7 @@ impl PagePool {
             let data = Arc::as_ptr(&this.pool).cast_mut().cast::<c_void>();
             // SAFETY: `data` is the pool, which outlives the thread: `Drop`
             // halts it before releasing the pool.
-            kernel::error::to_result(unsafe {
-                sys::rdh_worker_run(this.pool.worker.raw.as_ptr(), data, name.as_char_ptr())
-            })?;
+            unsafe { this.pool.worker.run(data, name) }?;
             // SAFETY: The same for the shrinker, destroyed in `Drop` first.
             let raw = from_err_ptr(unsafe { sys::rdh_shrinker_create(data, name.as_char_ptr()) })?;
             // INVARIANT: Just created for `this.pool`.
@@ -535,9 +562,8 @@ impl PagePool {
 impl Drop for PagePool {
     fn drop(&mut self) {
         drop(self.shrinker.take());
-        // SAFETY: The worker's handle is live; after this the thread no
-        // longer uses the pool.
-        unsafe { sys::rdh_worker_halt(self.pool.worker.raw.as_ptr()) };
+        // After this the thread no longer uses the pool.
+        self.pool.worker.halt();
     }
 }
 

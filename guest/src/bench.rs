@@ -281,12 +281,7 @@ pub fn run() {
     for size in [4u64 << 10, 64 << 10, 1 << 20, 8 << 20, 32 << 20] {
         let n = (default_limit / size).saturating_sub(1).clamp(1, 32) as usize;
         for (pool, limit) in [("cold", 0), ("warm", -1)] {
-            let set = if limit == 0 {
-                pool::turn_off()
-            } else {
-                pool::set_limit_mib(limit)
-            };
-            if let Err(e) = set.and_then(|()| {
+            if let Err(e) = pool::apply_limit_mib(limit).and_then(|()| {
                 let mut times: [(Vec<u128>, Vec<u128>); 2] = Default::default();
                 while times[0].0.len() < 32 {
                     for (i, heap) in [&system, &tracked].into_iter().enumerate() {
@@ -407,15 +402,9 @@ fn first_map() -> Result<(), String> {
         heap: "ours",
         policy: Some("tracked"),
     };
-    let cleans = std::fs::read_to_string(format!("{}/pool", crate::checks::debugfs_dir()))
-        .map_err(|e| format!("read pool: {e}"))?
-        .contains("cleans: true");
+    let cleans = pool::cleans()?;
     for (start, limit) in [("fresh", 0), ("pooled", -1)] {
-        if limit == 0 {
-            pool::turn_off()?;
-        } else {
-            pool::set_limit_mib(limit)?;
-        }
+        pool::apply_limit_mib(limit)?;
         // Something of this size in the pool (when on), the worker idle.
         drop(allocate(&target, len)?);
         pool::wait_idle()?;

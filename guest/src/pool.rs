@@ -42,6 +42,22 @@ pub fn turn_off() -> Outcome {
     trimmed_to(0)
 }
 
+/// Sets `pool_limit_mib`; for 0, as [`turn_off`] does.
+pub fn apply_limit_mib(mib: i64) -> Outcome {
+    if mib == 0 {
+        turn_off()
+    } else {
+        set_limit_mib(mib)
+    }
+}
+
+/// Whether the pool cleans its chunks (debugfs `cleans`).
+pub fn cleans() -> Result<bool, String> {
+    let path = format!("{}/pool", debugfs_dir());
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("read {path}: {e}"))?;
+    Ok(text.contains("cleans: true"))
+}
+
 /// Waits (up to 20 s) until the pool holds at most `bytes`: the worker
 /// trims it a tick after a free found it over its limit.
 fn trimmed_to(bytes: u64) -> Outcome {
@@ -102,9 +118,7 @@ pub fn freed_buffers_fill_the_pool_up_to_its_limit() -> Outcome {
     ensure(pooled + 8 * MIB > limit && pooled <= limit, || {
         format!("{pooled} bytes pooled, limit {limit}")
     })?;
-    let cleans = std::fs::read_to_string(format!("{}/pool", debugfs_dir()))
-        .map_err(|e| format!("read pool: {e}"))?
-        .contains("cleans: true");
+    let cleans = cleans()?;
     ensure(
         number("zeroed_bytes")? >= pooled && (!cleans || number("cleaned_bytes")? >= pooled),
         || "pooled chunks were not all zeroed and cleaned".into(),
