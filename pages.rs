@@ -238,18 +238,18 @@ fn free_pages() -> usize {
     unsafe { sys::rdh_free_pages() as usize }
 }
 
-/// Whether taking `pages` more pages, of which `pooled_pages()` (asked
-/// only when needed) come from the page pool, leaves the reserve available. Free
+/// Whether taking `pages` more pages leaves the reserve available. Free
 /// pages alone answer it when there are plenty: twice the reserve covers
 /// the watermarks that `MemAvailable` subtracts (`totalreserve_pages`, not
-/// exported, a few per mille of RAM).
-fn leaves_reserve(pages: usize, pooled_pages: impl FnOnce() -> usize) -> bool {
+/// exported, a few per mille of RAM). Pages taken from the page pool count
+/// like any others: `MemAvailable` includes the pool (it is accounted as
+/// reclaimable), and a pooled page in a buffer is no longer available.
+fn leaves_reserve(pages: usize) -> bool {
     let reserve = totalram_pages() / RESERVE_DIVISOR;
     if pages.saturating_add(2 * reserve) <= free_pages() {
         return true;
     }
-    // Pooled chunks are taken first: only the rest comes from the system.
-    pages.saturating_sub(pooled_pages()) <= available_pages().saturating_sub(reserve)
+    pages <= available_pages().saturating_sub(reserve)
 }
 
 /// The share of RAM an allocation must leave available to everything else:
@@ -310,8 +310,8 @@ impl Chunks {
 
 /// Allocates `len` bytes (a non-zero multiple of the page size) as zeroed
 /// chunks, each no larger than the previous one, like the system heap; each
-/// chunk comes from `pooled` if it has one of that order (`pooled_pages()`
-/// says how many pages it holds), else from the page allocator. Returns the
+/// chunk comes from `pooled` if it has one of that order, else from the
+/// page allocator. Returns the
 /// chunks and how many came from `pooled`.
 ///
 /// Fails with `ENOMEM` up front when `len` would leave less than the reserve
@@ -321,13 +321,12 @@ impl Chunks {
 /// failure is freed.
 pub(crate) fn alloc_chunks(
     len: usize,
-    pooled_pages: impl FnOnce() -> usize,
     mut pooled: impl FnMut(u32) -> Option<PageChunk>,
 ) -> Result<(Chunks, usize)> {
     if len == 0 || len % PAGE_SIZE != 0 {
         return Err(EINVAL);
     }
-    if !leaves_reserve(len / PAGE_SIZE, pooled_pages) {
+    if !leaves_reserve(len / PAGE_SIZE) {
         return Err(ENOMEM);
     }
     let mut chunks = Chunks::None;

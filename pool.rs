@@ -291,13 +291,6 @@ impl Pool {
     /// Allocates `len` bytes of zeroed chunks, pooled ones first.
     pub(crate) fn allocate(self: &Arc<Self>, len: usize) -> Result<Memory> {
         let in_use = self.in_use();
-        let pooled_pages = || {
-            if in_use {
-                self.lists.lock().zeroed_pages()
-            } else {
-                0
-            }
-        };
         let take = |order: u32| {
             if !in_use {
                 return None;
@@ -310,7 +303,7 @@ impl Pool {
             counter.fetch_add((PAGE_SIZE << order) as u64, Ordering::Relaxed);
             chunk
         };
-        let (chunks, from_pool) = pages::alloc_chunks(len, pooled_pages, take)?;
+        let (chunks, from_pool) = pages::alloc_chunks(len, take)?;
         Ok(Memory {
             clean: self.cleans() && from_pool == chunks.as_slice().len(),
             chunks,

@@ -177,6 +177,10 @@ const CHECKS: &[Check] = &[
         pressure::exhausting_memory_is_enomem_without_the_oom_killer,
     ),
     (
+        "exhausting_memory_with_a_pool_of_small_chunks_spares_the_oom_killer",
+        pressure::exhausting_memory_with_a_pool_of_small_chunks_spares_the_oom_killer,
+    ),
+    (
         "concurrent_random_operations_keep_data_and_leave_nothing",
         stress::concurrent_random_operations_keep_data_and_leave_nothing,
     ),
@@ -259,6 +263,7 @@ pub fn run() {
         kmemleak::forget_boot_reports();
     }
     for (suite, checks) in [("rdh_guest", CHECKS), ("rdh_core_contract", CORE_CONTRACT)] {
+        let checks = selected(checks);
         let mut suite = Suite::begin(suite, checks.len());
         for (name, check) in checks {
             suite.report(name, check());
@@ -275,6 +280,22 @@ pub fn run() {
         suite.report("finds_no_leak", kmemleak::finds_no_leak());
         suite.end();
     }
+}
+
+/// The checks to run: all, or with `rdh_only=WORD[,WORD]...` on the kernel
+/// command line (for quick experiments) those
+/// whose names contain a word, after the first check (it loads the module).
+fn selected(checks: &'static [Check]) -> Vec<&'static Check> {
+    let Ok(words) = std::env::var("rdh_only") else {
+        return checks.iter().collect();
+    };
+    let wanted = |name: &str| words.split(',').any(|word| name.contains(word));
+    checks
+        .iter()
+        .enumerate()
+        .filter(|(i, (name, _))| (std::ptr::eq(checks, CHECKS) && *i == 0) || wanted(name))
+        .map(|(_, check)| check)
+        .collect()
 }
 
 /// Loads the modules and runs only the real-DMA suite (`rdh_mode=dma`).

@@ -81,19 +81,26 @@ pub fn set_limit_mib(mib: i64) -> Outcome {
     std::fs::write(LIMIT, mib.to_string()).map_err(|e| format!("set pool_limit_mib={mib}: {e}"))
 }
 
-/// Fills the pool up to its limit (buffers of 8 MiB allocated, then
-/// closed) and waits for the worker; returns the bytes pooled. For a second
-/// after the shrinker ran, frees bypass the pool: then it tries again.
+/// Fills the pool up to its limit with buffers of 8 MiB (large chunks)
+/// allocated, then closed, and waits for the worker; returns the bytes
+/// pooled.
 pub fn fill() -> Result<u64, String> {
+    fill_with(8 * MIB)
+}
+
+/// Fills the pool up to its limit with buffers of `len` bytes; returns the
+/// bytes pooled. For a second after the shrinker ran, frees bypass the
+/// pool: then it tries again.
+pub fn fill_with(len: u64) -> Result<u64, String> {
     let limit = number("limit_bytes")?;
     for _ in 0..3 {
-        let held = (0..limit / (8 * MIB))
-            .map(|_| allocate(8 * MIB))
+        let held = (0..limit / len)
+            .map(|_| allocate(len))
             .collect::<Result<Vec<_>, _>>()?;
         drop(held);
         wait_idle()?;
         let pooled = number("pool_bytes")?;
-        if pooled + 8 * MIB > limit {
+        if pooled + len.max(4 * MIB) > limit {
             return Ok(pooled);
         }
         std::thread::sleep(Duration::from_millis(1100));

@@ -72,9 +72,32 @@ pub fn touch_in_child(len: usize) -> Outcome {
     )
 }
 
+/// With a full pool of large chunks (1 MiB): the requests take them first,
+/// so the pool ends drained.
 pub fn exhausting_memory_is_enomem_without_the_oom_killer() -> Outcome {
-    // With a full page pool: its pages are used or given back first.
     let pooled = pool::fill()?;
+    let pooled_then = exhaust(pooled)?;
+    ensure(pooled >= 4 * MIB && pooled_then < 4 * MIB, || {
+        format!("the pool held {pooled} bytes before, {pooled_then} with memory exhausted")
+    })
+}
+
+/// With a full pool of small chunks (64 KiB, from 256 KiB buffers), which
+/// 32 MiB requests take only once the system has no 1 MiB block left: the
+/// pool's pages are available memory until they are in a buffer, never
+/// counted twice, and the shrinker gives them to whoever needs them.
+pub fn exhausting_memory_with_a_pool_of_small_chunks_spares_the_oom_killer() -> Outcome {
+    let pooled = pool::fill_with(256 * 1024)?;
+    ensure(pooled >= 4 * MIB, || {
+        format!("the pool holds only {pooled} bytes")
+    })?;
+    exhaust(pooled).map(|_| ())
+}
+
+/// Requests buffers until one fails, then runs an ordinary process; checks
+/// ENOMEM, no OOM kill, and that everything comes back. Returns the bytes
+/// the pool held with memory exhausted.
+fn exhaust(pooled: u64) -> Result<u64, String> {
     let baseline = Baseline::take()?;
     let kills_before = oom_kills()?;
     let ram = sys::total_ram();
@@ -93,20 +116,24 @@ pub fn exhausting_memory_is_enomem_without_the_oom_killer() -> Outcome {
         }
     };
     let held_mib = held.len() as u64 * REQUEST / MIB;
-    let free_mib = sys::meminfo_kib("MemAvailable").unwrap_or(0) / 1024;
+    let mib = |key| sys::meminfo_kib(key).unwrap_or(0) / 1024;
+    let memory = format!(
+        "{} MiB available: {} free, {} file, {} reclaimable slab",
+        mib("MemAvailable"),
+        mib("MemFree"),
+        mib("Active(file)") + mib("Inactive(file)"),
+        mib("SReclaimable")
+    );
     let pooled_then = pool::number("pool_bytes")?;
     let ordinary = touch_in_child((ram * 3 / 128) as usize);
     drop(held);
     println!(
-        "# pressure: {held_mib} MiB held of {} MiB RAM ({free_mib} MiB available, pool {} MiB, {} MiB before) when request {} failed: {failure}",
+        "# pressure: {held_mib} MiB held of {} MiB RAM ({memory}; pool {} MiB, {} MiB before) when request {} failed: {failure}",
         ram / MIB,
         pooled_then / MIB,
         pooled / MIB,
         held_mib / (REQUEST / MIB) + 1
     );
-    ensure(pooled >= 4 * MIB && pooled_then < 4 * MIB, || {
-        format!("the pool held {pooled} bytes before, {pooled_then} with memory exhausted")
-    })?;
     ensure(failure.contains("(os error 12)"), || {
         format!("the failing request: {failure}, expected ENOMEM")
     })?;
@@ -122,5 +149,6 @@ pub fn exhausting_memory_is_enomem_without_the_oom_killer() -> Outcome {
         .map(|_| allocate(4 * REQUEST))
         .collect::<Result<Vec<_>, _>>()?;
     drop(again);
-    baseline.check_returned()
+    baseline.check_returned()?;
+    Ok(pooled_then)
 }
