@@ -131,6 +131,7 @@ impl HeapBuffer {
         } else {
             Lines::ZEROED
         };
+        let ownership = Ownership::with_lines(policy, (len / PAGE_SIZE) as u64, lines);
         let buffer = Arc::pin_init(
             try_pin_init!(Self {
                 len,
@@ -138,7 +139,7 @@ impl HeapBuffer {
                 state <- new_mutex!(BufferState {
                     attachments: KVec::new(),
                     kernel_mapping: None,
-                    ownership: Ownership::with_lines(policy, lines),
+                    ownership,
                     stats: CacheStats::default(),
                     debugfs_file: None,
                     fences: FenceHooks::new(),
@@ -234,7 +235,7 @@ impl HeapBuffer {
                 user_mappings.revoke();
             }
         }
-        state.stats.record(decision, self.len, self.heap.totals());
+        state.stats.record(&decision, self.heap.totals());
         if state.ownership.policy() == Policy::Tracked && !decision.ops.is_empty() {
             // Made already by the entry points that can fail (see
             // `need_maintenance`); making it here can only fail where the
@@ -242,7 +243,7 @@ impl HeapBuffer {
             match self.need_maintenance(state) {
                 Ok(()) => {
                     if let Some(maintenance) = &state.maintenance {
-                        maintenance.perform(decision.ops);
+                        maintenance.perform(&decision, state.ownership.whole());
                     }
                 }
                 Err(_) => pr_err!("no maintenance mapping: cache maintenance skipped\n"),

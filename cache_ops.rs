@@ -19,8 +19,8 @@
 //! ([`MaintenanceDevice::bounce`]).
 
 use crate::{
-    ownership::{self, CacheOps},
-    pages::{KernelAddress, PageChunk},
+    ownership::{self, Decision},
+    pages::{KernelAddress, PageChunk, PAGE_SIZE},
     sg::SgTable,
     sys,
 };
@@ -189,6 +189,28 @@ impl DmaDevice {
         // SAFETY: `table` is mapped for this device.
         unsafe { sys::rdh_dma_sync_sgtable_for_device(self.dev, table.as_raw(), dir) };
     }
+
+    /// Cleans (`for_device`) or invalidates bytes `offset..offset + len` of
+    /// what `table` maps.
+    fn sync_range(&self, table: &SgTable, offset: usize, len: usize, for_device: bool) {
+        let dir = if for_device {
+            ownership::Direction::ToDevice
+        } else {
+            ownership::Direction::FromDevice
+        };
+        // SAFETY: `table` is mapped for this device; the helper syncs only
+        // what lies inside the mapping.
+        unsafe {
+            sys::rdh_dma_sync_sgtable_range(
+                self.dev,
+                table.as_raw(),
+                offset,
+                len,
+                raw(dir),
+                for_device,
+            )
+        };
+    }
 }
 
 /// The heap's maintenance device: every buffer is mapped to it once, so
@@ -304,18 +326,30 @@ impl MaintainedTable {
         })
     }
 
-    /// Performs `ops` over the whole buffer: cleans first, then invalidates.
-    /// Only `tracked` buffers ask for any, and those exist only when the
-    /// maintenance device is mapped.
-    pub(crate) fn perform(&self, ops: CacheOps) {
+    /// Performs what `decision` asks for: cleans first, then invalidates,
+    /// each over its spans of pages (a span of the whole buffer in one
+    /// call). Only `tracked` buffers ask for any, and those exist only when
+    /// the maintenance device is mapped.
+    pub(crate) fn perform(&self, decision: &Decision, whole: ownership::Range) {
         let Some(dev) = &self.dev else {
             return;
         };
-        for _ in 0..ops.clean {
-            dev.sync_for_device(&self.table, raw(ownership::Direction::ToDevice));
-        }
-        for _ in 0..ops.invalidate {
-            dev.sync_for_cpu(&self.table, raw(ownership::Direction::FromDevice));
+        for (spans, for_device) in [(&decision.clean, true), (&decision.invalidate, false)] {
+            for _ in 0..spans.passes() {
+                for span in spans.iter() {
+                    if span == whole && for_device {
+                        dev.sync_for_device(&self.table, raw(ownership::Direction::ToDevice));
+                    } else if span == whole {
+                        dev.sync_for_cpu(&self.table, raw(ownership::Direction::FromDevice));
+                    } else {
+                        let (offset, len) = (
+                            span.start as usize * PAGE_SIZE,
+                            span.len() as usize * PAGE_SIZE,
+                        );
+                        dev.sync_range(&self.table, offset, len, for_device);
+                    }
+                }
+            }
         }
     }
 }

@@ -207,12 +207,23 @@ pub enum Event {
     /// A mapping that bounces copied its slot into the buffer: the CPU wrote
     /// the memory on the device's behalf.
     BounceWrote,
+    /// The CPU is about to access a range of the buffer (the heap's range
+    /// SYNC). Brackets of ranges and of the whole buffer nest and overlap
+    /// freely; each range bracket is ended by an `EndCpuRange` of the same
+    /// range.
+    BeginCpuRange(Direction, Range),
+    /// The CPU finished accessing a range of the buffer.
+    EndCpuRange(Direction, Range),
+    /// A user access faulted, and the exporter maps only `Range` for it
+    /// (the range of an open range bracket that holds the faulting page).
+    UserFaultRange(Direction, Range),
 }
 
 /// Cache maintenance to perform, in this order: clean, then invalidate.
 ///
-/// Each count is a number of passes over the whole buffer (or range); only
-/// the `Always` policy ever asks for more than one.
+/// Each count is a number of passes over the decision's spans
+/// ([`Decision::clean`], [`Decision::invalidate`]); only the `Always`
+/// policy ever asks for more than one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheOps {
     /// Write back dirty lines (`dma_sync_*_for_device`).
@@ -255,6 +266,11 @@ pub enum Skip {
 pub struct Decision {
     /// What to do now.
     pub ops: CacheOps,
+    /// Where to clean (`ops.clean` passes over each span).
+    pub clean: Spans,
+    /// Where to invalidate (`ops.invalidate` passes over each span), after
+    /// the clean.
+    pub invalidate: Spans,
     /// Why an operation the baseline would do was not done, if so.
     pub skipped: Option<Skip>,
     /// Remove every user page-table entry of the buffer, before `ops`.
@@ -302,6 +318,305 @@ impl Lines {
         maybe_dirty: false,
         maybe_stale: false,
     };
+
+    /// What two pieces of memory may hold together: whatever either may.
+    pub fn union(self, other: Lines) -> Lines {
+        Lines {
+            maybe_dirty: self.maybe_dirty || other.maybe_dirty,
+            maybe_stale: self.maybe_stale || other.maybe_stale,
+        }
+    }
+
+    fn dirty(self) -> Lines {
+        Lines {
+            maybe_dirty: true,
+            ..self
+        }
+    }
+
+    fn stale(self) -> Lines {
+        Lines {
+            maybe_stale: true,
+            ..self
+        }
+    }
+}
+
+/// Units `start..end` of a buffer: pages in the exporter, cache lines in
+/// the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Range {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Range {
+    /// Units `start..end`.
+    pub const fn new(start: u64, end: u64) -> Self {
+        Self { start, end }
+    }
+
+    /// The number of units.
+    pub fn len(self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// Whether it holds no unit.
+    pub fn is_empty(self) -> bool {
+        self.end <= self.start
+    }
+
+    /// The units in both (empty if none).
+    pub fn intersect(self, other: Range) -> Range {
+        Range::new(self.start.max(other.start), self.end.min(other.end))
+    }
+
+    /// The smallest range holding both (`other` may be empty).
+    fn hull(self, other: Range) -> Range {
+        if self.is_empty() {
+            other
+        } else if other.is_empty() {
+            self
+        } else {
+            Range::new(self.start.min(other.start), self.end.max(other.end))
+        }
+    }
+}
+
+/// The most runs of different [`Lines`] a buffer keeps apart; beyond it,
+/// neighbouring runs merge into one that may hold what either may (more
+/// maintenance later, never less). Ranges that user space or importers
+/// name are few (a region of interest, a metadata line, a few tiles), and
+/// each adds at most two runs.
+pub const MAX_RUNS: usize = 16;
+
+/// A run of units with the same [`Lines`]: from `start` to the next run's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Run {
+    start: u64,
+    lines: Lines,
+}
+
+/// What the CPU cache may hold, per range of a buffer's units.
+///
+/// # Invariants
+///
+/// `runs[..len]` start at 0 and strictly increase, all below `units`;
+/// neighbours differ, and `1 <= len <= MAX_RUNS` between operations (an
+/// operation may split two more runs before it merges back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extents {
+    runs: [Run; MAX_RUNS + 2],
+    len: usize,
+    units: u64,
+}
+
+impl Extents {
+    /// `units` (at least one) that all hold `lines`.
+    pub fn new(units: u64, lines: Lines) -> Self {
+        let mut runs = [Run {
+            start: 0,
+            lines: Lines::CLEAN,
+        }; MAX_RUNS + 2];
+        runs[0].lines = lines;
+        // INVARIANT: One run from 0.
+        Self {
+            runs,
+            len: 1,
+            units: units.max(1),
+        }
+    }
+
+    /// All units.
+    pub fn whole(&self) -> Range {
+        Range::new(0, self.units)
+    }
+
+    /// The runs, each with the range it covers.
+    pub fn runs(&self) -> impl Iterator<Item = (Range, Lines)> + '_ {
+        (0..self.len).map(move |i| {
+            (
+                Range::new(self.runs[i].start, self.end_of(i)),
+                self.runs[i].lines,
+            )
+        })
+    }
+
+    /// What any unit of `range` may hold.
+    pub fn lines_in(&self, range: Range) -> Lines {
+        self.runs()
+            .filter(|(r, _)| !r.intersect(range).is_empty())
+            .fold(Lines::CLEAN, |acc, (_, lines)| acc.union(lines))
+    }
+
+    fn end_of(&self, i: usize) -> u64 {
+        if i + 1 < self.len {
+            self.runs[i + 1].start
+        } else {
+            self.units
+        }
+    }
+
+    /// Makes a run start at `at`, splitting the one that holds it.
+    fn split_at(&mut self, at: u64) {
+        if at == 0 || at >= self.units {
+            return;
+        }
+        let i = (0..self.len)
+            .rev()
+            .find(|&i| self.runs[i].start <= at)
+            .unwrap_or(0);
+        if self.runs[i].start == at {
+            return;
+        }
+        self.runs.copy_within(i + 1..self.len, i + 2);
+        self.runs[i + 1] = Run {
+            start: at,
+            lines: self.runs[i].lines,
+        };
+        self.len += 1;
+    }
+
+    /// Applies `f` to what the units of `range` may hold.
+    pub fn update(&mut self, range: Range, f: impl Fn(Lines) -> Lines) {
+        let range = range.intersect(self.whole());
+        if range.is_empty() {
+            return;
+        }
+        // At most two more runs: there is room for them.
+        self.split_at(range.start);
+        self.split_at(range.end);
+        for i in 0..self.len {
+            if self.runs[i].start >= range.start && self.end_of(i) <= range.end {
+                self.runs[i].lines = f(self.runs[i].lines);
+            }
+        }
+        self.coalesce();
+        while self.len > MAX_RUNS {
+            self.merge_shortest();
+        }
+    }
+
+    /// Joins neighbours that hold the same.
+    fn coalesce(&mut self) {
+        let mut kept = 1;
+        for i in 1..self.len {
+            if self.runs[i].lines != self.runs[kept - 1].lines {
+                self.runs[kept] = self.runs[i];
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
+
+    /// Merges the shortest run with its shorter neighbour: the merged run
+    /// may hold what either may.
+    fn merge_shortest(&mut self) {
+        let len_of = |this: &Self, i: usize| this.end_of(i) - this.runs[i].start;
+        let Some(i) = (0..self.len).min_by_key(|&i| len_of(self, i)) else {
+            return;
+        };
+        let into_previous =
+            i + 1 == self.len || (i > 0 && len_of(self, i - 1) <= len_of(self, i + 1));
+        let (a, b) = if into_previous {
+            (i - 1, i)
+        } else {
+            (i, i + 1)
+        };
+        self.runs[a].lines = self.runs[a].lines.union(self.runs[b].lines);
+        self.runs.copy_within(b + 1..self.len, b);
+        self.len -= 1;
+        self.coalesce();
+    }
+
+    /// The parts of `range` whose units hold what `wanted` accepts, as
+    /// spans maintained `passes` times.
+    pub fn spans(&self, range: Range, passes: u32, wanted: impl Fn(Lines) -> bool) -> Spans {
+        let mut spans = Spans::NONE;
+        for (run, lines) in self.runs() {
+            let part = run.intersect(range);
+            if !part.is_empty() && wanted(lines) {
+                spans.push(part);
+            }
+        }
+        if !spans.is_empty() {
+            spans.passes = passes;
+        }
+        spans
+    }
+}
+
+/// Where to perform one kind of cache maintenance: disjoint ranges in
+/// increasing order, each `passes` times (only the `Always` policy asks
+/// for more than one: once per mapped attachment). Made from the runs of
+/// an [`Extents`], so there are never more than [`MAX_RUNS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spans {
+    items: [Range; MAX_RUNS],
+    len: usize,
+    passes: u32,
+}
+
+impl Default for Spans {
+    fn default() -> Self {
+        Spans::NONE
+    }
+}
+
+impl Spans {
+    /// Nowhere.
+    pub const NONE: Spans = Spans {
+        items: [Range::new(0, 0); MAX_RUNS],
+        len: 0,
+        passes: 0,
+    };
+
+    /// `range`, `passes` times.
+    fn of(range: Range, passes: u32) -> Spans {
+        let mut spans = Spans::NONE;
+        if passes > 0 {
+            spans.push(range);
+            spans.passes = passes;
+        }
+        spans
+    }
+
+    /// Adds `range`, after all others (joined to the last if they touch).
+    fn push(&mut self, range: Range) {
+        if range.is_empty() {
+            return;
+        }
+        if self.len > 0 && self.items[self.len - 1].end == range.start {
+            self.items[self.len - 1].end = range.end;
+        } else if self.len < MAX_RUNS {
+            self.items[self.len] = range;
+            self.len += 1;
+        } else {
+            // Not reached (spans come from at most `MAX_RUNS` runs); a
+            // wider last span is still correct where a clean is asked for.
+            self.items[self.len - 1].end = range.end;
+        }
+    }
+
+    /// The ranges, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Range> + '_ {
+        self.items[..self.len].iter().copied()
+    }
+
+    /// How many times each range is maintained (0 when there is none).
+    pub fn passes(&self) -> u32 {
+        self.passes
+    }
+
+    /// Units maintained in all, passes counted.
+    pub fn units(&self) -> u64 {
+        self.iter().map(Range::len).sum::<u64>() * u64::from(self.passes)
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// The ownership state of one buffer.
@@ -312,47 +627,65 @@ impl Lines {
 /// devices, and `unfenced_writers_mapped` the subset that may write and do
 /// not report their writes; neither underflows (an unbalanced `Unmap` is
 /// ignored by the counts). `cpu_depth` never exceeds [`MAX_CPU_DEPTH`]
-/// (a `BeginCpu` beyond it is refused, see [`Ownership::accepts`]). While
-/// `user` is [`UserAccess::Write`], `lines.maybe_dirty` is true.
+/// (a `BeginCpu` beyond it is refused, see [`Ownership::accepts`]), and
+/// `open` never holds more than [`MAX_OPEN_RANGES`] brackets. Between
+/// events, every unit that an open write bracket covers, and every unit
+/// the user's writable entries may reach (`user_writable`), is possibly
+/// dirty in `lines`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ownership {
     policy: Policy,
-    lines: Lines,
+    lines: Extents,
     /// Mapped attachments of any kind (for the `Always` policy).
     mapped: u32,
     noncoherent_mapped: u32,
     unfenced_writers_mapped: u32,
+    /// Open whole-buffer brackets.
     cpu_depth: u32,
-    /// A bracket with a write direction is open: the CPU may dirty lines at
-    /// any moment, so no clean makes them clean for good until it closes.
+    /// A whole-buffer bracket with a write direction is open: the CPU may
+    /// dirty lines at any moment, so no clean makes them clean for good
+    /// until it closes.
     cpu_writing: bool,
+    /// Open range brackets: the range, and whether the CPU may write it.
+    open: [(Range, bool); MAX_OPEN_RANGES],
+    open_len: usize,
     /// What user page-table entries allow (always `None` unless the
     /// exporter traps user access).
     user: UserAccess,
+    /// Units that writable user entries may reach (a hull; empty if none).
+    user_writable: Range,
 }
 
 /// The deepest nesting of CPU access brackets; one more `BeginCpu` is
 /// refused (the exporter returns `EBUSY`) instead of overflowing.
 pub const MAX_CPU_DEPTH: u32 = u32::MAX;
 
+/// The most range brackets open at once on one buffer; one more
+/// `BeginCpuRange` is refused (`EBUSY`).
+pub const MAX_OPEN_RANGES: usize = 8;
+
 impl Ownership {
-    /// A new buffer of freshly zeroed pages, owned by nobody.
-    pub fn new(policy: Policy) -> Self {
-        Self::with_lines(policy, Lines::ZEROED)
+    /// A new buffer of `units` freshly zeroed units, owned by nobody.
+    pub fn new(policy: Policy, units: u64) -> Self {
+        Self::with_lines(policy, units, Lines::ZEROED)
     }
 
-    /// A new buffer whose cache lines are as `lines` says (`ZEROED` for
-    /// fresh pages, `CLEAN` for pooled ones), owned by nobody.
-    pub fn with_lines(policy: Policy, lines: Lines) -> Self {
+    /// A new buffer of `units` (at least one) whose cache lines are as
+    /// `lines` says (`ZEROED` for fresh pages, `CLEAN` for pooled ones),
+    /// owned by nobody.
+    pub fn with_lines(policy: Policy, units: u64, lines: Lines) -> Self {
         Self {
             policy,
-            lines,
+            lines: Extents::new(units, lines),
             mapped: 0,
             noncoherent_mapped: 0,
             unfenced_writers_mapped: 0,
             cpu_depth: 0,
             cpu_writing: false,
+            open: [(Range::default(), false); MAX_OPEN_RANGES],
+            open_len: 0,
             user: UserAccess::None,
+            user_writable: Range::default(),
         }
     }
 
@@ -361,9 +694,19 @@ impl Ownership {
         self.policy
     }
 
-    /// What the CPU cache may hold.
+    /// What the CPU cache may hold for any unit of the buffer.
     pub fn lines(&self) -> Lines {
-        self.lines
+        self.lines.lines_in(self.lines.whole())
+    }
+
+    /// What the CPU cache may hold, per range.
+    pub fn extents(&self) -> &Extents {
+        &self.lines
+    }
+
+    /// All units of the buffer.
+    pub fn whole(&self) -> Range {
+        self.lines.whole()
     }
 
     /// Number of mapped attachments.
@@ -371,9 +714,14 @@ impl Ownership {
         self.mapped
     }
 
-    /// Depth of open CPU access brackets.
+    /// Depth of open whole-buffer CPU access brackets.
     pub fn cpu_depth(&self) -> u32 {
         self.cpu_depth
+    }
+
+    /// Open range brackets.
+    pub fn open_ranges(&self) -> impl Iterator<Item = Range> + '_ {
+        self.open[..self.open_len].iter().map(|&(range, _)| range)
     }
 
     /// What user page-table entries allow now.
@@ -382,9 +730,17 @@ impl Ownership {
     }
 
     /// Whether `event` can be applied: a `BeginCpu` beyond
-    /// [`MAX_CPU_DEPTH`] cannot (the caller must refuse it).
+    /// [`MAX_CPU_DEPTH`] cannot, nor a `BeginCpuRange` beyond
+    /// [`MAX_OPEN_RANGES`], nor a range event whose range is empty or
+    /// reaches past the buffer (the caller must refuse them).
     pub fn accepts(&self, event: Event) -> bool {
-        !matches!(event, Event::BeginCpu(_)) || self.cpu_depth < MAX_CPU_DEPTH
+        let fits = |range: Range| !range.is_empty() && range.end <= self.lines.units;
+        match event {
+            Event::BeginCpu(_) => self.cpu_depth < MAX_CPU_DEPTH,
+            Event::BeginCpuRange(_, range) => fits(range) && self.open_len < MAX_OPEN_RANGES,
+            Event::EndCpuRange(_, range) | Event::UserFaultRange(_, range) => fits(range),
+            _ => true,
+        }
     }
 
     /// Applies `event` and returns the maintenance it needs. An event that
@@ -401,25 +757,33 @@ impl Ownership {
         self.count(event);
         if decision.revoke {
             self.user = UserAccess::None;
+            self.user_writable = Range::default();
         }
         // A clean does not outlast an open write bracket, or writable user
         // entries.
-        if self.cpu_writing || self.user == UserAccess::Write {
-            self.lines.maybe_dirty = true;
+        let whole = self.whole();
+        if self.cpu_writing {
+            self.lines.update(whole, Lines::dirty);
         }
+        for i in 0..self.open_len {
+            if let (range, true) = self.open[i] {
+                self.lines.update(range, Lines::dirty);
+            }
+        }
+        self.lines.update(self.user_writable, Lines::dirty);
         decision
     }
 
     /// Whether user entries must go before `decision` is carried out (see
     /// "User space that skips SYNC"). Called before `count`.
     fn revokes(&self, event: Event, decision: &Decision) -> bool {
+        let cleans_writable = self.user == UserAccess::Write && decision.ops.clean > 0;
         match event {
             Event::Map(dev, _) => !dev.coherent,
             Event::Unmap(dev, dir) => !dev.coherent && dir.device_writes() && !dev.fenced,
             Event::DeviceWrote(dev) => !dev.coherent,
-            Event::EndCpu(_) => {
-                self.cpu_depth <= 1 && self.user == UserAccess::Write && decision.ops.clean > 0
-            }
+            Event::EndCpu(_) => self.cpu_depth <= 1 && cleans_writable,
+            Event::EndCpuRange(..) => self.cpu_depth == 0 && cleans_writable,
             _ => false,
         }
     }
@@ -451,168 +815,234 @@ impl Ownership {
                 self.cpu_depth += 1;
                 self.cpu_writing |= dir.cpu_writes();
             }
-            Event::UserFault(dir) => self.user = self.user.max(UserAccess::of(dir)),
+            Event::BeginCpuRange(dir, range) => {
+                // Room checked by `accepts`.
+                self.open[self.open_len] = (range, dir.cpu_writes());
+                self.open_len += 1;
+            }
+            Event::UserFault(dir) => self.user_fault(dir, self.whole()),
+            Event::UserFaultRange(dir, range) => self.user_fault(dir, range),
             Event::EndCpu(_) => {
                 self.cpu_depth = self.cpu_depth.saturating_sub(1);
                 if self.cpu_depth == 0 {
                     self.cpu_writing = false;
                 }
             }
+            Event::EndCpuRange(_, range) => {
+                // The latest bracket of that range; none for an end without
+                // a begin.
+                if let Some(i) = (0..self.open_len).rev().find(|&i| self.open[i].0 == range) {
+                    self.open.copy_within(i + 1..self.open_len, i);
+                    self.open_len -= 1;
+                }
+            }
             Event::DeviceWrote(_) | Event::BounceRead | Event::BounceWrote => {}
         }
     }
 
+    /// Records the entries a user fault maps.
+    fn user_fault(&mut self, dir: Direction, range: Range) {
+        self.user = self.user.max(UserAccess::of(dir));
+        if dir.cpu_writes() {
+            self.user_writable = self.user_writable.hull(range);
+        }
+    }
+
     fn tracked(&mut self, event: Event) -> Decision {
+        let whole = self.whole();
         match event {
             Event::Map(dev, _) if dev.coherent => skip(Skip::Coherent),
-            Event::Map(_, _) => self.clean_if_dirty(),
+            Event::Map(_, _) => self.clean_if_dirty(whole),
             Event::Unmap(dev, _) if dev.coherent => skip(Skip::Coherent),
             // A fenced device reported its writes already.
             Event::Unmap(dev, dir) if dir.device_writes() && !dev.fenced => {
-                self.lines.maybe_stale = true;
+                self.lines.update(whole, Lines::stale);
                 skip(Skip::DeferredToCpuAccess)
             }
             Event::Unmap(_, _) => Decision::default(),
-            Event::BeginCpu(dir) => {
-                let decision = self.invalidate_if_stale();
-                if dir.cpu_writes() {
-                    self.lines.maybe_dirty = true;
-                }
-                decision
-            }
-            Event::BounceRead => self.invalidate_if_stale(),
-            Event::UserFault(dir) => {
-                // Inside a bracket its begin already did what an access
-                // needs (devices do not access the buffer meanwhile).
-                let decision = if self.cpu_depth > 0 {
-                    Decision::default()
-                } else {
-                    self.invalidate_if_stale()
-                };
-                if dir.cpu_writes() {
-                    self.lines.maybe_dirty = true;
-                }
-                decision
-            }
+            Event::BeginCpu(dir) => self.begin(dir, whole),
+            Event::BeginCpuRange(dir, range) => self.begin(dir, range),
+            Event::BounceRead => self.invalidate_if_stale(whole, false),
+            Event::UserFault(dir) => self.fault(dir, whole),
+            Event::UserFaultRange(dir, range) => self.fault(dir, range),
             Event::BounceWrote => {
-                self.lines.maybe_dirty = true;
+                self.lines.update(whole, Lines::dirty);
                 if self.noncoherent_mapped > 0 {
-                    self.clean_if_dirty()
+                    self.clean_if_dirty(whole)
                 } else {
                     skip(Skip::DeferredToMap)
                 }
             }
-            Event::EndCpu(dir) => {
-                if dir.cpu_writes() {
-                    self.lines.maybe_dirty = true;
-                }
-                if self.noncoherent_mapped > 0 {
-                    self.clean_if_dirty()
-                } else if self.lines.maybe_dirty {
-                    skip(Skip::DeferredToMap)
-                } else {
-                    Decision::default()
-                }
-            }
+            Event::EndCpu(dir) => self.end(dir, whole),
+            Event::EndCpuRange(dir, range) => self.end(dir, range),
             Event::DeviceWrote(dev) => {
                 if !dev.coherent {
-                    self.lines.maybe_stale = true;
+                    self.lines.update(whole, Lines::stale);
                 }
                 Decision::default()
             }
         }
     }
 
-    /// Before the CPU reads: drop lines that may predate a device write.
-    fn invalidate_if_stale(&mut self) -> Decision {
-        let stale = self.lines.maybe_stale || self.unfenced_writers_mapped > 0;
-        if stale {
-            // Never drop dirty data: clean first if there may be any. Inside
-            // an open bracket there may be: its end may yet reveal a write
-            // direction.
-            let clean = u32::from(
-                self.lines.maybe_dirty || self.cpu_depth > 0 || self.user == UserAccess::Write,
-            );
-            self.lines = Lines {
-                maybe_dirty: false,
-                maybe_stale: false,
-            };
-            act(CacheOps {
-                clean,
-                invalidate: 1,
-            })
-        } else if self.mapped > 0 {
-            skip(Skip::NotStale)
+    fn begin(&mut self, dir: Direction, range: Range) -> Decision {
+        let decision = self.invalidate_if_stale(range, false);
+        if dir.cpu_writes() {
+            self.lines.update(range, Lines::dirty);
+        }
+        decision
+    }
+
+    fn fault(&mut self, dir: Direction, range: Range) -> Decision {
+        // Inside a whole-buffer bracket its begin already did what an
+        // access needs (devices do not access the buffer meanwhile); so did
+        // a range bracket's begin for its range.
+        let decision = if self.cpu_depth > 0 {
+            Decision::default()
+        } else {
+            self.invalidate_if_stale(range, true)
+        };
+        if dir.cpu_writes() {
+            self.lines.update(range, Lines::dirty);
+        }
+        decision
+    }
+
+    fn end(&mut self, dir: Direction, range: Range) -> Decision {
+        if dir.cpu_writes() {
+            self.lines.update(range, Lines::dirty);
+        }
+        if self.noncoherent_mapped > 0 {
+            self.clean_if_dirty(range)
+        } else if self.lines.lines_in(range).maybe_dirty {
+            skip(Skip::DeferredToMap)
         } else {
             Decision::default()
         }
     }
 
-    fn clean_if_dirty(&mut self) -> Decision {
-        if self.lines.maybe_dirty {
-            self.lines.maybe_dirty = false;
-            act(CacheOps {
-                clean: 1,
-                invalidate: 0,
-            })
-        } else {
-            skip(Skip::NotDirty)
+    /// Before the CPU reads `range`: drop lines that may predate a device
+    /// write (not those of open range brackets if `skip_open`: their
+    /// begins did).
+    fn invalidate_if_stale(&mut self, range: Range, skip_open: bool) -> Decision {
+        // What the decision works on: the lines, plus what the rules know
+        // besides them.
+        let mut view = self.lines;
+        if self.unfenced_writers_mapped > 0 {
+            view.update(range, Lines::stale);
         }
+        let whole = self.whole();
+        for i in 0..self.open_len {
+            let (open, _) = self.open[i];
+            if skip_open {
+                view.update(open, |lines| Lines {
+                    maybe_stale: false,
+                    ..lines
+                });
+            }
+            // Never drop dirty data: clean first where there may be any.
+            // Inside an open bracket there may be: its end may yet reveal a
+            // write direction.
+            view.update(open, Lines::dirty);
+        }
+        if self.cpu_depth > 0 || self.user == UserAccess::Write {
+            view.update(whole, Lines::dirty);
+        }
+        let invalidate = view.spans(range, 1, |lines| lines.maybe_stale);
+        if invalidate.is_empty() {
+            return if self.mapped > 0 {
+                skip(Skip::NotStale)
+            } else {
+                Decision::default()
+            };
+        }
+        let clean = view.spans(range, 1, |lines| lines.maybe_stale && lines.maybe_dirty);
+        for span in invalidate.iter() {
+            self.lines.update(span, |_| Lines::CLEAN);
+        }
+        act(clean, invalidate)
+    }
+
+    fn clean_if_dirty(&mut self, range: Range) -> Decision {
+        let clean = self.lines.spans(range, 1, |lines| lines.maybe_dirty);
+        if clean.is_empty() {
+            return skip(Skip::NotDirty);
+        }
+        for span in clean.iter() {
+            self.lines.update(span, |lines| Lines {
+                maybe_dirty: false,
+                ..lines
+            });
+        }
+        act(clean, Spans::NONE)
     }
 
     /// The upstream system heap: `dma_map_sgtable` cleans,
     /// `dma_unmap_sgtable` invalidates unless `DMA_TO_DEVICE`, and CPU
-    /// brackets sync every mapped attachment. Coherent devices cost nothing
+    /// brackets sync every mapped attachment (a range bracket: its range,
+    /// as Android's partial CPU access does). Coherent devices cost nothing
     /// there too (the DMA API skips them), but the per-attachment loop
     /// counts only non-coherent mappings for the same reason. Mappings that
     /// bounce sync themselves there as well: their events cost nothing here.
     fn always(&mut self, event: Event) -> Decision {
         let noncoherent = self.noncoherent_mapped;
-        let ops = match event {
-            Event::Map(dev, _) if !dev.coherent => CacheOps {
-                clean: 1,
-                invalidate: 0,
-            },
-            Event::Unmap(dev, dir) if !dev.coherent && dir.device_writes() => CacheOps {
-                clean: 0,
-                invalidate: 1,
-            },
-            Event::BeginCpu(dir) if dir.device_writes() => CacheOps {
-                clean: 0,
-                invalidate: noncoherent,
-            },
-            Event::EndCpu(_) => CacheOps {
-                clean: noncoherent,
-                invalidate: 0,
-            },
-            _ => CacheOps::NONE,
+        let whole = self.whole();
+        let (clean, invalidate) = match event {
+            Event::Map(dev, _) if !dev.coherent => (Spans::of(whole, 1), Spans::NONE),
+            Event::Unmap(dev, dir) if !dev.coherent && dir.device_writes() => {
+                (Spans::NONE, Spans::of(whole, 1))
+            }
+            Event::BeginCpu(dir) if dir.device_writes() => {
+                (Spans::NONE, Spans::of(whole, noncoherent))
+            }
+            Event::BeginCpuRange(dir, range) if dir.device_writes() => {
+                (Spans::NONE, Spans::of(range, noncoherent))
+            }
+            Event::EndCpu(_) => (Spans::of(whole, noncoherent), Spans::NONE),
+            Event::EndCpuRange(_, range) => (Spans::of(range, noncoherent), Spans::NONE),
+            _ => (Spans::NONE, Spans::NONE),
         };
-        // Keep `lines` meaningful for statistics: after any clean nothing is
-        // dirty, after any invalidate nothing is stale.
-        if ops.clean > 0 {
-            self.lines.maybe_dirty = false;
+        // Keep `lines` meaningful for statistics: after any clean nothing
+        // there is dirty, after any invalidate nothing there is stale.
+        for span in clean.iter() {
+            self.lines.update(span, |lines| Lines {
+                maybe_dirty: false,
+                ..lines
+            });
         }
-        if ops.invalidate > 0 {
-            self.lines.maybe_stale = false;
+        for span in invalidate.iter() {
+            self.lines.update(span, |lines| Lines {
+                maybe_stale: false,
+                ..lines
+            });
         }
         match event {
             Event::BeginCpu(dir) | Event::EndCpu(dir) if dir.cpu_writes() => {
-                self.lines.maybe_dirty = true
+                self.lines.update(whole, Lines::dirty)
+            }
+            Event::BeginCpuRange(dir, range) | Event::EndCpuRange(dir, range)
+                if dir.cpu_writes() =>
+            {
+                self.lines.update(range, Lines::dirty)
             }
             Event::Unmap(dev, dir)
-                if !dev.coherent && dir.device_writes() && ops.invalidate == 0 =>
+                if !dev.coherent && dir.device_writes() && invalidate.is_empty() =>
             {
-                self.lines.maybe_stale = true
+                self.lines.update(whole, Lines::stale)
             }
             _ => {}
         }
-        act(ops)
+        act(clean, invalidate)
     }
 }
 
-fn act(ops: CacheOps) -> Decision {
+fn act(clean: Spans, invalidate: Spans) -> Decision {
     Decision {
-        ops,
+        ops: CacheOps {
+            clean: clean.passes(),
+            invalidate: invalidate.passes(),
+        },
+        clean,
+        invalidate,
         ..Decision::default()
     }
 }
@@ -630,7 +1060,7 @@ mod tests {
 
     #[test]
     fn begin_cpu_at_the_deepest_nesting_is_refused_and_changes_nothing() {
-        let mut own = Ownership::new(Policy::Tracked);
+        let mut own = Ownership::new(Policy::Tracked, 1);
         own.cpu_depth = MAX_CPU_DEPTH - 1;
         assert!(own.accepts(Event::BeginCpu(Direction::ToDevice)));
         own.on(Event::BeginCpu(Direction::ToDevice));

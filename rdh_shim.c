@@ -236,6 +236,42 @@ void rdh_dma_sync_sgtable_for_device(struct device *dev, struct sg_table *sgt,
 }
 
 /*
+ * Syncs bytes @offset..@offset + @len of the buffer that @sgt maps for
+ * @dev (cleans if @for_device, else invalidates): the DMA segments hold
+ * the buffer's bytes in order, however the mapping merged them, so the
+ * range is found by walking them.
+ */
+void rdh_dma_sync_sgtable_range(struct device *dev, struct sg_table *sgt,
+				size_t offset, size_t len,
+				enum dma_data_direction dir, bool for_device)
+{
+	struct scatterlist *sg;
+	size_t at = 0;
+	int i;
+
+	for_each_sgtable_dma_sg(sgt, sg, i) {
+		size_t seg_len = sg_dma_len(sg);
+		size_t from, to;
+
+		if (at >= offset + len)
+			break;
+		from = max(offset, at);
+		to = min(offset + len, at + seg_len);
+		if (from < to) {
+			if (for_device)
+				dma_sync_single_range_for_device(
+					dev, sg_dma_address(sg), from - at,
+					to - from, dir);
+			else
+				dma_sync_single_range_for_cpu(
+					dev, sg_dma_address(sg), from - at,
+					to - from, dir);
+		}
+		at += seg_len;
+	}
+}
+
+/*
  * A user mapping whose entries come from the fault handler in @ops: none
  * at mmap time. A private mapping cannot be trapped (vmf_insert_pfn()
  * refuses copy-on-write mappings): a read-only one loses VM_MAYWRITE, a

@@ -72,6 +72,9 @@ void rdh_dma_sync_sgtable_for_cpu(struct device *dev, struct sg_table *sgt,
 				  enum dma_data_direction dir);
 void rdh_dma_sync_sgtable_for_device(struct device *dev, struct sg_table *sgt,
 				     enum dma_data_direction dir);
+void rdh_dma_sync_sgtable_range(struct device *dev, struct sg_table *sgt,
+				size_t offset, size_t len,
+				enum dma_data_direction dir, bool for_device);
 
 unsigned long rdh_page_to_pfn(struct page *page);
 

@@ -8,6 +8,7 @@
 use crate::{
     cache_ops::Bounce,
     ownership::{Decision, Skip},
+    pages::PAGE_SIZE,
 };
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,24 +53,24 @@ pub(crate) struct CacheStats {
 }
 
 impl CacheStats {
-    /// Records a decision about a buffer of `len` bytes, here and in the
+    /// Records a decision (its spans are pages), here and in the
     /// heap's `totals`.
-    pub(crate) fn record(&mut self, decision: Decision, len: usize, totals: &Totals) {
-        let len = len as u64;
+    pub(crate) fn record(&mut self, decision: &Decision, totals: &Totals) {
+        let page = PAGE_SIZE as u64;
         let (cleans, invalidates) = (
             u64::from(decision.ops.clean),
             u64::from(decision.ops.invalidate),
         );
+        let clean_bytes = decision.clean.units() * page;
+        let invalidate_bytes = decision.invalidate.units() * page;
         self.cleans += cleans;
         self.invalidates += invalidates;
-        self.clean_bytes += cleans * len;
-        self.invalidate_bytes += invalidates * len;
-        totals
-            .clean_bytes
-            .fetch_add(cleans * len, Ordering::Relaxed);
+        self.clean_bytes += clean_bytes;
+        self.invalidate_bytes += invalidate_bytes;
+        totals.clean_bytes.fetch_add(clean_bytes, Ordering::Relaxed);
         totals
             .invalidate_bytes
-            .fetch_add(invalidates * len, Ordering::Relaxed);
+            .fetch_add(invalidate_bytes, Ordering::Relaxed);
         if let Some(skip) = decision.skipped {
             self.skipped[skip_index(skip)] += 1;
             totals.skipped[skip_index(skip)].fetch_add(1, Ordering::Relaxed);

@@ -878,7 +878,7 @@ mod tests {
             coherent: false,
             fenced: false,
         };
-        let mut own = Ownership::new(Policy::Tracked);
+        let mut own = Ownership::new(Policy::Tracked, 2048);
         let script = [
             (Event::Map(nc, FromDevice), (1, 0)), // zeroed pages cleaned
             (Event::Unmap(nc, FromDevice), (0, 0)),

@@ -303,6 +303,29 @@ pub fn undisciplined(
     })
 }
 
+/// Checks `count` random sequences of about `len` steps with range
+/// brackets mixed into whole-buffer ones ([`script::random_ranged`]; with
+/// user space that skips SYNC if `unbracketed`) under every configuration
+/// of `configs`. The exporter oracle, per cache line, applies to the
+/// bracketed ones.
+pub fn ranged(
+    base_seed: u64,
+    count: u64,
+    len: usize,
+    usage: Usage,
+    unbracketed: bool,
+    configs: &[Config],
+) -> Comparison {
+    let oracles = if unbracketed {
+        Oracles::GroundTruth
+    } else {
+        Oracles::Both
+    };
+    seeded(base_seed, count, configs, oracles, |rng| {
+        script::random_ranged(rng, len, usage, unbracketed)
+    })
+}
+
 /// Device sets for the exhaustive campaign, as (coherent, fenced) pairs: two
 /// non-coherent devices, a non-coherent one next to a coherent one, and a
 /// fenced non-coherent one next to an unfenced one.

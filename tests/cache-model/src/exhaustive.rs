@@ -6,7 +6,7 @@
 
 use crate::{
     rng::Rng,
-    script::{CpuWrites, Protocol, Scenario, Step, DIRECTIONS},
+    script::{Bracket, CpuWrites, Protocol, Scenario, Step, DIRECTIONS},
     sim::LINES,
 };
 
@@ -165,7 +165,9 @@ pub fn play(
         p.may_write = (0..coherent.len()).map(|dev| may_write(i, dev)).collect();
         gap(&p, &mut steps, &mut rng);
         match event {
-            Step::BeginCpu(dir) => p.brackets.push((dir, end_of[i].unwrap_or(dir))),
+            Step::BeginCpu(dir) => p
+                .brackets
+                .push(Bracket::whole(dir, end_of[i].unwrap_or(dir))),
             Step::EndCpu(_) => {
                 p.brackets.pop();
             }

@@ -46,13 +46,17 @@ struct Args {
     undisciplined_seed: u64,
     replay_undisciplined: Option<u64>,
     replay_undisciplined_bounce: Option<u64>,
+    /// A range campaign's sequence (`--unbracketed yes` for the one with
+    /// user space that skips SYNC).
+    replay_ranged: Option<u64>,
+    unbracketed: bool,
     usage: Usage,
     policy: Policy,
     mode: Option<Mode>,
     trap_cost_fatal: bool,
 }
 
-const USAGE: &str = "usage: cache-model [--sequences N] [--seed S] [--length L] [--depth D] [--bounce-seed S] [--undisciplined-seed S] [--trap-cost report|fatal] [--replay SEED] [--replay-bounce SEED] [--replay-undisciplined SEED] [--replay-undisciplined-bounce SEED] [--usage any|strict] [--policy tracked|always] [--mode trap|trust]";
+const USAGE: &str = "usage: cache-model [--sequences N] [--seed S] [--length L] [--depth D] [--bounce-seed S] [--undisciplined-seed S] [--trap-cost report|fatal] [--replay SEED] [--replay-bounce SEED] [--replay-undisciplined SEED] [--replay-undisciplined-bounce SEED] [--replay-ranged SEED [--unbracketed yes|no]] [--usage any|strict] [--policy tracked|always] [--mode trap|trust]";
 
 fn parse() -> Args {
     let mut a = Args {
@@ -66,6 +70,8 @@ fn parse() -> Args {
         undisciplined_seed: 0x5eed_5c1b,
         replay_undisciplined: None,
         replay_undisciplined_bounce: None,
+        replay_ranged: None,
+        unbracketed: false,
         usage: Usage::ANY,
         policy: Policy::Tracked,
         mode: None,
@@ -94,6 +100,14 @@ fn parse() -> Args {
             "--undisciplined-seed" => a.undisciplined_seed = number(),
             "--replay-undisciplined" => a.replay_undisciplined = Some(number()),
             "--replay-undisciplined-bounce" => a.replay_undisciplined_bounce = Some(number()),
+            "--replay-ranged" => a.replay_ranged = Some(number()),
+            "--unbracketed" => {
+                a.unbracketed = match value.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => bad(),
+                }
+            }
             "--usage" => {
                 a.usage = match value.as_str() {
                     "any" => Usage::ANY,
@@ -150,6 +164,7 @@ fn name(config: Config) -> String {
         Mutation::PoolSkipsClean => format!("{base}, pool skips clean"),
         Mutation::IgnoreRevoke => format!("{base}, revokes ignored"),
         Mutation::RevokeAfterOps => format!("{base}, revoke after ops"),
+        Mutation::RangesMissLastLine => format!("{base}, range one line short"),
         m => format!("{base}, {m:?}"),
     }
 }
@@ -261,6 +276,10 @@ fn replay_scenario(scenario: &Scenario, traced: Config, configs: &[Config]) {
     }
 }
 
+/// Mixed into the seed of the range campaign, so that its sequences differ
+/// from the others'.
+const RANGES_SEED: u64 = 0x4a4e_6e5e;
+
 fn main() {
     let a = parse();
     let traced = |default: Mode| Config::new(a.policy, a.mode.unwrap_or(default));
@@ -268,6 +287,13 @@ fn main() {
     let undisciplined = [Config::TRACKED_TRAP, Config::TRACKED_TRUST, Config::ALWAYS];
     if let Some(seed) = a.replay {
         let scenario = script::random(&mut Rng::new(seed), a.length, a.usage);
+        replay_scenario(&scenario, traced(Mode::Trust), &disciplined);
+        println!("oracle: {:?}", oracle::exporter_minimum(&scenario));
+        return;
+    }
+    if let Some(seed) = a.replay_ranged {
+        let scenario =
+            script::random_ranged(&mut Rng::new(seed), a.length, a.usage, a.unbracketed);
         replay_scenario(&scenario, traced(Mode::Trust), &disciplined);
         println!("oracle: {:?}", oracle::exporter_minimum(&scenario));
         return;
@@ -552,6 +578,61 @@ fn main() {
         }
     }
 
+    // Range brackets mixed with whole-buffer ones: safe, and (bracketed)
+    // at the per-line oracle minimum; a range told one line short must be
+    // caught.
+    println!();
+    header(&format!(
+        "range brackets (the heap's range SYNC) mixed with whole-buffer ones: {} random sequences of ~{} steps (seed {:#x}), {} % of brackets cover a range; oracle: per cache line",
+        a.sequences,
+        a.length,
+        a.seed ^ RANGES_SEED,
+        script::RANGE_PERCENT
+    ));
+    let ranged_configs = [
+        Config::TRACKED_TRUST,
+        Config::TRACKED_TRAP,
+        Config::TRACKED_TRUST.with(Mutation::RangesMissLastLine),
+    ];
+    let mut ranged_sequences = 0;
+    for (what, usage, unbracketed) in [
+        ("strict brackets", Usage::STRICT, false),
+        ("any usage the core accepts", Usage::ANY, false),
+        ("any usage, user space that skips SYNC", Usage::ANY, true),
+    ] {
+        println!("  {what}:");
+        let c = campaign::ranged(
+            a.seed ^ RANGES_SEED,
+            a.sequences,
+            a.length,
+            usage,
+            unbracketed,
+            &ranged_configs,
+        );
+        if unbracketed {
+            // Trusting user space that skips SYNC is unsafe anyway.
+            rows(&c, false);
+            let trap = c.get(Config::TRACKED_TRAP);
+            check(&mut failed, &format!("ranges, {what}, trap"), trap, false);
+            minimum_row("ground truth (sees accesses)", trap.ground_truth);
+        } else {
+            rows(&c, true);
+            let trust = c.get(Config::TRACKED_TRUST);
+            check(&mut failed, &format!("ranges, {what}, trust"), trust, true);
+            check(
+                &mut failed,
+                &format!("ranges, {what}, trap"),
+                c.get(Config::TRACKED_TRAP),
+                false,
+            );
+            minimum_rows(trust);
+            if c.get(ranged_configs[2]).safe() {
+                failed.push(format!("ranges, {what}: a range told one line short goes unnoticed"));
+            }
+        }
+        ranged_sequences += c.summaries[0].sequences;
+    }
+
     let saved = |ours: u64, theirs: u64| 100.0 * (1.0 - ours as f64 / theirs.max(1) as f64);
     println!();
     println!(
@@ -579,7 +660,8 @@ fn main() {
         + ex_always.sequences
         + bouncing.summaries[0].sequences
         + undisciplined_strict.summaries[0].sequences * 2
-        + undisciplined_bouncing.summaries[0].sequences;
+        + undisciplined_bouncing.summaries[0].sequences
+        + ranged_sequences;
     for g in &gaps {
         println!("RULE GAP {g}");
     }

@@ -21,7 +21,7 @@ use crate::{
     ownership::Direction,
     run::Cost,
     script::{Scenario, Step},
-    sim::{Machine, BUFFER_BYTES, WORDS_PER_LINE},
+    sim::{Machine, BUFFER_BYTES, LINES, LINE_BYTES, WORDS_PER_LINE},
 };
 
 /// Exporter-visible events with what the oracle needs to know of them.
@@ -46,15 +46,24 @@ fn device_writes(dir: Direction) -> bool {
     !matches!(dir, Direction::ToDevice)
 }
 
-/// Turns the exporter's events into the points that matter, in order.
-fn seen(scenario: &Scenario) -> Vec<Seen> {
+/// Turns the exporter's events into the points that matter for cache line
+/// `line`, in order: a range bracket that does not cover it is not there
+/// for it.
+fn seen(scenario: &Scenario, line: usize) -> Vec<Seen> {
     let mut out = Vec::new();
     let mut mapped: Vec<Option<Direction>> = vec![None; scenario.coherent.len()];
-    // Open CPU brackets, and whether one of them lets the CPU write: then
-    // the CPU may dirty lines at any point until they all close.
+    // Open whole-buffer brackets, and whether one of them lets the CPU
+    // write: then the CPU may dirty lines at any point until they all
+    // close.
     let (mut depth, mut writing) = (0u32, false);
+    // Open range brackets: their lines, and whether the begin let the CPU
+    // write them. An end closes the latest of the same range.
+    let mut ranges: Vec<(usize, usize, bool)> = Vec::new();
     for &step in &scenario.steps {
-        if writing && step.is_exporter_event() {
+        let covers = |start: usize, end: usize| (start..end).contains(&line);
+        let covering = ranges.iter().filter(|&&(s, e, _)| covers(s, e)).count();
+        let range_writing = ranges.iter().any(|&(s, e, w)| w && covers(s, e));
+        if (writing || range_writing) && step.is_exporter_event() {
             out.push(Seen::CpuDirt);
         }
         let noncoherent = |dev: usize| !scenario.coherent[dev];
@@ -81,8 +90,35 @@ fn seen(scenario: &Scenario) -> Vec<Seen> {
                 }
             }
             Step::DeviceWrote(dev) if noncoherent(dev) => out.push(Seen::DeviceDirt),
+            Step::BeginRange(dir, start, end) => {
+                if covers(start, end) {
+                    if writers_mapped {
+                        out.push(Seen::DeviceDirt);
+                    }
+                    out.push(Seen::CpuAccess {
+                        nested: depth > 0 || covering > 0,
+                    });
+                    if cpu_writes(dir) {
+                        out.push(Seen::CpuDirt);
+                    }
+                }
+                ranges.push((start, end, cpu_writes(dir)));
+            }
+            Step::EndRange(dir, start, end) => {
+                if covers(start, end) {
+                    if cpu_writes(dir) {
+                        out.push(Seen::CpuDirt);
+                    }
+                    if any_mapped {
+                        out.push(Seen::Exposure);
+                    }
+                }
+                if let Some(i) = ranges.iter().rposition(|&(s, e, _)| (s, e) == (start, end)) {
+                    ranges.remove(i);
+                }
+            }
             Step::BeginCpu(dir) => {
-                let nested = depth > 0;
+                let nested = depth > 0 || covering > 0;
                 depth += 1;
                 writing |= cpu_writes(dir);
                 // A mapped writer may have written at any time before now.
@@ -112,9 +148,19 @@ fn seen(scenario: &Scenario) -> Vec<Seen> {
     out
 }
 
-/// The exporter-information minimum.
+/// The exporter-information minimum: each cache line's, summed (for a
+/// sequence without range brackets, that of the whole buffer).
 pub fn exporter_minimum(scenario: &Scenario) -> Cost {
-    let points = seen(scenario);
+    let mut cost = Cost::default();
+    for line in 0..LINES {
+        cost.add(line_minimum(scenario, line));
+    }
+    cost
+}
+
+/// The exporter-information minimum for one cache line.
+fn line_minimum(scenario: &Scenario, line: usize) -> Cost {
+    let points = seen(scenario, line);
     let (mut cleans, mut invalidates) = (0u64, 0u64);
     // Index of the last point where CPU dirt was created / cleaned away,
     // and where device dirt was created / invalidated away.
@@ -150,8 +196,8 @@ pub fn exporter_minimum(scenario: &Scenario) -> Cost {
         }
     }
     Cost {
-        clean_bytes: cleans * BUFFER_BYTES,
-        invalidate_bytes: invalidates * BUFFER_BYTES,
+        clean_bytes: cleans * LINE_BYTES,
+        invalidate_bytes: invalidates * LINE_BYTES,
         ..Cost::default()
     }
 }

@@ -47,9 +47,9 @@
 //! the machine (the exporter sees nothing of them).
 
 use crate::{
-    ownership::{CacheOps, Device, Direction, Event, Lines, Ownership, Policy, UserAccess},
+    ownership::{Device, Direction, Event, Lines, Ownership, Policy, Range, Spans, UserAccess},
     script::{Scenario, Step},
-    sim::{Machine, Violation, BUFFER_BYTES},
+    sim::{Machine, Violation, LINES, LINE_BYTES, WORDS_PER_LINE},
 };
 
 /// Bytes of cache maintenance, and what trapping user access took.
@@ -82,9 +82,9 @@ impl Cost {
         self.revokes += other.revokes;
     }
 
-    fn charge(&mut self, ops: CacheOps) {
-        self.clean_bytes += u64::from(ops.clean) * BUFFER_BYTES;
-        self.invalidate_bytes += u64::from(ops.invalidate) * BUFFER_BYTES;
+    fn charge(&mut self, clean: &Spans, invalidate: &Spans) {
+        self.clean_bytes += clean.units() * LINE_BYTES;
+        self.invalidate_bytes += invalidate.units() * LINE_BYTES;
     }
 }
 
@@ -134,6 +134,9 @@ pub enum Mutation {
     /// A page pool that zeroes freed pages but does not clean them, while
     /// the rules are told the buffer starts clean ([`Start::Pooled`]).
     PoolSkipsClean,
+    /// Tell the rules a range bracket one line shorter than the CPU uses
+    /// (an off-by-one in the exporter's offset-to-page conversion).
+    RangesMissLastLine,
 }
 
 /// How a buffer's memory starts.
@@ -203,12 +206,19 @@ impl Outcome {
     }
 }
 
-fn apply(machine: &mut Machine, ops: CacheOps) {
-    for _ in 0..ops.clean {
-        machine.clean();
+/// Performs the maintenance: every pass of the clean over its spans, then
+/// of the invalidate (units are cache lines).
+fn apply(machine: &mut Machine, clean: &Spans, invalidate: &Spans) {
+    let lines = |span: Range| span.start as usize..span.end as usize;
+    for _ in 0..clean.passes() {
+        clean
+            .iter()
+            .for_each(|span| machine.clean_lines(lines(span)));
     }
-    for _ in 0..ops.invalidate {
-        machine.invalidate();
+    for _ in 0..invalidate.passes() {
+        invalidate
+            .iter()
+            .for_each(|span| machine.invalidate_lines(lines(span)));
     }
 }
 
@@ -242,8 +252,9 @@ struct Driver<'a> {
     /// Per device: the direction it is mapped with (a bouncing device's
     /// as [`bounced`] makes it).
     mapped: Vec<Option<Direction>>,
-    /// The user page-table entries the exporter handed out ([`Mode::Trap`]).
-    entries: UserAccess,
+    /// Per line: the user page-table entries the exporter handed out
+    /// ([`Mode::Trap`]).
+    entries: [UserAccess; LINES],
     /// [`Mutation::RevokeAfterOps`]: a revocation waits until the step's
     /// maintenance is done.
     revoke_pending: bool,
@@ -293,17 +304,24 @@ impl Driver<'_> {
             return;
         }
         let decision = self.own.on(event);
-        let mut ops = decision.ops;
+        let (mut clean, mut invalidate) = (decision.clean, decision.invalidate);
         match self.mutation {
-            Mutation::DropInvalidates => ops.invalidate = 0,
-            Mutation::DropCleans => ops.clean = 0,
+            Mutation::DropInvalidates => invalidate = Spans::NONE,
+            Mutation::DropCleans => clean = Spans::NONE,
             _ => {}
         }
         if let Some(trace) = &mut self.trace {
+            let spans = |s: &Spans| {
+                let ranges: Vec<_> = s
+                    .iter()
+                    .map(|r| format!("{}..{}", r.start, r.end))
+                    .collect();
+                format!("{} x [{}]", s.passes(), ranges.join(" "))
+            };
             trace.push(format!(
                 "      -> {event:?}: clean {} invalidate {}{}",
-                ops.clean,
-                ops.invalidate,
+                spans(&clean),
+                spans(&invalidate),
                 if decision.revoke { ", revoke" } else { "" }
             ));
         }
@@ -314,31 +332,56 @@ impl Driver<'_> {
                 _ => self.revoke(),
             }
         }
-        self.cost.charge(ops);
-        apply(&mut self.machine, ops);
+        self.cost.charge(&clean, &invalidate);
+        apply(&mut self.machine, &clean, &invalidate);
     }
 
     /// Removes every user entry: the next user access faults.
     fn revoke(&mut self) {
-        self.entries = UserAccess::None;
+        self.entries = [UserAccess::None; LINES];
         self.cost.revokes += 1;
     }
 
-    /// Whether the user's entries let it make this access unseen.
-    fn entries_allow(&self, write: bool) -> bool {
-        self.mode == Mode::Trust || self.entries >= UserAccess::of(user_direction(write))
+    /// The most any entry allows.
+    fn entries_max(&self) -> UserAccess {
+        self.entries.iter().copied().max().unwrap_or(UserAccess::None)
     }
 
-    /// A CPU access, through the user's page tables.
+    /// Whether the user's entries let it make this access unseen.
+    fn entries_allow(&self, word: usize, write: bool) -> bool {
+        self.mode == Mode::Trust
+            || self.entries[word / WORDS_PER_LINE] >= UserAccess::of(user_direction(write))
+    }
+
+    /// A CPU access, through the user's page tables. A fault maps the lines
+    /// of the latest open range bracket that holds the word, else all (as
+    /// the exporter's fault handler does).
     fn cpu_access(&mut self, word: usize, write: bool) {
-        if !self.entries_allow(write) {
+        if !self.entries_allow(word, write) {
             let dir = user_direction(write);
             if let Some(trace) = &mut self.trace {
                 trace.push(format!("      fault: entries {:?}", self.entries));
             }
             self.cost.faults += 1;
-            self.feed(Event::UserFault(dir));
-            self.entries = self.entries.max(UserAccess::of(dir));
+            let line = word as u64 / WORDS_PER_LINE as u64;
+            let range = self
+                .own
+                .open_ranges()
+                .filter(|r| r.start <= line && line < r.end)
+                .last();
+            let lines = match range {
+                Some(range) if self.own.cpu_depth() == 0 => {
+                    self.feed(Event::UserFaultRange(dir, range));
+                    range.start as usize..range.end as usize
+                }
+                _ => {
+                    self.feed(Event::UserFault(dir));
+                    0..LINES
+                }
+            };
+            for line in lines {
+                self.entries[line] = self.entries[line].max(UserAccess::of(dir));
+            }
         }
         self.access(word, write);
     }
@@ -363,6 +406,20 @@ impl Driver<'_> {
         if !writers.is_empty() {
             self.feed(Event::BounceWrote);
         }
+    }
+
+    /// The range the rules are told for a bracket of lines `start..end`.
+    fn told(&self, start: usize, end: usize) -> Range {
+        assert!(
+            self.bouncing(false).is_empty(),
+            "ranges with bouncing devices"
+        );
+        let end = if self.mutation == Mutation::RangesMissLastLine && end - start > 1 {
+            end - 1
+        } else {
+            end
+        };
+        Range::new(start as u64, end as u64)
     }
 
     fn step(&mut self, step: Step) {
@@ -402,6 +459,14 @@ impl Driver<'_> {
                     self.slots_into_buffer();
                 }
                 self.feed(Event::BeginCpu(dir));
+            }
+            Step::BeginRange(dir, start, end) => {
+                let range = self.told(start, end);
+                self.feed(Event::BeginCpuRange(dir, range));
+            }
+            Step::EndRange(dir, start, end) => {
+                let range = self.told(start, end);
+                self.feed(Event::EndCpuRange(dir, range));
             }
             Step::EndCpu(dir) => {
                 if self.own.cpu_depth() == 0 {
@@ -474,13 +539,13 @@ fn drive(scenario: &Scenario, config: Config, traced: bool) -> (Outcome, Option<
     };
     let mut d = Driver {
         scenario,
-        own: Ownership::with_lines(policy, lines),
+        own: Ownership::with_lines(policy, LINES as u64, lines),
         machine,
         cost: Cost::default(),
         mode,
         mutation,
         mapped: vec![None; scenario.coherent.len()],
-        entries: UserAccess::None,
+        entries: [UserAccess::None; LINES],
         revoke_pending: false,
         trace: traced.then(Vec::new),
     };
@@ -496,7 +561,7 @@ fn drive(scenario: &Scenario, config: Config, traced: bool) -> (Outcome, Option<
         if std::mem::take(&mut d.revoke_pending) {
             // The user was quicker than the revocation.
             if let Some((word, write)) = steps.get(i).and_then(Step::cpu_access) {
-                if d.entries_allow(write) {
+                if d.entries_allow(word, write) {
                     if let Some(trace) = &mut d.trace {
                         trace.push(format!("  {:?} (before the revocation)", steps[i]));
                     }
@@ -513,7 +578,7 @@ fn drive(scenario: &Scenario, config: Config, traced: bool) -> (Outcome, Option<
         }
         if mutation != Mutation::IgnoreRevoke {
             assert_eq!(
-                d.entries,
+                d.entries_max(),
                 if mode == Mode::Trap {
                     d.own.user_access()
                 } else {

@@ -61,6 +61,9 @@ pub enum Step {
     Unmap(usize),
     BeginCpu(Direction),
     EndCpu(Direction),
+    /// A bracket of cache lines `.1..2` only (the heap's range SYNC).
+    BeginRange(Direction, usize, usize),
+    EndRange(Direction, usize, usize),
     /// A CPU access inside a bracket that declares it.
     CpuRead(usize),
     CpuWrite(usize),
@@ -97,6 +100,8 @@ impl Step {
                 | Step::Unmap(_)
                 | Step::BeginCpu(_)
                 | Step::EndCpu(_)
+                | Step::BeginRange(..)
+                | Step::EndRange(..)
                 | Step::DeviceWrote(_)
         )
     }
@@ -166,6 +171,49 @@ fn cpu_reads(dir: Direction) -> bool {
     !matches!(dir, Direction::ToDevice)
 }
 
+/// An open CPU bracket: its begin direction, the end direction it will use,
+/// and the cache lines it covers (all for a whole-buffer bracket).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bracket {
+    pub begin: Direction,
+    pub end: Direction,
+    pub lines: std::ops::Range<usize>,
+}
+
+impl Bracket {
+    /// A whole-buffer bracket.
+    pub fn whole(begin: Direction, end: Direction) -> Self {
+        Self {
+            begin,
+            end,
+            lines: 0..LINES,
+        }
+    }
+
+    /// Whether it is a range bracket.
+    pub fn is_range(&self) -> bool {
+        self.lines != (0..LINES)
+    }
+
+    /// The step that opens it.
+    pub fn begin_step(&self) -> Step {
+        if self.is_range() {
+            Step::BeginRange(self.begin, self.lines.start, self.lines.end)
+        } else {
+            Step::BeginCpu(self.begin)
+        }
+    }
+
+    /// The step that closes it.
+    pub fn end_step(&self) -> Step {
+        if self.is_range() {
+            Step::EndRange(self.end, self.lines.start, self.lines.end)
+        } else {
+            Step::EndCpu(self.end)
+        }
+    }
+}
+
 /// Tracks the protocol while a sequence is built, so that only legal
 /// accesses are generated.
 #[derive(Clone)]
@@ -177,8 +225,8 @@ pub struct Protocol {
     /// before anything depends on the data; the builder keeps this current.
     pub may_write: Vec<bool>,
     pub mapped: Vec<Option<Direction>>,
-    /// Open CPU brackets: (begin direction, end direction it will use).
-    pub brackets: Vec<(Direction, Direction)>,
+    /// Open CPU brackets.
+    pub brackets: Vec<Bracket>,
     /// Per bouncing device: it wrote its slot since the slot was last
     /// copied into the buffer.
     slot_ahead: Vec<bool>,
@@ -265,15 +313,16 @@ impl Protocol {
         (0..self.mapped.len()).all(|dev| self.coherent[dev] || self.mapped[dev].is_none())
     }
 
-    /// The CPU may read / write inside the open brackets (union of the
-    /// directions given at begin and at end).
-    pub fn cpu_may(&self) -> (bool, bool) {
+    /// The CPU may read / write `line` inside the open brackets that
+    /// cover it (union of the directions given at begin and at end).
+    pub fn cpu_may(&self, line: usize) -> (bool, bool) {
         self.brackets
             .iter()
-            .fold((false, false), |(r, w), &(b, e)| {
+            .filter(|b| b.lines.contains(&line))
+            .fold((false, false), |(r, w), b| {
                 (
-                    r || cpu_reads(b) || cpu_reads(e),
-                    w || b.cpu_writes() || e.cpu_writes(),
+                    r || cpu_reads(b.begin) || cpu_reads(b.end),
+                    w || b.begin.cpu_writes() || b.end.cpu_writes(),
                 )
             })
     }
@@ -281,8 +330,8 @@ impl Protocol {
     /// Appends the accesses that are legal now, as steps.
     pub fn legal_accesses(&self, writes: CpuWrites) -> Vec<Vec<Step>> {
         let mut out = Vec::new();
-        let (read, write) = self.cpu_may();
         for word in 0..WORDS {
+            let (read, write) = self.cpu_may(word / WORDS_PER_LINE);
             if read {
                 out.push(vec![Step::CpuRead(word)]);
             }
@@ -329,11 +378,11 @@ impl Protocol {
             // Bouncing writers' slots are copied into the buffer (at the
             // outermost begin only; devices do not write inside a bracket,
             // so at a nested one no slot is ahead anyway).
-            Step::BeginCpu(_) => self.slots_into_buffer(),
+            Step::BeginCpu(_) | Step::BeginRange(..) => self.slots_into_buffer(),
             // Without a `BeginCpu`, the slots are first copied into the
             // buffer as at a begin (inside a bracket none is ahead); then
             // the buffer is copied into every bouncing device's slot.
-            Step::EndCpu(_) => {
+            Step::EndCpu(_) | Step::EndRange(..) => {
                 self.slots_into_buffer();
                 self.slot_behind.fill(false);
             }
@@ -352,13 +401,13 @@ pub const UNBRACKETED_PERCENT: u32 = 50;
 /// A random sequence of about `len` steps with 1 to 3 devices, each
 /// coherent or not and, if not, fenced or not at random.
 pub fn random(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
-    generate(rng, len, usage, 0, 0)
+    generate(rng, len, usage, 0, 0, 0)
 }
 
 /// Like [`random`], but each non-coherent device bounces with a chance of
 /// [`BOUNCE_PERCENT`], fenced or not.
 pub fn random_bouncing(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
-    generate(rng, len, usage, BOUNCE_PERCENT, 0)
+    generate(rng, len, usage, BOUNCE_PERCENT, 0, 0)
 }
 
 /// Like [`random`] (or [`random_bouncing`] if `bounce`), with user space
@@ -367,7 +416,18 @@ pub fn random_bouncing(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
 /// that skips SYNC" above); `usage` still governs the bracketed ones.
 pub fn random_undisciplined(rng: &mut Rng, len: usize, usage: Usage, bounce: bool) -> Scenario {
     let bounce_percent = if bounce { BOUNCE_PERCENT } else { 0 };
-    generate(rng, len, usage, bounce_percent, UNBRACKETED_PERCENT)
+    generate(rng, len, usage, bounce_percent, UNBRACKETED_PERCENT, 0)
+}
+
+/// Percentage of brackets that cover a range of lines in [`random_ranged`].
+pub const RANGE_PERCENT: u32 = 60;
+
+/// Like [`random`], with brackets of ranges and of the whole buffer mixed
+/// (nested and overlapping with `usage.misuse`); with unbracketed accesses
+/// if `unbracketed`. No bouncing devices.
+pub fn random_ranged(rng: &mut Rng, len: usize, usage: Usage, unbracketed: bool) -> Scenario {
+    let unbracketed_percent = if unbracketed { UNBRACKETED_PERCENT } else { 0 };
+    generate(rng, len, usage, 0, unbracketed_percent, RANGE_PERCENT)
 }
 
 fn generate(
@@ -376,6 +436,7 @@ fn generate(
     usage: Usage,
     bounce_percent: u32,
     unbracketed_percent: u32,
+    range_percent: u32,
 ) -> Scenario {
     let writes = usage.cpu_writes;
     let devices = 1 + rng.below(3);
@@ -450,16 +511,37 @@ fn generate(
                 for dev in 0..devices {
                     signal(dev, &mut pending, &mut steps);
                 }
-                p.brackets.push((begin, end));
-                let step = Step::BeginCpu(begin);
+                // No draw without ranges: the other generators stay what
+                // they were.
+                let mut bracket = Bracket::whole(begin, end);
+                if range_percent > 0 && rng.chance(range_percent) {
+                    let start = rng.below(LINES);
+                    bracket.lines = start..start + 1 + rng.below(LINES - start);
+                }
+                let step = bracket.begin_step();
+                p.brackets.push(bracket);
                 p.apply(step);
                 steps.push(step);
             }
         } else if roll < 54 {
             // Close a bracket, or end one that never began.
-            let end = match p.brackets.pop() {
-                Some((_, end)) => end,
-                None if usage.misuse && rng.chance(20) => DIRECTIONS[rng.below(3)],
+            // With misuse, range brackets may close in any order.
+            let at = match p.brackets.len() {
+                0 => None,
+                n if usage.misuse && range_percent > 0 => Some(rng.below(n)),
+                n => Some(n - 1),
+            };
+            let step = match at.map(|i| p.brackets.remove(i)) {
+                Some(bracket) => bracket.end_step(),
+                None if usage.misuse && rng.chance(20) => {
+                    let dir = DIRECTIONS[rng.below(3)];
+                    if range_percent > 0 && rng.chance(range_percent) {
+                        let start = rng.below(LINES);
+                        Step::EndRange(dir, start, start + 1 + rng.below(LINES - start))
+                    } else {
+                        Step::EndCpu(dir)
+                    }
+                }
                 None => continue,
             };
             if p.bouncing_mapped() {
@@ -468,7 +550,6 @@ fn generate(
                     signal(dev, &mut pending, &mut steps);
                 }
             }
-            let step = Step::EndCpu(end);
             p.apply(step);
             steps.push(step);
         } else if unbracketed_percent > 0 && rng.chance(unbracketed_percent) && p.may_skip_sync() {
@@ -503,8 +584,8 @@ fn generate(
         signal(dev, &mut pending, &mut steps);
     }
     // Close what is open so that the final state is a quiet one.
-    while let Some((_, end)) = p.brackets.pop() {
-        steps.push(Step::EndCpu(end));
+    while let Some(bracket) = p.brackets.pop() {
+        steps.push(bracket.end_step());
     }
     Scenario {
         coherent,

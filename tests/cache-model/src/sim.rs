@@ -311,7 +311,12 @@ impl Machine {
 
     /// Clean: write back every dirty line, keep it as clean.
     pub fn clean(&mut self) {
-        for line in 0..LINES {
+        self.clean_lines(0..LINES);
+    }
+
+    /// Clean of some lines only.
+    pub fn clean_lines(&mut self, lines: std::ops::Range<usize>) {
+        for line in lines {
             if self.cache[line].state == LineState::Dirty {
                 self.write_back(line);
                 self.cache[line].state = LineState::Clean;
@@ -321,7 +326,12 @@ impl Machine {
 
     /// Invalidate: drop every line, dirty or not.
     pub fn invalidate(&mut self) {
-        for line in 0..LINES {
+        self.invalidate_lines(0..LINES);
+    }
+
+    /// Invalidate of some lines only.
+    pub fn invalidate_lines(&mut self, lines: std::ops::Range<usize>) {
+        for line in lines {
             if self.cache[line].state == LineState::Dirty {
                 for offset in 0..WORDS_PER_LINE {
                     let word = line * WORDS_PER_LINE + offset;

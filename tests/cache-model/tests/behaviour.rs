@@ -39,7 +39,7 @@ fn total(own: &mut Ownership, events: &[Event]) -> CacheOps {
 }
 
 fn tracked() -> Ownership {
-    Ownership::new(Policy::Tracked)
+    Ownership::new(Policy::Tracked, 1)
 }
 
 /// A buffer that has been cleaned once already (the zeroes are out).
@@ -70,7 +70,7 @@ fn three_mapped_noncoherent_devices_cost_one_op_per_transition_not_three() {
     assert_eq!(own.on(BeginCpu(Bidirectional)).ops, ops(0, 1));
     assert_eq!(own.on(EndCpu(Bidirectional)).ops, ops(1, 0));
 
-    let mut always = Ownership::new(Policy::Always);
+    let mut always = Ownership::new(Policy::Always, 1);
     total(&mut always, &three);
     assert_eq!(always.on(BeginCpu(Bidirectional)).ops, ops(0, 3));
     assert_eq!(always.on(EndCpu(Bidirectional)).ops, ops(3, 0));
