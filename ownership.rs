@@ -303,6 +303,12 @@ pub struct Lines {
     pub maybe_dirty: bool,
     /// A non-coherent device may have written since the last invalidate.
     pub maybe_stale: bool,
+    /// A bracket with a write direction began over these lines and they
+    /// have been inside some open bracket ever since: the CPU may dirty
+    /// them at any moment, so no clean makes them clean for good until no
+    /// bracket covers them (which one of several an end closes is not for
+    /// the exporter to know).
+    pub cpu_writing: bool,
 }
 
 impl Lines {
@@ -310,6 +316,7 @@ impl Lines {
     pub const ZEROED: Lines = Lines {
         maybe_dirty: true,
         maybe_stale: false,
+        cpu_writing: false,
     };
 
     /// Zeroed pages that were cleaned since (the page pool's): memory holds
@@ -317,6 +324,7 @@ impl Lines {
     pub const CLEAN: Lines = Lines {
         maybe_dirty: false,
         maybe_stale: false,
+        cpu_writing: false,
     };
 
     /// What two pieces of memory may hold together: whatever either may.
@@ -324,12 +332,20 @@ impl Lines {
         Lines {
             maybe_dirty: self.maybe_dirty || other.maybe_dirty,
             maybe_stale: self.maybe_stale || other.maybe_stale,
+            cpu_writing: self.cpu_writing || other.cpu_writing,
         }
     }
 
     fn dirty(self) -> Lines {
         Lines {
             maybe_dirty: true,
+            ..self
+        }
+    }
+
+    fn writing(self) -> Lines {
+        Lines {
+            cpu_writing: true,
             ..self
         }
     }
@@ -629,9 +645,9 @@ impl Spans {
 /// ignored by the counts). `cpu_depth` never exceeds [`MAX_CPU_DEPTH`]
 /// (a `BeginCpu` beyond it is refused, see [`Ownership::accepts`]), and
 /// `open` never holds more than [`MAX_OPEN_RANGES`] brackets. Between
-/// events, every unit that an open write bracket covers, and every unit
-/// the user's writable entries may reach (`user_writable`), is possibly
-/// dirty in `lines`.
+/// events, every unit that is `cpu_writing`, and every unit the user's
+/// writable entries may reach (`user_writable`), is possibly dirty in
+/// `lines`; no unit outside every open bracket is `cpu_writing`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ownership {
     policy: Policy,
@@ -642,12 +658,8 @@ pub struct Ownership {
     unfenced_writers_mapped: u32,
     /// Open whole-buffer brackets.
     cpu_depth: u32,
-    /// A whole-buffer bracket with a write direction is open: the CPU may
-    /// dirty lines at any moment, so no clean makes them clean for good
-    /// until it closes.
-    cpu_writing: bool,
-    /// Open range brackets: the range, and whether the CPU may write it.
-    open: [(Range, bool); MAX_OPEN_RANGES],
+    /// Open range brackets.
+    open: [Range; MAX_OPEN_RANGES],
     open_len: usize,
     /// What user page-table entries allow (always `None` unless the
     /// exporter traps user access).
@@ -681,8 +693,7 @@ impl Ownership {
             noncoherent_mapped: 0,
             unfenced_writers_mapped: 0,
             cpu_depth: 0,
-            cpu_writing: false,
-            open: [(Range::default(), false); MAX_OPEN_RANGES],
+            open: [Range::default(); MAX_OPEN_RANGES],
             open_len: 0,
             user: UserAccess::None,
             user_writable: Range::default(),
@@ -721,7 +732,7 @@ impl Ownership {
 
     /// Open range brackets.
     pub fn open_ranges(&self) -> impl Iterator<Item = Range> + '_ {
-        self.open[..self.open_len].iter().map(|&(range, _)| range)
+        self.open[..self.open_len].iter().copied()
     }
 
     /// What user page-table entries allow now.
@@ -762,14 +773,13 @@ impl Ownership {
         // A clean does not outlast an open write bracket, or writable user
         // entries.
         let whole = self.whole();
-        if self.cpu_writing {
-            self.lines.update(whole, Lines::dirty);
-        }
-        for i in 0..self.open_len {
-            if let (range, true) = self.open[i] {
-                self.lines.update(range, Lines::dirty);
+        self.lines.update(whole, |lines| {
+            if lines.cpu_writing {
+                lines.dirty()
+            } else {
+                lines
             }
-        }
+        });
         self.lines.update(self.user_writable, Lines::dirty);
         decision
     }
@@ -813,31 +823,55 @@ impl Ownership {
             }
             Event::BeginCpu(dir) => {
                 self.cpu_depth += 1;
-                self.cpu_writing |= dir.cpu_writes();
+                if dir.cpu_writes() {
+                    self.lines.update(self.whole(), Lines::writing);
+                }
             }
             Event::BeginCpuRange(dir, range) => {
                 // Room checked by `accepts`.
-                self.open[self.open_len] = (range, dir.cpu_writes());
+                self.open[self.open_len] = range;
                 self.open_len += 1;
+                if dir.cpu_writes() {
+                    self.lines.update(range, Lines::writing);
+                }
             }
             Event::UserFault(dir) => self.user_fault(dir, self.whole()),
             Event::UserFaultRange(dir, range) => self.user_fault(dir, range),
             Event::EndCpu(_) => {
                 self.cpu_depth = self.cpu_depth.saturating_sub(1);
-                if self.cpu_depth == 0 {
-                    self.cpu_writing = false;
-                }
+                self.stop_writing_outside_brackets();
             }
             Event::EndCpuRange(_, range) => {
                 // The latest bracket of that range; none for an end without
                 // a begin.
-                if let Some(i) = (0..self.open_len).rev().find(|&i| self.open[i].0 == range) {
+                if let Some(i) = (0..self.open_len).rev().find(|&i| self.open[i] == range) {
                     self.open.copy_within(i + 1..self.open_len, i);
                     self.open_len -= 1;
                 }
+                self.stop_writing_outside_brackets();
             }
             Event::DeviceWrote(_) | Event::BounceRead | Event::BounceWrote => {}
         }
+    }
+
+    /// Units that no open bracket covers any longer are not `cpu_writing`.
+    fn stop_writing_outside_brackets(&mut self) {
+        if self.cpu_depth > 0 {
+            return;
+        }
+        let mut open = self.open;
+        let open = &mut open[..self.open_len];
+        open.sort_unstable_by_key(|range| range.start);
+        let stop = |lines: Lines| Lines {
+            cpu_writing: false,
+            ..lines
+        };
+        let mut from = 0;
+        for range in open.iter() {
+            self.lines.update(Range::new(from, range.start), stop);
+            from = from.max(range.end);
+        }
+        self.lines.update(Range::new(from, self.lines.units), stop);
     }
 
     /// Records the entries a user fault maps.
@@ -932,7 +966,7 @@ impl Ownership {
         }
         let whole = self.whole();
         for i in 0..self.open_len {
-            let (open, _) = self.open[i];
+            let open = self.open[i];
             if skip_open {
                 view.update(open, |lines| Lines {
                     maybe_stale: false,
@@ -957,7 +991,11 @@ impl Ownership {
         }
         let clean = view.spans(range, 1, |lines| lines.maybe_stale && lines.maybe_dirty);
         for span in invalidate.iter() {
-            self.lines.update(span, |_| Lines::CLEAN);
+            self.lines.update(span, |lines| Lines {
+                maybe_dirty: false,
+                maybe_stale: false,
+                ..lines
+            });
         }
         act(clean, invalidate)
     }
@@ -1057,6 +1095,59 @@ fn skip(reason: Skip) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Random updates of a large buffer against a per-unit record: the
+    /// runs never claim less than the record (a merge may only add), equal
+    /// it exactly until the first merge, and never exceed `MAX_RUNS`.
+    #[test]
+    fn extents_never_forget_what_a_unit_may_hold() {
+        const UNITS: u64 = 2048;
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            let mut extents = Extents::new(UNITS, Lines::CLEAN);
+            let mut record = vec![Lines::CLEAN; UNITS as usize];
+            let mut merged = false;
+            for _ in 0..60 {
+                let start = next(UNITS);
+                let range = Range::new(start, start + 1 + next(UNITS - start));
+                let f: fn(Lines) -> Lines = match next(4) {
+                    0 => Lines::dirty,
+                    1 => Lines::stale,
+                    2 => |l| Lines {
+                        maybe_dirty: false,
+                        ..l
+                    },
+                    _ => |l| Lines {
+                        maybe_stale: false,
+                        ..l
+                    },
+                };
+                let runs_before = extents.runs().count();
+                extents.update(range, f);
+                for unit in range.start..range.end {
+                    record[unit as usize] = f(record[unit as usize]);
+                }
+                // Two splits more than there is room for: a merge.
+                merged |= runs_before + 2 > MAX_RUNS;
+                assert!(extents.runs().count() <= MAX_RUNS);
+                for (run, lines) in extents.runs() {
+                    for unit in run.start..run.end {
+                        let want = record[unit as usize];
+                        assert_eq!(lines.union(want), lines, "unit {unit} forgot {want:?}");
+                        if !merged {
+                            assert_eq!(lines, want, "unit {unit}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn begin_cpu_at_the_deepest_nesting_is_refused_and_changes_nothing() {

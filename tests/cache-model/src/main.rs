@@ -292,8 +292,7 @@ fn main() {
         return;
     }
     if let Some(seed) = a.replay_ranged {
-        let scenario =
-            script::random_ranged(&mut Rng::new(seed), a.length, a.usage, a.unbracketed);
+        let scenario = script::random_ranged(&mut Rng::new(seed), a.length, a.usage, a.unbracketed);
         replay_scenario(&scenario, traced(Mode::Trust), &disciplined);
         println!("oracle: {:?}", oracle::exporter_minimum(&scenario));
         return;
@@ -627,7 +626,9 @@ fn main() {
             );
             minimum_rows(trust);
             if c.get(ranged_configs[2]).safe() {
-                failed.push(format!("ranges, {what}: a range told one line short goes unnoticed"));
+                failed.push(format!(
+                    "ranges, {what}: a range told one line short goes unnoticed"
+                ));
             }
         }
         ranged_sequences += c.summaries[0].sequences;

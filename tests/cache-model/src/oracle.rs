@@ -52,18 +52,16 @@ fn device_writes(dir: Direction) -> bool {
 fn seen(scenario: &Scenario, line: usize) -> Vec<Seen> {
     let mut out = Vec::new();
     let mut mapped: Vec<Option<Direction>> = vec![None; scenario.coherent.len()];
-    // Open whole-buffer brackets, and whether one of them lets the CPU
-    // write: then the CPU may dirty lines at any point until they all
-    // close.
+    // Open whole-buffer brackets and range brackets (their lines; an end
+    // closes the latest of the same range), and whether one that let the
+    // CPU write began over the line since it was last outside every
+    // bracket: then the CPU may dirty it at any point until then.
     let (mut depth, mut writing) = (0u32, false);
-    // Open range brackets: their lines, and whether the begin let the CPU
-    // write them. An end closes the latest of the same range.
-    let mut ranges: Vec<(usize, usize, bool)> = Vec::new();
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
     for &step in &scenario.steps {
         let covers = |start: usize, end: usize| (start..end).contains(&line);
-        let covering = ranges.iter().filter(|&&(s, e, _)| covers(s, e)).count();
-        let range_writing = ranges.iter().any(|&(s, e, w)| w && covers(s, e));
-        if (writing || range_writing) && step.is_exporter_event() {
+        let covering = ranges.iter().filter(|&&(s, e)| covers(s, e)).count();
+        if writing && step.is_exporter_event() {
             out.push(Seen::CpuDirt);
         }
         let noncoherent = |dev: usize| !scenario.coherent[dev];
@@ -100,9 +98,10 @@ fn seen(scenario: &Scenario, line: usize) -> Vec<Seen> {
                     });
                     if cpu_writes(dir) {
                         out.push(Seen::CpuDirt);
+                        writing = true;
                     }
                 }
-                ranges.push((start, end, cpu_writes(dir)));
+                ranges.push((start, end));
             }
             Step::EndRange(dir, start, end) => {
                 if covers(start, end) {
@@ -113,8 +112,11 @@ fn seen(scenario: &Scenario, line: usize) -> Vec<Seen> {
                         out.push(Seen::Exposure);
                     }
                 }
-                if let Some(i) = ranges.iter().rposition(|&(s, e, _)| (s, e) == (start, end)) {
+                if let Some(i) = ranges.iter().rposition(|&r| r == (start, end)) {
                     ranges.remove(i);
+                }
+                if depth == 0 && !ranges.iter().any(|&(s, e)| covers(s, e)) {
+                    writing = false;
                 }
             }
             Step::BeginCpu(dir) => {
@@ -138,7 +140,7 @@ fn seen(scenario: &Scenario, line: usize) -> Vec<Seen> {
                     out.push(Seen::Exposure);
                 }
                 depth = depth.saturating_sub(1);
-                if depth == 0 {
+                if depth == 0 && covering == 0 {
                     writing = false;
                 }
             }

@@ -344,7 +344,11 @@ impl Driver<'_> {
 
     /// The most any entry allows.
     fn entries_max(&self) -> UserAccess {
-        self.entries.iter().copied().max().unwrap_or(UserAccess::None)
+        self.entries
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(UserAccess::None)
     }
 
     /// Whether the user's entries let it make this access unseen.
