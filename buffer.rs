@@ -10,7 +10,7 @@ use crate::{
     dmabuf::{AttachmentKey, Exporter, MappedTable},
     fence_hooks::{FenceHooks, Reservation, Resv, WriteFences},
     heap::Heap,
-    ownership::{self, Decision, Device, Event, Lines, Ownership, Policy, UserAccess},
+    ownership::{self, Decision, Device, Event, Lines, Ownership, Policy, Range},
     pages::{KernelAddress, KernelMapping, PAGE_SIZE},
     params,
     pool::Memory,
@@ -85,6 +85,9 @@ struct BufferState {
     user_mappings: Option<UserMappings>,
     /// An access outside a bracket has been logged for this buffer.
     reported_unbracketed: bool,
+    /// Range brackets open that were begun as whole-buffer ones (see
+    /// [`HeapBuffer::part`]).
+    ranges_as_whole: u32,
 }
 
 /// A buffer allocated from the heap.
@@ -147,6 +150,7 @@ impl HeapBuffer {
                     write_fences_seen: WriteFences::default(),
                     user_mappings: None,
                     reported_unbracketed: false,
+                    ranges_as_whole: 0,
                 }),
                 memory,
                 heap,
@@ -414,11 +418,52 @@ impl HeapBuffer {
         self.state.lock().fences.cancel(reservation);
     }
 
+    /// The pages of bytes `offset..offset + len`, widened to whole pages;
+    /// `EINVAL` for no byte, or bytes past the end.
+    pub(crate) fn pages_of(&self, offset: u64, len: u64) -> Result<Range> {
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
+        if len == 0 || end > self.len as u64 {
+            return Err(EINVAL);
+        }
+        let page = PAGE_SIZE as u64;
+        Ok(Range::new(offset / page, end.div_ceil(page)))
+    }
+
+    /// How a CPU access to `pages` (`None`: the whole buffer) is fed to the
+    /// rules: as a range, or as the whole buffer when this buffer's rules
+    /// cannot keep ranges apart: under `always` (the system heap syncs
+    /// whole attachments), or with a mapping that bounces (its copies are
+    /// whole-buffer CPU accesses). A range END whose START was fed as the
+    /// whole buffer is too.
+    fn part(state: &BufferState, pages: Option<Range>, begin: bool) -> Option<Range> {
+        let pages = pages?;
+        let whole_only = state.ownership.policy() == Policy::Always
+            || state.attachments.iter().any(|a| a.self_synced());
+        let began_as_range = state.ownership.open_ranges().any(|open| open == pages);
+        if whole_only && (begin || !began_as_range) {
+            return None;
+        }
+        if !begin && !began_as_range && state.ranges_as_whole > 0 {
+            return None;
+        }
+        Some(pages)
+    }
+
     /// The CPU is about to access the buffer in direction `dir`. Waits first
     /// for the device work it depends on (fenced attachments' fences and
     /// the reservation object's), so that the decision sees that work
     /// complete; the wait is interruptible.
     pub(crate) fn begin_cpu_access(&self, dir: Direction, resv: &Resv) -> Result {
+        self.begin_cpu_access_in(dir, resv, None)
+    }
+
+    /// [`Self::begin_cpu_access`] for `pages` only (`None`: all).
+    pub(crate) fn begin_cpu_access_in(
+        &self,
+        dir: Direction,
+        resv: &Resv,
+        pages: Option<Range>,
+    ) -> Result {
         let cpu_writes = direction(dir).cpu_writes();
         let pending = self.state.lock().fences.pending(cpu_writes)?;
         for fence in pending.iter() {
@@ -438,10 +483,21 @@ impl HeapBuffer {
             // the maintenance mapping.
             self.need_maintenance(state)?;
         }
-        // Nested deeper than the rules can count: refused (documented in
-        // README), before anything changes.
-        if !state.ownership.accepts(Event::BeginCpu(direction(dir))) {
+        let part = Self::part(state, pages, true);
+        let event = match part {
+            Some(range) => Event::BeginCpuRange(direction(dir), range),
+            None => Event::BeginCpu(direction(dir)),
+        };
+        // Nested deeper than the rules can count, or too many ranges open:
+        // refused (documented in README), before anything changes.
+        let ranges_open = state.ownership.open_ranges().count() + state.ranges_as_whole as usize;
+        if !state.ownership.accepts(event)
+            || (pages.is_some() && ranges_open >= ownership::MAX_OPEN_RANGES)
+        {
             return Err(EBUSY);
+        }
+        if pages.is_some() && part.is_none() {
+            state.ranges_as_whole += 1;
         }
         if implicit_writer {
             self.decide(state, Event::DeviceWrote(FENCED_WRITER));
@@ -453,10 +509,10 @@ impl HeapBuffer {
         // The outermost bracket takes what bouncing devices wrote (the
         // decision below then sees those writes); a nested one must not copy
         // again over what the CPU wrote since.
-        if state.ownership.cpu_depth() == 0 {
+        if state.ownership.cpu_depth() == 0 && part.is_none() {
             self.bounce_in(state);
         }
-        self.decide(state, Event::BeginCpu(direction(dir)));
+        self.decide(state, event);
         if state.ownership.policy() == Policy::Always {
             let others = state.attachments.iter().filter(|a| !a.self_synced());
             for attachment in others.filter(|a| a.mapped.is_some()) {
@@ -468,10 +524,22 @@ impl HeapBuffer {
 
     /// The CPU finished accessing the buffer in direction `dir`.
     pub(crate) fn end_cpu_access(&self, dir: Direction) {
+        self.end_cpu_access_in(dir, None)
+    }
+
+    /// [`Self::end_cpu_access`] for `pages` only (`None`: all).
+    pub(crate) fn end_cpu_access_in(&self, dir: Direction, pages: Option<Range>) {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         if let Some(mapping) = &state.kernel_mapping {
             cache_ops::flush_kernel_alias(mapping.mapping.addr(), self.len);
+        }
+        if let Some(range) = Self::part(state, pages, false) {
+            self.decide(state, Event::EndCpuRange(direction(dir), range));
+            return;
+        }
+        if pages.is_some() {
+            state.ranges_as_whole = state.ranges_as_whole.saturating_sub(1);
         }
         // An END without START: take what bouncing devices wrote first, or
         // the copy below would overwrite it in their slots.
@@ -555,11 +623,13 @@ impl HeapBuffer {
         }
     }
 
-    /// A user access to `vma` faulted (a write if `write`; `upgrade` if it
-    /// hit a read-only entry). Tells the rules if the entries did not allow
-    /// the access (an implicit CPU access begin, see `ownership.rs`), then
-    /// maps the whole vma.
-    pub(crate) fn user_fault(&self, vma: &Vma, write: bool, upgrade: bool) -> VmFault {
+    /// A user access to buffer page `page` in `vma` faulted (a write if
+    /// `write`; `upgrade` if it hit a read-only entry). If no fault the
+    /// rules saw granted that page's entries (see `ownership.rs`), tells
+    /// them (an implicit CPU access begin): for the range of an open range
+    /// bracket that holds the page, or the whole buffer. Then maps what was
+    /// granted.
+    pub(crate) fn user_fault(&self, vma: &Vma, page: usize, write: bool, upgrade: bool) -> VmFault {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         let dir = if write {
@@ -567,24 +637,42 @@ impl HeapBuffer {
         } else {
             ownership::Direction::FromDevice
         };
-        if state.ownership.user_access() < UserAccess::of(dir) {
-            let unbracketed = state.ownership.cpu_depth() == 0;
-            self.decide(state, Event::UserFault(dir));
-            state
-                .stats
-                .record_user_fault(unbracketed, self.heap.totals());
-            if unbracketed && !state.reported_unbracketed {
-                state.reported_unbracketed = true;
-                if let Some(user_mappings) = &state.user_mappings {
-                    user_mappings.report_unbracketed(write);
+        let unit = page as u64;
+        let pages = match state.ownership.granted(write, unit) {
+            Some(granted) => granted,
+            None => {
+                let unbracketed =
+                    state.ownership.cpu_depth() == 0 && state.ownership.fault_range(unit).is_none();
+                let pages = match state.ownership.fault_range(unit) {
+                    Some(range) => {
+                        self.decide(state, Event::UserFaultRange(dir, range));
+                        range
+                    }
+                    None => {
+                        self.decide(state, Event::UserFault(dir));
+                        state.ownership.whole()
+                    }
+                };
+                state
+                    .stats
+                    .record_user_fault(unbracketed, self.heap.totals());
+                if unbracketed && !state.reported_unbracketed {
+                    state.reported_unbracketed = true;
+                    if let Some(user_mappings) = &state.user_mappings {
+                        user_mappings.report_unbracketed(write);
+                    }
                 }
+                pages
             }
-        }
-        let writable = state.ownership.user_access() == UserAccess::Write;
+        };
+        let writable = state
+            .ownership
+            .granted(true, pages.start)
+            .is_some_and(|granted| granted.start <= pages.start && pages.end <= granted.end);
         if upgrade {
             vma.zap();
         }
-        vma.insert(self.memory.chunks(), writable)
+        vma.insert(self.memory.chunks(), pages, writable)
     }
 
     /// Returns a kernel virtual address for the whole buffer.
@@ -654,8 +742,8 @@ impl Exporter for HeapBuffer {
         HeapBuffer::mmap(self, vma)
     }
 
-    fn user_fault(&self, vma: &Vma, write: bool, upgrade: bool) -> VmFault {
-        HeapBuffer::user_fault(self, vma, write, upgrade)
+    fn user_fault(&self, vma: &Vma, page: usize, write: bool, upgrade: bool) -> VmFault {
+        HeapBuffer::user_fault(self, vma, page, write, upgrade)
     }
 
     fn vmap(&self) -> Result<KernelAddress> {

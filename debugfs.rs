@@ -149,6 +149,8 @@ fn show_buffer(buffer: &Arc<HeapBuffer>, f: &mut fmt::Formatter<'_>) -> fmt::Res
     writeln!(f, "policy: {}", ownership.policy().name())?;
     writeln!(f, "mapped: {}", ownership.mapped())?;
     writeln!(f, "cpu_depth: {}", ownership.cpu_depth())?;
+    writeln!(f, "open_ranges: {}", ownership.open_ranges().count())?;
+    writeln!(f, "runs: {}", ownership.extents().runs().count())?;
     writeln!(f, "maybe_dirty: {}", lines.maybe_dirty)?;
     writeln!(f, "maybe_stale: {}", lines.maybe_stale)?;
     writeln!(f, "cleans: {}", stats.cleans)?;

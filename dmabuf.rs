@@ -85,7 +85,7 @@ pub(crate) trait Exporter: Send + Sync + Sized + 'static {
     }
     /// A user access faulted in a vma that [`Vma::trap`] set up (`write`:
     /// a write; `upgrade`: it hit a read-only entry).
-    fn user_fault(&self, _vma: &Vma, _write: bool, _upgrade: bool) -> VmFault {
+    fn user_fault(&self, _vma: &Vma, _page: usize, _write: bool, _upgrade: bool) -> VmFault {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
     /// A kernel mapping of the whole buffer (`vmap`).
@@ -378,8 +378,9 @@ impl<T: Exporter> BufOps<T> {
         // SAFETY: See the function's safety section.
         let (exporter, vma) = unsafe { Self::faulting(vmf) };
         // SAFETY: `vmf` is valid.
-        let write = unsafe { (*vmf).flags } & sys::fault_flag_FAULT_FLAG_WRITE != 0;
-        exporter.user_fault(&vma, write, false)
+        let (flags, page) = unsafe { ((*vmf).flags, sys::rdh_vmf_pgoff(vmf)) };
+        let write = flags & sys::fault_flag_FAULT_FLAG_WRITE != 0;
+        exporter.user_fault(&vma, page, write, false)
     }
 
     /// `vm_operations_struct.pfn_mkwrite`: a user write hit a read-only
@@ -392,7 +393,9 @@ impl<T: Exporter> BufOps<T> {
     unsafe extern "C" fn user_pfn_mkwrite(vmf: *mut sys::vm_fault) -> VmFault {
         // SAFETY: See the function's safety section.
         let (exporter, vma) = unsafe { Self::faulting(vmf) };
-        exporter.user_fault(&vma, true, true)
+        // SAFETY: `vmf` is valid.
+        let page = unsafe { sys::rdh_vmf_pgoff(vmf) };
+        exporter.user_fault(&vma, page, true, true)
     }
 
     /// # Safety
@@ -598,5 +601,109 @@ pub(crate) unsafe extern "C" fn rdh_dma_buf_access_until(
             0
         }
         Err(err) => err.to_errno(),
+    }
+}
+
+// CPU access to a range of a buffer: for importer drivers (declared in
+// `include/rust_dmabuf_heap.h`, exported by the C shim) and for user space
+// through the control device (`control.rs`).
+
+/// Begins (`start`) or ends CPU access in direction `dir` to bytes
+/// `offset..offset + len` of `dmabuf`, one of the heap's buffers.
+///
+/// # Safety
+///
+/// `dmabuf` is null or a live dma-buf.
+unsafe fn sync_range(
+    dmabuf: *mut sys::dma_buf,
+    start: bool,
+    dir: Direction,
+    offset: u64,
+    len: u64,
+) -> Result {
+    // SAFETY: A live dma-buf (the caller's promise) has valid `ops`.
+    if dmabuf.is_null() || !core::ptr::eq(unsafe { (*dmabuf).ops }, ops_of::<HeapBuffer>()) {
+        return Err(EINVAL);
+    }
+    // SAFETY: A live dma-buf of a `HeapBuffer`.
+    let buffer = unsafe { borrow::<HeapBuffer>(dmabuf) };
+    let pages = buffer.pages_of(offset, len)?;
+    if start {
+        // SAFETY: The dma-buf's own reservation object, live with it.
+        let resv = unsafe { Resv::from_raw((*dmabuf).resv) };
+        buffer.begin_cpu_access_in(dir, resv, Some(pages))
+    } else {
+        buffer.end_cpu_access_in(dir, Some(pages));
+        Ok(())
+    }
+}
+
+/// CPU access to a range of a buffer begins.
+///
+/// # Safety
+///
+/// Called by an importer driver in process context with a dma-buf it holds
+/// a reference on (or null).
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rdh_dma_buf_begin_cpu_access_range(
+    dmabuf: *mut sys::dma_buf,
+    dir: sys::dma_data_direction,
+    offset: usize,
+    len: usize,
+) -> c_int {
+    // SAFETY: See the function's safety section.
+    errno(unsafe { sync_range(dmabuf, true, dir, offset as u64, len as u64) })
+}
+
+/// CPU access to a range of a buffer ends.
+///
+/// # Safety
+///
+/// As for [`rdh_dma_buf_begin_cpu_access_range`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn rdh_dma_buf_end_cpu_access_range(
+    dmabuf: *mut sys::dma_buf,
+    dir: sys::dma_data_direction,
+    offset: usize,
+    len: usize,
+) -> c_int {
+    // SAFETY: See the function's safety section.
+    errno(unsafe { sync_range(dmabuf, false, dir, offset as u64, len as u64) })
+}
+
+/// A dma-buf taken by its fd (`dma_buf_get`), put when dropped.
+///
+/// # Invariants
+///
+/// `dmabuf` is a live dma-buf whose file we hold a reference on.
+pub(crate) struct DmaBufFile {
+    dmabuf: NonNull<sys::dma_buf>,
+}
+
+impl DmaBufFile {
+    /// The dma-buf of `fd`: `EBADF` if it is no open file, `EINVAL` if
+    /// not a dma-buf.
+    pub(crate) fn get(fd: i32) -> Result<Self> {
+        // SAFETY: `dma_buf_get` checks any fd.
+        let dmabuf = from_err_ptr(unsafe { sys::dma_buf_get(fd) })?;
+        // INVARIANT: Not an error, so a dma-buf whose file we now hold.
+        NonNull::new(dmabuf)
+            .map(|dmabuf| Self { dmabuf })
+            .ok_or(EINVAL)
+    }
+
+    /// [`rdh_dma_buf_begin_cpu_access_range`] (`start`) or
+    /// [`rdh_dma_buf_end_cpu_access_range`] on this dma-buf; `EINVAL` if it
+    /// is not one of the heap's.
+    pub(crate) fn sync_range(&self, start: bool, dir: Direction, offset: u64, len: u64) -> Result {
+        // SAFETY: Live by the type invariant.
+        unsafe { sync_range(self.dmabuf.as_ptr(), start, dir, offset, len) }
+    }
+}
+
+impl Drop for DmaBufFile {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we hold this reference.
+        unsafe { sys::dma_buf_put(self.dmabuf.as_ptr()) };
     }
 }

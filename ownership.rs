@@ -666,6 +666,12 @@ pub struct Ownership {
     user: UserAccess,
     /// Units that writable user entries may reach (a hull; empty if none).
     user_writable: Range,
+    /// Units whose entries were granted for reading / writing by a fault
+    /// the rules saw, since the last revocation: a fault there may map
+    /// them again without telling the rules. Never more than was granted
+    /// (a grant that does not touch the last one replaces it).
+    granted_read: Range,
+    granted_write: Range,
 }
 
 /// The deepest nesting of CPU access brackets; one more `BeginCpu` is
@@ -697,6 +703,8 @@ impl Ownership {
             open_len: 0,
             user: UserAccess::None,
             user_writable: Range::default(),
+            granted_read: Range::default(),
+            granted_write: Range::default(),
         }
     }
 
@@ -769,6 +777,8 @@ impl Ownership {
         if decision.revoke {
             self.user = UserAccess::None;
             self.user_writable = Range::default();
+            self.granted_read = Range::default();
+            self.granted_write = Range::default();
         }
         // A clean does not outlast an open write bracket, or writable user
         // entries.
@@ -877,9 +887,45 @@ impl Ownership {
     /// Records the entries a user fault maps.
     fn user_fault(&mut self, dir: Direction, range: Range) {
         self.user = self.user.max(UserAccess::of(dir));
+        let grant = |granted: Range| {
+            let joined = granted.hull(range);
+            if joined.len() <= granted.len() + range.len() {
+                joined
+            } else {
+                range
+            }
+        };
+        self.granted_read = grant(self.granted_read);
         if dir.cpu_writes() {
             self.user_writable = self.user_writable.hull(range);
+            self.granted_write = grant(self.granted_write);
         }
+    }
+
+    /// For a user fault on `unit` (a write if `write`) whose page has no
+    /// entry allowing it: the units its entries may be mapped for without
+    /// telling the rules, if a fault they saw granted them.
+    pub fn granted(&self, write: bool, unit: u64) -> Option<Range> {
+        let granted = if write {
+            self.granted_write
+        } else {
+            self.granted_read
+        };
+        (granted.start <= unit && unit < granted.end).then_some(granted)
+    }
+
+    /// For a user fault on `unit` that the rules must see: the range of
+    /// the latest open range bracket that holds it, outside any
+    /// whole-buffer bracket (the fault is then [`Event::UserFaultRange`]
+    /// and maps only that range), else `None` ([`Event::UserFault`], the
+    /// whole buffer).
+    pub fn fault_range(&self, unit: u64) -> Option<Range> {
+        if self.cpu_depth > 0 {
+            return None;
+        }
+        self.open_ranges()
+            .filter(|r| r.start <= unit && unit < r.end)
+            .last()
     }
 
     fn tracked(&mut self, event: Event) -> Decision {
@@ -978,7 +1024,8 @@ impl Ownership {
             // write direction.
             view.update(open, Lines::dirty);
         }
-        if self.cpu_depth > 0 || self.user == UserAccess::Write {
+        // (Units that writable user entries reach are dirty already.)
+        if self.cpu_depth > 0 {
             view.update(whole, Lines::dirty);
         }
         let invalidate = view.spans(range, 1, |lines| lines.maybe_stale);

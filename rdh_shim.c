@@ -235,6 +235,12 @@ void rdh_dma_sync_sgtable_for_device(struct device *dev, struct sg_table *sgt,
 	dma_sync_sgtable_for_device(dev, sgt, dir);
 }
 
+/* The file page (buffer page) a fault is for. */
+unsigned long rdh_vmf_pgoff(struct vm_fault *vmf)
+{
+	return vmf->pgoff;
+}
+
 /*
  * Syncs bytes @offset..@offset + @len of the buffer that @sgt maps for
  * @dev (cleans if @for_device, else invalidates): the DMA segments hold
@@ -355,11 +361,14 @@ void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr)
 	iosys_map_set_vaddr(map, vaddr);
 }
 
-/* The explicit fence API; implemented in Rust (fence_hooks.rs, buffer.rs). */
+/* The explicit fence API and CPU access by range; implemented in Rust
+ * (dmabuf.rs, fence_hooks.rs, buffer.rs). */
 EXPORT_SYMBOL_GPL(rdh_dma_buf_access_reserve);
 EXPORT_SYMBOL_GPL(rdh_dma_buf_access_commit);
 EXPORT_SYMBOL_GPL(rdh_dma_buf_access_cancel);
 EXPORT_SYMBOL_GPL(rdh_dma_buf_access_until);
+EXPORT_SYMBOL_GPL(rdh_dma_buf_begin_cpu_access_range);
+EXPORT_SYMBOL_GPL(rdh_dma_buf_end_cpu_access_range);
 
 struct dma_fence *rdh_dma_fence_get(struct dma_fence *fence)
 {

@@ -19,6 +19,9 @@
 #include <linux/vmalloc.h>
 
 #include "include/rust_dmabuf_heap.h"
+/* The SYNC flags (the kernel's linux/dma-buf.h does not include them). */
+#include <uapi/linux/dma-buf.h>
+#include "include/uapi/linux/rust_dmabuf_heap.h"
 
 #ifdef __BINDGEN__
 /*
@@ -36,6 +39,12 @@ const gfp_t RDH_GFP_ACCOUNT = __GFP_ACCOUNT;
 const unsigned long RDH_PAGE_SIZE = PAGE_SIZE;
 const unsigned int RDH_PAGE_SHIFT = PAGE_SHIFT;
 const unsigned long RDH_DMA_ATTR_SKIP_CPU_SYNC = DMA_ATTR_SKIP_CPU_SYNC;
+/* The control device's ioctl and the SYNC flags it shares with dma-buf. */
+const unsigned int RDH_SYNC_RANGE_CMD = RDH_IOCTL_SYNC_RANGE;
+const unsigned int RDH_SYNC_READ = DMA_BUF_SYNC_READ;
+const unsigned int RDH_SYNC_WRITE = DMA_BUF_SYNC_WRITE;
+const unsigned int RDH_SYNC_END = DMA_BUF_SYNC_END;
+const unsigned int RDH_SYNC_VALID_FLAGS = DMA_BUF_SYNC_VALID_FLAGS_MASK;
 #endif
 
 const char *rdh_heap_name(void);
@@ -72,6 +81,7 @@ void rdh_dma_sync_sgtable_for_cpu(struct device *dev, struct sg_table *sgt,
 				  enum dma_data_direction dir);
 void rdh_dma_sync_sgtable_for_device(struct device *dev, struct sg_table *sgt,
 				     enum dma_data_direction dir);
+unsigned long rdh_vmf_pgoff(struct vm_fault *vmf);
 void rdh_dma_sync_sgtable_range(struct device *dev, struct sg_table *sgt,
 				size_t offset, size_t len,
 				enum dma_data_direction dir, bool for_device);

@@ -20,6 +20,7 @@ use kernel::prelude::*;
 
 mod buffer;
 mod cache_ops;
+mod control;
 mod debugfs;
 mod dmabuf;
 mod fence_hooks;
@@ -52,6 +53,8 @@ struct RustDmabufHeap {
     /// The heap's debugfs `stats` and `pool` files (each holds a
     /// reference on the heap).
     _files: [Option<debugfs::HeapFile>; 2],
+    /// `/dev/rust_dmabuf_heap`.
+    _control: Pin<KBox<kernel::miscdevice::MiscDeviceRegistration<control::Control>>>,
 }
 
 impl kernel::Module for RustDmabufHeap {
@@ -68,6 +71,9 @@ impl kernel::Module for RustDmabufHeap {
             ]
         });
         let policy = heap.sync_policy();
+        // Before the heap: once the heap is registered, init must not fail
+        // (the heap cannot go again).
+        let control = KBox::pin_init(control::register(), GFP_KERNEL)?;
         dmabuf::register_heap(name, heap)?;
         // SAFETY: Called from module init of this module.
         unsafe { sys::rdh_pin_module() };
@@ -77,7 +83,10 @@ impl kernel::Module for RustDmabufHeap {
             policy.name(),
             params::unbracketed_cpu_name()
         );
-        Ok(RustDmabufHeap { _files: files })
+        Ok(RustDmabufHeap {
+            _files: files,
+            _control: control,
+        })
     }
 }
 

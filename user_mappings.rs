@@ -8,10 +8,12 @@
 //! Every dma-buf has its own file and so its own address space: revoking
 //! the entries of all its user mappings, in every process, is one
 //! `unmap_mapping_range`. A fault maps the whole vma at once (one fault per
-//! access window, not per page): read-only for a read, writable for a write;
-//! a write to a read-only entry comes in through `pfn_mkwrite`.
+//! access window, not per page), or, inside a range bracket only, that
+//! range: read-only for a read, writable for a write; a write to a
+//! read-only entry comes in through `pfn_mkwrite`.
 
 use crate::{
+    ownership::Range,
     pages::{PageChunk, PAGE_SIZE},
     sys,
 };
@@ -86,15 +88,21 @@ impl Vma {
         Ok(())
     }
 
-    /// Maps the pages of `chunks` that the vma covers, from its first
-    /// address on; writable if `writable` (and the vma allows it). An
-    /// entry that exists already is left as it is.
-    pub(crate) fn insert(&self, chunks: &[PageChunk], writable: bool) -> VmFault {
+    /// Maps buffer pages `pages` of `chunks` where the vma covers them;
+    /// writable if `writable` (and the vma allows it). An entry that exists
+    /// already is left as it is.
+    pub(crate) fn insert(&self, chunks: &[PageChunk], pages: Range, writable: bool) -> VmFault {
         let (start, end, pgoff) = self.range();
-        let mut addr = start;
-        for (chunk, first) in chunk_pages(chunks, pgoff) {
+        let vma_pages = Range::new(pgoff as u64, (pgoff + (end - start) / PAGE_SIZE) as u64);
+        let pages = pages.intersect(vma_pages);
+        if pages.is_empty() {
+            return sys::vm_fault_reason_VM_FAULT_NOPAGE;
+        }
+        let mut page = pages.start as usize;
+        let mut addr = start + (page - pgoff) * PAGE_SIZE;
+        for (chunk, first) in chunk_pages(chunks, page) {
             for n in first..chunk.page_count() {
-                if addr >= end {
+                if page as u64 >= pages.end {
                     return sys::vm_fault_reason_VM_FAULT_NOPAGE;
                 }
                 // SAFETY: `nth_page(n)` is a page of this chunk.
@@ -107,6 +115,7 @@ impl Vma {
                     return ret;
                 }
                 addr += PAGE_SIZE;
+                page += 1;
             }
         }
         sys::vm_fault_reason_VM_FAULT_NOPAGE

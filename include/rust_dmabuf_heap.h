@@ -76,4 +76,41 @@ int rdh_dma_buf_access_until(struct dma_buf_attachment *attach,
 			     enum dma_data_direction dir,
 			     struct dma_fence *fence);
 
+/**
+ * rdh_dma_buf_begin_cpu_access_range - CPU access to a range begins
+ * @dmabuf: a dma-buf exported by rust_dmabuf_heap
+ * @dir: as for dma_buf_begin_cpu_access()
+ * @offset: first byte of the range
+ * @len: bytes in the range, at least one
+ *
+ * dma_buf_begin_cpu_access() for bytes @offset..@offset + @len only
+ * (widened to whole pages): only their cache lines are invalidated.
+ * Brackets of ranges and of the whole buffer nest and overlap freely; end
+ * each with rdh_dma_buf_end_cpu_access_range() of the same range.
+ *
+ * Context: process context; waits for the buffer's fences (interruptible).
+ * Return: 0; -EINVAL if @dmabuf is not one of the heap's or the range is
+ * empty or reaches past the buffer; -EBUSY if too many range brackets are
+ * open on it; -EINTR. On error nothing changed.
+ */
+int rdh_dma_buf_begin_cpu_access_range(struct dma_buf *dmabuf,
+				       enum dma_data_direction dir,
+				       size_t offset, size_t len);
+
+/**
+ * rdh_dma_buf_end_cpu_access_range - CPU access to a range ends
+ * @dmabuf: as for rdh_dma_buf_begin_cpu_access_range()
+ * @dir: as for dma_buf_end_cpu_access()
+ * @offset: as given at the begin
+ * @len: as given at the begin
+ *
+ * Cleans the range's cache lines if a non-coherent device is mapped.
+ *
+ * Context: process context.
+ * Return: 0, or -EINVAL as for rdh_dma_buf_begin_cpu_access_range().
+ */
+int rdh_dma_buf_end_cpu_access_range(struct dma_buf *dmabuf,
+				     enum dma_data_direction dir,
+				     size_t offset, size_t len);
+
 #endif /* _RUST_DMABUF_HEAP_H */

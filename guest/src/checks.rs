@@ -8,7 +8,7 @@ use crate::{
     baseline::Baseline,
     dma, faults, heap_name, isolation, kmemleak,
     ktap::{Outcome, Suite, SKIP},
-    misuse, module_params, pipelines, pool, pressure, selftest, stress, sys, unbracketed,
+    misuse, module_params, pipelines, pool, pressure, ranges, selftest, stress, sys, unbracketed,
     MODULE_NAME, MODULE_PATH,
 };
 use dma_buf::{DmaBuf, MappedDmaBuf};
@@ -148,6 +148,12 @@ const CHECKS: &[Check] = &[
         "implicit_write_fence_signalled_before_the_read_counts_once",
         || needs_tracking(pipelines::implicit_write_fence_signalled_before_the_read_counts_once),
     ),
+    ("range_sync_maintains_only_its_pages", || {
+        needs_tracking(ranges::range_sync_maintains_only_its_pages)
+    }),
+    ("range_sync_bad_requests_are_clean_errnos", || {
+        needs_tracking(ranges::range_sync_bad_requests_are_clean_errnos)
+    }),
     (
         "close_while_vmapped_frees_at_vunmap",
         misuse::close_while_vmapped_frees_at_vunmap,

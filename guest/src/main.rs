@@ -29,6 +29,7 @@ mod misuse;
 mod pipelines;
 mod pool;
 mod pressure;
+mod ranges;
 mod selftest;
 mod stress;
 mod sys;

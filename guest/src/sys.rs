@@ -140,6 +140,46 @@ pub fn dma_buf_sync(buf: &impl AsRawFd, flags: u64) -> io::Result<()> {
     .map(drop)
 }
 
+/// The heap's control device (`control.rs`).
+pub const CONTROL_DEVICE: &str = "/dev/rust_dmabuf_heap";
+/// `RDH_IOCTL_SYNC_RANGE` (`include/uapi/linux/rust_dmabuf_heap.h`).
+pub const RDH_IOCTL_SYNC_RANGE: libc::c_ulong = iow(b'R', 0xd0, 24);
+
+/// `struct rdh_sync_range`.
+#[repr(C)]
+pub struct SyncRange {
+    pub fd: i32,
+    pub flags: u32,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Issues `RDH_IOCTL_SYNC_RANGE` on the control device `control` for
+/// dma-buf fd `fd` (any number, for misuse tests).
+pub fn sync_range(
+    control: &impl AsRawFd,
+    fd: RawFd,
+    flags: u64,
+    offset: u64,
+    len: u64,
+) -> io::Result<()> {
+    let mut request = SyncRange {
+        fd,
+        flags: flags as u32,
+        offset,
+        len,
+    };
+    // SAFETY: `request` is a valid `struct rdh_sync_range`.
+    cvt(unsafe {
+        libc::ioctl(
+            control.as_raw_fd(),
+            RDH_IOCTL_SYNC_RANGE as libc::Ioctl,
+            &mut request as *mut SyncRange,
+        )
+    })
+    .map(drop)
+}
+
 /// A shared read/write mapping of a dma-buf.
 pub struct Mapping {
     ptr: *mut u8,

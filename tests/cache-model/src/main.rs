@@ -625,6 +625,12 @@ fn main() {
                 false,
             );
             minimum_rows(trust);
+            if let Some((id, why)) = &c.get(Config::TRACKED_TRAP).first_excess {
+                println!(
+                    "  trap costlier than trust, first: cache-model --replay-ranged {id:#x} --usage {} --mode trap: {why}",
+                    if usage == Usage::STRICT { "strict" } else { "any" }
+                );
+            }
             if c.get(ranged_configs[2]).safe() {
                 failed.push(format!(
                     "ranges, {what}: a range told one line short goes unnoticed"

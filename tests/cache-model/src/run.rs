@@ -357,33 +357,35 @@ impl Driver<'_> {
             || self.entries[word / WORDS_PER_LINE] >= UserAccess::of(user_direction(write))
     }
 
-    /// A CPU access, through the user's page tables. A fault maps the lines
-    /// of the latest open range bracket that holds the word, else all (as
-    /// the exporter's fault handler does).
+    /// A CPU access, through the user's page tables. As the exporter's
+    /// fault handler does, a fault maps again, unseen by the rules, what a
+    /// fault they saw granted ([`Ownership::granted`]); else the rules see
+    /// it, and it maps the lines of the latest open range bracket that
+    /// holds the word ([`Ownership::fault_range`]), or all.
     fn cpu_access(&mut self, word: usize, write: bool) {
         if !self.entries_allow(word, write) {
             let dir = user_direction(write);
             if let Some(trace) = &mut self.trace {
                 trace.push(format!("      fault: entries {:?}", self.entries));
             }
-            self.cost.faults += 1;
-            let line = word as u64 / WORDS_PER_LINE as u64;
-            let range = self
-                .own
-                .open_ranges()
-                .filter(|r| r.start <= line && line < r.end)
-                .last();
-            let lines = match range {
-                Some(range) if self.own.cpu_depth() == 0 => {
-                    self.feed(Event::UserFaultRange(dir, range));
-                    range.start as usize..range.end as usize
-                }
-                _ => {
-                    self.feed(Event::UserFault(dir));
-                    0..LINES
+            let line = (word / WORDS_PER_LINE) as u64;
+            let lines = match self.own.granted(write, line) {
+                Some(granted) => granted,
+                None => {
+                    self.cost.faults += 1;
+                    match self.own.fault_range(line) {
+                        Some(range) => {
+                            self.feed(Event::UserFaultRange(dir, range));
+                            range
+                        }
+                        None => {
+                            self.feed(Event::UserFault(dir));
+                            self.own.whole()
+                        }
+                    }
                 }
             };
-            for line in lines {
+            for line in lines.start as usize..lines.end as usize {
                 self.entries[line] = self.entries[line].max(UserAccess::of(dir));
             }
         }
