@@ -1063,8 +1063,9 @@ impl Ownership {
 
     /// The upstream system heap: `dma_map_sgtable` cleans,
     /// `dma_unmap_sgtable` invalidates unless `DMA_TO_DEVICE`, and CPU
-    /// brackets sync every mapped attachment (a range bracket: its range,
-    /// as Android's partial CPU access does). Coherent devices cost nothing
+    /// brackets sync every mapped attachment (a range bracket counts as a
+    /// whole-buffer one: the exporter syncs whole attachments under this
+    /// policy). Coherent devices cost nothing
     /// there too (the DMA API skips them), but the per-attachment loop
     /// counts only non-coherent mappings for the same reason. Mappings that
     /// bounce sync themselves there as well: their events cost nothing here.
@@ -1076,14 +1077,12 @@ impl Ownership {
             Event::Unmap(dev, dir) if !dev.coherent && dir.device_writes() => {
                 (Spans::NONE, Spans::of(whole, 1))
             }
-            Event::BeginCpu(dir) if dir.device_writes() => {
+            Event::BeginCpu(dir) | Event::BeginCpuRange(dir, _) if dir.device_writes() => {
                 (Spans::NONE, Spans::of(whole, noncoherent))
             }
-            Event::BeginCpuRange(dir, range) if dir.device_writes() => {
-                (Spans::NONE, Spans::of(range, noncoherent))
+            Event::EndCpu(_) | Event::EndCpuRange(..) => {
+                (Spans::of(whole, noncoherent), Spans::NONE)
             }
-            Event::EndCpu(_) => (Spans::of(whole, noncoherent), Spans::NONE),
-            Event::EndCpuRange(_, range) => (Spans::of(range, noncoherent), Spans::NONE),
             _ => (Spans::NONE, Spans::NONE),
         };
         // Keep `lines` meaningful for statistics: after any clean nothing

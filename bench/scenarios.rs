@@ -24,6 +24,10 @@ pub enum Op {
     Unmap(usize),
     /// A CPU access bracket: SYNC START then SYNC END.
     Cpu(Dir),
+    /// A CPU access bracket of bytes `.1..1 + .2` only: the heap's range
+    /// SYNC (`RDH_IOCTL_SYNC_RANGE`) on ours, a whole-buffer SYNC on the
+    /// system heap (which has no range interface).
+    CpuRange(Dir, u64, u64),
     /// The device completes a job of this direction, declared through the
     /// explicit fence API (ours) or the reservation object (system heap),
     /// and its fence signals.
@@ -90,6 +94,14 @@ const FENCED_FRAME: &[Op] = &[
     Op::Cpu(Dir::Bidirectional),
 ];
 
+const ROI: &[Op] = &[
+    Op::Map(0, Dir::FromDevice),
+    Op::Unmap(0),
+    Op::CpuRange(Dir::FromDevice, 4 << 20, 64 << 10),
+];
+
+const PATCH: &[Op] = &[Op::CpuRange(Dir::ToDevice, 1 << 20, 4 << 10)];
+
 /// Every scenario, in report order.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -152,6 +164,22 @@ pub const SCENARIOS: &[Scenario] = &[
         devices: &[NC, NC, NC],
         setup: THREE_MAPPED,
         frame: |_| &[FENCED_FRAME],
+        frames: 60,
+    },
+    Scenario {
+        name: "S8",
+        what: "camera writes; the CPU reads a 64 KiB region of interest",
+        devices: &[NC],
+        setup: &[],
+        frame: |_| &[ROI],
+        frames: 60,
+    },
+    Scenario {
+        name: "S9",
+        what: "the CPU patches 4 KiB of a frame a display keeps mapped",
+        devices: &[NC],
+        setup: &[Op::Map(0, Dir::ToDevice)],
+        frame: |_| &[PATCH],
         frames: 60,
     },
 ];

@@ -75,8 +75,13 @@ type Bytes = (u64, u64);
 
 /// A word of every page, read and/or written as `how` lets the CPU.
 fn touch(mapping: &mut sys::Mapping, how: Dir, round: u8) {
-    let bytes = mapping.bytes_mut();
-    for page in bytes.chunks_exact_mut(4096) {
+    touch_range(mapping, how, round, 0, BUFFER_BYTES);
+}
+
+/// A word of every page of bytes `offset..offset + len`.
+fn touch_range(mapping: &mut sys::Mapping, how: Dir, round: u8, offset: u64, len: u64) {
+    let bytes = &mut mapping.bytes_mut()[offset as usize..(offset + len) as usize];
+    for page in bytes.chunks_mut(4096) {
         if how != Dir::ToDevice {
             std::hint::black_box(page[0]);
         }
@@ -112,6 +117,7 @@ fn play(
     } else {
         importer::Sync::Explicit
     };
+    let control = std::fs::File::open(sys::CONTROL_DEVICE).ok();
     session.reset_counters().map_err(e)?;
     for (round, op) in s.steps().enumerate() {
         let round = round as u8;
@@ -131,7 +137,34 @@ fn play(
                 sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_END | sync_flags(how))
                     .map_err(|x| x.to_string())?;
             }
-            Op::Cpu(how) => {
+            Op::CpuRange(how, offset, len) if brackets && target.heap == "system" => {
+                sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_START | sync_flags(how))
+                    .map_err(|x| x.to_string())?;
+                touch_range(&mut mapping, how, round, offset, len);
+                sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_END | sync_flags(how))
+                    .map_err(|x| x.to_string())?;
+            }
+            Op::CpuRange(how, offset, len) if brackets => {
+                let control = control.as_ref().ok_or("no control device")?;
+                let range = |flags: u64| {
+                    sys::sync_range(
+                        control,
+                        fd.as_raw_fd(),
+                        flags | sync_flags(how),
+                        offset,
+                        len,
+                    )
+                    .map_err(|x| format!("SYNC_RANGE: {x}"))
+                };
+                range(sys::DMA_BUF_SYNC_START)?;
+                touch_range(&mut mapping, how, round, offset, len);
+                range(sys::DMA_BUF_SYNC_END)?;
+            }
+            Op::Cpu(how) | Op::CpuRange(how, ..) => {
+                let (offset, len) = match *op {
+                    Op::CpuRange(_, offset, len) => (offset, len),
+                    _ => (0, BUFFER_BYTES),
+                };
                 let away: Vec<(usize, Dir)> = (0..s.devices.len())
                     .filter(|&d| !s.devices[d].coherent)
                     .filter_map(|d| Some((d, mapped[d]?)))
@@ -139,7 +172,7 @@ fn play(
                 for &(d, _) in &away {
                     session.unmap(attachments[d]).map_err(e)?;
                 }
-                touch(&mut mapping, how, round);
+                touch_range(&mut mapping, how, round, offset, len);
                 for &(d, how) in &away {
                     session.map(attachments[d], dir(how)).map_err(e)?;
                 }

@@ -40,8 +40,60 @@ fn direction(d: Dir) -> Direction {
     }
 }
 
+/// How the model stands for the 8 MiB buffer of a scenario with range
+/// brackets: one line per part of the buffer that no range splits (pages),
+/// each line counting that part's bytes. A scenario without ranges has
+/// none: each line stands for a third of the buffer.
+struct Cut {
+    /// Part boundaries, from 0 to `BUFFER_BYTES`.
+    bounds: Vec<u64>,
+}
+
+impl Cut {
+    fn of(s: &Scenario) -> Option<Cut> {
+        let page = 4096;
+        let mut bounds = vec![0, BUFFER_BYTES];
+        for op in s.steps() {
+            if let Op::CpuRange(_, offset, len) = *op {
+                bounds.push(offset / page * page);
+                bounds.push((offset + len).div_ceil(page) * page);
+            }
+        }
+        if bounds.len() == 2 {
+            return None;
+        }
+        bounds.sort_unstable();
+        bounds.dedup();
+        assert!(
+            bounds.len() - 1 <= sim::LINES,
+            "{}: its ranges cut the buffer into more parts than the model has lines",
+            s.name
+        );
+        // Lines beyond the parts stand for nothing.
+        while bounds.len() - 1 < sim::LINES {
+            bounds.push(BUFFER_BYTES);
+        }
+        Some(Cut { bounds })
+    }
+
+    /// The model lines of bytes `offset..offset + len`.
+    fn lines(&self, offset: u64, len: u64) -> (usize, usize) {
+        let page = 4096;
+        let start = offset / page * page;
+        let end = (offset + len).div_ceil(page) * page;
+        let at = |b: u64| self.bounds.iter().position(|&x| x == b).expect("a bound");
+        (at(start), at(end))
+    }
+
+    /// The bytes each line stands for.
+    fn line_bytes(&self) -> [u64; sim::LINES] {
+        std::array::from_fn(|i| self.bounds[i + 1] - self.bounds[i])
+    }
+}
+
 /// The exporter-knowledge minimum for `s` on an 8 MiB buffer, in bytes.
 fn oracle_bytes(s: &Scenario) -> u64 {
+    let cut = Cut::of(s);
     let mut steps = Vec::new();
     for op in s.steps() {
         match *op {
@@ -50,6 +102,12 @@ fn oracle_bytes(s: &Scenario) -> u64 {
             Op::Cpu(how) => {
                 steps.push(Step::BeginCpu(direction(how)));
                 steps.push(Step::EndCpu(direction(how)));
+            }
+            Op::CpuRange(how, offset, len) => {
+                let cut = cut.as_ref().expect("a scenario with ranges is cut");
+                let (a, b) = cut.lines(offset, len);
+                steps.push(Step::BeginRange(direction(how), a, b));
+                steps.push(Step::EndRange(direction(how), a, b));
             }
             Op::Job(d, how) => {
                 if direction(how).device_writes() {
@@ -67,8 +125,10 @@ fn oracle_bytes(s: &Scenario) -> u64 {
         bounce: vec![false; s.devices.len()],
         steps,
     };
-    let cost = oracle::exporter_minimum(&model);
-    cost.total() / sim::BUFFER_BYTES * BUFFER_BYTES
+    match cut {
+        Some(cut) => oracle::exporter_minimum_weighted(&model, &cut.line_bytes()).total(),
+        None => oracle::exporter_minimum(&model).total() / sim::BUFFER_BYTES * BUFFER_BYTES,
+    }
 }
 
 /// Whether device `d` of `s` reports its writes (it runs jobs).
@@ -76,10 +136,11 @@ fn fenced(s: &Scenario, d: usize) -> bool {
     s.steps().any(|op| matches!(op, Op::Job(j, _) if *j == d))
 }
 
-/// One access to every word of the buffer, reading then writing as `dir`
-/// allows the CPU (`user`: without a bracket).
-fn cpu_accesses(dir: Direction, user: bool, steps: &mut Vec<Step>) {
-    for word in 0..sim::WORDS {
+/// One access to every word of lines `lines`, reading then writing as
+/// `dir` allows the CPU (`user`: without a bracket).
+fn cpu_accesses(dir: Direction, user: bool, lines: std::ops::Range<usize>, steps: &mut Vec<Step>) {
+    let words = lines.start * sim::WORDS_PER_LINE..lines.end * sim::WORDS_PER_LINE;
+    for word in words.clone() {
         if dir.device_writes() {
             steps.push(if user {
                 Step::UserRead(word)
@@ -88,7 +149,7 @@ fn cpu_accesses(dir: Direction, user: bool, steps: &mut Vec<Step>) {
             });
         }
     }
-    for word in 0..sim::WORDS {
+    for word in words {
         if dir.cpu_writes() {
             steps.push(if user {
                 Step::UserWrite(word)
@@ -146,8 +207,17 @@ fn model_scenario(s: &Scenario, undisciplined: bool, adversary: Adversary) -> Mo
             steps.extend((0..sim::LINES).map(Step::Evict));
         }
     };
+    let cut = Cut::of(s);
     for op in s.steps() {
         gap(&mapped, &mut steps);
+        // The lines a CPU access touches.
+        let lines = match *op {
+            Op::CpuRange(_, offset, len) => {
+                let (a, b) = cut.as_ref().expect("cut").lines(offset, len);
+                a..b
+            }
+            _ => 0..sim::LINES,
+        };
         match *op {
             Op::Map(d, how) => {
                 mapped[d] = Some(direction(how));
@@ -157,19 +227,25 @@ fn model_scenario(s: &Scenario, undisciplined: bool, adversary: Adversary) -> Mo
                 mapped[d] = None;
                 steps.push(Step::Unmap(d));
             }
-            Op::Cpu(how) if undisciplined => {
+            Op::Cpu(how) | Op::CpuRange(how, ..) if undisciplined => {
                 let away: Vec<(usize, Direction)> = (0..devices)
                     .filter_map(|d| Some((d, mapped[d]?)))
                     .filter(|&(d, _)| !coherent[d])
                     .collect();
                 steps.extend(away.iter().map(|&(d, _)| Step::Unmap(d)));
-                cpu_accesses(direction(how), true, &mut steps);
+                cpu_accesses(direction(how), true, lines, &mut steps);
                 steps.extend(away.iter().map(|&(d, dir)| Step::Map(d, dir)));
             }
             Op::Cpu(how) => {
                 steps.push(Step::BeginCpu(direction(how)));
-                cpu_accesses(direction(how), false, &mut steps);
+                cpu_accesses(direction(how), false, lines, &mut steps);
                 steps.push(Step::EndCpu(direction(how)));
+            }
+            Op::CpuRange(how, ..) => {
+                let dir = direction(how);
+                steps.push(Step::BeginRange(dir, lines.start, lines.end));
+                cpu_accesses(dir, false, lines.clone(), &mut steps);
+                steps.push(Step::EndRange(dir, lines.start, lines.end));
             }
             Op::Job(d, how) => {
                 device_accesses(d, direction(how), &mut steps);
@@ -197,6 +273,11 @@ struct Modelled {
 }
 
 fn modelled(s: &Scenario, undisciplined: bool, config: Config) -> Modelled {
+    let cut = Cut::of(s);
+    let config = match &cut {
+        Some(cut) => config.weighted(cut.line_bytes()),
+        None => config,
+    };
     let mut violations = 0;
     let mut cost = Cost::default();
     for adversary in [Adversary::FillFirst, Adversary::EvictAfter] {
@@ -204,9 +285,11 @@ fn modelled(s: &Scenario, undisciplined: bool, config: Config) -> Modelled {
         violations += outcome.violations.len();
         cost = outcome.cost;
     }
-    let scale = |bytes: u64| bytes / sim::BUFFER_BYTES * BUFFER_BYTES;
-    cost.clean_bytes = scale(cost.clean_bytes);
-    cost.invalidate_bytes = scale(cost.invalidate_bytes);
+    if cut.is_none() {
+        let scale = |bytes: u64| bytes / sim::BUFFER_BYTES * BUFFER_BYTES;
+        cost.clean_bytes = scale(cost.clean_bytes);
+        cost.invalidate_bytes = scale(cost.invalidate_bytes);
+    }
     Modelled { cost, violations }
 }
 
@@ -405,6 +488,53 @@ fn unbracketed_table(
     }
 }
 
+/// The scenarios with range brackets in KiB per frame: ours (tracked)
+/// beyond the one clean of its freshly zeroed pages at the first map,
+/// against the system heap, which has only whole-buffer SYNC. Fails unless
+/// ours maintains exactly its ranges' bytes per frame.
+fn range_rows(records: &[Record], problems: &mut Vec<String>) {
+    println!();
+    println!("CPU access by range, KiB per frame (kprobes; ours beyond the one clean of its zeroed pages)");
+    for s in SCENARIOS.iter().filter(|s| Cut::of(s).is_some()) {
+        let frames = s.frames as u64;
+        let range_bytes: u64 = (s.frame)(0)
+            .iter()
+            .copied()
+            .flatten()
+            .filter_map(|op| match *op {
+                Op::CpuRange(_, _, len) => Some(len.div_ceil(4096) * 4096),
+                _ => None,
+            })
+            .sum();
+        let bytes = |system: bool, policy: &str| {
+            find(records, s.name, system, policy, "brackets")
+                .map(|r| (number(r, "clean_bytes"), number(r, "invalidate_bytes")))
+        };
+        let (Some(system), Some(ours)) = (bytes(true, "-"), bytes(false, "tracked")) else {
+            problems.push(format!("{}: no range results", s.name));
+            continue;
+        };
+        let kib = |b: u64| b as f64 / 1024.0 / frames as f64;
+        let ours = (ours.0.saturating_sub(BUFFER_BYTES), ours.1);
+        println!(
+            "{:<4} {:<52} system {:>7.1}+{:<7.1} ours {:>5.1}+{:<5.1} ({}x less)",
+            s.name,
+            s.what,
+            kib(system.0),
+            kib(system.1),
+            kib(ours.0),
+            kib(ours.1),
+            (system.0 + system.1) / (ours.0 + ours.1).max(1)
+        );
+        if ours.0 + ours.1 != range_bytes * frames {
+            problems.push(format!(
+                "{}: ours maintained {:?} bytes beyond the zeroed pages, want {} per frame",
+                s.name, ours, range_bytes
+            ));
+        }
+    }
+}
+
 /// The `"key":value` pairs of one flat JSON object.
 fn fields(json: &str) -> BTreeMap<String, String> {
     json.trim_matches(|c| c == '{' || c == '}')
@@ -550,6 +680,7 @@ fn main() {
         );
     }
     println!("(est. saved: per frame, tracked vs system heap, at {ms_per_mib} ms per MiB of maintenance)");
+    range_rows(&records, &mut problems);
     println!();
     unbracketed_table(&records, &mut json, &mut problems);
     println!();

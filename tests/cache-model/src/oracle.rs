@@ -153,9 +153,17 @@ fn seen(scenario: &Scenario, line: usize) -> Vec<Seen> {
 /// The exporter-information minimum: each cache line's, summed (for a
 /// sequence without range brackets, that of the whole buffer).
 pub fn exporter_minimum(scenario: &Scenario) -> Cost {
+    exporter_minimum_weighted(scenario, &[LINE_BYTES; LINES])
+}
+
+/// [`exporter_minimum`] with line `i` standing for `line_bytes[i]` bytes.
+pub fn exporter_minimum_weighted(scenario: &Scenario, line_bytes: &[u64; LINES]) -> Cost {
     let mut cost = Cost::default();
-    for line in 0..LINES {
-        cost.add(line_minimum(scenario, line));
+    for (line, &bytes) in line_bytes.iter().enumerate() {
+        let mut one = line_minimum(scenario, line);
+        one.clean_bytes = one.clean_bytes / LINE_BYTES * bytes;
+        one.invalidate_bytes = one.invalidate_bytes / LINE_BYTES * bytes;
+        cost.add(one);
     }
     cost
 }

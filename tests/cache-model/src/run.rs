@@ -82,9 +82,18 @@ impl Cost {
         self.revokes += other.revokes;
     }
 
-    fn charge(&mut self, clean: &Spans, invalidate: &Spans) {
-        self.clean_bytes += clean.units() * LINE_BYTES;
-        self.invalidate_bytes += invalidate.units() * LINE_BYTES;
+    /// Adds the bytes of the spans, each line counting `line_bytes`.
+    fn charge(&mut self, clean: &Spans, invalidate: &Spans, line_bytes: &[u64; LINES]) {
+        let bytes = |spans: &Spans| {
+            let per_pass: u64 = spans
+                .iter()
+                .flat_map(|span| span.start as usize..span.end as usize)
+                .map(|line| line_bytes[line])
+                .sum();
+            per_pass * u64::from(spans.passes())
+        };
+        self.clean_bytes += bytes(clean);
+        self.invalidate_bytes += bytes(invalidate);
     }
 }
 
@@ -158,6 +167,9 @@ pub struct Config {
     pub mode: Mode,
     pub mutation: Mutation,
     pub start: Start,
+    /// The bytes each cache line stands for in the cost (`LINE_BYTES`
+    /// unless a benchmark scenario cut its buffer into unequal parts).
+    pub line_bytes: [u64; LINES],
 }
 
 impl Config {
@@ -168,7 +180,13 @@ impl Config {
             mode,
             mutation: Mutation::None,
             start: Start::Fresh,
+            line_bytes: [LINE_BYTES; LINES],
         }
+    }
+
+    /// The same, with line `i` standing for `line_bytes[i]` bytes.
+    pub const fn weighted(self, line_bytes: [u64; LINES]) -> Self {
+        Self { line_bytes, ..self }
     }
 
     /// The same, for a buffer from the page pool.
@@ -260,6 +278,7 @@ struct Driver<'a> {
     revoke_pending: bool,
     /// For replays: every step, and every event with what it cost.
     trace: Option<Vec<String>>,
+    line_bytes: [u64; LINES],
 }
 
 impl Driver<'_> {
@@ -332,7 +351,7 @@ impl Driver<'_> {
                 _ => self.revoke(),
             }
         }
-        self.cost.charge(&clean, &invalidate);
+        self.cost.charge(&clean, &invalidate, &self.line_bytes);
         apply(&mut self.machine, &clean, &invalidate);
     }
 
@@ -537,6 +556,7 @@ fn drive(scenario: &Scenario, config: Config, traced: bool) -> (Outcome, Option<
         mode,
         mutation,
         start,
+        line_bytes,
     } = config;
     let (lines, machine) = match start {
         Start::Fresh => (Lines::ZEROED, Machine::new()),
@@ -554,6 +574,7 @@ fn drive(scenario: &Scenario, config: Config, traced: bool) -> (Outcome, Option<
         entries: [UserAccess::None; LINES],
         revoke_pending: false,
         trace: traced.then(Vec::new),
+        line_bytes,
     };
     let steps = &scenario.steps;
     let mut i = 0;
