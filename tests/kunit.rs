@@ -687,6 +687,52 @@ mod tests {
         Ok(())
     }
 
+    /// The range API for importer drivers: a non-coherent writer's frame,
+    /// then a 64 KiB range read costs 64 KiB of invalidate (the range
+    /// widened to pages), and a whole read the rest; bad arguments are
+    /// EINVAL and change nothing.
+    #[test]
+    fn range_api_for_importers_maintains_only_the_range() -> Result {
+        if skipped_where_dma_bounces() {
+            return Ok(());
+        }
+        use crate::dmabuf::{rdh_dma_buf_begin_cpu_access_range, rdh_dma_buf_end_cpu_access_range};
+        let mut rig = Rig::new(MIB, Policy::Tracked)?;
+        rig.map_new(false, FROM_DEVICE)?;
+        rig.unmap_last();
+        let range = |begin: bool, offset: usize, len: usize| {
+            let f = if begin {
+                rdh_dma_buf_begin_cpu_access_range
+            } else {
+                rdh_dma_buf_end_cpu_access_range
+            };
+            // SAFETY: `dmabuf` is live (or null, which is rejected).
+            unsafe { f(rig.dmabuf, FROM_DEVICE.into(), offset, len) }
+        };
+        let before = rig.stats();
+        let einval = EINVAL.to_errno();
+        assert_eq!(range(true, 0, 0), einval);
+        assert_eq!(range(true, MIB - 4096, 8192), einval);
+        assert_eq!(range(true, usize::MAX - 10, 100), einval);
+        // SAFETY: A null dma-buf is rejected before use.
+        let null = unsafe {
+            rdh_dma_buf_begin_cpu_access_range(core::ptr::null_mut(), FROM_DEVICE.into(), 0, 4096)
+        };
+        assert_eq!(null, einval);
+        assert_eq!(rig.stats().invalidate_bytes, before.invalidate_bytes);
+        // 64 KiB at an unaligned offset: 17 pages.
+        assert_eq!(range(true, 256 * 1024 + 100, 64 * 1024), 0);
+        assert_eq!(range(false, 256 * 1024 + 100, 64 * 1024), 0);
+        let after_range = rig.stats().invalidate_bytes - before.invalidate_bytes;
+        assert_eq!(after_range, 17 * 4096);
+        assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
+        assert_eq!(
+            rig.stats().invalidate_bytes - before.invalidate_bytes,
+            MIB as u64
+        );
+        Ok(())
+    }
+
     /// An importer that detaches without unmapping: the heap undoes the
     /// mapping itself, and it counts as an unmap (a non-coherent writer's
     /// lines are stale afterwards: the next CPU read invalidates).

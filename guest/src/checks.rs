@@ -151,6 +151,10 @@ const CHECKS: &[Check] = &[
     ("range_sync_maintains_only_its_pages", || {
         needs_tracking(ranges::range_sync_maintains_only_its_pages)
     }),
+    (
+        "read_outside_a_range_bracket_is_handled_as_unbracketed",
+        || needs_tracking(ranges::read_outside_a_range_bracket_is_handled_as_unbracketed),
+    ),
     ("range_sync_bad_requests_are_clean_errnos", || {
         needs_tracking(ranges::range_sync_bad_requests_are_clean_errnos)
     }),

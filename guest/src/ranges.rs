@@ -149,6 +149,48 @@ pub fn range_sync_maintains_only_its_pages() -> Outcome {
         .map_err(|e| format!("detach: {e}"))
 }
 
+/// With user access trapped (the default): inside a range bracket, a read
+/// through the mmap outside the range is a read without SYNC, and its
+/// fault invalidates what a device may have written there (the range's
+/// own pages were invalidated by the START).
+pub fn read_outside_a_range_bracket_is_handled_as_unbracketed() -> Outcome {
+    let fd = allocate(MIB)?;
+    let file = buffer_file(&fd)?;
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
+    if !text.contains("traps_user_access: true") {
+        return Err(format!(
+            "{}user access is trusted on this boot",
+            crate::ktap::SKIP
+        ));
+    }
+    let control = control()?;
+    let session = Session::open().map_err(|e| format!("importer: {e}"))?;
+    let camera = session
+        .device(false)
+        .map_err(|e| format!("importer: {e}"))?;
+    let map = sys::Mapping::new(&fd, MIB as usize, 0).map_err(|e| format!("mmap: {e}"))?;
+    session
+        .job(camera, fd.as_raw_fd(), Dir::FromDevice)
+        .map_err(|e| format!("camera job: {e}"))?;
+    let flags = DMA_BUF_SYNC_READ;
+    costs(&fd, "the range's START", (0, 64 * KIB), || {
+        range(
+            &control,
+            &fd,
+            DMA_BUF_SYNC_START | flags,
+            256 * KIB,
+            64 * KIB,
+        )
+    })?;
+    costs(&fd, "a read outside the range", (0, MIB - 64 * KIB), || {
+        std::hint::black_box(map.bytes()[0]);
+        Ok(())
+    })?;
+    costs(&fd, "the range's END", (0, 0), || {
+        range(&control, &fd, DMA_BUF_SYNC_END | flags, 256 * KIB, 64 * KIB)
+    })
+}
+
 /// Every bad request fails with its errno and changes nothing: no
 /// maintenance, no bracket left open, and the buffer still works.
 pub fn range_sync_bad_requests_are_clean_errnos() -> Outcome {
