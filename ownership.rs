@@ -608,8 +608,11 @@ impl Spans {
             self.items[self.len] = range;
             self.len += 1;
         } else {
-            // Not reached (spans come from at most `MAX_RUNS` runs); a
-            // wider last span is still correct where a clean is asked for.
+            // Unreachable: spans are only made from the runs of one
+            // `Extents` (at most `MAX_RUNS`) or from one range. Were it
+            // reached, widening the last span covers the units between:
+            // harmless for a clean, but an invalidate there could drop
+            // dirty lines — hence spans are never made any other way.
             self.items[self.len - 1].end = range.end;
         }
     }
