@@ -18,7 +18,9 @@
 //! 3. the CPU reads (or partially writes) lines that predate a device write.
 //!
 //! A *clean* (write back dirty lines) cures 1 and 2; an *invalidate* (drop
-//! lines) cures 3. Coherent devices snoop the CPU cache and need neither.
+//! lines) cures 3. Coherent devices snoop the CPU cache and need no clean;
+//! but a snoop may be served by a clean line too, so after a non-coherent
+//! device wrote they need the lines older than memory gone (3 again).
 //!
 //! # State
 //!
@@ -44,12 +46,12 @@
 //! | event | cache operation | why |
 //! |---|---|---|
 //! | `Map` by a non-coherent device | clean, if lines may be dirty | 1 and 2: the device may read or write from now on |
-//! | `Map` by a coherent device | none | it snoops the CPU cache |
-//! | `Unmap` by a non-coherent, unfenced writer | none; lines become possibly stale | the invalidate waits for the next CPU access, so device-to-device hand-over costs nothing |
+//! | `Map` by a coherent device | invalidate, if lines may be stale; clean first if they may also be dirty | it snoops the CPU cache, and a snoop may be served by a clean line too: none may be older than memory |
+//! | `Unmap` by a non-coherent, unfenced writer | none; lines become possibly stale (invalidate at once while a coherent device is mapped) | the invalidate waits for the next CPU access, so device-to-device hand-over costs nothing |
 //! | `BeginCpu` (any direction) | invalidate, if lines may be stale; clean first if they may also be dirty | 3; an invalidate must never drop dirty data; a CPU *write* needs it too (partial lines) |
 //! | `EndCpu`, non-coherent device mapped | clean, if lines may be dirty | 1: a long-lived mapping sees the CPU's writes |
 //! | `EndCpu`, none mapped | none | the clean waits for the next map; a CPU that owns a clean buffer pays nothing |
-//! | `DeviceWrote` (a fence signalled) | none; lines become possibly stale | 3, found out precisely instead of assumed |
+//! | `DeviceWrote` (a fence signalled) | none; lines become possibly stale (invalidate at once while a coherent device is mapped) | 3, found out precisely instead of assumed |
 //! | `Unmap` by a reader or a fenced device | none | memory did not change, or its writes were reported |
 //! | `BounceRead` | invalidate, if lines may be stale; clean first if they may also be dirty | the bounce copy is a CPU read: 3 |
 //! | `BounceWrote`, non-coherent device mapped | clean (lines were just dirtied) | the bounce copy is a CPU write: 1 |
@@ -933,13 +935,23 @@ impl Ownership {
 
     fn tracked(&mut self, event: Event) -> Decision {
         let whole = self.whole();
+        // A coherent importer's snoop may be served by any line the CPU
+        // holds, clean ones too: none may be older than memory while one is
+        // mapped.
+        let coherent_mapped = self.mapped > self.noncoherent_mapped;
         match event {
-            Event::Map(dev, _) if dev.coherent => skip(Skip::Coherent),
+            Event::Map(dev, _) if dev.coherent => match self.invalidate_if_stale(whole, false) {
+                decision if decision.ops.is_empty() => skip(Skip::Coherent),
+                decision => decision,
+            },
             Event::Map(_, _) => self.clean_if_dirty(whole),
             Event::Unmap(dev, _) if dev.coherent => skip(Skip::Coherent),
             // A fenced device reported its writes already.
             Event::Unmap(dev, dir) if dir.device_writes() && !dev.fenced => {
                 self.lines.update(whole, Lines::stale);
+                if coherent_mapped {
+                    return self.invalidate_if_stale(whole, false);
+                }
                 skip(Skip::DeferredToCpuAccess)
             }
             Event::Unmap(_, _) => Decision::default(),
@@ -961,6 +973,9 @@ impl Ownership {
             Event::DeviceWrote(dev) => {
                 if !dev.coherent {
                     self.lines.update(whole, Lines::stale);
+                    if coherent_mapped {
+                        return self.invalidate_if_stale(whole, false);
+                    }
                 }
                 Decision::default()
             }

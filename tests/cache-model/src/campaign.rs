@@ -40,6 +40,9 @@ pub struct Summary {
     pub sequences: u64,
     pub steps: u64,
     pub stale_reads: u64,
+    /// Of `stale_reads`: coherent devices' reads served by a CPU line older
+    /// than memory.
+    pub stale_snoops: u64,
     pub lost_writes: u64,
     pub cost: Cost,
     pub oracle: Cost,
@@ -60,6 +63,12 @@ impl Summary {
     /// Whether every sequence was safe.
     pub fn safe(&self) -> bool {
         self.stale_reads == 0 && self.lost_writes == 0
+    }
+
+    /// Whether every sequence was safe but for coherent snoops served by
+    /// stale lines (what the system heap leaves open).
+    pub fn safe_but_snoops(&self) -> bool {
+        self.stale_reads == self.stale_snoops && self.lost_writes == 0
     }
 
     /// Adds one sequence's result; `id` names it for reproduction.
@@ -103,6 +112,10 @@ impl Summary {
         self.steps += scenario.steps.len() as u64;
         for v in &outcome.violations {
             match v {
+                Violation::StaleDeviceRead { coherent: true, .. } => {
+                    self.stale_reads += 1;
+                    self.stale_snoops += 1;
+                }
                 Violation::StaleCpuRead { .. } | Violation::StaleDeviceRead { .. } => {
                     self.stale_reads += 1
                 }

@@ -124,7 +124,21 @@ pub fn play(
     let mut p = Protocol::new(coherent.to_vec());
     let mut steps = Vec::new();
     let gap = |p: &Protocol, steps: &mut Vec<Step>, rng: &mut Rng| {
-        let legal = p.legal_accesses(writes);
+        let mut legal = p.legal_accesses(writes);
+        // A gap's accesses come without reports between them: no coherent
+        // read in a gap where a non-coherent device writes (its snoop could
+        // be served by a line older than that write, unreported yet).
+        let noncoherent_writes = legal
+            .iter()
+            .flatten()
+            .any(|s| matches!(s, Step::DeviceWrite(d, _) if !coherent[*d]));
+        if noncoherent_writes {
+            legal.retain(|access| {
+                !access
+                    .iter()
+                    .any(|s| matches!(s, Step::DeviceRead(d, _) if coherent[*d]))
+            });
+        }
         match adversary {
             Adversary::FillThenAccessAll => {
                 steps.extend((0..LINES).map(Step::Fill));
@@ -163,7 +177,13 @@ pub fn play(
     };
     for (i, &event) in events.iter().enumerate() {
         p.may_write = (0..coherent.len()).map(|dev| may_write(i, dev)).collect();
+        let before = steps.len();
         gap(&p, &mut steps, &mut rng);
+        // The protocol follows the gap's device writes (unreported ones
+        // hold coherent readers back).
+        for &step in &steps[before..] {
+            p.apply(step);
+        }
         match event {
             Step::BeginCpu(dir) => p
                 .brackets
@@ -171,7 +191,6 @@ pub fn play(
             Step::EndCpu(_) => {
                 p.brackets.pop();
             }
-            Step::DeviceWrote(_) => {}
             _ => p.apply(event),
         }
         steps.push(event);

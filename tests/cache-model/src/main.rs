@@ -252,6 +252,21 @@ fn check(failed: &mut Vec<String>, what: &str, s: &Summary, must_equal_oracle: b
     }
 }
 
+/// For the system heap's policy: every violation is a coherent snoop
+/// served by a stale line (printed), or it is a failure.
+fn snoops_only(failed: &mut Vec<String>, what: &str, s: &Summary) {
+    if s.safe_but_snoops() {
+        if s.stale_snoops > 0 {
+            println!(
+                "{what}: {} coherent reads served by stale CPU lines (the system heap does not invalidate for coherent importers), nothing else",
+                s.stale_snoops
+            );
+        }
+    } else {
+        check(failed, what, s, false);
+    }
+}
+
 /// [`check`] for safety only, with the command that replays the failure.
 fn must_be_safe(failed: &mut Vec<String>, what: &str, s: &Summary, replay: String) {
     if !s.safe() {
@@ -350,7 +365,10 @@ fn main() {
         tracked_strict,
         true,
     );
-    check(&mut failed, "random always, strict usage", always, false);
+    // The system heap never invalidates for a coherent importer (nor at a
+    // fence): its snoops may be served by stale lines. Anything else must
+    // be safe under strict usage.
+    snoops_only(&mut failed, "random always, strict usage", always);
     check(&mut failed, "random tracked with trap", tracked_trap, false);
     check(
         &mut failed,
@@ -485,11 +503,10 @@ fn main() {
         u_trap,
         replay("strict", false, u_trap),
     );
-    must_be_safe(
+    snoops_only(
         &mut failed,
         "skipping SYNC, always, strict brackets",
         u_always,
-        replay("strict", false, u_always),
     );
     let s = undisciplined_any.get(Config::TRACKED_TRAP);
     must_be_safe(

@@ -69,6 +69,17 @@ fn seen(scenario: &Scenario, line: usize) -> Vec<Seen> {
         let writers_mapped = mapped.iter().enumerate().any(|(dev, d)| {
             noncoherent(dev) && !scenario.fenced[dev] && d.is_some_and(device_writes)
         });
+        let coherent_mapped = mapped
+            .iter()
+            .enumerate()
+            .any(|(dev, d)| !noncoherent(dev) && d.is_some());
+        // A coherent device's snoop may be served by any CPU line: it is a
+        // CPU access (invalidate stale lines, clean first what may be
+        // dirty) from its map on, and after every device write reported
+        // while it is mapped.
+        let snoop = Seen::CpuAccess {
+            nested: depth > 0 || covering > 0,
+        };
         let any_mapped = mapped
             .iter()
             .enumerate()
@@ -78,16 +89,29 @@ fn seen(scenario: &Scenario, line: usize) -> Vec<Seen> {
                 mapped[dev] = Some(dir);
                 if noncoherent(dev) {
                     out.push(Seen::Exposure);
+                } else {
+                    if writers_mapped {
+                        out.push(Seen::DeviceDirt);
+                    }
+                    out.push(snoop);
                 }
             }
             Step::Unmap(dev) => {
                 if let Some(dir) = mapped[dev].take() {
                     if noncoherent(dev) && !scenario.fenced[dev] && device_writes(dir) {
                         out.push(Seen::DeviceDirt);
+                        if coherent_mapped {
+                            out.push(snoop);
+                        }
                     }
                 }
             }
-            Step::DeviceWrote(dev) if noncoherent(dev) => out.push(Seen::DeviceDirt),
+            Step::DeviceWrote(dev) if noncoherent(dev) => {
+                out.push(Seen::DeviceDirt);
+                if coherent_mapped {
+                    out.push(snoop);
+                }
+            }
             Step::BeginRange(dir, start, end) => {
                 if covers(start, end) {
                     if writers_mapped {
@@ -228,6 +252,17 @@ pub fn ground_truth_minimum(scenario: &Scenario) -> Cost {
                 let coherent = scenario.coherent[dev];
                 if !coherent && m.any_dirty() {
                     clean(&mut m, &mut cost);
+                }
+                // A snoop must not be served by a line older than memory.
+                if coherent
+                    && matches!(step, Step::DeviceRead(..))
+                    && m.line_is_stale(w / WORDS_PER_LINE)
+                {
+                    if m.any_dirty() {
+                        clean(&mut m, &mut cost);
+                    }
+                    m.invalidate();
+                    cost.invalidate_bytes += BUFFER_BYTES;
                 }
                 if matches!(step, Step::DeviceRead(..)) {
                     m.device_read(coherent, w);

@@ -233,6 +233,12 @@ pub struct Protocol {
     /// Per bouncing device: another device wrote the buffer since the
     /// buffer was last copied into its slot.
     slot_behind: Vec<bool>,
+    /// Per non-coherent device that does not bounce: it wrote memory and
+    /// has not reported it yet (by its unmap, or its fence's signal).
+    /// Until then a coherent device does not read: its snoop could be
+    /// served by CPU lines older than that write, and no exporter could
+    /// know (the pipeline waits for the writer, as real ones do).
+    unreported: Vec<bool>,
 }
 
 impl Protocol {
@@ -253,6 +259,7 @@ impl Protocol {
             brackets: Vec::new(),
             slot_ahead: vec![false; n],
             slot_behind: vec![false; n],
+            unreported: vec![false; n],
         }
     }
 
@@ -278,6 +285,12 @@ impl Protocol {
     fn sees_the_latest(&self, dev: usize) -> bool {
         !self.slot_behind[dev]
             && (0..self.mapped.len()).all(|other| other == dev || !self.slot_ahead[other])
+    }
+
+    /// Whether a coherent device must not read now: a non-coherent device
+    /// (that does not bounce) wrote without reporting it yet.
+    fn snoop_must_wait(&self) -> bool {
+        self.unreported.contains(&true)
     }
 
     /// Whether `dev` may map with `dir` now: a bouncing writer's slot, if
@@ -345,7 +358,8 @@ impl Protocol {
             if self.brackets.is_empty() {
                 for (dev, dir) in self.mapped.iter().enumerate() {
                     if let Some(dir) = dir {
-                        if device_reads(*dir) && self.sees_the_latest(dev) {
+                        let snoop_waits = self.coherent[dev] && self.snoop_must_wait();
+                        if device_reads(*dir) && self.sees_the_latest(dev) && !snoop_waits {
                             out.push(vec![Step::DeviceRead(dev, word)]);
                         }
                         if dir.device_writes() && self.may_write[dev] && self.writes_alone(dev) {
@@ -372,9 +386,14 @@ impl Protocol {
                     self.buffer_written_by(dev);
                 }
                 self.mapped[dev] = None;
+                self.unreported[dev] = false;
             }
             Step::DeviceWrite(dev, _) if self.bounce[dev] => self.slot_ahead[dev] = true,
-            Step::DeviceWrite(dev, _) => self.buffer_written_by(dev),
+            Step::DeviceWrite(dev, _) => {
+                self.unreported[dev] |= !self.coherent[dev];
+                self.buffer_written_by(dev)
+            }
+            Step::DeviceWrote(dev) => self.unreported[dev] = false,
             // Bouncing writers' slots are copied into the buffer (at the
             // outermost begin only; devices do not write inside a bracket,
             // so at a nested one no slot is ahead anyway).
@@ -451,16 +470,17 @@ fn generate(
     let mut steps = Vec::new();
     // Fenced devices that wrote and whose fence has not signalled yet.
     let mut pending = vec![false; devices];
-    let signal = |dev: usize, pending: &mut Vec<bool>, steps: &mut Vec<Step>| {
+    let signal = |dev: usize, pending: &mut Vec<bool>, steps: &mut Vec<Step>, p: &mut Protocol| {
         if std::mem::take(&mut pending[dev]) {
             steps.push(Step::DeviceWrote(dev));
+            p.apply(Step::DeviceWrote(dev));
         }
     };
     while steps.len() < len {
         let roll = rng.below(100);
         if roll < 4 {
             // A fence signals.
-            signal(rng.below(devices), &mut pending, &mut steps);
+            signal(rng.below(devices), &mut pending, &mut steps, &mut p);
         } else if roll < 12 {
             // Spontaneous cache activity.
             let line = rng.below(LINES);
@@ -478,7 +498,7 @@ fn generate(
             let step = match p.mapped[dev] {
                 Some(_) => {
                     // The driver unmaps once its work is done.
-                    signal(dev, &mut pending, &mut steps);
+                    signal(dev, &mut pending, &mut steps, &mut p);
                     Step::Unmap(dev)
                 }
                 None => {
@@ -489,7 +509,7 @@ fn generate(
                     if bounce[dev] {
                         // The copy into the slot waits for the fences.
                         for dev in 0..devices {
-                            signal(dev, &mut pending, &mut steps);
+                            signal(dev, &mut pending, &mut steps, &mut p);
                         }
                     }
                     Step::Map(dev, dir)
@@ -509,7 +529,7 @@ fn generate(
                 };
                 // CPU access waits for the buffer's fences.
                 for dev in 0..devices {
-                    signal(dev, &mut pending, &mut steps);
+                    signal(dev, &mut pending, &mut steps, &mut p);
                 }
                 // No draw without ranges: the other generators stay what
                 // they were.
@@ -547,7 +567,7 @@ fn generate(
             if p.bouncing_mapped() {
                 // The copy into the slots waits for the fences.
                 for dev in 0..devices {
-                    signal(dev, &mut pending, &mut steps);
+                    signal(dev, &mut pending, &mut steps, &mut p);
                 }
             }
             p.apply(step);
@@ -558,7 +578,7 @@ fn generate(
             // fence is pending (unmaps signal first); signal anyway, as the
             // contract wants.
             for dev in 0..devices {
-                signal(dev, &mut pending, &mut steps);
+                signal(dev, &mut pending, &mut steps, &mut p);
             }
             let word = rng.below(WORDS);
             steps.push(if rng.chance(50) {
@@ -581,7 +601,7 @@ fn generate(
         }
     }
     for dev in 0..devices {
-        signal(dev, &mut pending, &mut steps);
+        signal(dev, &mut pending, &mut steps, &mut p);
     }
     // Close what is open so that the final state is a quiet one.
     while let Some(bracket) = p.brackets.pop() {

@@ -260,10 +260,13 @@ impl Machine {
         self.truth[word] = value;
     }
 
-    /// A device reads a word: from memory, or through a snoop if coherent.
+    /// A device reads a word: from memory, or through a snoop if coherent,
+    /// which any copy the CPU cache holds may serve, clean ones too (some
+    /// interconnects pass clean data; KVM invalidates before coherent I/O
+    /// for the same reason).
     pub fn device_read(&mut self, coherent: bool, word: usize) {
         let (line, offset) = line_of(word);
-        let got = if coherent && self.cache[line].state == LineState::Dirty {
+        let got = if coherent && self.cache[line].state != LineState::Invalid {
             self.cache[line].data[offset]
         } else {
             self.memory[word]

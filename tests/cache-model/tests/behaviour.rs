@@ -117,6 +117,22 @@ fn coherent_devices_never_cause_cache_ops() {
     );
 }
 
+/// A coherent importer's snoop may be served by clean CPU lines too: after
+/// a non-coherent device wrote, its map drops the lines that may be older
+/// than memory, and while it is mapped a reported write does at once.
+#[test]
+fn coherent_importer_after_a_noncoherent_writer_drops_stale_lines() {
+    let mut own = settled();
+    own.on(Map(NONCOHERENT, FromDevice));
+    own.on(Unmap(NONCOHERENT, FromDevice));
+    assert_eq!(own.on(Map(COHERENT, ToDevice)).ops, ops(0, 1));
+    own.on(Map(FENCED, FromDevice));
+    assert_eq!(own.on(DeviceWrote(FENCED)).ops, ops(0, 1));
+    assert_eq!(own.on(Unmap(FENCED, FromDevice)).ops, CacheOps::NONE);
+    // The CPU read that follows finds nothing stale.
+    assert_eq!(own.on(BeginCpu(FromDevice)).ops, CacheOps::NONE);
+}
+
 #[test]
 fn repeated_cpu_access_on_a_cpu_owned_buffer_costs_nothing() {
     let mut own = tracked();
