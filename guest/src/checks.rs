@@ -85,6 +85,14 @@ const CHECKS: &[Check] = &[
         pipelines::coherent_pipeline_costs_nothing,
     ),
     (
+        "coherent_reader_after_a_noncoherent_writer_invalidates_at_its_map",
+        || {
+            needs_tracking(
+                pipelines::coherent_reader_after_a_noncoherent_writer_invalidates_at_its_map,
+            )
+        },
+    ),
+    (
         "first_access_outside_sync_is_logged_once_naming_the_process",
         || needs_tracking(unbracketed::first_access_outside_sync_is_logged_once_naming_the_process),
     ),

@@ -150,6 +150,32 @@ pub fn coherent_pipeline_costs_nothing() -> Outcome {
     })
 }
 
+/// A non-coherent camera writes each frame, a coherent GPU reads it: its
+/// snoop may be served by clean CPU lines older than the camera's frame,
+/// so its map invalidates once per frame (and cleans the zeroed pages the
+/// first time, unless pooled); the CPU's readback after it costs nothing.
+pub fn coherent_reader_after_a_noncoherent_writer_invalidates_at_its_map() -> Outcome {
+    let frames = 4;
+    let fd = allocate_with("tracked")?;
+    let zeroes = zeroes_to_clean(&fd)?;
+    let session = Session::open().map_err(importer_err)?;
+    let camera = session.device(false).map_err(importer_err)?;
+    let gpu = session.device(true).map_err(importer_err)?;
+    for _ in 0..frames {
+        session
+            .job(camera, fd.as_raw_fd(), Dir::FromDevice)
+            .map_err(importer_err)?;
+        session
+            .job(gpu, fd.as_raw_fd(), Dir::ToDevice)
+            .map_err(importer_err)?;
+        cpu_access(&fd, sys::DMA_BUF_SYNC_READ)?;
+    }
+    let got = ops(&fd)?;
+    ensure(got == (zeroes, frames), || {
+        format!("{got:?}, want ({zeroes}, {frames})")
+    })
+}
+
 /// The CPU fills each frame (SYNC WRITE) for a non-coherent display: one
 /// clean per frame is the minimum, and both policies do exactly that.
 pub fn cpu_fill_for_display_cleans_once_per_frame() -> Outcome {
