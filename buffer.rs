@@ -355,7 +355,7 @@ impl HeapBuffer {
         let writer = attachment
             .mapped
             .is_some_and(|d| direction(d).device_writes());
-        if self_synced && writer && state.ownership.cpu_depth() > 0 {
+        if self_synced && writer && Self::cpu_inside(state) {
             self.bounce_out(state, Some(index));
         }
         let attachment = &mut state.attachments[index];
@@ -427,6 +427,12 @@ impl HeapBuffer {
         }
         let page = PAGE_SIZE as u64;
         Ok(Range::new(offset / page, end.div_ceil(page)))
+    }
+
+    /// Whether a CPU bracket is open, of the whole buffer or of a range: the
+    /// buffer may hold CPU writes that bouncing slots have not seen.
+    fn cpu_inside(state: &BufferState) -> bool {
+        state.ownership.cpu_depth() > 0 || state.ownership.open_ranges().next().is_some()
     }
 
     /// How a CPU access to `pages` (`None`: the whole buffer) is fed to the
@@ -509,7 +515,7 @@ impl HeapBuffer {
         // The outermost bracket takes what bouncing devices wrote (the
         // decision below then sees those writes); a nested one must not copy
         // again over what the CPU wrote since.
-        if state.ownership.cpu_depth() == 0 && part.is_none() {
+        if !Self::cpu_inside(state) && part.is_none() {
             self.bounce_in(state);
         }
         self.decide(state, event);
@@ -536,6 +542,9 @@ impl HeapBuffer {
         }
         if let Some(range) = Self::part(state, pages, false) {
             self.decide(state, Event::EndCpuRange(direction(dir), range));
+            // A mapping that bounces, made since the range began, gets
+            // what the CPU wrote.
+            self.bounce_out(state, None);
             return;
         }
         if pages.is_some() {
@@ -543,7 +552,7 @@ impl HeapBuffer {
         }
         // An END without START: take what bouncing devices wrote first, or
         // the copy below would overwrite it in their slots.
-        if state.ownership.cpu_depth() == 0 {
+        if !Self::cpu_inside(state) {
             self.bounce_in(state);
         }
         self.decide(state, Event::EndCpu(direction(dir)));
