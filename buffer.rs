@@ -650,9 +650,9 @@ impl HeapBuffer {
         let pages = match state.ownership.granted(write, unit) {
             Some(granted) => granted,
             None => {
-                let unbracketed =
-                    state.ownership.cpu_depth() == 0 && state.ownership.fault_range(unit).is_none();
-                let pages = match state.ownership.fault_range(unit) {
+                let range = state.ownership.fault_range(unit);
+                let unbracketed = state.ownership.cpu_depth() == 0 && range.is_none();
+                let pages = match range {
                     Some(range) => {
                         self.decide(state, Event::UserFaultRange(dir, range));
                         range

@@ -334,21 +334,18 @@ impl MaintainedTable {
         let Some(dev) = &self.dev else {
             return;
         };
+        let sync = |span: ownership::Range, for_device: bool| match (span == whole, for_device) {
+            (true, true) => dev.sync_for_device(&self.table, raw(ownership::Direction::ToDevice)),
+            (true, false) => dev.sync_for_cpu(&self.table, raw(ownership::Direction::FromDevice)),
+            (false, _) => {
+                let offset = span.start as usize * PAGE_SIZE;
+                let len = span.len() as usize * PAGE_SIZE;
+                dev.sync_range(&self.table, offset, len, for_device)
+            }
+        };
         for (spans, for_device) in [(&decision.clean, true), (&decision.invalidate, false)] {
             for _ in 0..spans.passes() {
-                for span in spans.iter() {
-                    if span == whole && for_device {
-                        dev.sync_for_device(&self.table, raw(ownership::Direction::ToDevice));
-                    } else if span == whole {
-                        dev.sync_for_cpu(&self.table, raw(ownership::Direction::FromDevice));
-                    } else {
-                        let (offset, len) = (
-                            span.start as usize * PAGE_SIZE,
-                            span.len() as usize * PAGE_SIZE,
-                        );
-                        dev.sync_range(&self.table, offset, len, for_device);
-                    }
-                }
+                spans.iter().for_each(|span| sync(span, for_device));
             }
         }
     }
