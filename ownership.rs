@@ -114,6 +114,20 @@
 //! device mapped after a CPU write sees it, and a CPU read after a device
 //! is unmapped (or its write fence has been seen) sees the device's data.
 //!
+//! # Uncached buffers (policy `Uncached`)
+//!
+//! The uncached heap's buffers are mapped write-combined for the CPU, user
+//! and kernel, and flushed once at allocation: the CPU then neither dirties
+//! lines of its own nor reads stale ones, and non-coherent devices need no
+//! maintenance at all. The cache may still hold lines of the buffer,
+//! filled speculatively through the kernel's cacheable linear alias; after
+//! a write around the cache (the CPU's, a non-coherent device's) they are
+//! older than memory. Two readers go through the cache and must not see
+//! them: a coherent importer, which snoops (its map, and a CPU access's end
+//! while it is mapped, drop them), and a bounce copy (dropped before it;
+//! a copy into the buffer leaves dirty lines, cleaned at once). User space
+//! that skips SYNC while a coherent importer is mapped is not covered.
+//!
 //! # Policy `Always`
 //!
 //! The upstream system heap, kept as the baseline: every map cleans, every
@@ -286,6 +300,9 @@ pub enum Policy {
     Tracked,
     /// What the upstream system heap does, as a baseline for comparison.
     Always,
+    /// A buffer the CPU maps write-combined (the uncached heap's, see
+    /// "Uncached buffers"), flushed once at allocation.
+    Uncached,
 }
 
 impl Policy {
@@ -294,6 +311,7 @@ impl Policy {
         match self {
             Policy::Tracked => "tracked",
             Policy::Always => "always",
+            Policy::Uncached => "uncached",
         }
     }
 }
@@ -776,6 +794,7 @@ impl Ownership {
         let mut decision = match self.policy {
             Policy::Tracked => self.tracked(event),
             Policy::Always => self.always(event),
+            Policy::Uncached => self.uncached(event),
         };
         decision.revoke = self.user != UserAccess::None && self.revokes(event, &decision);
         self.count(event);
@@ -786,11 +805,17 @@ impl Ownership {
             self.granted_write = Range::default();
         }
         // A clean does not outlast an open write bracket, or writable user
-        // entries.
+        // entries. (Write-combined writes do not dirty lines: they leave
+        // them older than memory.)
         let whole = self.whole();
+        let written = if self.policy == Policy::Uncached {
+            Lines::stale
+        } else {
+            Lines::dirty
+        };
         self.lines.update(whole, |lines| {
             if lines.cpu_writing {
-                lines.dirty()
+                written(lines)
             } else {
                 lines
             }
@@ -1134,6 +1159,81 @@ impl Ownership {
             _ => {}
         }
         act(clean, invalidate)
+    }
+}
+
+impl Ownership {
+    /// Policy `Uncached` (see "Uncached buffers"): the CPU writes around
+    /// the cache, which may still hold lines of the buffer (speculative
+    /// fills through the cacheable kernel alias), so after CPU or device
+    /// writes those lines may be older than memory (`maybe_stale`). Only
+    /// what reads through the cache needs them gone: a coherent importer,
+    /// which snoops, and bounce copies; a bounce copy into the buffer also
+    /// leaves dirty lines, cleaned at once.
+    fn uncached(&mut self, event: Event) -> Decision {
+        let whole = self.whole();
+        let coherent_mapped = self.mapped > self.noncoherent_mapped;
+        match event {
+            Event::Map(dev, _) if dev.coherent => self.invalidate_if_older(),
+            Event::Unmap(dev, dir) if !dev.coherent && dir.device_writes() && !dev.fenced => {
+                self.lines.update(whole, Lines::stale);
+                Decision::default()
+            }
+            Event::DeviceWrote(dev) if !dev.coherent => {
+                self.lines.update(whole, Lines::stale);
+                Decision::default()
+            }
+            Event::BeginCpu(dir) | Event::BeginCpuRange(dir, _) => {
+                self.written(dir, event);
+                Decision::default()
+            }
+            // A coherent importer may read what the CPU wrote.
+            Event::EndCpu(dir) | Event::EndCpuRange(dir, _) => {
+                self.written(dir, event);
+                self.invalidate_if(coherent_mapped)
+            }
+            Event::BounceRead => self.invalidate_if_older(),
+            Event::BounceWrote => {
+                self.lines.update(whole, Lines::dirty);
+                self.clean_if_dirty(whole)
+            }
+            _ => Decision::default(),
+        }
+    }
+
+    /// A CPU access in `dir` (a bracket's begin or end) may have written
+    /// around the cache: its lines may be older than memory.
+    fn written(&mut self, dir: Direction, event: Event) {
+        let range = match event {
+            Event::BeginCpuRange(_, range) | Event::EndCpuRange(_, range) => range,
+            _ => self.whole(),
+        };
+        if dir.cpu_writes() {
+            self.lines.update(range, Lines::stale);
+        }
+    }
+
+    /// Drops lines that may be older than memory, if `wanted`.
+    fn invalidate_if(&mut self, wanted: bool) -> Decision {
+        if wanted {
+            self.invalidate_if_older()
+        } else {
+            Decision::default()
+        }
+    }
+
+    /// Drops the lines that may be older than memory (none is dirty: the
+    /// CPU writes around the cache, and bounce copies are cleaned at once).
+    fn invalidate_if_older(&mut self) -> Decision {
+        let whole = self.whole();
+        let invalidate = self.lines.spans(whole, 1, |lines| lines.maybe_stale);
+        for span in invalidate.iter() {
+            self.lines.update(span, |lines| Lines {
+                maybe_stale: false,
+                ..lines
+            });
+        }
+        act(Spans::NONE, invalidate)
     }
 }
 

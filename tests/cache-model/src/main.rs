@@ -153,6 +153,7 @@ fn mib(bytes: u64) -> String {
 fn name(config: Config) -> String {
     let base = match (config.policy, config.mode) {
         (Policy::Always, Mode::Trust) => "always".to_string(),
+        (Policy::Uncached, Mode::Trust) => "uncached".to_string(),
         (policy, mode) => format!("{}, {}", policy.name(), mode.name()),
     };
     let base = match config.start {
@@ -657,6 +658,54 @@ fn main() {
         ranged_sequences += c.summaries[0].sequences;
     }
 
+    // Uncached buffers (write-combined CPU mappings): safe with coherent,
+    // non-coherent and bouncing importers, ranges included; maintenance
+    // only for coherent importers and bounce copies; dropping those
+    // invalidates must be caught.
+    println!();
+    header(&format!(
+        "uncached buffers (write-combined CPU mappings, flushed at allocation): {} random sequences each, any usage with SYNC",
+        a.sequences
+    ));
+    let uncached_configs = [
+        Config::UNCACHED,
+        Config::UNCACHED.with(Mutation::DropInvalidates),
+    ];
+    let mut uncached_sequences = 0;
+    let sets: [(&str, Comparison); 3] = [
+        (
+            "random",
+            campaign::random_compared(a.seed, a.sequences, a.length, Usage::ANY, &uncached_configs),
+        ),
+        (
+            "with range brackets",
+            campaign::ranged(
+                a.seed ^ RANGES_SEED,
+                a.sequences,
+                a.length,
+                Usage::ANY,
+                false,
+                &uncached_configs,
+            ),
+        ),
+        (
+            "40 % of non-coherent devices bounce",
+            campaign::bouncing_compared(a.bounce_seed, a.sequences, a.length, Usage::ANY, &uncached_configs),
+        ),
+    ];
+    for (what, c) in &sets {
+        println!("  {what}:");
+        rows(c, false);
+        check(&mut failed, &format!("uncached, {what}"), c.get(Config::UNCACHED), false);
+        uncached_sequences += c.summaries[0].sequences;
+    }
+    if sets
+        .iter()
+        .all(|(_, c)| c.get(uncached_configs[1]).safe())
+    {
+        failed.push("uncached: dropping its invalidates goes unnoticed".into());
+    }
+
     let saved = |ours: u64, theirs: u64| 100.0 * (1.0 - ours as f64 / theirs.max(1) as f64);
     println!();
     println!(
@@ -685,7 +734,8 @@ fn main() {
         + bouncing.summaries[0].sequences
         + undisciplined_strict.summaries[0].sequences * 2
         + undisciplined_bouncing.summaries[0].sequences
-        + ranged_sequences;
+        + ranged_sequences
+        + uncached_sequences;
     for g in &gaps {
         println!("RULE GAP {g}");
     }

@@ -208,6 +208,8 @@ impl Config {
     pub const TRACKED_TRAP: Config = Config::new(Policy::Tracked, Mode::Trap);
     /// The upstream system heap: never traps.
     pub const ALWAYS: Config = Config::new(Policy::Always, Mode::Trust);
+    /// The uncached heap: write-combined CPU mappings, never traps.
+    pub const UNCACHED: Config = Config::new(Policy::Uncached, Mode::Trust);
 }
 
 /// What happened in one run.
@@ -411,12 +413,14 @@ impl Driver<'_> {
         self.access(word, write);
     }
 
-    /// The access itself, on the machine.
+    /// The access itself, on the machine (write-combined for an uncached
+    /// buffer).
     fn access(&mut self, word: usize, write: bool) {
-        if write {
-            self.machine.cpu_write(word);
-        } else {
-            self.machine.cpu_read(word);
+        match (self.own.policy() == Policy::Uncached, write) {
+            (true, true) => self.machine.cpu_write_uncached(word),
+            (true, false) => self.machine.cpu_read_uncached(word),
+            (false, true) => self.machine.cpu_write(word),
+            (false, false) => self.machine.cpu_read(word),
         }
     }
 
@@ -559,6 +563,8 @@ fn drive(scenario: &Scenario, config: Config, traced: bool) -> (Outcome, Option<
         line_bytes,
     } = config;
     let (lines, machine) = match start {
+        // The uncached heap flushes every buffer at allocation.
+        _ if policy == Policy::Uncached => (Lines::CLEAN, Machine::flushed()),
         Start::Fresh => (Lines::ZEROED, Machine::new()),
         Start::Pooled if mutation == Mutation::PoolSkipsClean => (Lines::CLEAN, Machine::new()),
         Start::Pooled => (Lines::CLEAN, Machine::cleaned()),

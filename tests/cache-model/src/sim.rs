@@ -127,6 +127,36 @@ impl Machine {
         machine
     }
 
+    /// A buffer flushed at allocation (the uncached heap's): memory holds
+    /// the zeroes, the cache no line of it.
+    pub fn flushed() -> Self {
+        let mut machine = Self::cleaned();
+        for line in 0..LINES {
+            machine.cache[line].state = LineState::Invalid;
+        }
+        machine
+    }
+
+    /// The CPU reads a word through a write-combined mapping: from memory.
+    pub fn cpu_read_uncached(&mut self, word: usize) {
+        let got = self.memory[word];
+        if got != self.truth[word] {
+            self.violations.push(Violation::StaleCpuRead {
+                word,
+                got,
+                want: self.truth[word],
+            });
+        }
+    }
+
+    /// The CPU writes a word through a write-combined mapping: to memory;
+    /// a line the cache holds keeps the older value.
+    pub fn cpu_write_uncached(&mut self, word: usize) {
+        let value = self.fresh();
+        self.memory[word] = value;
+        self.truth[word] = value;
+    }
+
     fn fresh(&mut self) -> u64 {
         self.next += 1;
         self.next
