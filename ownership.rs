@@ -1175,13 +1175,15 @@ impl Ownership {
         let coherent_mapped = self.mapped > self.noncoherent_mapped;
         match event {
             Event::Map(dev, _) if dev.coherent => self.invalidate_if_older(),
+            // A write reported while a coherent importer is mapped: it may
+            // read it now.
             Event::Unmap(dev, dir) if !dev.coherent && dir.device_writes() && !dev.fenced => {
                 self.lines.update(whole, Lines::stale);
-                Decision::default()
+                self.invalidate_if(coherent_mapped)
             }
             Event::DeviceWrote(dev) if !dev.coherent => {
                 self.lines.update(whole, Lines::stale);
-                Decision::default()
+                self.invalidate_if(coherent_mapped)
             }
             Event::BeginCpu(dir) | Event::BeginCpuRange(dir, _) => {
                 self.written(dir, event);
@@ -1226,6 +1228,12 @@ impl Ownership {
     /// CPU writes around the cache, and bounce copies are cleaned at once).
     fn invalidate_if_older(&mut self) -> Decision {
         let whole = self.whole();
+        // A mapped writer that reports nothing may have written anywhere,
+        // and so may the CPU inside an open bracket (its end may yet
+        // declare a write).
+        if self.unfenced_writers_mapped > 0 || self.cpu_depth > 0 || self.open_len > 0 {
+            self.lines.update(whole, Lines::stale);
+        }
         let invalidate = self.lines.spans(whole, 1, |lines| lines.maybe_stale);
         for span in invalidate.iter() {
             self.lines.update(span, |lines| Lines {

@@ -119,6 +119,7 @@ fn parse() -> Args {
                 a.policy = match value.as_str() {
                     "tracked" => Policy::Tracked,
                     "always" => Policy::Always,
+                    "uncached" => Policy::Uncached,
                     _ => bad(),
                 }
             }
@@ -690,19 +691,27 @@ fn main() {
         ),
         (
             "40 % of non-coherent devices bounce",
-            campaign::bouncing_compared(a.bounce_seed, a.sequences, a.length, Usage::ANY, &uncached_configs),
+            campaign::bouncing_compared(
+                a.bounce_seed,
+                a.sequences,
+                a.length,
+                Usage::ANY,
+                &uncached_configs,
+            ),
         ),
     ];
     for (what, c) in &sets {
         println!("  {what}:");
         rows(c, false);
-        check(&mut failed, &format!("uncached, {what}"), c.get(Config::UNCACHED), false);
+        check(
+            &mut failed,
+            &format!("uncached, {what}"),
+            c.get(Config::UNCACHED),
+            false,
+        );
         uncached_sequences += c.summaries[0].sequences;
     }
-    if sets
-        .iter()
-        .all(|(_, c)| c.get(uncached_configs[1]).safe())
-    {
+    if sets.iter().all(|(_, c)| c.get(uncached_configs[1]).safe()) {
         failed.push("uncached: dropping its invalidates goes unnoticed".into());
     }
 
