@@ -100,6 +100,8 @@ pub(crate) struct HeapBuffer {
     len: usize,
     /// User mappings get their entries from faults (`unbracketed_cpu=trap`).
     trap_user: bool,
+    /// CPU mappings are write-combined (policy `uncached`).
+    write_combined: bool,
     #[pin]
     state: Mutex<BufferState>,
     /// The chunks.
@@ -128,8 +130,11 @@ impl HeapBuffer {
         // heap already.
         let trap_user = policy == Policy::Tracked && params::trap_user_access();
         let memory = heap.pool().allocate(len)?;
-        // Pooled chunks were cleaned: a first map needs no clean.
-        let lines = if memory.is_clean() {
+        let lines = if policy == Policy::Uncached {
+            Self::flush(&heap, &memory)?;
+            Lines::CLEAN
+        } else if memory.is_clean() {
+            // Pooled chunks were cleaned: a first map needs no clean.
             Lines::CLEAN
         } else {
             Lines::ZEROED
@@ -139,6 +144,7 @@ impl HeapBuffer {
             try_pin_init!(Self {
                 len,
                 trap_user,
+                write_combined: policy == Policy::Uncached,
                 state <- new_mutex!(BufferState {
                     attachments: KVec::new(),
                     kernel_mapping: None,
@@ -165,6 +171,26 @@ impl HeapBuffer {
         Ok(buffer)
     }
 
+    /// Flushes a new uncached buffer's chunks (its zeroes reach memory, no
+    /// line stays cached, see `ownership.rs`, "Uncached buffers"): pooled
+    /// ones too, whose clean lines the CPU's write-combined writes would
+    /// leave older than memory.
+    fn flush(heap: &Heap, memory: &Memory) -> Result {
+        // The uncached heap exists only where the maintenance device does
+        // not bounce (`Heap::uncached`).
+        let cleaner = heap.maintenance().cleaner().ok_or(ENODEV)?;
+        for chunk in memory.chunks() {
+            if !cleaner.flush(chunk) {
+                return Err(ENOMEM);
+            }
+        }
+        heap.totals().allocation_flush_bytes.fetch_add(
+            memory.chunks().iter().map(|c| c.size() as u64).sum(),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
     /// Buffer size in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -182,7 +208,7 @@ impl HeapBuffer {
     }
 
     /// Makes the maintenance mapping if there is none yet and the buffer
-    /// tracks ownership.
+    /// tracks ownership (`tracked` or `uncached`).
     /// Maintenance is needed only once a device may have accessed the
     /// buffer: so this runs at the first attach, and at a CPU access after
     /// a new write fence in the reservation object (its driver may never
@@ -190,7 +216,7 @@ impl HeapBuffer {
     fn need_maintenance(&self, state: &mut BufferState) -> Result {
         // Under `always` the importers' own mappings sync (and a bouncing
         // maintenance device forces `always`).
-        if state.maintenance.is_none() && state.ownership.policy() == Policy::Tracked {
+        if state.maintenance.is_none() && state.ownership.policy() != Policy::Always {
             let table = SgTable::new(self.memory.chunks(), usize::MAX)?;
             state.maintenance = Some(MaintainedTable::new(table, self.heap.maintenance())?);
         }
@@ -228,8 +254,9 @@ impl HeapBuffer {
         self.apply(state, event)
     }
 
-    /// Feeds one event to the ownership rules and, under `tracked`, performs
-    /// the maintenance they ask for.
+    /// Feeds one event to the ownership rules and, unless under `always`
+    /// (whose importers' mappings sync), performs the maintenance they ask
+    /// for.
     /// A revocation comes first, so that no user write slips in between a
     /// clean and the revocation.
     fn apply(&self, state: &mut BufferState, event: Event) -> Decision {
@@ -240,7 +267,7 @@ impl HeapBuffer {
             }
         }
         state.stats.record(&decision, self.heap.totals());
-        if state.ownership.policy() == Policy::Tracked && !decision.ops.is_empty() {
+        if state.ownership.policy() != Policy::Always && !decision.ops.is_empty() {
             // Made already by the entry points that can fail (see
             // `need_maintenance`); making it here can only fail where the
             // DMA layer cannot map at all.
@@ -401,7 +428,7 @@ impl HeapBuffer {
         let after = attachment.device;
         // Under `always` fences change nothing (and no mapping changed); a
         // self-synced mapping's writes arrive through its syncs.
-        if !before.fenced && state.ownership.policy() == Policy::Tracked && !self_synced {
+        if !before.fenced && state.ownership.policy() != Policy::Always && !self_synced {
             if let Some(mapped) = mapped {
                 // Re-enter the mapping as fenced; what it may have written
                 // until now still counts.
@@ -618,6 +645,9 @@ impl HeapBuffer {
         if pgoff.checked_add(count).is_none_or(|last| last > total) {
             return Err(EINVAL);
         }
+        if self.write_combined {
+            vma.write_combine();
+        }
         if self.trap_user {
             vma.trap()?;
             // What revocations act on, learnt at the first mmap (allocation
@@ -691,7 +721,7 @@ impl HeapBuffer {
             shared.users += 1;
             return Ok(shared.mapping.addr());
         }
-        let mapping = KernelMapping::new(self.memory.chunks())?;
+        let mapping = KernelMapping::new(self.memory.chunks(), self.write_combined)?;
         let addr = mapping.addr();
         state.kernel_mapping = Some(SharedKernelMapping { mapping, users: 1 });
         Ok(addr)

@@ -264,7 +264,8 @@ impl MaintenanceDevice {
 }
 
 /// Cleans pages to the point of coherency on the maintenance device: the
-/// page pool's background clean of zeroed chunks.
+/// page pool's background clean of zeroed chunks, and the uncached heap's
+/// flush at allocation.
 ///
 /// # Invariants
 ///
@@ -281,6 +282,13 @@ impl Cleaner {
         // SAFETY: By the type invariant `dev` is live; the chunk is a valid
         // block of `chunk.size()` bytes.
         unsafe { sys::rdh_dma_clean_pages(self.dev.dev, chunk.head(), chunk.size()) }
+    }
+
+    /// Cleans and invalidates the whole chunk (no line of it stays cached);
+    /// `false` if the DMA layer could not map it.
+    pub(crate) fn flush(&self, chunk: &PageChunk) -> bool {
+        // SAFETY: As in `clean`.
+        unsafe { sys::rdh_dma_flush_pages(self.dev.dev, chunk.head(), chunk.size()) }
     }
 }
 

@@ -27,6 +27,7 @@ use crate::{
     buffer::{BufferFile, HeapBuffer},
     cache_ops::Bounce,
     heap::Heap,
+    ownership::Policy,
     pages::{ORDERS, PAGE_SIZE},
     params,
     stats::{skip_name, Totals, SKIP_REASONS},
@@ -44,6 +45,8 @@ pub(crate) type HeapFile = Pin<KBox<File<Arc<Heap>>>>;
 
 /// A heap's directory and its `buffers` subdirectory.
 pub(crate) struct HeapDir {
+    /// `rust_dmabuf_heap`, which the heaps of the module share.
+    top: Dir,
     heap: Dir,
     buffers: Dir,
 }
@@ -52,9 +55,19 @@ impl HeapDir {
     /// Creates `rust_dmabuf_heap/<name>/buffers`. Failures are silent:
     /// debugfs is optional (files in a failed directory are not created).
     pub(crate) fn new(name: &CStr) -> Self {
-        let heap = Dir::new(c"rust_dmabuf_heap").subdir(name);
+        Self::under(Dir::new(c"rust_dmabuf_heap"), name)
+    }
+
+    /// Creates `rust_dmabuf_heap/<name>/buffers` for another heap of the
+    /// module (a second `rust_dmabuf_heap` could not be created).
+    pub(crate) fn beside(&self, name: &CStr) -> Self {
+        Self::under(self.top.clone(), name)
+    }
+
+    fn under(top: Dir, name: &CStr) -> Self {
+        let heap = top.subdir(name);
         let buffers = heap.subdir(c"buffers");
-        Self { heap, buffers }
+        Self { top, heap, buffers }
     }
 
     /// The heap's `stats` file.
@@ -92,6 +105,11 @@ fn show_heap(heap: &Arc<Heap>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "policy: {}", heap.sync_policy().name())?;
     writeln!(f, "buffers_allocated: {}", load(&totals.buffers_allocated))?;
     writeln!(f, "bytes_allocated: {}", load(&totals.bytes_allocated))?;
+    writeln!(
+        f,
+        "allocation_flush_bytes: {}",
+        load(&totals.allocation_flush_bytes)
+    )?;
     writeln!(f, "live_bytes: {}", pool.unpooled_bytes)?;
     writeln!(f, "pool_bytes: {}", pool.held_bytes())?;
     writeln!(f, "clean_bytes: {}", load(&totals.clean_bytes))?;
@@ -108,7 +126,13 @@ fn show_heap(heap: &Arc<Heap>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     for (reason, count) in Bounce::ALL.iter().zip(totals.bounce_attachments.iter()) {
         writeln!(f, "bounce_synced_{}: {}", reason.name(), load(count))?;
     }
-    writeln!(f, "unbracketed_cpu: {}", params::unbracketed_cpu_name())?;
+    // Write-combined mappings are never trapped.
+    let unbracketed = if heap.sync_policy() == Policy::Uncached {
+        "trust"
+    } else {
+        params::unbracketed_cpu_name()
+    };
+    writeln!(f, "unbracketed_cpu: {unbracketed}")?;
     writeln!(f, "user_faults: {}", load(&totals.user_faults))?;
     writeln!(
         f,

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The heap object: what every buffer of `/dev/dma_heap/<name>` shares —
-//! the maintenance device, the counters and the debugfs directory. The
+//! the page pool and the maintenance device (shared with the uncached
+//! heap registered beside it), the counters and the debugfs directory. The
 //! dma-heap core owns one reference once the heap is registered (its
 //! `priv`; a heap can never be removed), and every buffer another, so the
 //! maintenance device outlives every mapping to it. KUnit makes private
@@ -22,13 +23,22 @@ use kernel::{
     sync::{Arc, ArcBorrow},
 };
 
-/// A heap.
+/// What the cached heap and the uncached one share: one pool of zeroed
+/// pages (one limit, one worker, one shrinker) and the device it cleans on.
 ///
 /// Field order is drop order: the pool's worker stops before the
 /// maintenance device it cleans with goes.
-pub(crate) struct Heap {
+struct Shared {
     pool: PagePool,
     maintenance: MaintenanceDevice,
+}
+
+/// A heap.
+pub(crate) struct Heap {
+    shared: Arc<Shared>,
+    /// The uncached heap's: CPU mappings write-combined (see
+    /// `ownership.rs`, "Uncached buffers").
+    uncached: bool,
     totals: Totals,
     /// The heap's debugfs directory, if it has one.
     debugfs: Option<HeapDir>,
@@ -45,23 +55,45 @@ impl Heap {
             maintenance.cleaner(),
             debugfs_name.unwrap_or(c"private"),
         )?;
+        let shared = Arc::new(Shared { pool, maintenance }, GFP_KERNEL)?;
+        Self::with(shared, false, debugfs_name.map(HeapDir::new))
+    }
+
+    /// The uncached heap beside this one, sharing its pool and maintenance
+    /// device, with a debugfs directory `debugfs_name` if given. `ENODEV`
+    /// if the maintenance device's mappings would bounce: the flush at
+    /// allocation and the invalidates before snoops and bounce copies need
+    /// that device's cache maintenance.
+    pub(crate) fn uncached(&self, debugfs_name: Option<&CStr>) -> Result<Arc<Self>> {
+        if self.maintenance().bounce().is_some() {
+            return Err(ENODEV);
+        }
+        let debugfs = match (&self.debugfs, debugfs_name) {
+            (Some(dir), Some(name)) => Some(dir.beside(name)),
+            (None, name) => name.map(HeapDir::new),
+            (_, None) => None,
+        };
+        Self::with(self.shared.clone(), true, debugfs)
+    }
+
+    fn with(shared: Arc<Shared>, uncached: bool, debugfs: Option<HeapDir>) -> Result<Arc<Self>> {
         let heap = Self {
-            pool,
-            maintenance,
+            shared,
+            uncached,
             totals: Totals::new(),
-            debugfs: debugfs_name.map(HeapDir::new),
+            debugfs,
         };
         Ok(Arc::new(heap, GFP_KERNEL)?)
     }
 
     /// The heap's maintenance device.
     pub(crate) fn maintenance(&self) -> &MaintenanceDevice {
-        &self.maintenance
+        &self.shared.maintenance
     }
 
     /// The heap's page pool.
     pub(crate) fn pool(&self) -> &Arc<Pool> {
-        self.pool.pool()
+        self.shared.pool.pool()
     }
 
     /// The heap's counters.
@@ -74,11 +106,13 @@ impl Heap {
         self.debugfs.as_ref()
     }
 
-    /// The cache maintenance policy new buffers get: parameter
-    /// `sync_policy`, unless the maintenance device's mappings would bounce
-    /// (then `always`).
+    /// The cache maintenance policy new buffers get: `uncached` for the
+    /// uncached heap; else parameter `sync_policy`, unless the maintenance
+    /// device's mappings would bounce (then `always`).
     pub(crate) fn sync_policy(&self) -> Policy {
-        if self.maintenance.bounce().is_some() || params::sync_policy_always() {
+        if self.uncached {
+            Policy::Uncached
+        } else if self.maintenance().bounce().is_some() || params::sync_policy_always() {
             Policy::Always
         } else {
             Policy::Tracked

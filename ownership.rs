@@ -1194,7 +1194,17 @@ impl Ownership {
                 self.written(dir, event);
                 self.invalidate_if(coherent_mapped)
             }
-            Event::BounceRead => self.invalidate_if_older(),
+            // A copy made inside a CPU bracket may read what the CPU wrote
+            // in it, also in one begun for reading (its end may declare the
+            // write). Snoops wait for the bracket's end, which marks its
+            // writes (an open write bracket's are marked after every event,
+            // see `on`).
+            Event::BounceRead => {
+                if self.cpu_depth > 0 || self.open_len > 0 {
+                    self.lines.update(whole, Lines::stale);
+                }
+                self.invalidate_if_older()
+            }
             Event::BounceWrote => {
                 self.lines.update(whole, Lines::dirty);
                 self.clean_if_dirty(whole)
@@ -1228,10 +1238,8 @@ impl Ownership {
     /// CPU writes around the cache, and bounce copies are cleaned at once).
     fn invalidate_if_older(&mut self) -> Decision {
         let whole = self.whole();
-        // A mapped writer that reports nothing may have written anywhere,
-        // and so may the CPU inside an open bracket (its end may yet
-        // declare a write).
-        if self.unfenced_writers_mapped > 0 || self.cpu_depth > 0 || self.open_len > 0 {
+        // A mapped writer that reports nothing may have written anywhere.
+        if self.unfenced_writers_mapped > 0 {
             self.lines.update(whole, Lines::stale);
         }
         let invalidate = self.lines.spans(whole, 1, |lines| lines.maybe_stale);

@@ -172,8 +172,9 @@ pub(crate) struct KernelMapping {
 unsafe impl Send for KernelMapping {}
 
 impl KernelMapping {
-    /// Maps all pages of `chunks`, which must outlive the mapping.
-    pub(crate) fn new(chunks: &[PageChunk]) -> Result<Self> {
+    /// Maps all pages of `chunks`, which must outlive the mapping:
+    /// write-combined if `write_combined` (the uncached heap's buffers).
+    pub(crate) fn new(chunks: &[PageChunk], write_combined: bool) -> Result<Self> {
         let count = chunks.iter().map(PageChunk::page_count).sum();
         // One pointer per page: 4 MiB for 2 GiB, so vmalloc-backed.
         let mut pages = KVVec::with_capacity(count, GFP_KERNEL)?;
@@ -184,8 +185,9 @@ impl KernelMapping {
         }
         let count = pages.len().try_into().map_err(|_| ENOMEM)?;
         // SAFETY: `pages` holds `count` valid pages.
-        let vaddr = NonNull::new(unsafe { sys::rdh_vmap_pages(pages.as_mut_ptr(), count) })
-            .ok_or(ENOMEM)?;
+        let vaddr =
+            NonNull::new(unsafe { sys::rdh_vmap_pages(pages.as_mut_ptr(), count, write_combined) })
+                .ok_or(ENOMEM)?;
         // INVARIANT: Just returned by `vmap`.
         Ok(Self {
             addr: KernelAddress(vaddr),

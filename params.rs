@@ -14,6 +14,17 @@ pub(crate) fn heap_name() -> &'static CStr {
     unsafe { CStr::from_char_ptr(sys::rdh_heap_name()) }
 }
 
+/// The uncached heap's name (`heap_name` + `_uncached`), unless parameter
+/// `uncached_heap` turned it off. Static storage, made once at load.
+pub(crate) fn uncached_heap_name() -> Option<&'static CStr> {
+    // SAFETY: Reads module parameters and writes the name's static buffer;
+    // called once, from module init.
+    let name = unsafe { sys::rdh_uncached_heap_name() };
+    // SAFETY: A NUL-terminated string in static storage that no one writes
+    // again after this (module init runs once).
+    (!name.is_null()).then(|| unsafe { CStr::from_char_ptr(name) })
+}
+
 /// `sync_policy=always`: new buffers behave like the system heap's.
 pub(crate) fn sync_policy_always() -> bool {
     // SAFETY: Reads a module parameter; no preconditions.

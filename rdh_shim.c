@@ -38,6 +38,26 @@ const char *rdh_heap_name(void)
 }
 
 /*
+ * The uncached heap (write-combined CPU mappings) is registered next to the
+ * cached one unless turned off; its name is the cached heap's plus
+ * "_uncached", made once at load (the dma-heap core keeps the pointer).
+ */
+static bool uncached_heap = true;
+module_param(uncached_heap, bool, 0444);
+MODULE_PARM_DESC(uncached_heap,
+		 "Also register /dev/dma_heap/<heap_name>_uncached, write-combined CPU mappings (default: Y)");
+
+static char uncached_heap_name[sizeof(heap_name) + sizeof("_uncached")];
+
+const char *rdh_uncached_heap_name(void)
+{
+	if (!uncached_heap)
+		return NULL;
+	snprintf(uncached_heap_name, sizeof(uncached_heap_name), "%s_uncached", heap_name);
+	return uncached_heap_name;
+}
+
+/*
  * A parameter that is one of two words (the first is the default), kept as
  * a bool: anything else is refused with -EINVAL. Writable at run time; a
  * buffer keeps what it was allocated with.
@@ -346,9 +366,16 @@ void rdh_flush_kernel_vmap_range(void *vaddr, int size)
 	flush_kernel_vmap_range(vaddr, size);
 }
 
-void *rdh_vmap_pages(struct page **pages, unsigned int count)
+void *rdh_vmap_pages(struct page **pages, unsigned int count, bool writecombine)
 {
-	return vmap(pages, count, VM_MAP, PAGE_KERNEL);
+	return vmap(pages, count, VM_MAP,
+		    writecombine ? pgprot_writecombine(PAGE_KERNEL) : PAGE_KERNEL);
+}
+
+/* Makes the user mapping write-combined (before its entries exist). */
+void rdh_vma_set_writecombine(struct vm_area_struct *vma)
+{
+	vma->vm_page_prot = pgprot_writecombine(vma->vm_page_prot);
 }
 
 u64 rdh_dma_buf_inode(struct dma_buf *dmabuf)
@@ -506,6 +533,18 @@ bool rdh_dma_clean_pages(struct device *dev, struct page *page, size_t size)
 		return false;
 	dma_unmap_page_attrs(dev, addr, size, DMA_TO_DEVICE,
 			     DMA_ATTR_SKIP_CPU_SYNC);
+	return true;
+}
+
+/* Cleans and invalidates @size bytes at @page (the map cleans, the unmap
+ * for a bidirectional mapping invalidates): no line of them stays cached. */
+bool rdh_dma_flush_pages(struct device *dev, struct page *page, size_t size)
+{
+	dma_addr_t addr = dma_map_page(dev, page, 0, size, DMA_BIDIRECTIONAL);
+
+	if (dma_mapping_error(dev, addr))
+		return false;
+	dma_unmap_page(dev, addr, size, DMA_BIDIRECTIONAL);
 	return true;
 }
 

@@ -48,6 +48,7 @@ const unsigned int RDH_SYNC_VALID_FLAGS = DMA_BUF_SYNC_VALID_FLAGS_MASK;
 #endif
 
 const char *rdh_heap_name(void);
+const char *rdh_uncached_heap_name(void);
 bool rdh_sync_policy_always(void);
 bool rdh_debugfs_buffers_enabled(void);
 bool rdh_trap_user_access(void);
@@ -95,7 +96,8 @@ vm_fault_t rdh_vma_insert_pfn(struct vm_area_struct *vma, unsigned long addr,
 void rdh_vma_zap(struct vm_area_struct *vma);
 void rdh_revoke_user_mappings(struct dma_buf *dmabuf);
 void rdh_report_unbracketed(struct dma_buf *dmabuf, bool write);
-void *rdh_vmap_pages(struct page **pages, unsigned int count);
+void *rdh_vmap_pages(struct page **pages, unsigned int count, bool writecombine);
+void rdh_vma_set_writecombine(struct vm_area_struct *vma);
 void rdh_invalidate_kernel_vmap_range(void *vaddr, int size);
 void rdh_flush_kernel_vmap_range(void *vaddr, int size);
 void rdh_iosys_map_set_vaddr(struct iosys_map *map, void *vaddr);
@@ -118,6 +120,7 @@ struct page *rdh_page_list_pop(struct list_head *list, unsigned int *order);
 void rdh_pool_account(struct page *page, long nr_pages);
 void rdh_clear_pages(struct page *page, unsigned int order);
 bool rdh_dma_clean_pages(struct device *dev, struct page *page, size_t size);
+bool rdh_dma_flush_pages(struct device *dev, struct page *page, size_t size);
 unsigned long rdh_free_pages(void);
 unsigned long rdh_jiffies(void);
 unsigned long rdh_ms_to_jiffies(unsigned int ms);

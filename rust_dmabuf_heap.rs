@@ -3,7 +3,9 @@
 //! A DMA-BUF heap in Rust whose buffers know who owns them.
 //!
 //! Registers `/dev/dma_heap/<heap_name>` (module parameter, default
-//! `rust_system`). Buffers are built from zeroed chunks of order 8, 4 and 0
+//! `rust_system`) and, unless parameter `uncached_heap` is off,
+//! `/dev/dma_heap/<heap_name>_uncached`, whose buffers the CPU maps
+//! write-combined. Buffers are built from zeroed chunks of order 8, 4 and 0
 //! like the upstream system heap, and exported as dma-bufs whose operations
 //! are implemented by [`buffer::HeapBuffer`].
 //!
@@ -50,9 +52,9 @@ module! {
 /// The module: once the heap is registered it can never go (there is no
 /// `dma_heap_remove`), so neither can the module.
 struct RustDmabufHeap {
-    /// The heap's debugfs `stats` and `pool` files (each holds a
-    /// reference on the heap).
-    _files: [Option<debugfs::HeapFile>; 2],
+    /// The heaps' debugfs `stats` and `pool` files (each holds a
+    /// reference on its heap).
+    _files: [Option<debugfs::HeapFile>; 4],
     /// `/dev/rust_dmabuf_heap`.
     _control: Pin<KBox<kernel::miscdevice::MiscDeviceRegistration<control::Control>>>,
 }
@@ -64,12 +66,18 @@ impl kernel::Module for RustDmabufHeap {
         // directory) goes with its last reference, also when registration
         // fails, so that a later load can succeed.
         let heap = Heap::new(Some(name), pool::PoolMode::Background)?;
-        let files = heap.debugfs().map_or([None, None], |dir| {
-            [
-                dir.stats_file(heap.clone()).ok(),
-                dir.pool_file(heap.clone()).ok(),
-            ]
-        });
+        let uncached = match params::uncached_heap_name() {
+            Some(uncached_name) => match heap.uncached(Some(uncached_name)) {
+                Ok(uncached) => Some((uncached_name, uncached)),
+                Err(_) => {
+                    pr_warn!("DMA mappings bounce: no uncached heap\n");
+                    None
+                }
+            },
+            None => None,
+        };
+        let [a, b] = files(&heap);
+        let [c, d] = uncached.as_ref().map_or([None, None], |(_, h)| files(h));
         let policy = heap.sync_policy();
         // Before the heap: once the heap is registered, init must not fail
         // (the heap cannot go again).
@@ -83,11 +91,29 @@ impl kernel::Module for RustDmabufHeap {
             policy.name(),
             params::unbracketed_cpu_name()
         );
+        if let Some((uncached_name, uncached)) = uncached {
+            // Past the point of failing: the first heap stays either way.
+            let shown = uncached_name.to_str().unwrap_or("?");
+            match dmabuf::register_heap(uncached_name, uncached) {
+                Ok(()) => pr_info!("registered /dev/dma_heap/{shown} (write-combined)\n"),
+                Err(err) => pr_warn!("/dev/dma_heap/{shown} not registered: {err:?}\n"),
+            }
+        }
         Ok(RustDmabufHeap {
-            _files: files,
+            _files: [a, b, c, d],
             _control: control,
         })
     }
+}
+
+/// A heap's debugfs `stats` and `pool` files, if it has a directory.
+fn files(heap: &kernel::sync::Arc<Heap>) -> [Option<debugfs::HeapFile>; 2] {
+    heap.debugfs().map_or([None, None], |dir| {
+        [
+            dir.stats_file(heap.clone()).ok(),
+            dir.pool_file(heap.clone()).ok(),
+        ]
+    })
 }
 
 // The KUnit suite, in test builds only (`RDH_KUNIT=y`, see `Kbuild`).

@@ -97,6 +97,9 @@ impl CacheStats {
 pub(crate) struct Totals {
     pub(crate) buffers_allocated: AtomicU64,
     pub(crate) bytes_allocated: AtomicU64,
+    /// Bytes cleaned and invalidated at allocation (the uncached heap's
+    /// flush); not in `clean_bytes`, which count maintenance afterwards.
+    pub(crate) allocation_flush_bytes: AtomicU64,
     pub(crate) clean_bytes: AtomicU64,
     pub(crate) invalidate_bytes: AtomicU64,
     pub(crate) skipped: [AtomicU64; SKIP_REASONS.len()],
@@ -125,6 +128,7 @@ impl Totals {
         Self {
             buffers_allocated: AtomicU64::new(0),
             bytes_allocated: AtomicU64::new(0),
+            allocation_flush_bytes: AtomicU64::new(0),
             clean_bytes: AtomicU64::new(0),
             invalidate_bytes: AtomicU64::new(0),
             skipped: [const { AtomicU64::new(0) }; SKIP_REASONS.len()],

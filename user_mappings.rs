@@ -65,6 +65,14 @@ impl Vma {
         kernel::error::to_result(unsafe { sys::rdh_vma_trap(self.vma, self.ops) })
     }
 
+    /// Makes the mapping write-combined (the uncached heap's buffers);
+    /// before any entry exists, so before [`Self::remap`].
+    pub(crate) fn write_combine(&self) {
+        // SAFETY: By the type invariant; the core calls `mmap` with the mmap
+        // lock held for writing, before the vma has entries.
+        unsafe { sys::rdh_vma_set_writecombine(self.vma) }
+    }
+
     /// Maps all pages of `chunks` that the vma covers at once (no faults
     /// ever).
     pub(crate) fn remap(&self, chunks: &[PageChunk]) -> Result {

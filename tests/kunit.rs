@@ -957,6 +957,87 @@ mod tests {
         Ok(())
     }
 
+    /// A buffer of a private uncached heap (sharing a private heap's
+    /// maintenance device); `None` (the case skipped) where DMA bounces:
+    /// then there is no uncached heap.
+    fn uncached_buffer(len: usize) -> Result<Option<(Arc<Heap>, Arc<HeapBuffer>)>> {
+        if skipped_where_dma_bounces() {
+            return Ok(None);
+        }
+        let heap = heap()?.uncached(None)?;
+        let buffer = HeapBuffer::new(heap.clone(), len)?;
+        Ok(Some((heap, buffer)))
+    }
+
+    #[test]
+    fn uncached_buffer_is_flushed_once_and_costs_nothing_for_noncoherent_importers() -> Result {
+        let Some((heap, buffer)) = uncached_buffer(MIB)? else {
+            return Ok(());
+        };
+        let flushed = heap.totals().allocation_flush_bytes.load(Ordering::Relaxed);
+        assert_eq!(flushed, MIB as u64);
+        assert_eq!(buffer.snapshot().0.policy(), Policy::Uncached);
+        let mut rig = Rig::of(buffer)?;
+        // Camera writes, CPU reads, the CPU fills for two readers: nothing.
+        rig.map_new(false, FROM_DEVICE)?;
+        rig.unmap_last();
+        assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
+        rig.map_new(false, TO_DEVICE)?;
+        rig.map_new(false, BIDIRECTIONAL)?;
+        for _ in 0..10 {
+            assert_eq!(rig.cpu_access(BIDIRECTIONAL, BIDIRECTIONAL), (0, 0));
+        }
+        assert_eq!(ops_between(CacheStats::default(), rig.stats()), (0, 0));
+        let totals = heap.totals();
+        assert_eq!(totals.clean_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(totals.invalidate_bytes.load(Ordering::Relaxed), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn uncached_coherent_importer_gets_an_invalidate_after_cpu_writes_only() -> Result {
+        let Some((_heap, buffer)) = uncached_buffer(64 * KIB)? else {
+            return Ok(());
+        };
+        let mut rig = Rig::of(buffer)?;
+        // Nothing was written around the cache since the flush: free.
+        rig.map_new(true, TO_DEVICE)?;
+        assert_eq!(ops_between(CacheStats::default(), rig.stats()), (0, 0));
+        // The CPU writes around the cache while a snooping reader is mapped:
+        // the lines a speculative fill may have left are dropped, once.
+        assert_eq!(rig.cpu_access(TO_DEVICE, TO_DEVICE), (0, 0));
+        assert_eq!(ops_between(CacheStats::default(), rig.stats()), (0, 1));
+        assert_eq!(rig.stats().invalidate_bytes, 64 * KIB as u64);
+        // Reading changes nothing the reader could see.
+        let before = rig.stats();
+        assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
+        assert_eq!(ops_between(before, rig.stats()), (0, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn uncached_kernel_mapping_reads_and_writes_the_pages() -> Result {
+        let Some((_heap, buffer)) = uncached_buffer(64 * KIB + 4 * KIB)? else {
+            return Ok(());
+        };
+        let first = buffer.vmap()?;
+        assert_eq!(buffer.vmap()?, first);
+        // Through the mapping only: the linear map is another alias, which
+        // may hold older lines.
+        // SAFETY: The mapping covers the whole buffer; byte 64 KiB is the
+        // first byte of the second chunk.
+        let byte = unsafe {
+            let at = first.as_ptr().cast::<u8>().add(64 * KIB);
+            let zero = at.read_volatile();
+            at.write_volatile(0x5a);
+            (zero, at.read_volatile())
+        };
+        assert_eq!(byte, (0, 0x5a));
+        buffer.vunmap();
+        buffer.vunmap();
+        Ok(())
+    }
+
     /// A private heap with a page pool whose worker and shrinker jobs the
     /// test runs itself (no thread: what is on the backlog stays there);
     /// `None` (the case skipped) if the pool is off on this boot (under

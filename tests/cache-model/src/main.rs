@@ -711,7 +711,7 @@ fn main() {
         );
         uncached_sequences += c.summaries[0].sequences;
     }
-    if sets.iter().all(|(_, c)| c.get(uncached_configs[1]).safe()) {
+    if sets.iter().any(|(_, c)| c.get(uncached_configs[1]).safe()) {
         failed.push("uncached: dropping its invalidates goes unnoticed".into());
     }
 

@@ -6,7 +6,7 @@
 use cache_model::{
     campaign::Config,
     ownership::{
-        CacheOps, Device, Direction::*, Event, Event::*, Ownership, Policy, Skip, UserAccess,
+        CacheOps, Device, Direction::*, Event, Event::*, Lines, Ownership, Policy, Skip, UserAccess,
     },
     run::{self, Mutation},
     script::{Scenario, Step as S},
@@ -685,4 +685,53 @@ fn a_user_fault_is_an_implicit_begin_that_invalidates_once() {
     assert!(o.safe(), "{:?}", o.violations);
     assert_eq!(o.cost.bytes(), (BUFFER_BYTES, BUFFER_BYTES));
     assert_eq!((o.cost.faults, o.cost.revokes), (2, 0));
+}
+
+/// An uncached buffer, flushed at allocation.
+fn uncached() -> Ownership {
+    Ownership::with_lines(Policy::Uncached, 16, Lines::CLEAN)
+}
+
+#[test]
+fn uncached_buffer_costs_nothing_with_noncoherent_importers() {
+    let mut own = uncached();
+    let frame = [
+        Map(NONCOHERENT, FromDevice), // camera
+        Unmap(NONCOHERENT, FromDevice),
+        BeginCpu(Bidirectional),
+        EndCpu(Bidirectional),
+        Map(NONCOHERENT, ToDevice), // display
+        Unmap(NONCOHERENT, ToDevice),
+        Map(FENCED, FromDevice),
+        DeviceWrote(FENCED),
+        Unmap(FENCED, FromDevice),
+    ];
+    for _ in 0..10 {
+        assert_eq!(total(&mut own, &frame), CacheOps::NONE);
+    }
+}
+
+#[test]
+fn uncached_buffer_drops_stale_lines_for_snoops_and_bounce_copies_only() {
+    let mut own = uncached();
+    // Nothing was written around the cache since the flush.
+    assert_eq!(own.on(Map(COHERENT, ToDevice)).ops, CacheOps::NONE);
+    own.on(BeginCpu(ToDevice));
+    // The write bracket's end: the snooping reader must not see lines a
+    // speculative fill left older than memory.
+    assert_eq!(own.on(EndCpu(ToDevice)).ops, ops(0, 1));
+    // A read changes nothing it could see.
+    assert_eq!(
+        total(&mut own, &[BeginCpu(FromDevice), EndCpu(FromDevice)]),
+        CacheOps::NONE
+    );
+    own.on(Unmap(COHERENT, ToDevice));
+    // A bounce copy reads through the cache: after CPU writes, drop first;
+    // a copy into the buffer leaves dirty lines, cleaned at once.
+    total(&mut own, &[BeginCpu(ToDevice), EndCpu(ToDevice)]);
+    assert_eq!(own.on(BounceRead).ops, ops(0, 1));
+    assert_eq!(own.on(BounceWrote).ops, ops(1, 0));
+    // Inside a bracket begun for reading, its end may declare a write.
+    own.on(BeginCpu(FromDevice));
+    assert_eq!(own.on(BounceRead).ops, ops(0, 1));
 }
