@@ -42,10 +42,11 @@ check:
 
 # The QEMU suite (KUnit, guest checks, upstream selftest) on the test kernel
 # plus KASAN, lockdep, kmemleak and the other checkers of kernel/debug.config,
-# then the real-DMA suite where mappings bounce (DMA-API debugging watches
-# every map, sync and unmap); any report fails it.
+# also on the uncached heap, then the real-DMA suite where mappings bounce
+# (DMA-API debugging watches every map, sync and unmap); any report fails it.
 check-debug: setup
 	@RDH_PROFILE=debug RDH_TIMEOUT=900 bash scripts/vm.sh check
+	@RDH_PROFILE=debug RDH_TIMEOUT=900 RDH_APPEND=rdh_heap=uncached RDH_LOG=$(CURDIR)/target/vm-uncached.log bash scripts/vm.sh check
 	@RDH_PROFILE=debug RDH_TIMEOUT=900 RDH_TOPOLOGY=dma32 bash scripts/vm.sh dma
 
 # Kernel configurations boards run (test 7.3 and 7.2, production clang with

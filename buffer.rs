@@ -196,6 +196,11 @@ impl HeapBuffer {
         self.len
     }
 
+    /// Whether CPU mappings are write-combined (the uncached heap's).
+    pub(crate) fn write_combined(&self) -> bool {
+        self.write_combined
+    }
+
     /// Whether user mappings get their entries from faults.
     pub(crate) fn traps_user_access(&self) -> bool {
         self.trap_user

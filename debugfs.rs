@@ -184,6 +184,7 @@ fn show_buffer(buffer: &Arc<HeapBuffer>, f: &mut fmt::Formatter<'_>) -> fmt::Res
     for (reason, count) in SKIP_REASONS.iter().zip(stats.skipped.iter()) {
         writeln!(f, "skipped_{}: {}", skip_name(*reason), count)?;
     }
+    writeln!(f, "write_combined: {}", buffer.write_combined())?;
     writeln!(f, "traps_user_access: {}", buffer.traps_user_access())?;
     writeln!(f, "user_access: {:?}", ownership.user_access())?;
     writeln!(f, "user_faults: {}", stats.user_faults)?;

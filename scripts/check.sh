@@ -5,8 +5,9 @@
 #   2. host tests (cargo test), the      with CLIPPY=1, no warnings
 #      cache model, clippy
 #   3. rustfmt with the kernel's         5. QEMU arm64: KUnit at insmod + guest
-#      .rustfmt.toml                        checks; then real DMA by the edu
-#                                           device (plain topology)
+#      .rustfmt.toml                        checks, on the cached heap and on
+#                                           the uncached one; then real DMA by
+#                                           the edu device (plain topology)
 # Ends with "N passed, N failed" over host tests and VM results; exits
 # non-zero if anything failed.
 set -uo pipefail
@@ -82,8 +83,12 @@ if [[ " ${broken[*]} " == *" module build "* ]]; then
 else
 	step "QEMU arm64: KUnit at insmod + guest checks"
 	boot "QEMU check run" check
+	step "QEMU arm64: the guest checks on the uncached heap"
+	RDH_APPEND=rdh_heap=uncached RDH_LOG=$REPO_ROOT/target/vm-uncached.log boot "QEMU check run (uncached heap)" check
+	# uncached_heap=N here: the DMA setup suite checks that the heap is then
+	# absent (check-debug and check-matrix run the uncached heap's DMA cases).
 	step "QEMU arm64: real DMA by QEMU's edu device (plain topology; make check-matrix runs all)"
-	RDH_TOPOLOGY=plain RDH_MEMCG=1 RDH_LOG=$REPO_ROOT/target/vm-dma.log boot "QEMU DMA run" dma
+	RDH_TOPOLOGY=plain RDH_MEMCG=1 RDH_PARAMS=uncached_heap=N RDH_LOG=$REPO_ROOT/target/vm-dma.log boot "QEMU DMA run" dma
 fi
 
 step "summary"

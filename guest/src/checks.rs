@@ -9,7 +9,7 @@ use crate::{
     dma, faults, heap_name, isolation, kmemleak,
     ktap::{Outcome, Suite, SKIP},
     misuse, module_params, pipelines, pool, pressure, ranges, selftest, stress, sys, unbracketed,
-    MODULE_NAME, MODULE_PATH,
+    uncached, MODULE_NAME, MODULE_PATH,
 };
 use dma_buf::{DmaBuf, MappedDmaBuf};
 use dma_heap::{Heap, HeapKind};
@@ -93,34 +93,45 @@ const CHECKS: &[Check] = &[
         },
     ),
     (
+        "uncached_heap_is_registered_unless_turned_off_or_bouncing",
+        uncached::uncached_heap_is_registered_unless_turned_off_or_bouncing,
+    ),
+    (
+        "uncached_buffer_is_flushed_once_then_costs_nothing_with_noncoherent_importers",
+        uncached::uncached_buffer_is_flushed_once_then_costs_nothing_with_noncoherent_importers,
+    ),
+    (
+        "uncached_coherent_importer_costs_an_invalidate_per_cpu_write_only",
+        uncached::uncached_coherent_importer_costs_an_invalidate_per_cpu_write_only,
+    ),
+    (
+        "uncached_access_without_sync_is_never_trapped_and_costs_nothing",
+        uncached::uncached_access_without_sync_is_never_trapped_and_costs_nothing,
+    ),
+    (
         "first_access_outside_sync_is_logged_once_naming_the_process",
-        || needs_tracking(unbracketed::first_access_outside_sync_is_logged_once_naming_the_process),
+        || needs_traps(unbracketed::first_access_outside_sync_is_logged_once_naming_the_process),
     ),
     (
         "writer_without_sync_gets_its_clean_before_a_noncoherent_map",
-        || needs_tracking(unbracketed::writer_without_sync_gets_its_clean_before_a_noncoherent_map),
+        || needs_traps(unbracketed::writer_without_sync_gets_its_clean_before_a_noncoherent_map),
     ),
     (
         "reader_without_sync_after_a_device_write_gets_its_invalidate",
-        || {
-            needs_tracking(
-                unbracketed::reader_without_sync_after_a_device_write_gets_its_invalidate,
-            )
-        },
+        || needs_traps(unbracketed::reader_without_sync_after_a_device_write_gets_its_invalidate),
     ),
     (
         "disciplined_user_pays_the_same_maintenance_and_never_faults_outside_a_bracket",
         || {
-            needs_tracking(unbracketed::disciplined_user_pays_the_same_maintenance_and_never_faults_outside_a_bracket)
+            needs_traps(unbracketed::disciplined_user_pays_the_same_maintenance_and_never_faults_outside_a_bracket)
         },
     ),
     ("revocation_reaches_every_mapping_and_process", || {
-        needs_tracking(unbracketed::revocation_reaches_every_mapping_and_process)
+        needs_traps(unbracketed::revocation_reaches_every_mapping_and_process)
     }),
-    (
-        "private_mappings_are_read_only_or_einval",
-        unbracketed::private_mappings_are_read_only_or_einval,
-    ),
+    ("private_mappings_are_read_only_or_einval", || {
+        needs_traps(unbracketed::private_mappings_are_read_only_or_einval)
+    }),
     (
         "parameters_refuse_unknown_words",
         unbracketed::parameters_refuse_unknown_words,
@@ -243,7 +254,8 @@ const CORE_CONTRACT: &[Check] = &[
 /// the heap cannot track ownership and syncs like the system heap (its
 /// debugfs `maintenance` line names the reason instead of `direct`).
 pub fn dma_bounces_everywhere() -> bool {
-    std::fs::read_to_string(format!("{}/stats", debugfs_dir())).is_ok_and(|stats| {
+    let stats = format!("{}/stats", debugfs_dir_of(&crate::cached_heap_name()));
+    std::fs::read_to_string(stats).is_ok_and(|stats| {
         stats
             .lines()
             .any(|l| l.starts_with("maintenance: ") && l != "maintenance: direct")
@@ -259,6 +271,18 @@ fn needs_tracking(check: fn() -> Outcome) -> Outcome {
         ));
     }
     check()
+}
+
+/// Runs a check of trapped user access, which applies only to the cached
+/// heap: the uncached heap's write-combined mappings are never trapped
+/// (`uncached_access_without_sync_is_never_trapped_and_costs_nothing`).
+fn needs_traps(check: fn() -> Outcome) -> Outcome {
+    if crate::uncached_boot() {
+        return Err(format!(
+            "{SKIP}the uncached heap never traps user access (write-combined mappings)"
+        ));
+    }
+    needs_tracking(check)
 }
 
 /// Runs a bad-input check and then checks that it left nothing behind.
@@ -318,17 +342,21 @@ fn selected(checks: &'static [Check]) -> Vec<&'static Check> {
 
 /// Loads the modules and runs only the real-DMA suite (`rdh_mode=dma`).
 pub fn run_dma_only() {
-    let mut suite = Suite::begin("rdh_dma_setup", 2);
+    let mut suite = Suite::begin("rdh_dma_setup", 3);
     suite.report("modules_load", load_modules());
     suite.report(
         "memory_is_charged_to_the_memcg_with_mem_accounting",
         memory_is_charged_to_the_memcg_with_mem_accounting(),
     );
+    suite.report(
+        "uncached_heap_is_registered_unless_turned_off_or_bouncing",
+        uncached::uncached_heap_is_registered_unless_turned_off_or_bouncing(),
+    );
     suite.end();
     dma::run();
 }
 
-fn heap_path(name: &str) -> PathBuf {
+pub fn heap_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/dma_heap/{name}"))
 }
 
@@ -764,7 +792,12 @@ fn sync_without_direction_is_einval() -> Outcome {
 
 /// The heap's debugfs directory.
 pub fn debugfs_dir() -> String {
-    format!("/sys/kernel/debug/rust_dmabuf_heap/{}", heap_name())
+    debugfs_dir_of(&heap_name())
+}
+
+/// The debugfs directory of heap `name` of the module.
+pub fn debugfs_dir_of(name: &str) -> String {
+    format!("/sys/kernel/debug/rust_dmabuf_heap/{name}")
 }
 
 /// One number from a `key: value` debugfs file.
@@ -779,13 +812,19 @@ pub fn debugfs_number(path: &str, key: &str) -> Result<u64, String> {
 
 /// The debugfs file of the buffer behind `fd` (named after its inode).
 pub fn buffer_file(fd: &impl std::os::fd::AsRawFd) -> Result<String, String> {
+    buffer_file_in(&debugfs_dir(), fd)
+}
+
+/// The debugfs file of the buffer behind `fd`, of the heap whose debugfs
+/// directory is `dir`.
+pub fn buffer_file_in(dir: &str, fd: &impl std::os::fd::AsRawFd) -> Result<String, String> {
     // SAFETY: `st` is a valid out-parameter for fstat.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is open.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(format!("fstat: {}", io::Error::last_os_error()));
     }
-    Ok(format!("{}/buffers/{}", debugfs_dir(), st.st_ino))
+    Ok(format!("{dir}/buffers/{}", st.st_ino))
 }
 
 /// 100 SYNC START/END pairs on a buffer no device has mapped: the CPU owns

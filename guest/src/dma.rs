@@ -33,6 +33,8 @@ const POLICY: &str = "/sys/module/rust_dmabuf_heap/parameters/sync_policy";
 enum Under {
     Tracked,
     Always,
+    /// The uncached heap (write-combined CPU mappings).
+    Uncached,
     SystemHeap,
 }
 
@@ -41,6 +43,7 @@ impl Under {
         match self {
             Under::Tracked => "tracked",
             Under::Always => "always",
+            Under::Uncached => "uncached",
             Under::SystemHeap => "system",
         }
     }
@@ -74,7 +77,12 @@ impl Scenario {
     }
 }
 
-const UNDER: [Under; 3] = [Under::Tracked, Under::Always, Under::SystemHeap];
+const UNDER: [Under; 4] = [
+    Under::Tracked,
+    Under::Always,
+    Under::Uncached,
+    Under::SystemHeap,
+];
 const SIZES: [(usize, &str); 3] = [(4 * KIB, "4k"), (MIB + 4 * KIB, "1m4k"), (8 * MIB, "8m")];
 const SCENARIOS: [Scenario; 3] = [
     Scenario::DeviceWrites,
@@ -92,7 +100,7 @@ fn bounces() -> bool {
 
 /// Runs the suite.
 pub fn run() {
-    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + SIZES.len() + 3;
+    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + 2 * SIZES.len() + 3;
     let mut suite = Suite::begin("rdh_dma", total);
     let session = Session::open();
     suite.report(
@@ -104,7 +112,8 @@ pub fn run() {
     );
     for under in UNDER {
         for (len, size) in SIZES {
-            let misuse = matches!(under, Under::Tracked).then_some(Scenario::MisusedBrackets);
+            let misuse = matches!(under, Under::Tracked | Under::Uncached)
+                .then_some(Scenario::MisusedBrackets);
             for scenario in SCENARIOS.into_iter().chain(misuse) {
                 let name = format!("{}_{size}_{}", under.name(), scenario.name());
                 let outcome = match &session {
@@ -249,6 +258,21 @@ fn allocate_for(under: Under, len: usize) -> Result<OwnedFd, String> {
         Under::SystemHeap => Heap::new(HeapKind::System)
             .and_then(|heap| heap.allocate(len))
             .map_err(|e| format!("system heap: allocate {len}: {e}")),
+        Under::Uncached => {
+            let name = crate::uncached_heap_name();
+            let path = crate::checks::heap_path(&name);
+            if !path.exists() && crate::checks::dma_bounces_everywhere() {
+                return Err(format!(
+                    "{SKIP}DMA mappings bounce on this boot: no uncached heap"
+                ));
+            }
+            if !crate::uncached::turned_on()? {
+                return Err(format!("{SKIP}uncached_heap=N"));
+            }
+            Heap::new(HeapKind::Custom(path))
+                .and_then(|heap| heap.allocate(len))
+                .map_err(|e| format!("{name}: allocate {len}: {e}"))
+        }
         Under::Tracked | Under::Always => {
             std::fs::write(POLICY, under.name()).map_err(|e| format!("sync_policy: {e}"))?;
             let fd = allocate(len as u64);

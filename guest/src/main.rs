@@ -12,7 +12,8 @@
 //!
 //! Kernel command line parameters the kernel does not know reach init as
 //! environment variables: `rdh_mode`, `rdh_params` (module parameters,
-//! comma separated), `rdh_kmemleak` (1: the kernel has kmemleak).
+//! comma separated), `rdh_heap` (`uncached`: check the uncached heap),
+//! `rdh_kmemleak` (1: the kernel has kmemleak).
 
 mod baseline;
 mod bench;
@@ -34,6 +35,7 @@ mod selftest;
 mod stress;
 mod sys;
 mod unbracketed;
+mod uncached;
 
 /// Where the initramfs keeps the module.
 pub const MODULE_PATH: &str = "/rust_dmabuf_heap.ko";
@@ -47,13 +49,34 @@ pub fn module_params() -> String {
         .replace(',', " ")
 }
 
-/// The heap name the module registers with those parameters.
+/// The name of the heap the checks run on: the one the module registers
+/// with those parameters, or with `rdh_heap=uncached` on the kernel command
+/// line its uncached heap.
 pub fn heap_name() -> String {
+    if uncached_boot() {
+        uncached_heap_name()
+    } else {
+        cached_heap_name()
+    }
+}
+
+/// The name of the module's cached heap.
+pub fn cached_heap_name() -> String {
     module_params()
         .split_whitespace()
         .find_map(|p| p.strip_prefix("heap_name="))
         .unwrap_or("rust_system")
         .to_string()
+}
+
+/// The name of the module's uncached heap.
+pub fn uncached_heap_name() -> String {
+    cached_heap_name() + "_uncached"
+}
+
+/// Whether the checks run on the uncached heap (`rdh_heap=uncached`).
+pub fn uncached_boot() -> bool {
+    std::env::var("rdh_heap").as_deref() == Ok("uncached")
 }
 
 fn main() {
