@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `make bench`: plays every scenario of `bench/scenarios.rs` on the
-//! upstream system heap and on ours under both policies, counting cache
+//! upstream system heap, on ours under both policies and on our uncached
+//! heap, counting cache
 //! maintenance with the importer driver's kprobes (the same counter for
 //! every heap), then times allocation. The CPU touches a word of every page
 //! through a user mapping at each CPU step: inside SYNC brackets, and once
@@ -17,7 +18,7 @@
 mod scenarios;
 
 use crate::{
-    checks::{buffer_file, debugfs_number},
+    checks::{buffer_file_in, debugfs_dir_of, debugfs_number},
     importer::{self, Session},
     pool, sys,
 };
@@ -31,24 +32,41 @@ use std::{
 
 const POLICY: &str = "/sys/module/rust_dmabuf_heap/parameters/sync_policy";
 
-/// A heap as the benchmark uses it.
+/// A heap as the benchmark uses it: "system", "ours" (under `policy`)
+/// or "uncached".
 struct Target {
     heap: &'static str,
     policy: Option<&'static str>,
 }
 
+impl Target {
+    /// The heap's name under `/dev/dma_heap`.
+    fn name(&self) -> String {
+        match self.heap {
+            "system" => "system".into(),
+            "uncached" => crate::uncached_heap_name(),
+            _ => ours(),
+        }
+    }
+
+    /// The policy its buffers get.
+    fn policy_name(&self) -> &'static str {
+        match self.heap {
+            "uncached" => "uncached",
+            _ => self.policy.unwrap_or("-"),
+        }
+    }
+}
+
 fn ours() -> String {
-    crate::heap_name()
+    crate::cached_heap_name()
 }
 
 fn allocate(target: &Target, len: u64) -> Result<OwnedFd, String> {
     if let Some(policy) = target.policy {
         std::fs::write(POLICY, policy).map_err(|e| format!("sync_policy: {e}"))?;
     }
-    let path = match target.heap {
-        "system" => PathBuf::from("/dev/dma_heap/system"),
-        _ => PathBuf::from(format!("/dev/dma_heap/{}", ours())),
-    };
+    let path = PathBuf::from(format!("/dev/dma_heap/{}", target.name()));
     Heap::new(HeapKind::Custom(path))
         .and_then(|h| h.allocate(len as usize))
         .map_err(|e| format!("allocate: {e}"))
@@ -189,7 +207,7 @@ fn play(
     let own = if target.heap == "system" {
         None
     } else {
-        let file = buffer_file(&fd)?;
+        let file = buffer_file_in(&debugfs_dir_of(&target.name()), &fd)?;
         Some((
             (
                 debugfs_number(&file, "clean_bytes")?,
@@ -225,13 +243,18 @@ pub fn run() {
             heap: "ours",
             policy: Some("always"),
         },
+        Target {
+            heap: "uncached",
+            policy: None,
+        },
     ];
-    // Without brackets: the system heap and ours tracked (trapping user
-    // access, the default); `always` is the system heap's behaviour.
+    // Without brackets: the system heap, ours tracked (trapping user
+    // access, the default) and uncached; `always` is the system heap's
+    // behaviour.
     let runs = targets
         .iter()
         .map(|t| (t, true))
-        .chain(targets[..2].iter().map(|t| (t, false)));
+        .chain([&targets[0], &targets[1], &targets[3]].map(|t| (t, false)));
     let runs: Vec<_> = runs.collect();
     // `rdh_bench_only=alloc` on the kernel command line: only the
     // allocation timing (for quick experiments; the report then lists the
@@ -258,8 +281,8 @@ pub fn run() {
                     println!(
                         "BENCH {{\"scenario\":\"{}\",\"heap\":\"{}\",\"policy\":\"{}\",\"sync\":\"{}\",\"frames\":{},\"clean_bytes\":{clean},\"invalidate_bytes\":{inval}{own}}}",
                         s.name,
-                        if t.heap == "system" { "system".to_string() } else { ours() },
-                        t.policy.unwrap_or("-"),
+                        t.name(),
+                        t.policy_name(),
                         if brackets { "brackets" } else { "none" },
                         s.frames,
                     );
@@ -272,6 +295,10 @@ pub fn run() {
         }
     }
     let _ = std::fs::write(POLICY, "tracked");
+    if let Err(e) = uncached_flush() {
+        println!("rdh: uncached flush: {e}");
+        return;
+    }
     // Per-buffer debugfs files (on for the cross-check above) are a debug
     // feature that costs a file per allocation: time allocations without.
     if let Err(e) = crate::checks::debugfs_buffers(false) {
@@ -423,6 +450,28 @@ fn timed_round(
             times.1.push(start.elapsed().as_nanos());
         }
     }
+    Ok(())
+}
+
+/// What allocating an 8 MiB buffer of the uncached heap maintains (its
+/// flush), counted by the kprobes.
+fn uncached_flush() -> Result<(), String> {
+    let e = |e: std::io::Error| format!("importer: {e}");
+    let len = 8u64 << 20;
+    let session = Session::open().map_err(e)?;
+    session.reset_counters().map_err(e)?;
+    let fd = allocate(
+        &Target {
+            heap: "uncached",
+            policy: None,
+        },
+        len,
+    )?;
+    let (cleaned, invalidated) = session.counters().map_err(e)?;
+    drop(fd);
+    println!(
+        "BENCH {{\"uncached_flush\":{len},\"clean_bytes\":{cleaned},\"invalidate_bytes\":{invalidated}}}"
+    );
     Ok(())
 }
 

@@ -535,6 +535,94 @@ fn range_rows(records: &[Record], problems: &mut Vec<String>) {
     }
 }
 
+/// The uncached heap, MiB per frame after its flush at allocation (the
+/// kprobes are reset after allocating), with SYNC brackets and without,
+/// next to ours tracked; fails unless each run costs what the cache model
+/// computes for the uncached policy, safely. Then the flush itself.
+fn uncached_rows(records: &[Record], json: &mut String, problems: &mut Vec<String>) {
+    println!();
+    println!(
+        "the uncached heap (write-combined CPU mappings): maintenance per frame after its flush at allocation, MiB cleaned + invalidated"
+    );
+    println!(
+        "{:<4} {:<52} {:>14} {:>14} {:>14} {:>10}",
+        "", "scenario", "ours tracked", "uncached", "no SYNC", "model"
+    );
+    let per_frame = |bytes: (u64, u64), frames: usize| {
+        let f = frames as f64;
+        format!(
+            "{:.1}+{:.1}",
+            bytes.0 as f64 / MIB / f,
+            bytes.1 as f64 / MIB / f
+        )
+    };
+    for s in SCENARIOS {
+        let bytes = |policy: &str, sync: &str| {
+            find(records, s.name, false, policy, sync)
+                .map(|r| (number(r, "clean_bytes"), number(r, "invalidate_bytes")))
+        };
+        let (Some(tracked), Some(uncached), Some(unbracketed)) = (
+            bytes("tracked", "brackets"),
+            bytes("uncached", "brackets"),
+            bytes("uncached", "none"),
+        ) else {
+            problems.push(format!("{}: no uncached results", s.name));
+            continue;
+        };
+        let model = [false, true].map(|undisciplined| modelled(s, undisciplined, Config::UNCACHED));
+        for (sync, measured, m) in [
+            ("brackets", uncached, &model[0]),
+            ("none", unbracketed, &model[1]),
+        ] {
+            let want = (m.cost.clean_bytes, m.cost.invalidate_bytes);
+            if measured != want || m.violations > 0 {
+                problems.push(format!(
+                    "{} uncached ({sync}): measured {measured:?} bytes, the model {want:?} with {} violations",
+                    s.name, m.violations
+                ));
+            }
+            let _ = writeln!(
+                json,
+                "  {{\"scenario\":\"{}\",\"heap\":\"uncached\",\"policy\":\"uncached\",\"sync\":\"{sync}\",\"frames\":{},\"clean_bytes\":{},\"invalidate_bytes\":{}}},",
+                s.name, s.frames, measured.0, measured.1
+            );
+        }
+        println!(
+            "{:<4} {:<52} {:>14} {:>14} {:>14} {:>10}",
+            s.name,
+            s.what,
+            per_frame(tracked, s.frames),
+            per_frame(uncached, s.frames),
+            per_frame(unbracketed, s.frames),
+            per_frame(
+                (model[0].cost.clean_bytes, model[0].cost.invalidate_bytes),
+                s.frames
+            )
+        );
+    }
+    match records.iter().find(|r| r.contains_key("uncached_flush")) {
+        Some(r) => {
+            let (len, clean, inval) = (
+                number(r, "uncached_flush"),
+                number(r, "clean_bytes"),
+                number(r, "invalidate_bytes"),
+            );
+            println!(
+                "flush at allocation, once per buffer: {:.1} MiB cleaned + {:.1} MiB invalidated for {:.1} MiB",
+                clean as f64 / MIB,
+                inval as f64 / MIB,
+                len as f64 / MIB
+            );
+            if (clean, inval) != (len, len) {
+                problems.push(format!(
+                    "the uncached flush of {len} bytes cleaned {clean} and invalidated {inval}"
+                ));
+            }
+        }
+        None => problems.push("no uncached flush result".into()),
+    }
+}
+
 /// The `"key":value` pairs of one flat JSON object.
 fn fields(json: &str) -> BTreeMap<String, String> {
     json.trim_matches(|c| c == '{' || c == '}')
@@ -681,6 +769,7 @@ fn main() {
     }
     println!("(est. saved: per frame, tracked vs system heap, at {ms_per_mib} ms per MiB of maintenance)");
     range_rows(&records, &mut problems);
+    uncached_rows(&records, &mut json, &mut problems);
     println!();
     unbracketed_table(&records, &mut json, &mut problems);
     println!();
