@@ -17,11 +17,11 @@ pub(crate) fn heap_name() -> &'static CStr {
 /// The uncached heap's name (`heap_name` + `_uncached`), unless parameter
 /// `uncached_heap` turned it off. Static storage, made once at load.
 pub(crate) fn uncached_heap_name() -> Option<&'static CStr> {
-    // SAFETY: Reads module parameters and writes the name's static buffer;
-    // called once, from module init.
+    // SAFETY: Reads module parameters (read-only after load) and writes the
+    // name into its static buffer, the same bytes at every call.
     let name = unsafe { sys::rdh_uncached_heap_name() };
-    // SAFETY: A NUL-terminated string in static storage that no one writes
-    // again after this (module init runs once).
+    // SAFETY: A NUL-terminated string in static storage; later calls write
+    // the same bytes again.
     (!name.is_null()).then(|| unsafe { CStr::from_char_ptr(name) })
 }
 

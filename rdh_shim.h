@@ -144,5 +144,6 @@ void rdh_test_resv_lock(struct dma_buf *dmabuf);
 void rdh_test_resv_unlock(struct dma_buf *dmabuf);
 bool rdh_test_begin_signalling(void);
 void rdh_test_end_signalling(bool cookie);
+int rdh_kunit_kernel_mapping_is_writecombine(const void *addr);
 
 #endif /* RDH_SHIM_H */

@@ -69,8 +69,9 @@ impl kernel::Module for RustDmabufHeap {
         let uncached = match params::uncached_heap_name() {
             Some(uncached_name) => match heap.uncached(Some(uncached_name)) {
                 Ok(uncached) => Some((uncached_name, uncached)),
-                Err(_) => {
-                    pr_warn!("DMA mappings bounce: no uncached heap\n");
+                // ENODEV: the maintenance device's mappings bounce.
+                Err(err) => {
+                    pr_warn!("no uncached heap: {err:?}\n");
                     None
                 }
             },

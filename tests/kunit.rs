@@ -1016,6 +1016,34 @@ mod tests {
     }
 
     #[test]
+    fn uncached_kernel_mapping_is_write_combined() -> Result {
+        let Some((_heap, buffer)) = uncached_buffer(64 * KIB + 4 * KIB)? else {
+            return Ok(());
+        };
+        let cached = new_buffer(4 * KIB)?;
+        let (wc, normal) = (buffer.vmap()?, cached.vmap()?);
+        // SAFETY: Both are live kernel mappings; the last page is in the
+        // uncached buffer's second chunk.
+        let attrs = unsafe {
+            [
+                wc.as_ptr(),
+                wc.as_ptr().cast::<u8>().add(64 * KIB).cast(),
+                normal.as_ptr(),
+            ]
+            .map(|addr| sys::rdh_kunit_kernel_mapping_is_writecombine(addr))
+        };
+        buffer.vunmap();
+        cached.vunmap();
+        if attrs.contains(&EOPNOTSUPP.to_errno()) {
+            // SAFETY: Called from a running KUnit test.
+            unsafe { sys::rdh_kunit_skip(c"page-table walk for arm64 only".as_char_ptr()) };
+            return Ok(());
+        }
+        assert_eq!(attrs, [1, 1, 0]);
+        Ok(())
+    }
+
+    #[test]
     fn uncached_kernel_mapping_reads_and_writes_the_pages() -> Result {
         let Some((_heap, buffer)) = uncached_buffer(64 * KIB + 4 * KIB)? else {
             return Ok(());

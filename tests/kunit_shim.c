@@ -7,6 +7,7 @@
  */
 #include <linux/dma-buf.h>
 #include <linux/dma-resv.h>
+#include <linux/pgtable.h>
 
 #include <kunit/device.h>
 #include <kunit/test-bug.h>
@@ -85,4 +86,45 @@ void rdh_kunit_skip(const char *why)
 
 	if (test)
 		kunit_mark_skipped(test, "%s", why);
+}
+
+/*
+ * Whether the page-table entry that maps kernel address @addr (a vmap of
+ * single pages, so a PTE) has write-combined attributes: making it
+ * write-combined would change nothing. 1 or 0; -EOPNOTSUPP off arm64. The
+ * kernel's tables are found through TTBR1 (init_mm is not exported).
+ */
+int rdh_kunit_kernel_mapping_is_writecombine(const void *addr)
+{
+#ifdef CONFIG_ARM64
+	unsigned long va = (unsigned long)addr;
+	u64 ttbr = read_sysreg(ttbr1_el1) & TTBR_BADDR_MASK_52;
+	phys_addr_t table = ttbr;
+	pgd_t *pgd;
+	p4d_t *p4d;
+	pud_t *pud;
+	pmd_t *pmd;
+	pte_t pte;
+
+	if (IS_ENABLED(CONFIG_ARM64_PA_BITS_52))	/* undo phys_to_ttbr() */
+		table = (ttbr & GENMASK_ULL(47, 6)) | ((ttbr & GENMASK_ULL(5, 2)) << 46);
+	pgd = (pgd_t *)phys_to_virt(table) + pgd_index(va);
+	if (pgd_none(READ_ONCE(*pgd)))
+		return 0;
+	p4d = p4d_offset(pgd, va);
+	if (p4d_none(READ_ONCE(*p4d)))
+		return 0;
+	pud = pud_offset(p4d, va);
+	if (pud_none(READ_ONCE(*pud)) || pud_leaf(READ_ONCE(*pud)))
+		return 0;
+	pmd = pmd_offset(pud, va);
+	if (pmd_none(READ_ONCE(*pmd)) || pmd_leaf(READ_ONCE(*pmd)))
+		return 0;
+	pte = ptep_get(pte_offset_kernel(pmd, va));
+	if (!pte_present(pte))
+		return 0;
+	return pgprot_val(pgprot_writecombine(pte_pgprot(pte))) == pgprot_val(pte_pgprot(pte));
+#else
+	return -EOPNOTSUPP;
+#endif
 }

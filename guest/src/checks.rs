@@ -109,6 +109,10 @@ const CHECKS: &[Check] = &[
         uncached::uncached_access_without_sync_is_never_trapped_and_costs_nothing,
     ),
     (
+        "uncached_user_mapping_is_write_combined",
+        uncached::uncached_user_mapping_is_write_combined,
+    ),
+    (
         "first_access_outside_sync_is_logged_once_naming_the_process",
         || needs_traps(unbracketed::first_access_outside_sync_is_logged_once_naming_the_process),
     ),

@@ -33,6 +33,7 @@ const EDU_ATTACH: u64 = io(15);
 const EDU_WRITE: u64 = io(16);
 const EDU_READ: u64 = io(17);
 const EDU_INFO: u64 = io(18);
+const USER_WRITECOMBINE: u64 = io(19);
 
 /// The driver's test pattern: the little-endian 64-bit word at word index
 /// `index` of a buffer filled with `seed` (splitmix64, as in the driver).
@@ -197,6 +198,12 @@ impl Session {
     /// IOMMU).
     pub fn edu_info(&self) -> io::Result<(bool, bool)> {
         self.ioctl(EDU_INFO, 0).map(|r| (r & 1 != 0, r & 2 != 0))
+    }
+
+    /// Whether this process's page-table entry at `addr` (a mapped page of
+    /// a dma-buf mmap) is write-combined.
+    pub fn user_mapping_is_write_combined(&self, addr: *const u8) -> io::Result<bool> {
+        self.ioctl(USER_WRITECOMBINE, addr as u64).map(|r| r == 1)
     }
 
     /// Zeroes the heap-independent maintenance counters.

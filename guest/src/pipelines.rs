@@ -71,16 +71,19 @@ fn zeroes_to_clean(fd: &OwnedFd) -> Result<u64, String> {
     Ok(u64::from(text.contains("maybe_dirty: true")))
 }
 
-fn sync(fd: &OwnedFd, flags: u64) -> Result<(), String> {
+/// `DMA_BUF_IOCTL_SYNC` with `flags`.
+pub fn sync(fd: &OwnedFd, flags: u64) -> Result<(), String> {
     sys::dma_buf_sync(fd, flags).map_err(|e| format!("DMA_BUF_IOCTL_SYNC {flags:#x}: {e}"))
 }
 
-fn cpu_access(fd: &OwnedFd, dir: u64) -> Result<(), String> {
+/// One CPU access bracket in direction `dir` (SYNC START, then END).
+pub fn cpu_access(fd: &OwnedFd, dir: u64) -> Result<(), String> {
     sync(fd, sys::DMA_BUF_SYNC_START | dir)?;
     sync(fd, sys::DMA_BUF_SYNC_END | dir)
 }
 
-fn importer_err(e: std::io::Error) -> String {
+/// An importer driver error, for a check's message.
+pub fn importer_err(e: std::io::Error) -> String {
     format!("importer: {e}")
 }
 

@@ -13,6 +13,7 @@ use crate::{
     },
     importer::{self, Dir, Session},
     ktap::{Outcome, SKIP},
+    pipelines::{cpu_access, importer_err, sync},
     sys, uncached_heap_name,
 };
 use dma_heap::{Heap, HeapKind};
@@ -49,9 +50,13 @@ fn stats_number(key: &str) -> Result<u64, String> {
 }
 
 fn allocate(len: u64) -> Result<OwnedFd, String> {
-    Heap::new(HeapKind::Custom(heap_path(&uncached_heap_name())))
+    allocate_from(&uncached_heap_name(), len)
+}
+
+fn allocate_from(name: &str, len: u64) -> Result<OwnedFd, String> {
+    Heap::new(HeapKind::Custom(heap_path(name)))
         .and_then(|heap| heap.allocate(len as usize))
-        .map_err(|e| format!("allocate {len} from {}: {e}", uncached_heap_name()))
+        .map_err(|e| format!("allocate {len} from {name}: {e}"))
 }
 
 /// (cleans, invalidates) of the uncached buffer behind `fd` so far.
@@ -61,19 +66,6 @@ fn ops(fd: &OwnedFd) -> Result<(u64, u64), String> {
         debugfs_number(&file, "cleans")?,
         debugfs_number(&file, "invalidates")?,
     ))
-}
-
-fn sync(fd: &OwnedFd, flags: u64) -> Result<(), String> {
-    sys::dma_buf_sync(fd, flags).map_err(|e| format!("DMA_BUF_IOCTL_SYNC {flags:#x}: {e}"))
-}
-
-fn cpu_access(fd: &OwnedFd, dir: u64) -> Result<(), String> {
-    sync(fd, sys::DMA_BUF_SYNC_START | dir)?;
-    sync(fd, sys::DMA_BUF_SYNC_END | dir)
-}
-
-fn importer_err(e: std::io::Error) -> String {
-    format!("importer: {e}")
 }
 
 /// The heap is there exactly when the parameter says so and DMA does not
@@ -232,4 +224,38 @@ pub fn uncached_access_without_sync_is_never_trapped_and_costs_nothing() -> Outc
             && text.contains("traps_user_access: false\n"),
         || format!("{got:?} operations, {faults} user faults: want none ({text})"),
     )
+}
+
+/// The user mapping of an uncached buffer is write-combined, in every
+/// chunk (the importer driver reads this process's page-table entries);
+/// the cached heap's is not.
+pub fn uncached_user_mapping_is_write_combined() -> Outcome {
+    expected()?;
+    let len = 2 * MIB + 4096;
+    let session = Session::open().map_err(importer_err)?;
+    let fd = allocate(len)?;
+    let map = sys::Mapping::new(&fd, len as usize, 0).map_err(|e| format!("mmap: {e}"))?;
+    let cached = allocate_from(&crate::cached_heap_name(), 4096)?;
+    let cached_map = sys::Mapping::new(&cached, 4096, 0).map_err(|e| format!("mmap: {e}"))?;
+    // The cached heap's entries may come from a fault: touch it first.
+    cpu_access_touching(&cached, &cached_map)?;
+    let mut got = Vec::new();
+    for (map, offset) in [(&map, 0), (&map, len - 4096), (&cached_map, 0)] {
+        let addr = map.bytes()[offset as usize..].as_ptr();
+        got.push(
+            session
+                .user_mapping_is_write_combined(addr)
+                .map_err(importer_err)?,
+        );
+    }
+    ensure(got == [true, true, false], || {
+        format!("write-combined (uncached first page, last page; cached): {got:?}")
+    })
+}
+
+/// A read bracket that reads the first byte through `map`.
+fn cpu_access_touching(fd: &OwnedFd, map: &sys::Mapping) -> Outcome {
+    sync(fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_READ)?;
+    std::hint::black_box(map.bytes()[0]);
+    sync(fd, sys::DMA_BUF_SYNC_END | sys::DMA_BUF_SYNC_READ)
 }

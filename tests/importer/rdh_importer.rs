@@ -28,6 +28,8 @@
 //! | `RDI_EDU_READ` | `attachment << 32 \| seed` | `pages read \| pages wrong << 32` |
 //! | `RDI_EDU_INFO` | — | bit 0: the edu device is DMA-coherent, bit 1: behind an IOMMU |
 //!
+//! | `RDI_USER_WRITECOMBINE` | an address of the caller | 1 if its page-table entry is write-combined, else 0; `EFAULT` outside a vma, `EINVAL` outside a mapped pfn mapping |
+//!
 //! | `RDI_COUNTERS_RESET` | — | 0 |
 //! | `RDI_CLEANED_KIB`, `RDI_INVALIDATED_KIB` | — | KiB cleaned / invalidated by the arm64 arch code since the reset, for every heap and device (kprobes; `ENODEV` without `CONFIG_KPROBES`) |
 //!
@@ -89,6 +91,7 @@ mod shim {
         pub(crate) fn rdi_counters_reset();
         pub(crate) fn rdi_clean_bytes() -> u64;
         pub(crate) fn rdi_invalidate_bytes() -> u64;
+        pub(crate) fn rdi_user_mapping_is_writecombine(addr: usize) -> c_int;
         /// Exported by rust_dmabuf_heap (`include/rust_dmabuf_heap.h`).
         pub(crate) fn rdh_dma_buf_access_until(
             attach: *mut dma_buf_attachment,
@@ -116,6 +119,7 @@ const RDI_EDU_ATTACH: u32 = _IO(b'R' as u32, 15);
 const RDI_EDU_WRITE: u32 = _IO(b'R' as u32, 16);
 const RDI_EDU_READ: u32 = _IO(b'R' as u32, 17);
 const RDI_EDU_INFO: u32 = _IO(b'R' as u32, 18);
+const RDI_USER_WRITECOMBINE: u32 = _IO(b'R' as u32, 19);
 
 /// `RDI_FENCE` flag: declare the fence through the heap's explicit API.
 const FENCE_EXPLICIT: usize = 1;
@@ -613,6 +617,13 @@ impl MiscDevice for Session {
             }
             RDI_CLEANED_KIB => read_counter(shim::rdi_clean_bytes),
             RDI_INVALIDATED_KIB => read_counter(shim::rdi_invalidate_bytes),
+            // Outside the session's lock: it takes the caller's mmap lock.
+            RDI_USER_WRITECOMBINE => {
+                // SAFETY: Looks the caller's own address up under its mmap
+                // lock; any address is fine.
+                let ret = unsafe { shim::rdi_user_mapping_is_writecombine(arg) };
+                kernel::error::to_result(ret).map(|()| ret as isize)
+            }
             _ => me.command(cmd, arg),
         }
     }

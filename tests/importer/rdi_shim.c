@@ -5,6 +5,7 @@
  */
 #include <linux/dma-buf.h>
 #include <linux/dma-resv.h>
+#include <linux/mm.h>
 
 #include "../../rdh_dma_device.h"
 #include "../rdh_test_fence.h"
@@ -188,4 +189,36 @@ u64 rdi_clean_bytes(void)
 u64 rdi_invalidate_bytes(void)
 {
 	return atomic64_read(&rdi_invalidated);
+}
+
+/*
+ * Whether the caller's page-table entry at user address @addr (in a pfn
+ * mapping, as dma-buf mmaps are) has write-combined attributes: making it
+ * write-combined would change nothing. 1 or 0; -EFAULT without a vma,
+ * -EINVAL if not a pfn mapping or not mapped (follow_pfnmap_start()).
+ */
+int rdi_user_mapping_is_writecombine(unsigned long addr);
+
+int rdi_user_mapping_is_writecombine(unsigned long addr)
+{
+	struct mm_struct *mm = current->mm;
+	struct follow_pfnmap_args args = { .address = addr };
+	int ret;
+
+	if (!mm)
+		return -EFAULT;
+	mmap_read_lock(mm);
+	args.vma = vma_lookup(mm, addr);
+	if (!args.vma) {
+		ret = -EFAULT;
+		goto out;
+	}
+	ret = follow_pfnmap_start(&args);
+	if (ret)
+		goto out;
+	ret = pgprot_val(pgprot_writecombine(args.pgprot)) == pgprot_val(args.pgprot);
+	follow_pfnmap_end(&args);
+out:
+	mmap_read_unlock(mm);
+	return ret;
 }
