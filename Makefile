@@ -15,13 +15,14 @@
 #   make bench   cache maintenance and allocation cost vs the system heap
 #   make module  the production rust_dmabuf_heap.ko for KDIR=... (a board's
 #                kernel tree; default: the QEMU test kernel) into out/
+#   make tool    the rdh command-line tool, a static aarch64 binary
 #
 # KVER=7.2 selects the Debian 7.2 kernel series instead of 7.3.
 
 KVER ?= 7.3
 export KVER
 
-.PHONY: all setup kernel module run check check-debug check-matrix bench clean
+.PHONY: all setup kernel module tool run check check-debug check-matrix bench clean
 
 all: module
 
@@ -33,6 +34,11 @@ kernel: setup
 
 module: setup
 	@RDH_BOARD=1 bash scripts/build-module.sh
+
+# The rdh tool for the board: a static aarch64 binary (no libc needed there).
+tool: setup
+	@cargo build -q --release --locked -p rdh --target aarch64-unknown-linux-musl
+	@echo target/aarch64-unknown-linux-musl/release/rdh
 
 run: setup
 	@bash scripts/vm.sh run

@@ -42,9 +42,10 @@ ko=$(KDIR=$KDIR bash "$REPO_ROOT/scripts/build-module.sh" | tail -1)
 selftest=$(bash "$REPO_ROOT/scripts/build-selftest.sh" | tail -1)
 
 cd "$REPO_ROOT"
-cargo build -q --release --locked -p dmabuf-heap-guest --target aarch64-unknown-linux-musl
+cargo build -q --release --locked -p dmabuf-heap-guest -p rdh --target aarch64-unknown-linux-musl
 cargo build -q --release --locked -p rdh-runner
 guest=$REPO_ROOT/target/aarch64-unknown-linux-musl/release/guest-init
+tool=$REPO_ROOT/target/aarch64-unknown-linux-musl/release/rdh
 runner=$REPO_ROOT/target/release/rdh-runner
 
 out=$CACHE_ROOT/vm/$(kernel_key)
@@ -55,6 +56,8 @@ nod /dev/console 0600 0 0 c 5 1
 dir /proc 0755 0 0
 dir /sys 0755 0 0
 file /init $guest 0755 0 0
+dir /bin 0755 0 0
+file /bin/rdh $tool 0755 0 0
 file /rust_dmabuf_heap.ko $ko 0644 0 0
 file /rdh_importer.ko $(dirname "$ko")/rdh_importer.ko 0644 0 0
 file /dmabuf-heap $selftest 0755 0 0

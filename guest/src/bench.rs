@@ -2,221 +2,25 @@
 
 //! `make bench`: plays every scenario of `bench/scenarios.rs` on the
 //! upstream system heap, on ours under both policies and on our uncached
-//! heap, counting cache
-//! maintenance with the importer driver's kprobes (the same counter for
-//! every heap), then times allocation. The CPU touches a word of every page
-//! through a user mapping at each CPU step: inside SYNC brackets, and once
-//! more without them (user space that skips SYNC; then it first unmaps the
-//! non-coherent devices that are mapped, and maps them again after, since
-//! no heap can serve an unbracketed access while a device may be using the
-//! buffer). Results are `BENCH {json}` lines,
-//! printed while the kernel is quiet; the host turns them into the report.
-
-// Shared with the host report, which uses more of it.
-#[allow(dead_code)]
-#[path = "../../bench/scenarios.rs"]
-mod scenarios;
+//! heap, with SYNC brackets and without (`rdh::pipeline`, which `rdh bench
+//! pipeline` uses too), counting cache maintenance with the importer
+//! driver's kprobes; then times allocation. Results are `BENCH {json}`
+//! lines, printed while the kernel is quiet; the host turns them into the
+//! report.
 
 use crate::{
-    checks::{buffer_file_in, debugfs_dir_of, debugfs_number},
     importer::{self, Session},
     pool, sys,
 };
 use dma_heap::{Heap, HeapKind};
-use scenarios::{Dir, Op, Scenario, BUFFER_BYTES, SCENARIOS};
-use std::{
-    os::fd::{AsRawFd, OwnedFd},
-    path::PathBuf,
-    time::Instant,
+use rdh::{
+    pipeline::{self, Target},
+    scenarios::SCENARIOS,
 };
-
-const POLICY: &str = "/sys/module/rust_dmabuf_heap/parameters/sync_policy";
-
-/// A heap as the benchmark uses it: "system", "ours" (under `policy`)
-/// or "uncached".
-struct Target {
-    heap: &'static str,
-    policy: Option<&'static str>,
-}
-
-impl Target {
-    /// The heap's name under `/dev/dma_heap`.
-    fn name(&self) -> String {
-        match self.heap {
-            "system" => "system".into(),
-            "uncached" => crate::uncached_heap_name(),
-            _ => ours(),
-        }
-    }
-
-    /// The policy its buffers get.
-    fn policy_name(&self) -> &'static str {
-        match self.heap {
-            "uncached" => "uncached",
-            _ => self.policy.unwrap_or("-"),
-        }
-    }
-}
+use std::{os::fd::AsRawFd, path::PathBuf, time::Instant};
 
 fn ours() -> String {
     crate::cached_heap_name()
-}
-
-fn allocate(target: &Target, len: u64) -> Result<OwnedFd, String> {
-    if let Some(policy) = target.policy {
-        std::fs::write(POLICY, policy).map_err(|e| format!("sync_policy: {e}"))?;
-    }
-    let path = PathBuf::from(format!("/dev/dma_heap/{}", target.name()));
-    Heap::new(HeapKind::Custom(path))
-        .and_then(|h| h.allocate(len as usize))
-        .map_err(|e| format!("allocate: {e}"))
-}
-
-fn dir(d: Dir) -> importer::Dir {
-    match d {
-        Dir::ToDevice => importer::Dir::ToDevice,
-        Dir::FromDevice => importer::Dir::FromDevice,
-        Dir::Bidirectional => importer::Dir::Bidirectional,
-    }
-}
-
-fn sync_flags(d: Dir) -> u64 {
-    match d {
-        Dir::ToDevice => sys::DMA_BUF_SYNC_WRITE,
-        Dir::FromDevice => sys::DMA_BUF_SYNC_READ,
-        Dir::Bidirectional => sys::DMA_BUF_SYNC_RW,
-    }
-}
-
-/// Bytes (cleaned, invalidated).
-type Bytes = (u64, u64);
-
-/// A word of every page, read and/or written as `how` lets the CPU.
-fn touch(mapping: &mut sys::Mapping, how: Dir, round: u8) {
-    touch_range(mapping, how, round, 0, BUFFER_BYTES);
-}
-
-/// A word of every page of bytes `offset..offset + len`.
-fn touch_range(mapping: &mut sys::Mapping, how: Dir, round: u8, offset: u64, len: u64) {
-    let bytes = &mut mapping.bytes_mut()[offset as usize..(offset + len) as usize];
-    for page in bytes.chunks_mut(4096) {
-        if how != Dir::ToDevice {
-            std::hint::black_box(page[0]);
-        }
-        if how != Dir::FromDevice {
-            page[0] = round;
-        }
-    }
-    std::hint::black_box(bytes);
-}
-
-/// Plays `s` on a fresh buffer, with SYNC brackets or (`brackets` false)
-/// without; returns the bytes the arch code maintained, and our debugfs's
-/// own count and its faults outside brackets if the heap is ours.
-fn play(
-    s: &Scenario,
-    target: &Target,
-    brackets: bool,
-) -> Result<(Bytes, Option<(Bytes, u64)>), String> {
-    let e = |e: std::io::Error| format!("{}: importer: {e}", s.name);
-    let fd = allocate(target, BUFFER_BYTES)?;
-    let mut mapping =
-        sys::Mapping::new(&fd, BUFFER_BYTES as usize, 0).map_err(|x| format!("mmap: {x}"))?;
-    let mut mapped = vec![None; s.devices.len()];
-    let session = Session::open().map_err(e)?;
-    let mut attachments = Vec::new();
-    for device in s.devices {
-        let d = session.device(device.coherent).map_err(e)?;
-        attachments.push(session.attach(d, fd.as_raw_fd()).map_err(e)?);
-    }
-    // Our explicit fence API exists only for our buffers.
-    let fence_sync = if target.heap == "system" {
-        importer::Sync::Implicit
-    } else {
-        importer::Sync::Explicit
-    };
-    let control = std::fs::File::open(sys::CONTROL_DEVICE).ok();
-    session.reset_counters().map_err(e)?;
-    for (round, op) in s.steps().enumerate() {
-        let round = round as u8;
-        match *op {
-            Op::Map(d, how) => {
-                session.map(attachments[d], dir(how)).map_err(e)?;
-                mapped[d] = Some(how);
-            }
-            Op::Unmap(d) => {
-                session.unmap(attachments[d]).map_err(e)?;
-                mapped[d] = None;
-            }
-            Op::Cpu(how) if brackets => {
-                sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_START | sync_flags(how))
-                    .map_err(|x| x.to_string())?;
-                touch(&mut mapping, how, round);
-                sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_END | sync_flags(how))
-                    .map_err(|x| x.to_string())?;
-            }
-            Op::CpuRange(how, offset, len) if brackets && target.heap == "system" => {
-                sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_START | sync_flags(how))
-                    .map_err(|x| x.to_string())?;
-                touch_range(&mut mapping, how, round, offset, len);
-                sys::dma_buf_sync(&fd, sys::DMA_BUF_SYNC_END | sync_flags(how))
-                    .map_err(|x| x.to_string())?;
-            }
-            Op::CpuRange(how, offset, len) if brackets => {
-                let control = control.as_ref().ok_or("no control device")?;
-                let range = |flags: u64| {
-                    sys::sync_range(
-                        control,
-                        fd.as_raw_fd(),
-                        flags | sync_flags(how),
-                        offset,
-                        len,
-                    )
-                    .map_err(|x| format!("SYNC_RANGE: {x}"))
-                };
-                range(sys::DMA_BUF_SYNC_START)?;
-                touch_range(&mut mapping, how, round, offset, len);
-                range(sys::DMA_BUF_SYNC_END)?;
-            }
-            Op::Cpu(how) | Op::CpuRange(how, ..) => {
-                let (offset, len) = match *op {
-                    Op::CpuRange(_, offset, len) => (offset, len),
-                    _ => (0, BUFFER_BYTES),
-                };
-                let away: Vec<(usize, Dir)> = (0..s.devices.len())
-                    .filter(|&d| !s.devices[d].coherent)
-                    .filter_map(|d| Some((d, mapped[d]?)))
-                    .collect();
-                for &(d, _) in &away {
-                    session.unmap(attachments[d]).map_err(e)?;
-                }
-                touch_range(&mut mapping, how, round, offset, len);
-                for &(d, how) in &away {
-                    session.map(attachments[d], dir(how)).map_err(e)?;
-                }
-            }
-            Op::Job(d, how) => {
-                let fence = session
-                    .fence(attachments[d], fence_sync, dir(how))
-                    .map_err(e)?;
-                session.signal(fence, 0).map_err(e)?;
-            }
-        }
-    }
-    let arch = session.counters().map_err(e)?;
-    let own = if target.heap == "system" {
-        None
-    } else {
-        let file = buffer_file_in(&debugfs_dir_of(&target.name()), &fd)?;
-        Some((
-            (
-                debugfs_number(&file, "clean_bytes")?,
-                debugfs_number(&file, "invalidate_bytes")?,
-            ),
-            debugfs_number(&file, "unbracketed_faults")?,
-        ))
-    };
-    Ok((arch, own))
 }
 
 fn median(mut v: Vec<u128>) -> u128 {
@@ -231,22 +35,10 @@ pub fn run() {
         return;
     }
     let targets = [
-        Target {
-            heap: "system",
-            policy: None,
-        },
-        Target {
-            heap: "ours",
-            policy: Some("tracked"),
-        },
-        Target {
-            heap: "ours",
-            policy: Some("always"),
-        },
-        Target {
-            heap: "uncached",
-            policy: None,
-        },
+        Target::system(),
+        Target::ours(&ours(), "tracked"),
+        Target::ours(&ours(), "always"),
+        Target::uncached(&crate::uncached_heap_name()),
     ];
     // Without brackets: the system heap, ours tracked (trapping user
     // access, the default) and uncached; `always` is the system heap's
@@ -273,28 +65,35 @@ pub fn run() {
     }
     for s in scenarios {
         for &(t, brackets) in &runs {
-            match play(s, t, brackets) {
-                Ok(((clean, inval), own)) => {
+            match pipeline::play(s, t, brackets) {
+                Ok(pipeline::Played {
+                    arch: Some((clean, inval)),
+                    own,
+                }) => {
                     let own = own.map_or(String::new(), |((c, i), faults)| {
                         format!(",\"debugfs_clean_bytes\":{c},\"debugfs_invalidate_bytes\":{i},\"unbracketed_faults\":{faults}")
                     });
                     println!(
                         "BENCH {{\"scenario\":\"{}\",\"heap\":\"{}\",\"policy\":\"{}\",\"sync\":\"{}\",\"frames\":{},\"clean_bytes\":{clean},\"invalidate_bytes\":{inval}{own}}}",
                         s.name,
-                        t.name(),
-                        t.policy_name(),
+                        t.name,
+                        t.policy,
                         if brackets { "brackets" } else { "none" },
                         s.frames,
                     );
                 }
+                Ok(pipeline::Played { arch: None, .. }) => {
+                    println!("rdh: FAILED: the bench kernel has no kprobes");
+                    return;
+                }
                 Err(err) => println!(
-                    "rdh: {} on {} ({:?}, brackets: {brackets}): FAILED: {err}",
-                    s.name, t.heap, t.policy
+                    "rdh: {} on {} ({}, brackets: {brackets}): FAILED: {err}",
+                    s.name, t.name, t.policy
                 ),
             }
         }
     }
-    let _ = std::fs::write(POLICY, "tracked");
+    let _ = std::fs::write(pipeline::POLICY, "tracked");
     if let Err(e) = uncached_flush() {
         println!("rdh: uncached flush: {e}");
         return;
@@ -460,13 +259,7 @@ fn uncached_flush() -> Result<(), String> {
     let len = 8u64 << 20;
     let session = Session::open().map_err(e)?;
     session.reset_counters().map_err(e)?;
-    let fd = allocate(
-        &Target {
-            heap: "uncached",
-            policy: None,
-        },
-        len,
-    )?;
+    let fd = Target::uncached(&crate::uncached_heap_name()).allocate(len)?;
     let (cleaned, invalidated) = session.counters().map_err(e)?;
     drop(fd);
     println!(
@@ -480,17 +273,14 @@ fn uncached_flush() -> Result<(), String> {
 fn first_map() -> Result<(), String> {
     let e = |e: std::io::Error| format!("importer: {e}");
     let len = 8u64 << 20;
-    let target = Target {
-        heap: "ours",
-        policy: Some("tracked"),
-    };
+    let target = Target::ours(&ours(), "tracked");
     let cleans = pool::cleans()?;
     for (start, limit) in [("fresh", 0), ("pooled", -1)] {
         pool::apply_limit_mib(limit)?;
         // Something of this size in the pool (when on), the worker idle.
-        drop(allocate(&target, len)?);
+        drop(target.allocate(len)?);
         pool::wait_idle()?;
-        let fd = allocate(&target, len)?;
+        let fd = target.allocate(len)?;
         let session = Session::open().map_err(e)?;
         let device = session.device(false).map_err(e)?;
         let a = session.attach(device, fd.as_raw_fd()).map_err(e)?;

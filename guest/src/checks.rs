@@ -8,8 +8,8 @@ use crate::{
     baseline::Baseline,
     dma, faults, heap_name, isolation, kmemleak,
     ktap::{Outcome, Suite, SKIP},
-    misuse, module_params, pipelines, pool, pressure, ranges, selftest, stress, sys, unbracketed,
-    uncached, MODULE_NAME, MODULE_PATH,
+    misuse, module_params, pipelines, pool, pressure, ranges, selftest, stress, sys, tool,
+    unbracketed, uncached, MODULE_NAME, MODULE_PATH,
 };
 use dma_buf::{DmaBuf, MappedDmaBuf};
 use dma_heap::{Heap, HeapKind};
@@ -221,6 +221,23 @@ const CHECKS: &[Check] = &[
         "pool_turned_off_leaves_no_page_behind",
         pool::pool_turned_off_leaves_no_page_behind,
     ),
+    (
+        "rdh_list_shows_our_heaps_policies_and_parameters",
+        tool::rdh_list_shows_our_heaps_policies_and_parameters,
+    ),
+    (
+        "rdh_alloc_holds_a_buffer_that_stats_sees",
+        tool::rdh_alloc_holds_a_buffer_that_stats_sees,
+    ),
+    ("rdh_errors_say_what_to_do", tool::rdh_errors_say_what_to_do),
+    (
+        "rdh_bench_alloc_compares_the_heaps",
+        tool::rdh_bench_alloc_compares_the_heaps,
+    ),
+    (
+        "rdh_bench_pipeline_prints_the_maintenance_table",
+        tool::rdh_bench_pipeline_prints_the_maintenance_table,
+    ),
     ("module_cannot_be_unloaded", module_cannot_be_unloaded),
 ];
 
@@ -411,6 +428,8 @@ pub fn debugfs_buffers(on: bool) -> Outcome {
 }
 
 fn module_loads_and_registers_heap() -> Outcome {
+    // The rdh tool first, while there is no module to find.
+    tool::before_the_module_loads()?;
     // A failed load must undo everything it did (the maintenance device,
     // debugfs), or every later load fails with EEXIST. The dma-heap core
     // refuses an empty name cleanly (a taken one also fails, with EBUSY,
@@ -799,37 +818,17 @@ pub fn debugfs_dir() -> String {
     debugfs_dir_of(&heap_name())
 }
 
-/// The debugfs directory of heap `name` of the module.
-pub fn debugfs_dir_of(name: &str) -> String {
-    format!("/sys/kernel/debug/rust_dmabuf_heap/{name}")
-}
+pub use rdh::debugfs::dir_of as debugfs_dir_of;
 
 /// One number from a `key: value` debugfs file.
-pub fn debugfs_number(path: &str, key: &str) -> Result<u64, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
-        .ok_or_else(|| format!("{path}: no {key}"))?
-        .parse()
-        .map_err(|e| format!("{path}: {key}: {e}"))
-}
+pub use rdh::debugfs::number as debugfs_number;
 
 /// The debugfs file of the buffer behind `fd` (named after its inode).
 pub fn buffer_file(fd: &impl std::os::fd::AsRawFd) -> Result<String, String> {
     buffer_file_in(&debugfs_dir(), fd)
 }
 
-/// The debugfs file of the buffer behind `fd`, of the heap whose debugfs
-/// directory is `dir`.
-pub fn buffer_file_in(dir: &str, fd: &impl std::os::fd::AsRawFd) -> Result<String, String> {
-    // SAFETY: `st` is a valid out-parameter for fstat.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is open.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(format!("fstat: {}", io::Error::last_os_error()));
-    }
-    Ok(format!("{dir}/buffers/{}", st.st_ino))
-}
+pub use rdh::debugfs::buffer_file_in;
 
 /// 100 SYNC START/END pairs on a buffer no device has mapped: the CPU owns
 /// it and nothing needs maintenance (debugfs counts 0 operations). The

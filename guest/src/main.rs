@@ -21,7 +21,6 @@ mod checks;
 mod demo;
 mod dma;
 mod faults;
-mod importer;
 mod isolation;
 mod kmemleak;
 mod kmsg;
@@ -34,8 +33,12 @@ mod ranges;
 mod selftest;
 mod stress;
 mod sys;
+mod tool;
 mod unbracketed;
 mod uncached;
+
+/// The importer test driver's interface (shared with the `rdh` tool).
+pub use rdh::importer;
 
 /// Where the initramfs keeps the module.
 pub const MODULE_PATH: &str = "/rust_dmabuf_heap.ko";

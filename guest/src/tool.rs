@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The `rdh` tool (`tool/`, `/bin/rdh` in the initramfs) run as a user
+//! would: every subcommand, human and `--json`, and its errors. Each
+//! invocation and its output go to the console as KTAP diagnostics
+//! (`# $ rdh list`, then its lines).
+
+use crate::{
+    cached_heap_name,
+    checks::{debugfs_dir_of, ensure},
+    ktap::{Outcome, SKIP},
+    uncached_boot, uncached_heap_name,
+};
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+};
+
+const RDH: &str = "/bin/rdh";
+
+/// What one run of the tool gave.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn show(args: &[&str], stdout: &str, stderr: &str) {
+    println!("    # $ rdh {}", args.join(" "));
+    for line in stdout.lines().chain(stderr.lines()) {
+        println!("    # {line}");
+    }
+}
+
+/// Runs `rdh args`.
+fn run(args: &[&str]) -> Result<Run, String> {
+    let out = Command::new(RDH)
+        .args(args)
+        .output()
+        .map_err(|e| format!("run {RDH}: {e}"))?;
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    show(args, &run.stdout, &run.stderr);
+    Ok(run)
+}
+
+/// Runs `rdh args` and wants exit code 0.
+fn ok(args: &[&str]) -> Result<String, String> {
+    let r = run(args)?;
+    ensure(r.code == 0, || {
+        format!("rdh {}: exit code {}: {}", args.join(" "), r.code, r.stderr)
+    })?;
+    Ok(r.stdout)
+}
+
+/// Runs `rdh args` and wants exit code `code` and `hint` in the message.
+fn fails(args: &[&str], code: i32, hint: &str) -> Outcome {
+    let r = run(args)?;
+    ensure(r.code == code && r.stderr.contains(hint), || {
+        format!(
+            "rdh {}: exit code {} and {:?}, want {code} and a message with {hint:?}",
+            args.join(" "),
+            r.code,
+            r.stderr
+        )
+    })
+}
+
+/// The tool's checks run in the cached heap's boot only: they are of the
+/// tool, which finds both heaps itself.
+fn tool_boot() -> Outcome {
+    if uncached_boot() {
+        return Err(format!(
+            "{SKIP}the rdh checks run in the cached heap's boot"
+        ));
+    }
+    Ok(())
+}
+
+/// Before the module is loaded: `rdh list` says how to load it, `rdh
+/// alloc` without a heap and `rdh stats` exit 3 saying the same.
+pub fn before_the_module_loads() -> Outcome {
+    let out = ok(&["list"])?;
+    ensure(
+        out.contains("insmod rust_dmabuf_heap.ko") && out.contains("system"),
+        || format!("rdh list without the module: {out:?}"),
+    )?;
+    fails(&["alloc", "4K"], 3, "insmod rust_dmabuf_heap.ko")?;
+    fails(&["stats"], 3, "insmod rust_dmabuf_heap.ko")
+}
+
+/// `rdh list`: both of our heaps with their policies, the system heap,
+/// the parameters; the same as JSON.
+pub fn rdh_list_shows_our_heaps_policies_and_parameters() -> Outcome {
+    tool_boot()?;
+    let (ours, uncached) = (cached_heap_name(), uncached_heap_name());
+    let out = ok(&["list"])?;
+    let row = |name: &str, policy: &str| {
+        out.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.first() == Some(&name)
+                && words.get(1) == Some(&"yes")
+                && words.get(2) == Some(&policy)
+        })
+    };
+    ensure(
+        row(&ours, "tracked")
+            && row(&uncached, "uncached")
+            && out.contains("parameters: ")
+            && out.contains("sync_policy=tracked"),
+        || format!("rdh list: {out:?}"),
+    )?;
+    let json = ok(&["list", "--json"])?;
+    ensure(
+        json.contains(&format!(
+            "{{\"name\":\"{ours}\",\"ours\":true,\"policy\":\"tracked\""
+        )) && json.contains(&format!(
+            "{{\"name\":\"{uncached}\",\"ours\":true,\"policy\":\"uncached\""
+        )) && json.contains("{\"name\":\"system\",\"ours\":false}")
+            && json.contains("\"loaded\":true"),
+        || format!("rdh list --json: {json:?}"),
+    )
+}
+
+/// The value after `"key":` in compact JSON.
+fn json_number(json: &str, key: &str) -> Option<u64> {
+    let rest = &json[json.find(&format!("\"{key}\":"))? + key.len() + 3..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `rdh alloc 1M --hold 3 --json` in the background: while it holds the
+/// buffer, its debugfs file exists, `rdh stats --buffers` shows it, and
+/// the process listing names the holder; after it exits the buffer is
+/// gone. Then `rdh alloc 64K` for people.
+pub fn rdh_alloc_holds_a_buffer_that_stats_sees() -> Outcome {
+    tool_boot()?;
+    let ours = cached_heap_name();
+    let mut child = Command::new(RDH)
+        .args(["alloc", "1M", "--hold", "3", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn rdh: {e}"))?;
+    let mut line = String::new();
+    let read = child
+        .stdout
+        .take()
+        .map(|out| BufReader::new(out).read_line(&mut line));
+    show(&["alloc", "1M", "--hold", "3", "--json"], &line, "");
+    let held = (|| -> Result<String, String> {
+        ensure(matches!(read, Some(Ok(n)) if n > 0), || {
+            "rdh alloc printed nothing".into()
+        })?;
+        let inode = json_number(&line, "inode").ok_or(format!("no inode in {line:?}"))?;
+        let pid = json_number(&line, "pid").ok_or(format!("no pid in {line:?}"))?;
+        ensure(json_number(&line, "size") == Some(1 << 20), || {
+            format!("size in {line:?}")
+        })?;
+        let file = format!("{}/buffers/{inode}", debugfs_dir_of(&ours));
+        ensure(std::path::Path::new(&file).exists(), || {
+            format!("{file} missing while held")
+        })?;
+        let stats = ok(&["stats", "--buffers"])?;
+        ensure(
+            stats
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(&inode.to_string()))
+                && stats.lines().any(|l| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    w.first() == Some(&pid.to_string().as_str())
+                        && w.contains(&inode.to_string().as_str())
+                }),
+            || format!("rdh stats --buffers does not show buffer {inode} of pid {pid}"),
+        )?;
+        let json = ok(&["stats", "--buffers", "--json"])?;
+        ensure(
+            json.contains(&format!("\"inode\":{inode},"))
+                && json.contains(&format!("\"pid\":{pid},")),
+            || format!("rdh stats --json does not show buffer {inode}"),
+        )?;
+        Ok(file)
+    })();
+    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    let file = held?;
+    ensure(status.success(), || format!("rdh alloc --hold: {status}"))?;
+    ensure(!std::path::Path::new(&file).exists(), || {
+        format!("{file} still there after rdh exited")
+    })?;
+    let out = ok(&["alloc", "64K"])?;
+    ensure(
+        out.starts_with("allocated 64.0 KiB (65536 bytes) from ") && out.contains("inode"),
+        || format!("rdh alloc 64K: {out:?}"),
+    )
+}
+
+/// The errors a user meets, each with its exit code and what to do: a heap
+/// that is not there, debugfs not mounted (unmounted for the run, then
+/// mounted again), bad sizes, unknown commands.
+pub fn rdh_errors_say_what_to_do() -> Outcome {
+    tool_boot()?;
+    fails(
+        &["alloc", "1M", "--heap", "nosuch"],
+        3,
+        "no heap nosuch in /dev/dma_heap",
+    )?;
+    // SAFETY: A valid NUL-terminated path; nothing of ours is open there.
+    if unsafe { libc::umount2(c"/sys/kernel/debug".as_ptr(), 0) } != 0 {
+        return Err(format!(
+            "umount debugfs: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let without = fails(&["stats"], 3, "mount -t debugfs none /sys/kernel/debug");
+    crate::sys::mount("debugfs", "/sys/kernel/debug").map_err(|e| format!("mount debugfs: {e}"))?;
+    without?;
+    fails(&["alloc", "12Q"], 2, "bad size")?;
+    fails(&["frobnicate"], 2, "unknown command")?;
+    let help = ok(&["alloc", "--help"])?;
+    ensure(
+        help.contains("usage:") && help.contains("exit codes"),
+        || format!("rdh alloc --help: {help:?}"),
+    )
+}
+
+/// `rdh bench alloc` on our heap (cold and warm) and the system heap in
+/// one run, p50 <= p95 <= p99 for each row; the same as JSON.
+pub fn rdh_bench_alloc_compares_the_heaps() -> Outcome {
+    tool_boot()?;
+    let ours = cached_heap_name();
+    let heaps = format!("{ours},system");
+    let out = ok(&[
+        "bench",
+        "alloc",
+        "--sizes",
+        "4K,1M",
+        "--iterations",
+        "8",
+        "--heap",
+        &heaps,
+    ])?;
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .collect();
+    // size value, size unit, heap, pool, p50, p95, p99
+    let sorted = |r: &Vec<&str>| {
+        let p: Vec<f64> = r[4..7].iter().filter_map(|v| v.parse().ok()).collect();
+        p.len() == 3 && p[0] <= p[1] && p[1] <= p[2]
+    };
+    let has = |heap: &str, pool: &str| {
+        rows.iter()
+            .filter(|r| r.len() == 7 && r[2] == heap && r[3] == pool)
+            .count()
+    };
+    ensure(
+        rows.len() == 6
+            && rows.iter().all(sorted)
+            && has(&ours, "cold") == 2
+            && has(&ours, "warm") == 2
+            && has("system", "-") == 2,
+        || format!("rdh bench alloc: {out:?}"),
+    )?;
+    let json = ok(&[
+        "bench",
+        "alloc",
+        "--sizes",
+        "64K",
+        "--iterations",
+        "4",
+        "--heap",
+        &heaps,
+        "--json",
+    ])?;
+    ensure(
+        json.matches("\"p99_us\":").count() == 3 && json.contains("\"pool\":\"warm\""),
+        || format!("rdh bench alloc --json: {json:?}"),
+    )
+}
+
+/// `rdh bench pipeline` (the test kernel has no kprobes: our heaps count
+/// through debugfs, the system heap is not counted): ours tracked never
+/// costs more than ours under `always`, strictly less in S1, and the
+/// uncached heap nothing, in every scenario; the JSON has every record.
+pub fn rdh_bench_pipeline_prints_the_maintenance_table() -> Outcome {
+    tool_boot()?;
+    let json = ok(&["bench", "pipeline", "--json"])?;
+    let ours = cached_heap_name();
+    let uncached = uncached_heap_name();
+    let bytes = |scenario: &str, heap: &str, policy: &str| {
+        let key =
+            format!("{{\"scenario\":\"{scenario}\",\"heap\":\"{heap}\",\"policy\":\"{policy}\"");
+        let record = &json[json.find(&key)?..];
+        let record = &record[..record.find('}')?];
+        Some(json_number(record, "clean_bytes")? + json_number(record, "invalidate_bytes")?)
+    };
+    for s in rdh::scenarios::SCENARIOS {
+        let (tracked, always, wc) = (
+            bytes(s.name, &ours, "tracked"),
+            bytes(s.name, &ours, "always"),
+            bytes(s.name, &uncached, "uncached"),
+        );
+        ensure(
+            matches!((tracked, always, wc), (Some(t), Some(a), Some(0)) if t <= a && (s.name != "S1" || t < a)),
+            || {
+                format!(
+                    "{}: tracked {tracked:?}, always {always:?}, uncached {wc:?} bytes",
+                    s.name
+                )
+            },
+        )?;
+    }
+    let table = ok(&["bench", "pipeline"])?;
+    ensure(
+        table.contains("cache maintenance per frame")
+            && table.lines().any(|l| l.starts_with("S9 ")),
+        || format!("rdh bench pipeline: {table:?}"),
+    )
+}

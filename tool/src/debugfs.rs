@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The heap's debugfs files (`/sys/kernel/debug/rust_dmabuf_heap/<heap>/`):
+//! every line `key: value`.
+
+use std::{io, os::fd::AsRawFd};
+
+/// Where debugfs is mounted.
+pub const MOUNT: &str = "/sys/kernel/debug";
+
+/// The debugfs directory of heap `name` of the module.
+pub fn dir_of(name: &str) -> String {
+    format!("{MOUNT}/rust_dmabuf_heap/{name}")
+}
+
+/// The `key: value` lines of a debugfs file, in order.
+pub fn read(path: &str) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+/// One number from a `key: value` debugfs file.
+pub fn number(path: &str, key: &str) -> Result<u64, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+        .ok_or_else(|| format!("{path}: no {key}"))?
+        .parse()
+        .map_err(|e| format!("{path}: {key}: {e}"))
+}
+
+/// The debugfs file of the buffer behind `fd` (named after its inode), of
+/// the heap whose debugfs directory is `dir`.
+pub fn buffer_file_in(dir: &str, fd: &impl AsRawFd) -> Result<String, String> {
+    Ok(format!("{dir}/buffers/{}", inode(fd)?))
+}
+
+/// The inode number of the file behind `fd` (a dma-buf's names its
+/// debugfs file and its `/sys/kernel/dmabuf/buffers` entry).
+pub fn inode(fd: &impl AsRawFd) -> Result<u64, String> {
+    // SAFETY: `st` is a valid out-parameter for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(format!("fstat: {}", io::Error::last_os_error()));
+    }
+    Ok(st.st_ino)
+}

@@ -1,0 +1,962 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `rdh`: the heap on a board, from the command line. Subcommands print
+//! for people by default and JSON with `--json`; errors say what to do and
+//! exit with a code scripts can tell apart (see `USAGE`).
+
+mod json;
+
+use json::Json;
+use rdh::{debugfs, heaps, pipeline, scenarios};
+use std::{
+    io::{IsTerminal, Write},
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+const USAGE: &str = "\
+rdh: the rust_dmabuf_heap tool
+
+usage:
+  rdh list [--json]                       the heaps of /dev/dma_heap; for ours,
+                                          policy, parameters and live bytes
+  rdh alloc SIZE [--heap H] [--hold SECS] [--json]
+                                          allocate SIZE (4096, 64K, 8M, 1G),
+                                          report time and inode, hold it
+  rdh stats [--buffers] [--json]          our debugfs totals (and per-buffer
+                                          state), and every process's dma-bufs
+  rdh bench alloc [--sizes 4K,64K,1M,8M] [--iterations N] [--heap H,...] [--json]
+                                          allocation + free latency, p50/p95/p99
+  rdh bench pipeline [--json]             the benchmark scenarios S1-S9 through
+                                          the importer test driver: cache
+                                          maintenance per frame, every heap
+  rdh COMMAND --help                      this text
+
+exit codes: 0 done, 1 the operation failed, 2 bad usage, 3 something is
+missing (module, heap, debugfs, driver: the message says how to get it),
+4 permission denied.
+";
+
+/// Why a command failed: the message and the exit code.
+struct Fail(i32, String);
+
+type Outcome = Result<(), Fail>;
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail(2, format!("{}\n\n{USAGE}", msg.into()))
+}
+
+fn missing(msg: impl Into<String>) -> Fail {
+    Fail(3, msg.into())
+}
+
+/// The command line after the subcommand: flags with or without a value,
+/// and positional words.
+struct Args {
+    words: Vec<String>,
+    json: bool,
+}
+
+impl Args {
+    fn parse(raw: &[String]) -> Result<Self, Fail> {
+        let mut words = Vec::new();
+        let mut json = false;
+        for arg in raw {
+            match arg.as_str() {
+                "--json" => json = true,
+                "-h" | "--help" => return Err(Fail(0, USAGE.into())),
+                _ => words.push(arg.clone()),
+            }
+        }
+        Ok(Self { words, json })
+    }
+
+    /// Removes `--name VALUE` and returns the value.
+    fn value(&mut self, name: &str) -> Result<Option<String>, Fail> {
+        let Some(i) = self.words.iter().position(|w| w == name) else {
+            return Ok(None);
+        };
+        if i + 1 >= self.words.len() {
+            return Err(usage(format!("{name} needs a value")));
+        }
+        let value = self.words.remove(i + 1);
+        self.words.remove(i);
+        Ok(Some(value))
+    }
+
+    /// Removes a flag and says whether it was there.
+    fn flag(&mut self, name: &str) -> bool {
+        let before = self.words.len();
+        self.words.retain(|w| w != name);
+        self.words.len() != before
+    }
+
+    fn done(self) -> Result<(), Fail> {
+        match self.words.first() {
+            Some(extra) => Err(usage(format!("unexpected argument {extra:?}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `4096`, `64K`, `8M`, `1G` (binary units).
+fn parse_size(text: &str) -> Result<u64, Fail> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KIB" => 10,
+        "M" | "MIB" => 20,
+        "G" | "GIB" => 30,
+        _ => return Err(usage(format!("bad size {text:?} (e.g. 4096, 64K, 8M)"))),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| usage(format!("bad size {text:?} (e.g. 4096, 64K, 8M)")))?;
+    n.checked_mul(1 << shift)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| usage(format!("bad size {text:?}")))
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn heap_path(name: &str) -> PathBuf {
+    Path::new(heaps::DEV).join(name)
+}
+
+/// The heap to use when none is given: the module's cached heap.
+fn default_heap() -> Result<String, Fail> {
+    heaps::our_heap_name().ok_or_else(|| {
+        missing(
+            "rust_dmabuf_heap is not loaded: insmod rust_dmabuf_heap.ko (or name a heap: --heap system)",
+        )
+    })
+}
+
+/// Opens heap `name`, with a message that says what to do if it cannot.
+fn open_heap(name: &str) -> Result<dma_heap::Heap, Fail> {
+    let path = heap_path(name);
+    match std::fs::File::open(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let hint = if heaps::module_loaded() {
+                format!(
+                    "the loaded module's heaps are {:?} (rdh list)",
+                    heaps::our_heap_name().unwrap_or_default()
+                )
+            } else {
+                "is the module loaded? (insmod rust_dmabuf_heap.ko)".to_string()
+            };
+            return Err(missing(format!("no heap {name} in {}: {hint}", heaps::DEV)));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Fail(
+                4,
+                format!(
+                    "permission denied opening {}: run as root, or let your user open it (a udev rule for dma_heap/{name})",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(Fail(1, format!("open {}: {e}", path.display()))),
+        Ok(_) => {}
+    }
+    dma_heap::Heap::new(dma_heap::HeapKind::Custom(path.clone()))
+        .map_err(|e| Fail(1, format!("open {}: {e}", path.display())))
+}
+
+fn alloc_error(name: &str, size: u64, e: impl std::fmt::Display) -> Fail {
+    Fail(1, format!("allocating {size} bytes from {name}: {e}"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        None | Some("-h" | "--help" | "help") => Err(Fail(0, USAGE.into())),
+        Some("list") => Args::parse(&args[1..]).and_then(list),
+        Some("alloc") => Args::parse(&args[1..]).and_then(alloc),
+        Some("stats") => Args::parse(&args[1..]).and_then(stats),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            Some("alloc") => Args::parse(&args[2..]).and_then(bench_alloc),
+            Some("pipeline") => Args::parse(&args[2..]).and_then(bench_pipeline),
+            Some("-h" | "--help") => Err(Fail(0, USAGE.into())),
+            other => Err(usage(format!("bench what? {other:?} (alloc or pipeline)"))),
+        },
+        Some(other) => Err(usage(format!("unknown command {other:?}"))),
+    };
+    match result {
+        Ok(()) => {}
+        Err(Fail(0, text)) => print!("{text}"),
+        Err(Fail(code, msg)) => {
+            eprintln!("rdh: {msg}");
+            std::process::exit(code);
+        }
+    }
+}
+
+/// `rdh list`.
+fn list(args: Args) -> Outcome {
+    let json = args.json;
+    args.done()?;
+    let heaps = heaps::list().map_err(missing)?;
+    let params = heaps::parameters();
+    if json {
+        let heaps = heaps
+            .iter()
+            .map(|h| {
+                let mut fields = vec![
+                    ("name", Json::str(&h.name)),
+                    ("ours", Json::Bool(h.ours.is_some())),
+                ];
+                for key in [
+                    "policy",
+                    "live_bytes",
+                    "buffers_allocated",
+                    "bytes_allocated",
+                ] {
+                    if let Some(v) = h.stat(key) {
+                        fields.push((key, Json::scalar(v)));
+                    }
+                }
+                Json::obj(fields)
+            })
+            .collect();
+        let module = Json::obj(vec![
+            ("loaded", Json::Bool(heaps::module_loaded())),
+            (
+                "parameters",
+                Json::Obj(
+                    params
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Json::scalar(v)))
+                        .collect(),
+                ),
+            ),
+        ]);
+        println!(
+            "{}",
+            Json::obj(vec![("heaps", Json::Arr(heaps)), ("module", module)])
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<28} {:<5} {:<9} {:>12} {:>9}",
+        "heap", "ours", "policy", "live", "buffers"
+    );
+    for h in &heaps {
+        let dash = |v: Option<&str>| v.unwrap_or("-").to_string();
+        let live = h
+            .stat("live_bytes")
+            .and_then(|v| v.parse().ok())
+            .map_or("-".into(), human_bytes);
+        println!(
+            "{:<28} {:<5} {:<9} {:>12} {:>9}",
+            h.name,
+            if h.ours.is_some() { "yes" } else { "-" },
+            dash(h.stat("policy")),
+            live,
+            dash(h.stat("buffers_allocated")),
+        );
+    }
+    if heaps
+        .iter()
+        .any(|h| h.ours.as_ref().is_some_and(Vec::is_empty))
+    {
+        println!(
+            "(no debugfs figures: mount -t debugfs none {})",
+            debugfs::MOUNT
+        );
+    }
+    if params.is_empty() {
+        println!("rust_dmabuf_heap is not loaded: insmod rust_dmabuf_heap.ko");
+    } else {
+        let line: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("parameters: {}", line.join(" "));
+        println!(
+            "(live: bytes in buffers of the module's heaps together, the page pool's excluded)"
+        );
+    }
+    Ok(())
+}
+
+/// `rdh alloc`.
+fn alloc(mut args: Args) -> Outcome {
+    let heap = match args.value("--heap")? {
+        Some(h) => h,
+        None => default_heap()?,
+    };
+    let hold = args
+        .value("--hold")?
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| usage(format!("bad --hold {s:?} (seconds)")))
+        })
+        .transpose()?;
+    let json = args.json;
+    let size = match args.words.first() {
+        Some(s) => parse_size(s)?,
+        None => return Err(usage("alloc needs a SIZE")),
+    };
+    args.words.remove(0);
+    args.done()?;
+    let h = open_heap(&heap)?;
+    let start = Instant::now();
+    let fd = h
+        .allocate(size as usize)
+        .map_err(|e| alloc_error(&heap, size, e))?;
+    let took = start.elapsed();
+    let inode = debugfs::inode(&fd).map_err(|e| Fail(1, e))?;
+    let got = rdh::sys::dma_buf_size(&fd).map_err(|e| Fail(1, format!("size: {e}")))?;
+    if json {
+        println!(
+            "{}",
+            Json::obj(vec![
+                ("heap", Json::str(&heap)),
+                ("size", Json::Num(got as f64)),
+                ("alloc_us", Json::Num(took.as_secs_f64() * 1e6)),
+                ("inode", Json::Num(inode as f64)),
+                ("fd", Json::Num(fd.as_raw_fd() as f64)),
+                ("pid", Json::Num(std::process::id() as f64)),
+                ("hold_s", Json::Num(hold.unwrap_or(0) as f64)),
+            ])
+        );
+    } else {
+        println!(
+            "allocated {} ({got} bytes) from {heap} in {:.1} us: dma-buf inode {inode}, fd {} of pid {}",
+            human_bytes(got),
+            took.as_secs_f64() * 1e6,
+            fd.as_raw_fd(),
+            std::process::id()
+        );
+        if heaps::is_ours(&heap) {
+            let file = format!("{}/buffers/{inode}", debugfs::dir_of(&heap));
+            if Path::new(&file).exists() {
+                println!("its state: {file}");
+            } else {
+                println!(
+                    "(per-buffer debugfs files: echo Y > {}/debugfs_buffers before allocating)",
+                    heaps::PARAMETERS
+                );
+            }
+        }
+    }
+    if let Some(secs) = hold {
+        if !json {
+            println!("holding it for {secs} s");
+        }
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(Duration::from_secs(secs));
+    }
+    drop(fd);
+    Ok(())
+}
+
+/// Our heaps' debugfs directories (by heap name), or what to do.
+fn our_debugfs() -> Result<Vec<(String, String)>, Fail> {
+    if !heaps::module_loaded() {
+        return Err(missing(
+            "rust_dmabuf_heap is not loaded: insmod rust_dmabuf_heap.ko",
+        ));
+    }
+    let mounted = std::fs::read_to_string("/proc/mounts").is_ok_and(|m| {
+        m.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(debugfs::MOUNT))
+    });
+    if !mounted {
+        return Err(missing(format!(
+            "debugfs is not mounted: mount -t debugfs none {} (as root)",
+            debugfs::MOUNT
+        )));
+    }
+    let top = format!("{}/rust_dmabuf_heap", debugfs::MOUNT);
+    let mut dirs: Vec<(String, String)> = std::fs::read_dir(&top)
+        .map_err(|e| {
+            let code = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                4
+            } else {
+                1
+            };
+            Fail(
+                code,
+                format!("read {top}: {e} (debugfs is readable by root only)"),
+            )
+        })?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            Some((name.clone(), debugfs::dir_of(&name)))
+        })
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// A dma-buf some process holds open (from `/proc/*/fdinfo`).
+struct OpenDmaBuf {
+    pid: u32,
+    comm: String,
+    fd: u32,
+    inode: u64,
+    size: u64,
+    exporter: String,
+}
+
+/// Every dma-buf fd of every process, as Android's `dmabuf_dump` lists
+/// them: fdinfo names the exporter, the fd link's inode the buffer.
+fn open_dmabufs() -> Vec<OpenDmaBuf> {
+    let mut found = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+            continue;
+        };
+        for f in fds.flatten() {
+            let Ok(fd) = f.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(info) = std::fs::read_to_string(f.path()) else {
+                continue;
+            };
+            let field = |key: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                    .map(|v| v.trim().to_string())
+            };
+            let (Some(exporter), Some(size)) = (field("exp_name"), field("size")) else {
+                continue;
+            };
+            let inode = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_or(0, |m| m.ino());
+            found.push(OpenDmaBuf {
+                pid,
+                comm: comm.trim().to_string(),
+                fd,
+                inode,
+                size: size.parse().unwrap_or(0),
+                exporter,
+            });
+        }
+    }
+    found
+}
+
+/// The skip reasons of our debugfs, in its order.
+const SKIPS: [&str; 5] = [
+    "coherent",
+    "not_dirty",
+    "not_stale",
+    "deferred_to_cpu_access",
+    "deferred_to_map",
+];
+
+/// `rdh stats`.
+fn stats(mut args: Args) -> Outcome {
+    let buffers = args.flag("--buffers");
+    let json = args.json;
+    args.done()?;
+    let dirs = our_debugfs()?;
+    let read = |path: String| debugfs::read(&path).map_err(|e| Fail(1, e));
+    let mut heaps_out = Vec::new();
+    let mut buffers_out = Vec::new();
+    for (name, dir) in &dirs {
+        let stats = read(format!("{dir}/stats"))?;
+        let pool = read(format!("{dir}/pool"))?;
+        let mut own = Vec::new();
+        if buffers {
+            let mut files: Vec<_> = std::fs::read_dir(format!("{dir}/buffers"))
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            files.sort();
+            for file in files {
+                let ino = file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                // A buffer freed meanwhile has no file any more.
+                if let Ok(lines) = debugfs::read(&file.to_string_lossy()) {
+                    own.push((ino, lines));
+                }
+            }
+        }
+        heaps_out.push((name.clone(), stats, pool));
+        buffers_out.push((name.clone(), own));
+    }
+    let dmabufs = open_dmabufs();
+    if json {
+        let kv = |lines: &[(String, String)]| {
+            Json::Obj(
+                lines
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Json::scalar(v)))
+                    .collect(),
+            )
+        };
+        let heaps = heaps_out
+            .iter()
+            .zip(&buffers_out)
+            .map(|((name, stats, pool), (_, own))| {
+                let mut fields = vec![
+                    ("name", Json::str(name)),
+                    ("stats", kv(stats)),
+                    ("pool", kv(pool)),
+                ];
+                if buffers {
+                    let list = own
+                        .iter()
+                        .map(|(ino, lines)| {
+                            let mut b = vec![("inode".to_string(), Json::scalar(ino))];
+                            b.extend(lines.iter().map(|(k, v)| (k.clone(), Json::scalar(v))));
+                            Json::Obj(b)
+                        })
+                        .collect();
+                    fields.push(("buffers", Json::Arr(list)));
+                }
+                Json::obj(fields)
+            })
+            .collect();
+        let open = dmabufs
+            .iter()
+            .map(|b| {
+                Json::obj(vec![
+                    ("pid", Json::Num(b.pid as f64)),
+                    ("comm", Json::str(&b.comm)),
+                    ("fd", Json::Num(b.fd as f64)),
+                    ("inode", Json::Num(b.inode as f64)),
+                    ("size", Json::Num(b.size as f64)),
+                    ("exporter", Json::str(&b.exporter)),
+                ])
+            })
+            .collect();
+        println!(
+            "{}",
+            Json::obj(vec![
+                ("heaps", Json::Arr(heaps)),
+                ("dmabufs", Json::Arr(open))
+            ])
+        );
+        return Ok(());
+    }
+    for ((name, stats, pool), (_, own)) in heaps_out.iter().zip(&buffers_out) {
+        println!("{name}:");
+        for (k, v) in stats {
+            println!("  {k:<26} {v}");
+        }
+        let pool_line: Vec<String> = pool
+            .iter()
+            .filter(|(k, _)| {
+                ["limit_bytes", "pool_bytes", "hit_bytes", "miss_bytes"].contains(&k.as_str())
+            })
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("  pool (shared)              {}", pool_line.join(" "));
+        if buffers {
+            if own.is_empty() {
+                println!(
+                    "  no buffer files (echo Y > {}/debugfs_buffers, then allocate)",
+                    heaps::PARAMETERS
+                );
+                continue;
+            }
+            println!(
+                "  {:>8} {:>10} {:<9} {:>6} {:>12} {:>12}  skipped ({})",
+                "inode",
+                "size",
+                "policy",
+                "mapped",
+                "cleaned",
+                "invalidated",
+                SKIPS.join("/")
+            );
+            for (ino, lines) in own {
+                let get = |key: &str| {
+                    lines
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .map_or("-".to_string(), |(_, v)| v.clone())
+                };
+                let skipped: Vec<String> =
+                    SKIPS.iter().map(|s| get(&format!("skipped_{s}"))).collect();
+                println!(
+                    "  {:>8} {:>10} {:<9} {:>6} {:>12} {:>12}  {}",
+                    ino,
+                    get("size"),
+                    get("policy"),
+                    get("mapped"),
+                    get("clean_bytes"),
+                    get("invalidate_bytes"),
+                    skipped.join("/")
+                );
+            }
+        }
+    }
+    println!("dma-bufs open in processes (all heaps and exporters):");
+    if dmabufs.is_empty() {
+        println!("  none");
+    } else {
+        println!(
+            "  {:>7} {:<16} {:>4} {:>8} {:>12}  exporter",
+            "pid", "process", "fd", "inode", "size"
+        );
+        for b in &dmabufs {
+            println!(
+                "  {:>7} {:<16} {:>4} {:>8} {:>12}  {}",
+                b.pid,
+                b.comm,
+                b.fd,
+                b.inode,
+                human_bytes(b.size),
+                b.exporter
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr, if it is a terminal.
+struct Progress {
+    total: usize,
+    done: usize,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        Self {
+            total,
+            done: 0,
+            shown: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn step(&mut self, what: &str) {
+        self.done += 1;
+        if self.shown {
+            let width = 30;
+            let filled = width * self.done / self.total.max(1);
+            eprint!(
+                "\r[{}{}] {:>3}% {what:<40}",
+                "#".repeat(filled),
+                " ".repeat(width - filled),
+                100 * self.done / self.total.max(1)
+            );
+            if self.done == self.total {
+                eprintln!();
+            }
+        }
+    }
+}
+
+/// `pool_limit_mib`, to turn the page pool off and on again.
+const POOL_LIMIT: &str = "/sys/module/rust_dmabuf_heap/parameters/pool_limit_mib";
+
+/// Sets the pool's limit and waits (up to 5 s) until it holds at most what
+/// the limit allows, if debugfs shows it.
+fn set_pool_limit(heap: &str, mib: &str) -> Result<(), Fail> {
+    std::fs::write(POOL_LIMIT, mib)
+        .map_err(|e| Fail(4, format!("write {POOL_LIMIT}: {e} (as root)")))?;
+    if mib == "0" {
+        let pool = format!("{}/pool", debugfs::dir_of(heap));
+        let start = Instant::now();
+        while debugfs::number(&pool, "pool_bytes").is_ok_and(|b| b > 0)
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `rdh bench alloc`.
+fn bench_alloc(mut args: Args) -> Outcome {
+    let sizes = args
+        .value("--sizes")?
+        .unwrap_or_else(|| "4K,64K,1M,8M".into())
+        .split(',')
+        .map(parse_size)
+        .collect::<Result<Vec<_>, _>>()?;
+    let iterations: usize = match args.value("--iterations")? {
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| usage(format!("bad --iterations {n:?}")))?,
+        None => 32,
+    };
+    let names: Vec<String> = match args.value("--heap")? {
+        Some(list) => list.split(',').map(str::to_string).collect(),
+        None => {
+            let mut names: Vec<String> = heaps::list()
+                .map_err(missing)?
+                .into_iter()
+                .map(|h| h.name)
+                .collect();
+            names.sort_by_key(|n| !heaps::is_ours(n));
+            names
+        }
+    };
+    let json = args.json;
+    args.done()?;
+    let opened = names
+        .iter()
+        .map(|n| open_heap(n).map(|h| (n.clone(), h)))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Our cached heap twice if its pool can be switched: cold (pool off)
+    // and warm (filled before each round).
+    let original_limit = std::fs::read_to_string(POOL_LIMIT)
+        .ok()
+        .map(|v| v.trim().to_string());
+    let writable = std::fs::OpenOptions::new()
+        .write(true)
+        .open(POOL_LIMIT)
+        .is_ok();
+    let runs: Vec<(usize, &str)> = opened
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (name, _))| {
+            let pooled = writable && heaps::our_heap_name().as_deref() == Some(name.as_str());
+            if pooled {
+                vec![(i, "cold"), (i, "warm")]
+            } else {
+                vec![(i, "-")]
+            }
+        })
+        .collect();
+    let mut progress = Progress::new(sizes.len() * runs.len());
+    let mut rows = Vec::new();
+    let result = (|| {
+        for &size in &sizes {
+            for &(i, mode) in &runs {
+                let (name, heap) = &opened[i];
+                progress.step(&format!("{name} {} {mode}", human_bytes(size)));
+                match mode {
+                    "cold" => set_pool_limit(name, "0")?,
+                    "warm" => set_pool_limit(name, original_limit.as_deref().unwrap_or("-1"))?,
+                    _ => {}
+                }
+                let allocate = || {
+                    heap.allocate(size as usize)
+                        .map_err(|e| alloc_error(name, size, e))
+                };
+                if mode == "warm" {
+                    // Fill the pool with a round's worth, then let its
+                    // worker zero them.
+                    drop(
+                        (0..iterations.min(16))
+                            .map(|_| allocate())
+                            .collect::<Result<Vec<_>, _>>()?,
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                drop(allocate()?);
+                let mut times = Vec::with_capacity(iterations);
+                for _ in 0..iterations {
+                    let start = Instant::now();
+                    let fd = allocate()?;
+                    drop(fd);
+                    times.push(start.elapsed().as_secs_f64() * 1e6);
+                }
+                times.sort_by(f64::total_cmp);
+                rows.push((
+                    name.clone(),
+                    mode,
+                    size,
+                    [0.5, 0.95, 0.99].map(|p| percentile(&times, p)),
+                ));
+            }
+        }
+        Ok(())
+    })();
+    if let Some(limit) = &original_limit {
+        if writable {
+            let _ = std::fs::write(POOL_LIMIT, limit);
+        }
+    }
+    result?;
+    if json {
+        let list = rows
+            .iter()
+            .map(|(name, mode, size, [p50, p95, p99])| {
+                Json::obj(vec![
+                    ("heap", Json::str(name)),
+                    ("pool", Json::str(mode)),
+                    ("size", Json::Num(*size as f64)),
+                    ("iterations", Json::Num(iterations as f64)),
+                    ("p50_us", Json::Num(*p50)),
+                    ("p95_us", Json::Num(*p95)),
+                    ("p99_us", Json::Num(*p99)),
+                ])
+            })
+            .collect();
+        println!("{}", Json::Arr(list));
+        return Ok(());
+    }
+    println!("allocation + free, {iterations} calls each after one warm-up (us; pool: ours with the page pool off / filled)");
+    println!(
+        "{:>9} {:<28} {:<5} {:>10} {:>10} {:>10}",
+        "size", "heap", "pool", "p50", "p95", "p99"
+    );
+    for (name, mode, size, [p50, p95, p99]) in &rows {
+        println!(
+            "{:>9} {:<28} {:<5} {:>10.1} {:>10.1} {:>10.1}",
+            human_bytes(*size),
+            name,
+            mode,
+            p50,
+            p95,
+            p99
+        );
+    }
+    Ok(())
+}
+
+/// `rdh bench pipeline`.
+fn bench_pipeline(args: Args) -> Outcome {
+    let json = args.json;
+    args.done()?;
+    if !Path::new("/dev/rdh_importer").exists() {
+        return Err(missing(
+            "the importer test driver is not loaded: insmod rdh_importer.ko (this project's test module: its fake devices play the pipelines)",
+        ));
+    }
+    let ours = default_heap()?;
+    let uncached = format!("{ours}_uncached");
+    let mut targets = vec![
+        pipeline::Target::system(),
+        pipeline::Target::ours(&ours, "tracked"),
+        pipeline::Target::ours(&ours, "always"),
+    ];
+    if heap_path(&uncached).exists() {
+        targets.push(pipeline::Target::uncached(&uncached));
+    }
+    for t in &targets {
+        open_heap(&t.name)?;
+    }
+    let policy_before = std::fs::read_to_string(pipeline::POLICY).ok();
+    let mut progress = Progress::new(scenarios::SCENARIOS.len() * targets.len());
+    let mut rows = Vec::new();
+    let mut kprobes = true;
+    let result = (|| {
+        for s in scenarios::SCENARIOS {
+            let mut cells = Vec::new();
+            for t in &targets {
+                progress.step(&format!("{} on {} ({})", s.name, t.name, t.policy));
+                let played = pipeline::play(s, t, true).map_err(|e| Fail(1, e))?;
+                // Without kprobes only our heaps can count (debugfs).
+                kprobes &= played.arch.is_some();
+                cells.push(played.arch.or(played.own.map(|(bytes, _)| bytes)));
+            }
+            rows.push((s, cells));
+        }
+        Ok::<(), Fail>(())
+    })();
+    if let Some(policy) = policy_before {
+        let _ = std::fs::write(pipeline::POLICY, policy.trim());
+    }
+    result?;
+    let per_frame = |b: u64, frames: usize| b as f64 / (1 << 20) as f64 / frames as f64;
+    if json {
+        let mut list = Vec::new();
+        for (s, cells) in &rows {
+            for (t, cell) in targets.iter().zip(cells) {
+                let mut fields = vec![
+                    ("scenario", Json::str(s.name)),
+                    ("heap", Json::str(&t.name)),
+                    ("policy", Json::str(t.policy)),
+                    ("frames", Json::Num(s.frames as f64)),
+                ];
+                if let Some((c, i)) = cell {
+                    fields.push(("clean_bytes", Json::Num(*c as f64)));
+                    fields.push(("invalidate_bytes", Json::Num(*i as f64)));
+                }
+                list.push(Json::obj(fields));
+            }
+        }
+        println!("{}", Json::Arr(list));
+        return Ok(());
+    }
+    println!(
+        "cache maintenance per frame, 8 MiB buffer, MiB cleaned + invalidated ({})",
+        if kprobes {
+            "kprobes on the arch code: every heap counted alike"
+        } else {
+            "no kprobes in this kernel: our heaps' debugfs counts, the system heap not counted"
+        }
+    );
+    // The saving of ours tracked against the system heap, or, where that
+    // cannot be counted, against ours under `always` (the system heap's
+    // behaviour, which `make bench` measures equal to it).
+    let baseline = if kprobes { 0 } else { 2 };
+    print!("{:<4} {:<52}", "", "scenario");
+    for t in &targets {
+        let label = match t.policy {
+            "-" => t.name.clone(),
+            "uncached" => "uncached".into(),
+            policy => format!("ours {policy}"),
+        };
+        print!(" {label:>16}");
+    }
+    println!(" {:>15}", if kprobes { "saved" } else { "saved vs always" });
+    let mut totals = vec![0u64; targets.len()];
+    for (s, cells) in &rows {
+        print!("{:<4} {:<52}", s.name, s.what);
+        for (i, cell) in cells.iter().enumerate() {
+            match cell {
+                Some((c, inv)) => {
+                    totals[i] += c + inv;
+                    print!(
+                        " {:>16}",
+                        format!(
+                            "{:.1}+{:.1}",
+                            per_frame(*c, s.frames),
+                            per_frame(*inv, s.frames)
+                        )
+                    );
+                }
+                None => print!(" {:>16}", "n/a"),
+            }
+        }
+        let saved = match (cells[baseline], cells[1]) {
+            (Some((sc, si)), Some((oc, oi))) if sc + si > 0 => {
+                format!(
+                    "{:.1} %",
+                    100.0 * (1.0 - (oc + oi) as f64 / (sc + si) as f64)
+                )
+            }
+            (Some((0, 0)), Some((0, 0))) => "-".into(),
+            _ => "n/a".into(),
+        };
+        println!(" {saved:>15}");
+    }
+    if totals[baseline] > 0 {
+        println!(
+            "all scenarios: {} {} of maintenance, ours tracked {} ({:.1} % less)",
+            if kprobes {
+                "the system heap"
+            } else {
+                "ours under always"
+            },
+            human_bytes(totals[baseline]),
+            human_bytes(totals[1]),
+            100.0 * (1.0 - totals[1] as f64 / totals[baseline] as f64)
+        );
+    }
+    Ok(())
+}
