@@ -6,8 +6,9 @@
 #   make -C $KDIR M=$PWD ARCH=arm64 LLVM=1                          (clang)
 #   make -C $KDIR M=$PWD ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-  (GCC)
 #
-#   make run     boot QEMU arm64, load the module, allocate from our heap
-#                and from the system heap, print what happened
+#   make run     boot QEMU arm64 (bench kernel: kprobes), load the module,
+#                show the heaps, allocation timing and the pipelines' cache
+#                maintenance, system heap vs ours, through the rdh tool
 #   make check   all tests (host, rustfmt, clippy, QEMU: KUnit + guest +
 #                real DMA on the plain topology)
 #   make check-debug  the QEMU suite under KASAN, lockdep, kmemleak, ...

@@ -12,7 +12,7 @@ KDIR=$CACHE_ROOT/build/$(kernel_key)
 kmake() { make -s -C "$KSRC" O="$KDIR" ARCH=arm64 "${KERNEL_TOOLCHAIN[@]}" "$@"; }
 
 if [ ! -f "$KDIR/arch/arm64/boot/Image" ]; then
-	echo "build-kernel: building the arm64 kernel $(basename "$KDIR") (${KERNEL_TOOLCHAIN[*]}); first time only, 3-6 minutes" >&2
+	echo "build-kernel: building the arm64 kernel $(basename "$KDIR") (${KERNEL_TOOLCHAIN[*]}; first run only, about 4 minutes on 2 cores)" >&2
 fi
 if [ ! -f "$KDIR/.config" ]; then
 	mkdir -p "$KDIR"

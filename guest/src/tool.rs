@@ -26,10 +26,34 @@ struct Run {
 }
 
 fn show(args: &[&str], stdout: &str, stderr: &str) {
-    println!("    # $ rdh {}", args.join(" "));
+    show_with("    # ", args, stdout, stderr);
+}
+
+/// Prints `$ rdh args` and the output, each line after `prefix`.
+fn show_with(prefix: &str, args: &[&str], stdout: &str, stderr: &str) {
+    println!("{prefix}$ rdh {}", args.join(" "));
     for line in stdout.lines().chain(stderr.lines()) {
-        println!("    # {line}");
+        println!("{prefix}{line}");
     }
+}
+
+/// Runs `rdh args` for the demonstration (`make run`): the command and its
+/// output on the console as they are; `Err` unless it exits 0.
+pub fn demo(args: &[&str]) -> Outcome {
+    let out = Command::new(RDH)
+        .args(args)
+        .output()
+        .map_err(|e| format!("run {RDH}: {e}"))?;
+    // The runner echoes the console's `rdh: ` lines.
+    show_with(
+        "rdh: ",
+        args,
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+    );
+    ensure(out.status.success(), || {
+        format!("rdh {}: {}", args.join(" "), out.status)
+    })
 }
 
 /// Runs `rdh args`.

@@ -3,7 +3,11 @@
 //! The heap's debugfs files (`/sys/kernel/debug/rust_dmabuf_heap/<heap>/`):
 //! every line `key: value`.
 
-use std::{io, os::fd::AsRawFd};
+use std::{
+    io,
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
 
 /// Where debugfs is mounted.
 pub const MOUNT: &str = "/sys/kernel/debug";
@@ -49,4 +53,28 @@ pub fn inode(fd: &impl AsRawFd) -> Result<u64, String> {
         return Err(format!("fstat: {}", io::Error::last_os_error()));
     }
     Ok(st.st_ino)
+}
+
+/// Waits (up to 20 s) until the page pool's worker has zeroed and cleaned
+/// everything freed (its `backlog_bytes` and `working_bytes` are 0), so
+/// that its background maintenance does not mix with what is measured
+/// next and a pooled allocation finds its chunks ready. No-op without
+/// debugfs or the module.
+pub fn wait_pool_idle() {
+    let Ok(dirs) = std::fs::read_dir(format!("{MOUNT}/rust_dmabuf_heap")) else {
+        return;
+    };
+    let pools: Vec<String> = dirs
+        .flatten()
+        .map(|d| format!("{}/pool", d.path().display()))
+        .collect();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20)
+        && pools.iter().any(|pool| {
+            number(pool, "backlog_bytes").unwrap_or(0) + number(pool, "working_bytes").unwrap_or(0)
+                > 0
+        })
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }

@@ -684,6 +684,53 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Allocation + free times of `iterations` calls, in microseconds, sorted:
+/// rounds of allocations held, then closed, each call timed on its own
+/// (one untimed call first). `warm`: before each round the pool is filled
+/// with the round's chunks and its worker has zeroed them, so every
+/// allocation of the round is served by it (a round is as many buffers
+/// as the pool's limit holds).
+fn timed_rounds(
+    allocate: &dyn Fn() -> Result<std::os::fd::OwnedFd, Fail>,
+    heap: &str,
+    size: u64,
+    iterations: usize,
+    warm: bool,
+) -> Result<Vec<f64>, Fail> {
+    let limit =
+        debugfs::number(&format!("{}/pool", debugfs::dir_of(heap)), "limit_bytes").unwrap_or(0);
+    let round = match warm {
+        true => ((limit / size) as usize)
+            .saturating_sub(1)
+            .clamp(1, iterations),
+        false => iterations.min(32),
+    };
+    drop(allocate()?);
+    let mut times = Vec::with_capacity(iterations);
+    while times.len() < iterations {
+        let n = round.min(iterations - times.len());
+        if warm {
+            drop((0..n).map(|_| allocate()).collect::<Result<Vec<_>, _>>()?);
+            debugfs::wait_pool_idle();
+        }
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            let start = Instant::now();
+            held.push(allocate()?);
+            times.push(start.elapsed());
+        }
+        let first = times.len() - n;
+        for (i, fd) in held.into_iter().enumerate() {
+            let start = Instant::now();
+            drop(fd);
+            times[first + i] += start.elapsed();
+        }
+    }
+    let mut us: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e6).collect();
+    us.sort_by(f64::total_cmp);
+    Ok(us)
+}
+
 /// `rdh bench alloc`.
 fn bench_alloc(mut args: Args) -> Outcome {
     let sizes = args
@@ -755,25 +802,7 @@ fn bench_alloc(mut args: Args) -> Outcome {
                     heap.allocate(size as usize)
                         .map_err(|e| alloc_error(name, size, e))
                 };
-                if mode == "warm" {
-                    // Fill the pool with a round's worth, then let its
-                    // worker zero them.
-                    drop(
-                        (0..iterations.min(16))
-                            .map(|_| allocate())
-                            .collect::<Result<Vec<_>, _>>()?,
-                    );
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                drop(allocate()?);
-                let mut times = Vec::with_capacity(iterations);
-                for _ in 0..iterations {
-                    let start = Instant::now();
-                    let fd = allocate()?;
-                    drop(fd);
-                    times.push(start.elapsed().as_secs_f64() * 1e6);
-                }
-                times.sort_by(f64::total_cmp);
+                let times = timed_rounds(&allocate, name, size, iterations, mode == "warm")?;
                 rows.push((
                     name.clone(),
                     mode,
@@ -827,6 +856,14 @@ fn bench_alloc(mut args: Args) -> Outcome {
     Ok(())
 }
 
+/// `debugfs_buffers`: per-buffer debugfs files for new buffers.
+const DEBUGFS_BUFFERS: &str = "/sys/module/rust_dmabuf_heap/parameters/debugfs_buffers";
+
+/// Whether the importer driver can count with kprobes (`CONFIG_KPROBES`).
+fn kprobes_present() -> bool {
+    rdh::importer::Session::open().is_ok_and(|s| s.counters().is_ok())
+}
+
 /// `rdh bench pipeline`.
 fn bench_pipeline(args: Args) -> Outcome {
     let json = args.json;
@@ -850,6 +887,13 @@ fn bench_pipeline(args: Args) -> Outcome {
         open_heap(&t.name)?;
     }
     let policy_before = std::fs::read_to_string(pipeline::POLICY).ok();
+    // Our buffers' own counts need their debugfs files (without kprobes
+    // they are the only count); restored after.
+    let buffers_before = std::fs::read_to_string(DEBUGFS_BUFFERS).ok();
+    if !kprobes_present() {
+        std::fs::write(DEBUGFS_BUFFERS, "Y")
+            .map_err(|e| Fail(4, format!("write {DEBUGFS_BUFFERS}: {e} (as root)")))?;
+    }
     let mut progress = Progress::new(scenarios::SCENARIOS.len() * targets.len());
     let mut rows = Vec::new();
     let mut kprobes = true;
@@ -869,6 +913,9 @@ fn bench_pipeline(args: Args) -> Outcome {
     })();
     if let Some(policy) = policy_before {
         let _ = std::fs::write(pipeline::POLICY, policy.trim());
+    }
+    if let Some(on) = buffers_before {
+        let _ = std::fs::write(DEBUGFS_BUFFERS, on.trim());
     }
     result?;
     let per_frame = |b: u64, frames: usize| b as f64 / (1 << 20) as f64 / frames as f64;

@@ -89,8 +89,8 @@ pub struct Played {
     /// Bytes the arch code maintained (kprobes; `None` on a kernel without
     /// `CONFIG_KPROBES`).
     pub arch: Option<Bytes>,
-    /// For our heaps: their debugfs's own count, and the user faults
-    /// outside brackets.
+    /// For our heaps with per-buffer debugfs files: their own count, and
+    /// the user faults outside brackets.
     pub own: Option<(Bytes, u64)>,
 }
 
@@ -146,6 +146,9 @@ pub fn play(s: &Scenario, target: &Target, brackets: bool) -> Result<Played, Str
         importer::Sync::Implicit
     };
     let control = std::fs::File::open(sys::CONTROL_DEVICE).ok();
+    // The pool's worker cleans what the previous play freed: not this
+    // play's maintenance.
+    debugfs::wait_pool_idle();
     session.reset_counters().map_err(e)?;
     for (round, op) in s.steps().enumerate() {
         let round = round as u8;
@@ -218,8 +221,9 @@ pub fn play(s: &Scenario, target: &Target, brackets: bool) -> Result<Played, Str
         Err(err) if err.raw_os_error() == Some(libc::ENODEV) => None,
         Err(err) => return Err(e(err)),
     };
-    let own = if target.is_ours() {
-        let file = debugfs::buffer_file_in(&debugfs::dir_of(&target.name), &fd)?;
+    let file = debugfs::buffer_file_in(&debugfs::dir_of(&target.name), &fd)?;
+    // Per-buffer debugfs files exist with `debugfs_buffers=Y` only.
+    let own = if target.is_ours() && std::path::Path::new(&file).exists() {
         Some((
             (
                 debugfs::number(&file, "clean_bytes")?,
