@@ -255,11 +255,12 @@ fn leaves_reserve(pages: usize) -> bool {
 }
 
 /// The share of RAM an allocation must leave available to everything else:
-/// 1/32. Without it, buffers could take memory down to the watermarks, and
+/// 1/24. Without it, buffers could take memory down to the watermarks, and
 /// the next ordinary allocation (a page fault, a slab refill) would invoke
 /// the OOM killer, which does not see dma-buf memory and so kills an
-/// innocent process.
-const RESERVE_DIVISOR: usize = 32;
+/// innocent process. (1/32 was too little: on the debug kernel a process
+/// touching 3/128 of RAM was killed with 1/30 of RAM available.)
+const RESERVE_DIVISOR: usize = 24;
 
 /// A buffer's chunks, largest first. Most buffers up to 1 MiB have one,
 /// kept inline: allocation and free then cost no vector.

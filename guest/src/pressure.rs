@@ -3,8 +3,9 @@
 //! Memory pressure: requests that together exhaust memory end in ENOMEM,
 //! never in the OOM killer (dma-buf memory is not charged to the caller, so
 //! the killer would pick an innocent process). While the heap's buffers
-//! still hold all they got, an ordinary process can allocate 3/4 of the
-//! heap's reserve (1/32 of RAM, `pages.rs`) without the killer either, and
+//! still hold all they got, an ordinary process can allocate 3/128 of RAM
+//! (over half the heap's reserve of 1/24, `pages.rs`) without the killer
+//! either, and
 //! the heap works again once the memory is freed.
 
 use crate::{
