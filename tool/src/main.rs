@@ -149,10 +149,13 @@ fn open_heap(name: &str) -> Result<dma_heap::Heap, Fail> {
     match std::fs::File::open(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let hint = if heaps::module_loaded() {
-                format!(
-                    "the loaded module's heaps are {:?} (rdh list)",
-                    heaps::our_heap_name().unwrap_or_default()
-                )
+                let ours: Vec<String> = heaps::list()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|h| h.ours.is_some())
+                    .map(|h| h.name)
+                    .collect();
+                format!("the module's heaps are {} (rdh list)", ours.join(", "))
             } else {
                 "is the module loaded? (insmod rust_dmabuf_heap.ko)".to_string()
             };
