@@ -87,13 +87,9 @@ pub fn importer_err(e: std::io::Error) -> String {
     format!("importer: {e}")
 }
 
-/// Three non-coherent devices keep the buffer mapped (the display/GPU
-/// pattern); one CPU read-write bracket. Returns the operations of the
-/// bracket alone, and those of the three maps.
-fn three_mapped_then_cpu_access(policy: &str) -> Result<(Ops, Ops, u64), String> {
-    let fd = allocate_with(policy)?;
-    let zeroes = zeroes_to_clean(&fd)?;
-    let session = Session::open().map_err(importer_err)?;
+/// Three new non-coherent devices of `session` map the buffer behind `fd`
+/// both ways and keep it mapped (the display/GPU pattern).
+pub fn map_three_noncoherent(session: &Session, fd: &OwnedFd) -> Outcome {
     for _ in 0..3 {
         let device = session.device(false).map_err(importer_err)?;
         let a = session
@@ -101,6 +97,17 @@ fn three_mapped_then_cpu_access(policy: &str) -> Result<(Ops, Ops, u64), String>
             .map_err(importer_err)?;
         session.map(a, Dir::Bidirectional).map_err(importer_err)?;
     }
+    Ok(())
+}
+
+/// Three non-coherent devices keep the buffer mapped (the display/GPU
+/// pattern); one CPU read-write bracket. Returns the operations of the
+/// bracket alone, and those of the three maps.
+fn three_mapped_then_cpu_access(policy: &str) -> Result<(Ops, Ops, u64), String> {
+    let fd = allocate_with(policy)?;
+    let zeroes = zeroes_to_clean(&fd)?;
+    let session = Session::open().map_err(importer_err)?;
+    map_three_noncoherent(&session, &fd)?;
     let maps = ops(&fd)?;
     cpu_access(&fd, sys::DMA_BUF_SYNC_RW)?;
     let after = ops(&fd)?;

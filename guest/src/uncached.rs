@@ -13,7 +13,7 @@ use crate::{
     },
     importer::{self, Dir, Session},
     ktap::{Outcome, SKIP},
-    pipelines::{cpu_access, importer_err, sync},
+    pipelines::{cpu_access, importer_err, map_three_noncoherent, sync},
     sys, uncached_heap_name,
 };
 use dma_heap::{Heap, HeapKind};
@@ -107,13 +107,7 @@ pub fn uncached_buffer_is_flushed_once_then_costs_nothing_with_noncoherent_impor
         stats_number("invalidate_bytes")?,
     );
     let session = Session::open().map_err(importer_err)?;
-    for _ in 0..3 {
-        let device = session.device(false).map_err(importer_err)?;
-        let a = session
-            .attach(device, fd.as_raw_fd())
-            .map_err(importer_err)?;
-        session.map(a, Dir::Bidirectional).map_err(importer_err)?;
-    }
+    map_three_noncoherent(&session, &fd)?;
     cpu_access(&fd, sys::DMA_BUF_SYNC_RW)?;
     let devices: Vec<_> = (0..3)
         .map(|_| session.device(false).map_err(importer_err))
