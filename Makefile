@@ -23,7 +23,7 @@
 KVER ?= 7.3
 export KVER
 
-.PHONY: all setup kernel module tool run check check-debug check-matrix bench clean
+.PHONY: all setup kernel module tool run check check-debug check-matrix check-intree bench clean
 
 all: module
 
@@ -62,6 +62,12 @@ check-debug: setup
 # RDH_MATRIX / RDH_TOPOLOGIES select rows / topologies.
 check-matrix: setup
 	@bash scripts/check-matrix.sh
+
+# The heap as an in-tree kernel option: =m and =y kernels with the guest
+# suite (scripts/add-to-kernel-tree.sh links this checkout into a copy of
+# the kernel source).
+check-intree: setup
+	@bash scripts/check-intree.sh
 
 # Cache maintenance and allocation cost, system heap vs ours, in one boot.
 bench:

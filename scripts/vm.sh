@@ -40,8 +40,17 @@ bench | run) export RDH_PROFILE=${RDH_PROFILE:-bench} ;;
 esac
 . "$(dirname "$0")/env.sh"
 
-KDIR=$(bash "$REPO_ROOT/scripts/build-kernel.sh" | tail -1)
-ko=$(KDIR=$KDIR bash "$REPO_ROOT/scripts/build-module.sh" | tail -1)
+# RDH_KDIR: boot a kernel built elsewhere (the heap in a kernel tree,
+# scripts/check-intree.sh); RDH_KO: the heap module to load instead of the
+# out-of-tree one built here (the importer test driver is always built here).
+if [ -n "${RDH_KDIR:-}" ]; then
+	KDIR=$RDH_KDIR
+	[ -x "$KDIR/usr/gen_init_cpio" ] || { mkdir -p "$KDIR/usr" && clang -O2 -o "$KDIR/usr/gen_init_cpio" "$KSRC/usr/gen_init_cpio.c"; }
+else
+	KDIR=$(bash "$REPO_ROOT/scripts/build-kernel.sh" | tail -1)
+fi
+modules=$(KDIR=$KDIR bash "$REPO_ROOT/scripts/build-module.sh" | tail -1)
+ko=${RDH_KO:-$modules}
 selftest=$(bash "$REPO_ROOT/scripts/build-selftest.sh" | tail -1)
 
 cd "$REPO_ROOT"
@@ -53,7 +62,7 @@ guest=$REPO_ROOT/target/aarch64-unknown-linux-musl/release/guest-init
 tool=$REPO_ROOT/target/aarch64-unknown-linux-musl/release/rdh
 runner=$REPO_ROOT/target/release/rdh-runner
 
-out=$CACHE_ROOT/vm/$(kernel_key)
+out=$CACHE_ROOT/vm/$(basename "$KDIR")
 mkdir -p "$out"
 cat >"$out/initramfs.list" <<LIST
 dir /dev 0755 0 0
@@ -63,8 +72,8 @@ dir /sys 0755 0 0
 file /init $guest 0755 0 0
 dir /bin 0755 0 0
 file /bin/rdh $tool 0755 0 0
-file /rust_dmabuf_heap.ko $ko 0644 0 0
-file /rdh_importer.ko $(dirname "$ko")/rdh_importer.ko 0644 0 0
+$([ -f "$ko" ] && echo "file /rust_dmabuf_heap.ko $ko 0644 0 0")
+file /rdh_importer.ko $(dirname "$modules")/rdh_importer.ko 0644 0 0
 file /dmabuf-heap $selftest 0755 0 0
 LIST
 "$KDIR/usr/gen_init_cpio" "$out/initramfs.list" >"$out/initramfs.cpio"
@@ -142,6 +151,8 @@ args=(--qemu "$QEMU" --qemu-data "$QEMU_DIR/usr/share/qemu"
 	--machine "$machine" --smp "$smp" --memory "$memory"
 	--timeout "${RDH_TIMEOUT:-300}" "${qemu_args[@]}"
 	--append "rdh_mode=$mode rdh_params=${RDH_PARAMS:-} $extra_append")
+# The heap built into the kernel: its KUnit suite runs at boot.
+grep -qx CONFIG_DMABUF_HEAPS_RUST=y "$KDIR/.config" && args+=(--boot-suite rust_dmabuf_heap)
 log=${RDH_LOG:-$REPO_ROOT/target/vm-$mode.log}
 case "$mode" in
 check)

@@ -77,6 +77,14 @@ pub fn uncached_heap_name() -> String {
     cached_heap_name() + "_uncached"
 }
 
+/// Whether the heap is built into the kernel (`CONFIG_DMABUF_HEAPS_RUST=y`):
+/// its parameters are in sysfs with no module loaded (a loadable module's
+/// directory has `initstate`).
+pub fn built_in() -> bool {
+    std::path::Path::new("/sys/module/rust_dmabuf_heap/parameters").exists()
+        && !std::path::Path::new("/sys/module/rust_dmabuf_heap/initstate").exists()
+}
+
 /// Whether the checks run on the uncached heap (`rdh_heap=uncached`).
 pub fn uncached_boot() -> bool {
     std::env::var("rdh_heap").as_deref() == Ok("uncached")

@@ -31,13 +31,15 @@ struct Options {
     machine: String,
     qemu_args: Vec<String>,
     expect_suites: Vec<String>,
+    /// Suites that run at boot (built into the kernel) and count.
+    boot_suites: Vec<String>,
     echo_prefixes: Vec<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: rdh-runner --qemu BIN [--qemu-data DIR] --kernel IMAGE --initrd CPIO --log FILE \
-         [--append ARGS] [--timeout SECS] [--smp N] [--memory MIB] [--machine SPEC] [--qemu-arg ARG]... [--expect-suite NAME]... [--echo PREFIX]..."
+         [--append ARGS] [--timeout SECS] [--smp N] [--memory MIB] [--machine SPEC] [--qemu-arg ARG]... [--expect-suite NAME]... [--boot-suite NAME]... [--echo PREFIX]..."
     );
     std::process::exit(2)
 }
@@ -56,6 +58,7 @@ fn parse_args() -> Options {
         machine: "virt".to_string(),
         qemu_args: Vec::new(),
         expect_suites: Vec::new(),
+        boot_suites: Vec::new(),
         echo_prefixes: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -76,6 +79,7 @@ fn parse_args() -> Options {
             "--machine" => o.machine = value(),
             "--qemu-arg" => o.qemu_args.push(value()),
             "--expect-suite" => o.expect_suites.push(value()),
+            "--boot-suite" => o.boot_suites.push(value()),
             "--echo" => o.echo_prefixes.push(value()),
             _ => usage(),
         }
@@ -159,7 +163,8 @@ fn main() -> ExitCode {
     };
 
     let timed_out = timed_out.then_some(o.timeout);
-    let verdict::Verdict { report, problems } = verdict::judge(&text, timed_out, &o.expect_suites);
+    let verdict::Verdict { report, problems } =
+        verdict::judge(&text, timed_out, &o.expect_suites, &o.boot_suites);
 
     for (suite, _) in &report.suites {
         let cases = report.cases.iter().filter(|c| &c.suite == suite);

@@ -36,7 +36,12 @@ pub struct Verdict {
 
 /// Judges `text`, the console of one boot. `timed_out` is the timeout that
 /// expired, if one did.
-pub fn judge(text: &str, timed_out: Option<Duration>, expect_suites: &[String]) -> Verdict {
+pub fn judge(
+    text: &str,
+    timed_out: Option<Duration>,
+    expect_suites: &[String],
+    boot_suites: &[String],
+) -> Verdict {
     let mut problems = Vec::new();
     if let Some(timeout) = timed_out {
         problems.push(format!("timeout after {} s", timeout.as_secs()));
@@ -54,7 +59,20 @@ pub fn judge(text: &str, timed_out: Option<Duration>, expect_suites: &[String]) 
     if guest_part.is_empty() {
         problems.push("the guest never started".to_string());
     }
-    let report = ktap::parse(guest_part);
+    let mut report = ktap::parse(guest_part);
+    // Suites built into the kernel run at boot, before the guest: only
+    // those named count (the kernel's own are not ours to judge).
+    if !boot_suites.is_empty() {
+        let boot_part = text.find(START_MARKER).map_or(text, |at| &text[..at]);
+        let boot = ktap::parse(boot_part);
+        let ours = |suite: &str| boot_suites.iter().any(|s| s == suite);
+        report
+            .cases
+            .extend(boot.cases.into_iter().filter(|c| ours(&c.suite)));
+        report
+            .suites
+            .extend(boot.suites.into_iter().filter(|(name, _)| ours(name)));
+    }
     problems.extend(report.errors.iter().cloned());
     for suite in expect_suites {
         if !report.suites.iter().any(|(name, _)| name == suite) {
@@ -87,7 +105,7 @@ rdh-guest: done
 
     #[test]
     fn clean_log_has_no_problems() {
-        let v = judge(GOOD, None, &expect(&["rdh_guest"]));
+        let v = judge(GOOD, None, &expect(&["rdh_guest"]), &[]);
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         assert_eq!(v.report.count(ktap::Status::Pass), 1);
     }
@@ -98,7 +116,7 @@ rdh-guest: done
             "    ok 1 works\n",
             "    ok 1 works\nWARNING: CPU: 1 PID: 42 at mm/page_alloc.c:1 foo+0x0/0x10\n",
         );
-        let v = judge(&log, None, &expect(&["rdh_guest"]));
+        let v = judge(&log, None, &expect(&["rdh_guest"]), &[]);
         assert!(
             v.problems.iter().any(|p| p.starts_with("kernel: WARNING:")),
             "{:?}",
@@ -112,7 +130,7 @@ rdh-guest: done
             "rdh-guest: done",
             "init invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0\nrdh-guest: done",
         );
-        let v = judge(&log, None, &expect(&["rdh_guest"]));
+        let v = judge(&log, None, &expect(&["rdh_guest"]), &[]);
         assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
     }
 
@@ -123,7 +141,7 @@ rdh-guest: done
             "{}Unable to handle kernel NULL pointer dereference\n",
             &GOOD[..cut]
         );
-        let v = judge(&log, None, &expect(&["rdh_guest"]));
+        let v = judge(&log, None, &expect(&["rdh_guest"]), &[]);
         assert!(v.problems.iter().any(|p| p.contains("end marker")));
         assert!(v.problems.iter().any(|p| p.contains("NULL pointer")));
         assert!(v.problems.iter().any(|p| p.contains("no result")));
@@ -131,13 +149,13 @@ rdh-guest: done
 
     #[test]
     fn timeout_is_a_problem() {
-        let v = judge(GOOD, Some(Duration::from_secs(300)), &[]);
+        let v = judge(GOOD, Some(Duration::from_secs(300)), &[], &[]);
         assert_eq!(v.problems, vec!["timeout after 300 s".to_string()]);
     }
 
     #[test]
     fn missing_suite_is_a_problem() {
-        let v = judge(GOOD, None, &expect(&["rdh_guest", "rust_dmabuf_heap"]));
+        let v = judge(GOOD, None, &expect(&["rdh_guest", "rust_dmabuf_heap"]), &[]);
         assert_eq!(
             v.problems,
             vec!["suite rust_dmabuf_heap: no result".to_string()]
@@ -148,8 +166,26 @@ rdh-guest: done
     fn ktap_before_the_guest_starts_is_ignored() {
         // Built-in suites print at boot; only the guest's part counts.
         let log = GOOD.replace("Booting", "    not ok 1 builtin_thing\nBooting");
-        let v = judge(&log, None, &expect(&["rdh_guest"]));
+        let v = judge(&log, None, &expect(&["rdh_guest"]), &[]);
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         assert_eq!(v.report.count(ktap::Status::Fail), 0);
+    }
+
+    #[test]
+    fn named_boot_suites_count() {
+        // The heap built in: its KUnit suite runs at boot, between the
+        // kernel's own suites.
+        let boot = "KTAP version 1\n1..2\n    KTAP version 1\n    # Subtest: builtin_thing\n    1..1\n    not ok 1 a\nnot ok 1 builtin_thing\n    KTAP version 1\n    # Subtest: rust_dmabuf_heap\n    1..2\n    ok 1 x\n    not ok 2 y\nnot ok 2 rust_dmabuf_heap\n";
+        let log = GOOD.replace("Booting Linux on physical CPU 0x0\n", boot);
+        let want = expect(&["rdh_guest", "rust_dmabuf_heap"]);
+        let v = judge(&log, None, &want, &expect(&["rust_dmabuf_heap"]));
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(v.report.count(ktap::Status::Fail), 1);
+        assert!(v.report.cases.iter().all(|c| c.suite != "builtin_thing"));
+        let v = judge(&log, None, &want, &[]);
+        assert_eq!(
+            v.problems,
+            vec!["suite rust_dmabuf_heap: no result".to_string()]
+        );
     }
 }
