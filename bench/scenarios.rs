@@ -186,3 +186,16 @@ pub const SCENARIOS: &[Scenario] = &[
 
 /// Buffer size of every scenario.
 pub const BUFFER_BYTES: u64 = 8 << 20;
+
+/// The width of the longest `what`, so tables keep their columns aligned.
+pub const WHAT_WIDTH: usize = {
+    let mut width = 0;
+    let mut i = 0;
+    while i < SCENARIOS.len() {
+        if SCENARIOS[i].what.len() > width {
+            width = SCENARIOS[i].what.len();
+        }
+        i += 1;
+    }
+    width
+};

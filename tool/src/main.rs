@@ -7,7 +7,10 @@
 mod json;
 
 use json::Json;
-use rdh::{debugfs, heaps, pipeline, scenarios};
+use rdh::{
+    debugfs, heaps, pipeline,
+    scenarios::{self, WHAT_WIDTH},
+};
 use std::{
     io::{IsTerminal, Write},
     os::{fd::AsRawFd, unix::fs::MetadataExt},
@@ -645,7 +648,11 @@ impl Progress {
     }
 
     fn step(&mut self, what: &str) {
-        self.done += 1;
+        self.step_by(1, what);
+    }
+
+    fn step_by(&mut self, n: usize, what: &str) {
+        self.done += n;
         if self.shown {
             let width = 30;
             let filled = width * self.done / self.total.max(1);
@@ -687,51 +694,47 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Allocation + free times of `iterations` calls, in microseconds, sorted:
-/// rounds of allocations held, then closed, each call timed on its own
-/// (one untimed call first). `warm`: before each round the pool is filled
-/// with the round's chunks and its worker has zeroed them, so every
-/// allocation of the round is served by it (a round is as many buffers
-/// as the pool's limit holds).
-fn timed_rounds(
+/// Calls of one timed round, cold or the system heap's: enough to see
+/// more than one call's cost, few enough that heaps alternate often.
+const COLD_ROUND: usize = 8;
+
+/// Allocation + free times of `n` calls in microseconds: `n` allocations
+/// held, then closed, each call timed on its own. `warm`: the pool is
+/// first filled with the round's chunks and its worker has zeroed them, so
+/// every allocation of the round is served by it.
+fn timed_round(
     allocate: &dyn Fn() -> Result<std::os::fd::OwnedFd, Fail>,
-    heap: &str,
-    size: u64,
-    iterations: usize,
+    n: usize,
     warm: bool,
 ) -> Result<Vec<f64>, Fail> {
+    if warm {
+        drop((0..n).map(|_| allocate()).collect::<Result<Vec<_>, _>>()?);
+        debugfs::wait_pool_idle();
+    }
+    let mut times = Vec::with_capacity(n);
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        held.push(allocate()?);
+        times.push(start.elapsed());
+    }
+    for (time, fd) in times.iter_mut().zip(held) {
+        let start = Instant::now();
+        drop(fd);
+        *time += start.elapsed();
+    }
+    Ok(times.iter().map(|t| t.as_secs_f64() * 1e6).collect())
+}
+
+/// How many calls a round of `heap` makes: warm, as many buffers as the
+/// pool's limit holds (read after the limit is set), else `COLD_ROUND`.
+fn round_calls(heap: &str, size: u64, warm: bool) -> usize {
+    if !warm {
+        return COLD_ROUND;
+    }
     let limit =
         debugfs::number(&format!("{}/pool", debugfs::dir_of(heap)), "limit_bytes").unwrap_or(0);
-    let round = match warm {
-        true => ((limit / size) as usize)
-            .saturating_sub(1)
-            .clamp(1, iterations),
-        false => iterations.min(32),
-    };
-    drop(allocate()?);
-    let mut times = Vec::with_capacity(iterations);
-    while times.len() < iterations {
-        let n = round.min(iterations - times.len());
-        if warm {
-            drop((0..n).map(|_| allocate()).collect::<Result<Vec<_>, _>>()?);
-            debugfs::wait_pool_idle();
-        }
-        let mut held = Vec::with_capacity(n);
-        for _ in 0..n {
-            let start = Instant::now();
-            held.push(allocate()?);
-            times.push(start.elapsed());
-        }
-        let first = times.len() - n;
-        for (i, fd) in held.into_iter().enumerate() {
-            let start = Instant::now();
-            drop(fd);
-            times[first + i] += start.elapsed();
-        }
-    }
-    let mut us: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e6).collect();
-    us.sort_by(f64::total_cmp);
-    Ok(us)
+    ((limit / size) as usize).saturating_sub(1).max(1)
 }
 
 /// `rdh bench alloc`.
@@ -789,25 +792,41 @@ fn bench_alloc(mut args: Args) -> Outcome {
             }
         })
         .collect();
-    let mut progress = Progress::new(sizes.len() * runs.len());
+    let mut progress = Progress::new(sizes.len() * runs.len() * iterations);
     let mut rows = Vec::new();
+    // Per size, the runs take turns round by round (one untimed call
+    // before each run's first), so a change in the host's speed during
+    // the benchmark touches every heap alike.
     let result = (|| {
         for &size in &sizes {
-            for &(i, mode) in &runs {
-                let (name, heap) = &opened[i];
-                progress.step(&format!("{name} {} {mode}", human_bytes(size)));
-                match mode {
-                    "cold" => set_pool_limit(name, "0")?,
-                    "warm" => set_pool_limit(name, original_limit.as_deref().unwrap_or("-1"))?,
-                    _ => {}
+            let mut times = vec![Vec::<f64>::with_capacity(iterations); runs.len()];
+            while times.iter().any(|t| t.len() < iterations) {
+                for (&(i, mode), times) in runs.iter().zip(&mut times) {
+                    if times.len() == iterations {
+                        continue;
+                    }
+                    let (name, heap) = &opened[i];
+                    match mode {
+                        "cold" => set_pool_limit(name, "0")?,
+                        "warm" => set_pool_limit(name, original_limit.as_deref().unwrap_or("-1"))?,
+                        _ => {}
+                    }
+                    let allocate = || {
+                        heap.allocate(size as usize)
+                            .map_err(|e| alloc_error(name, size, e))
+                    };
+                    if times.is_empty() {
+                        drop(allocate()?);
+                    }
+                    let n = round_calls(name, size, mode == "warm").min(iterations - times.len());
+                    times.extend(timed_round(&allocate, n, mode == "warm")?);
+                    progress.step_by(n, &format!("{name} {} {mode}", human_bytes(size)));
                 }
-                let allocate = || {
-                    heap.allocate(size as usize)
-                        .map_err(|e| alloc_error(name, size, e))
-                };
-                let times = timed_rounds(&allocate, name, size, iterations, mode == "warm")?;
+            }
+            for (&(i, mode), mut times) in runs.iter().zip(times) {
+                times.sort_by(f64::total_cmp);
                 rows.push((
-                    name.clone(),
+                    opened[i].0.clone(),
                     mode,
                     size,
                     [0.5, 0.95, 0.99].map(|p| percentile(&times, p)),
@@ -840,7 +859,7 @@ fn bench_alloc(mut args: Args) -> Outcome {
         println!("{}", Json::Arr(list));
         return Ok(());
     }
-    println!("allocation + free, {iterations} calls each after one warm-up (us; pool: ours with the page pool off / filled)");
+    println!("allocation + free, {iterations} calls each after one warm-up, the heaps taking turns in rounds (us; pool: ours with the page pool off / filled)");
     println!(
         "{:>9} {:<28} {:<5} {:>10} {:>10} {:>10}",
         "size", "heap", "pool", "p50", "p95", "p99"
@@ -954,7 +973,7 @@ fn bench_pipeline(args: Args) -> Outcome {
     // cannot be counted, against ours under `always` (the system heap's
     // behaviour, which `make bench` measures equal to it).
     let baseline = if kprobes { 0 } else { 2 };
-    print!("{:<4} {:<52}", "", "scenario");
+    print!("{:<4} {:<WHAT_WIDTH$}", "", "scenario");
     for t in &targets {
         let label = match t.policy {
             "-" => t.name.clone(),
@@ -966,7 +985,7 @@ fn bench_pipeline(args: Args) -> Outcome {
     println!(" {:>15}", if kprobes { "saved" } else { "saved vs always" });
     let mut totals = vec![0u64; targets.len()];
     for (s, cells) in &rows {
-        print!("{:<4} {:<52}", s.name, s.what);
+        print!("{:<4} {:<WHAT_WIDTH$}", s.name, s.what);
         for (i, cell) in cells.iter().enumerate() {
             match cell {
                 Some((c, inv)) => {

@@ -22,7 +22,7 @@ use cache_model::{
     script::{Scenario as ModelScenario, Step},
     sim,
 };
-use scenarios::{Dir, Op, Scenario, BUFFER_BYTES, SCENARIOS};
+use scenarios::{Dir, Op, Scenario, BUFFER_BYTES, SCENARIOS, WHAT_WIDTH};
 use std::{collections::BTreeMap, fmt::Write as _};
 
 /// Default cost of cache maintenance per MiB: "cache-line invalidate by VA
@@ -517,7 +517,7 @@ fn range_rows(records: &[Record], problems: &mut Vec<String>) {
         let kib = |b: u64| b as f64 / 1024.0 / frames as f64;
         let ours = (ours.0.saturating_sub(BUFFER_BYTES), ours.1);
         println!(
-            "{:<4} {:<52} system {:>7.1}+{:<7.1} ours {:>5.1}+{:<5.1} ({}x less)",
+            "{:<4} {:<WHAT_WIDTH$} system {:>7.1}+{:<7.1} ours {:>5.1}+{:<5.1} ({}x less)",
             s.name,
             s.what,
             kib(system.0),
@@ -545,7 +545,7 @@ fn uncached_rows(records: &[Record], json: &mut String, problems: &mut Vec<Strin
         "the uncached heap (write-combined CPU mappings): maintenance per frame after its flush at allocation, MiB cleaned + invalidated"
     );
     println!(
-        "{:<4} {:<52} {:>14} {:>14} {:>14} {:>10}",
+        "{:<4} {:<WHAT_WIDTH$} {:>14} {:>14} {:>14} {:>10}",
         "", "scenario", "ours tracked", "uncached", "no SYNC", "model"
     );
     let per_frame = |bytes: (u64, u64), frames: usize| {
@@ -588,7 +588,7 @@ fn uncached_rows(records: &[Record], json: &mut String, problems: &mut Vec<Strin
             );
         }
         println!(
-            "{:<4} {:<52} {:>14} {:>14} {:>14} {:>10}",
+            "{:<4} {:<WHAT_WIDTH$} {:>14} {:>14} {:>14} {:>10}",
             s.name,
             s.what,
             per_frame(tracked, s.frames),
@@ -675,7 +675,7 @@ fn main() {
         "cache maintenance per frame, 8 MiB buffer, counted by kprobes on arm64's arch_sync_dma_* (MiB cleaned + invalidated)"
     );
     println!(
-        "{:<4} {:<52} {:>14} {:>14} {:>14} {:>10} {:>9} {:>12}",
+        "{:<4} {:<WHAT_WIDTH$} {:>14} {:>14} {:>14} {:>10} {:>9} {:>12}",
         "",
         "scenario",
         "system",
@@ -756,7 +756,7 @@ fn main() {
             ));
         }
         println!(
-            "{:<4} {:<52} {:>14} {:>14} {:>14} {:>10.1} {:>9} {:>12}",
+            "{:<4} {:<WHAT_WIDTH$} {:>14} {:>14} {:>14} {:>10.1} {:>9} {:>12}",
             s.name,
             s.what,
             cells[0],
