@@ -52,7 +52,7 @@ else
 	broken+=("rustfmt")
 fi
 
-step "kernel (cached: $(kernel_key))"
+step "kernel $(kernel_key) (built on the first run, then cached)"
 if ! bash scripts/build-kernel.sh; then
 	echo "check: kernel build failed"
 	exit 1
