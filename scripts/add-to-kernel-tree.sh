@@ -17,9 +17,12 @@ if [ -e "$heaps/rust" ] && [ ! -L "$heaps/rust" ]; then
 	echo "add-to-kernel-tree: $heaps/rust exists and is not our link" >&2
 	exit 1
 fi
+if [ -L "$heaps/rust" ] && [ "$(readlink "$heaps/rust")" != "$repo" ]; then
+	echo "add-to-kernel-tree: $heaps/rust pointed to $(readlink "$heaps/rust"); now to $repo" >&2
+fi
 ln -sfn "$repo" "$heaps/rust"
 grep -qx 'source "drivers/dma-buf/heaps/rust/Kconfig"' "$heaps/Kconfig" ||
 	printf '\nsource "drivers/dma-buf/heaps/rust/Kconfig"\n' >>"$heaps/Kconfig"
 grep -qx 'obj-$(CONFIG_DMABUF_HEAPS_RUST)	+= rust/' "$heaps/Makefile" ||
-	printf 'obj-$(CONFIG_DMABUF_HEAPS_RUST)\t+= rust/\n' >>"$heaps/Makefile"
+	printf '\nobj-$(CONFIG_DMABUF_HEAPS_RUST)\t+= rust/\n' >>"$heaps/Makefile"
 echo "add-to-kernel-tree: $heaps/rust -> $repo; enable CONFIG_DMABUF_HEAPS_RUST (m or y)"

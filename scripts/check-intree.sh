@@ -14,10 +14,15 @@ cd "$REPO_ROOT"
 bash scripts/setup.sh >/dev/null
 
 src=$CACHE_ROOT/src/intree-$(basename "$KSRC")
-if [ ! -f "$src/Makefile" ]; then
-	echo "check-intree: copying the kernel source to $src (first run only)" >&2
-	rm -rf "$src.tmp"
+# One run at a time: the copy's link names one checkout.
+exec 9>"$CACHE_ROOT/intree.lock"
+flock 9
+version=$(cat "$KSRC/.debian-version" 2>/dev/null || echo "$KVER")
+if [ "$(cat "$src/.rdh-source-version" 2>/dev/null)" != "$version" ]; then
+	echo "check-intree: copying the kernel source $version to $src (first run only)" >&2
+	rm -rf "$src" "$src.tmp"
 	cp -a "$KSRC" "$src.tmp"
+	echo "$version" >"$src.tmp/.rdh-source-version"
 	mv "$src.tmp" "$src"
 fi
 bash scripts/add-to-kernel-tree.sh "$src" >&2
@@ -32,9 +37,17 @@ for how in m y; do
 		echo "check-intree: configuring $KDIR" >&2
 		mkdir -p "$KDIR"
 		kmake KCONFIG_ALLCONFIG="$frag" allnoconfig >/dev/null
-		for line in "CONFIG_DMABUF_HEAPS_RUST=$how" CONFIG_DMABUF_HEAPS_RUST_KUNIT_TEST=y; do
-			grep -qx "$line" "$KDIR/.config" || { echo "check-intree: not in .config: $line" >&2; exit 1; }
-		done
+	fi
+	for line in "CONFIG_DMABUF_HEAPS_RUST=$how" CONFIG_DMABUF_HEAPS_RUST_KUNIT_TEST=y; do
+		grep -qx "$line" "$KDIR/.config" || { echo "check-intree: not in $KDIR/.config: $line" >&2; exit 1; }
+	done
+	# Objects built from another checkout may be newer than this one's
+	# sources, which make alone would not rebuild.
+	objs=$KDIR/drivers/dma-buf/heaps/rust
+	if [ "$(cat "$objs/.rdh-checkout" 2>/dev/null)" != "$REPO_ROOT" ]; then
+		rm -rf "$objs"
+		mkdir -p "$objs"
+		echo "$REPO_ROOT" >"$objs/.rdh-checkout"
 	fi
 	[ -f "$KDIR/arch/arm64/boot/Image" ] ||
 		echo "check-intree: building the kernel with the heap =$how (first run only, about 4 minutes)" >&2

@@ -238,6 +238,14 @@ const CHECKS: &[Check] = &[
         "rdh_bench_pipeline_prints_the_maintenance_table",
         tool::rdh_bench_pipeline_prints_the_maintenance_table,
     ),
+    (
+        "rdh_bench_puts_module_parameters_back_when_stopped",
+        tool::rdh_bench_puts_module_parameters_back_when_stopped,
+    ),
+    (
+        "rdh_into_a_closed_pipe_ends_quietly",
+        tool::rdh_into_a_closed_pipe_ends_quietly,
+    ),
     ("module_cannot_be_unloaded", module_cannot_be_unloaded),
 ];
 

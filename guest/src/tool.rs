@@ -243,6 +243,12 @@ pub fn rdh_errors_say_what_to_do() -> Outcome {
     crate::sys::mount("debugfs", "/sys/kernel/debug").map_err(|e| format!("mount debugfs: {e}"))?;
     without?;
     fails(&["alloc", "12Q"], 2, "bad size")?;
+    fails(&["bench", "alloc", "--heap", ""], 2, "bad heap name")?;
+    fails(
+        &["bench", "alloc", "--iterations", "1000000"],
+        2,
+        "bad --iterations",
+    )?;
     fails(&["frobnicate"], 2, "unknown command")?;
     let help = ok(&["alloc", "--help"])?;
     ensure(
@@ -344,5 +350,138 @@ pub fn rdh_bench_pipeline_prints_the_maintenance_table() -> Outcome {
         table.contains("cache maintenance per frame")
             && table.lines().any(|l| l.starts_with("S9 ")),
         || format!("rdh bench pipeline: {table:?}"),
+    )
+}
+
+const PARAMETERS: &str = "/sys/module/rust_dmabuf_heap/parameters";
+
+fn parameter(name: &str) -> Result<String, String> {
+    std::fs::read_to_string(format!("{PARAMETERS}/{name}"))
+        .map(|v| v.trim().to_string())
+        .map_err(|e| format!("read {name}: {e}"))
+}
+
+/// Starts `rdh args`, sends `signal` after `after`, and wants exit code
+/// 130 with the message that the parameters were put back.
+fn stopped_by(args: &[&str], signal: libc::c_int, after: std::time::Duration) -> Outcome {
+    let child = Command::new(RDH)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("run {RDH}: {e}"))?;
+    std::thread::sleep(after);
+    // SAFETY: signalling our own child, which has not been waited for.
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("wait for {RDH}: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("    # (signal {signal} after {after:?})");
+    show(args, &String::from_utf8_lossy(&out.stdout), &stderr);
+    ensure(
+        out.status.code() == Some(130) && stderr.contains("put back"),
+        || {
+            format!(
+                "rdh {}: {} {stderr:?}, want exit 130",
+                args.join(" "),
+                out.status
+            )
+        },
+    )
+}
+
+/// The benchmarks change module parameters for a while (`bench alloc` the
+/// pool's limit, `bench pipeline` the sync policy) and put them back: when
+/// they end, and when Ctrl-C or SIGTERM stops them midway.
+pub fn rdh_bench_puts_module_parameters_back_when_stopped() -> Outcome {
+    tool_boot()?;
+    let ours = cached_heap_name();
+    let heaps = format!("{ours},system");
+    let limit = parameter("pool_limit_mib")?;
+    let policy = parameter("sync_policy")?;
+    // A limit of our own, to see it come back.
+    crate::pool::set_limit_mib(48)?;
+    let checks = (|| {
+        ok(&[
+            "bench",
+            "alloc",
+            "--sizes",
+            "4K",
+            "--iterations",
+            "2",
+            "--heap",
+            &ours,
+        ])?;
+        let after_run = parameter("pool_limit_mib")?;
+        stopped_by(
+            &[
+                "bench",
+                "alloc",
+                "--sizes",
+                "8M",
+                "--iterations",
+                "5000",
+                "--heap",
+                &heaps,
+            ],
+            libc::SIGINT,
+            std::time::Duration::from_millis(1500),
+        )?;
+        let after_stop = parameter("pool_limit_mib")?;
+        stopped_by(
+            &["bench", "pipeline"],
+            libc::SIGTERM,
+            std::time::Duration::from_millis(1500),
+        )?;
+        let policy_after = parameter("sync_policy")?;
+        ensure(
+            after_run == "48" && after_stop == "48" && policy_after == policy,
+            || {
+                format!(
+                    "pool_limit_mib after a run {after_run}, after a stop {after_stop} (want 48); sync_policy {policy_after} (want {policy})"
+                )
+            },
+        )
+    })();
+    let restored = std::fs::write(format!("{PARAMETERS}/pool_limit_mib"), &limit)
+        .map_err(|e| format!("put back pool_limit_mib={limit}: {e}"));
+    checks?;
+    restored
+}
+
+/// Output into a closed pipe (`rdh list | head -0`) ends the tool by
+/// SIGPIPE, as any Unix tool, not by a panic's abort.
+pub fn rdh_into_a_closed_pipe_ends_quietly() -> Outcome {
+    use std::os::unix::process::ExitStatusExt;
+    tool_boot()?;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: both are open and ours alone from here on.
+    let (read, write) = unsafe {
+        use std::os::fd::FromRawFd;
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(read);
+    let out = Command::new(RDH)
+        .args(["list"])
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("run {RDH}: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "    # $ rdh list | (a closed pipe): {}, stderr {stderr:?}",
+        out.status
+    );
+    ensure(
+        out.status.signal() == Some(libc::SIGPIPE) && stderr.is_empty(),
+        || format!("rdh list into a closed pipe: {}, {stderr:?}", out.status),
     )
 }

@@ -5,12 +5,14 @@
 //! exit with a code scripts can tell apart (see `USAGE`).
 
 mod json;
+mod settings;
 
 use json::Json;
 use rdh::{
     debugfs, heaps, pipeline,
     scenarios::{self, WHAT_WIDTH},
 };
+use settings::Saved;
 use std::{
     io::{IsTerminal, Write},
     os::{fd::AsRawFd, unix::fs::MetadataExt},
@@ -38,7 +40,8 @@ usage:
 
 exit codes: 0 done, 1 the operation failed, 2 bad usage, 3 something is
 missing (module, heap, debugfs, driver: the message says how to get it),
-4 permission denied.
+4 permission denied, 130 a benchmark stopped by Ctrl-C or SIGTERM (the
+module parameters it changed are put back, as when it ends).
 ";
 
 /// Why a command failed: the message and the exit code.
@@ -148,6 +151,11 @@ fn default_heap() -> Result<String, Fail> {
 
 /// Opens heap `name`, with a message that says what to do if it cannot.
 fn open_heap(name: &str) -> Result<dma_heap::Heap, Fail> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(usage(format!(
+            "bad heap name {name:?} (rdh list names them)"
+        )));
+    }
     let path = heap_path(name);
     match std::fs::File::open(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -185,6 +193,11 @@ fn alloc_error(name: &str, size: u64, e: impl std::fmt::Display) -> Fail {
 }
 
 fn main() {
+    // Output into a closed pipe (`rdh stats | head -1`) ends the program
+    // quietly, as it does any Unix tool, instead of a panic: Rust ignores
+    // SIGPIPE by default.
+    // SAFETY: restoring the default action of a signal; no handler runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         None | Some("-h" | "--help" | "help") => Err(Fail(0, USAGE.into())),
@@ -672,11 +685,11 @@ impl Progress {
 /// `pool_limit_mib`, to turn the page pool off and on again.
 const POOL_LIMIT: &str = "/sys/module/rust_dmabuf_heap/parameters/pool_limit_mib";
 
-/// Sets the pool's limit and waits (up to 5 s) until it holds at most what
-/// the limit allows, if debugfs shows it.
-fn set_pool_limit(heap: &str, mib: &str) -> Result<(), Fail> {
-    std::fs::write(POOL_LIMIT, mib)
-        .map_err(|e| Fail(4, format!("write {POOL_LIMIT}: {e} (as root)")))?;
+/// Sets the pool's limit (the old one is put back by `saved`) and waits
+/// (up to 5 s) until the pool holds at most what the limit allows, if
+/// debugfs shows it.
+fn set_pool_limit(saved: &mut Saved, heap: &str, mib: &str) -> Result<(), Fail> {
+    saved.set(POOL_LIMIT, mib)?;
     if mib == "0" {
         let pool = format!("{}/pool", debugfs::dir_of(heap));
         let start = Instant::now();
@@ -694,14 +707,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Calls of one timed round, cold or the system heap's: enough to see
-/// more than one call's cost, few enough that heaps alternate often.
-const COLD_ROUND: usize = 8;
+/// Calls of one timed round: enough to see more than one call's cost,
+/// few enough that the heaps take turns often and fds stay few.
+const ROUND_CALLS: usize = 8;
 
 /// Allocation + free times of `n` calls in microseconds: `n` allocations
-/// held, then closed, each call timed on its own. `warm`: the pool is
-/// first filled with the round's chunks and its worker has zeroed them, so
-/// every allocation of the round is served by it.
+/// held, then closed, each call timed on its own, after the pool's worker
+/// has finished what earlier rounds freed (it would run beside this one).
+/// `warm`: the pool is first filled with the round's chunks and its
+/// worker has zeroed them, so every allocation of the round is served by
+/// it.
 fn timed_round(
     allocate: &dyn Fn() -> Result<std::os::fd::OwnedFd, Fail>,
     n: usize,
@@ -709,8 +724,8 @@ fn timed_round(
 ) -> Result<Vec<f64>, Fail> {
     if warm {
         drop((0..n).map(|_| allocate()).collect::<Result<Vec<_>, _>>()?);
-        debugfs::wait_pool_idle();
     }
+    debugfs::wait_pool_idle();
     let mut times = Vec::with_capacity(n);
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
@@ -726,16 +741,21 @@ fn timed_round(
     Ok(times.iter().map(|t| t.as_secs_f64() * 1e6).collect())
 }
 
-/// How many calls a round of `heap` makes: warm, as many buffers as the
-/// pool's limit holds (read after the limit is set), else `COLD_ROUND`.
+/// How many calls a round of `heap` makes: `ROUND_CALLS`, and warm no more
+/// buffers than the pool's limit holds (read after the limit is set).
 fn round_calls(heap: &str, size: u64, warm: bool) -> usize {
     if !warm {
-        return COLD_ROUND;
+        return ROUND_CALLS;
     }
     let limit =
         debugfs::number(&format!("{}/pool", debugfs::dir_of(heap)), "limit_bytes").unwrap_or(0);
-    ((limit / size) as usize).saturating_sub(1).max(1)
+    ((limit / size) as usize)
+        .saturating_sub(1)
+        .clamp(1, ROUND_CALLS)
 }
+
+/// Most calls `rdh bench alloc` times per heap and size.
+const MAX_ITERATIONS: usize = 100_000;
 
 /// `rdh bench alloc`.
 fn bench_alloc(mut args: Args) -> Outcome {
@@ -749,8 +769,8 @@ fn bench_alloc(mut args: Args) -> Outcome {
         Some(n) => n
             .parse()
             .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| usage(format!("bad --iterations {n:?}")))?,
+            .filter(|n| (1..=MAX_ITERATIONS).contains(n))
+            .ok_or_else(|| usage(format!("bad --iterations {n:?} (1 to {MAX_ITERATIONS})")))?,
         None => 32,
     };
     let names: Vec<String> = match args.value("--heap")? {
@@ -765,6 +785,12 @@ fn bench_alloc(mut args: Args) -> Outcome {
             names
         }
     };
+    if names.is_empty() {
+        return Err(missing(format!(
+            "no heaps in {}: is the module loaded? (insmod rust_dmabuf_heap.ko)",
+            heaps::DEV
+        )));
+    }
     let json = args.json;
     args.done()?;
     let opened = names
@@ -772,43 +798,47 @@ fn bench_alloc(mut args: Args) -> Outcome {
         .map(|n| open_heap(n).map(|h| (n.clone(), h)))
         .collect::<Result<Vec<_>, _>>()?;
     // Our cached heap twice if its pool can be switched: cold (pool off)
-    // and warm (filled before each round).
-    let original_limit = std::fs::read_to_string(POOL_LIMIT)
-        .ok()
-        .map(|v| v.trim().to_string());
-    let writable = std::fs::OpenOptions::new()
-        .write(true)
-        .open(POOL_LIMIT)
-        .is_ok();
+    // and warm (filled before each round); not warm if the pool was off.
+    let mut saved = Saved::default();
+    let pooled = |name: &str| heaps::our_heap_name().as_deref() == Some(name);
+    if opened.iter().any(|(name, _)| pooled(name)) {
+        // Without the right to switch it, ours runs once, as it is.
+        let _ = saved.keep(POOL_LIMIT);
+    }
+    let warm_limit = saved
+        .before(POOL_LIMIT)
+        .filter(|limit| *limit != "0")
+        .map(str::to_string);
     let runs: Vec<(usize, &str)> = opened
         .iter()
         .enumerate()
-        .flat_map(|(i, (name, _))| {
-            let pooled = writable && heaps::our_heap_name().as_deref() == Some(name.as_str());
-            if pooled {
-                vec![(i, "cold"), (i, "warm")]
-            } else {
-                vec![(i, "-")]
-            }
-        })
+        .flat_map(
+            |(i, (name, _))| match (pooled(name), saved.before(POOL_LIMIT), &warm_limit) {
+                (true, Some(_), Some(_)) => vec![(i, "cold"), (i, "warm")],
+                (true, Some(_), None) => vec![(i, "cold")],
+                _ => vec![(i, "-")],
+            },
+        )
         .collect();
+    settings::stop_on_signals();
     let mut progress = Progress::new(sizes.len() * runs.len() * iterations);
     let mut rows = Vec::new();
     // Per size, the runs take turns round by round (one untimed call
     // before each run's first), so a change in the host's speed during
     // the benchmark touches every heap alike.
-    let result = (|| {
+    let measured = (|| {
         for &size in &sizes {
             let mut times = vec![Vec::<f64>::with_capacity(iterations); runs.len()];
             while times.iter().any(|t| t.len() < iterations) {
                 for (&(i, mode), times) in runs.iter().zip(&mut times) {
+                    settings::stop_requested()?;
                     if times.len() == iterations {
                         continue;
                     }
                     let (name, heap) = &opened[i];
-                    match mode {
-                        "cold" => set_pool_limit(name, "0")?,
-                        "warm" => set_pool_limit(name, original_limit.as_deref().unwrap_or("-1"))?,
+                    match (mode, &warm_limit) {
+                        ("cold", _) => set_pool_limit(&mut saved, name, "0")?,
+                        ("warm", Some(limit)) => set_pool_limit(&mut saved, name, limit)?,
                         _ => {}
                     }
                     let allocate = || {
@@ -835,12 +865,8 @@ fn bench_alloc(mut args: Args) -> Outcome {
         }
         Ok(())
     })();
-    if let Some(limit) = &original_limit {
-        if writable {
-            let _ = std::fs::write(POOL_LIMIT, limit);
-        }
-    }
-    result?;
+    drop(saved);
+    settings::unless_stopped(measured)?;
     if json {
         let list = rows
             .iter()
@@ -859,7 +885,7 @@ fn bench_alloc(mut args: Args) -> Outcome {
         println!("{}", Json::Arr(list));
         return Ok(());
     }
-    println!("allocation + free, {iterations} calls each after one warm-up, the heaps taking turns in rounds (us; pool: ours with the page pool off / filled)");
+    println!("allocation + free, {iterations} calls each after one warm-up, the heaps taking turns in rounds of {ROUND_CALLS} (us; pool: ours with the page pool off / filled)");
     println!(
         "{:>9} {:<28} {:<5} {:>10} {:>10} {:>10}",
         "size", "heap", "pool", "p50", "p95", "p99"
@@ -908,21 +934,23 @@ fn bench_pipeline(args: Args) -> Outcome {
     for t in &targets {
         open_heap(&t.name)?;
     }
-    let policy_before = std::fs::read_to_string(pipeline::POLICY).ok();
-    // Our buffers' own counts need their debugfs files (without kprobes
-    // they are the only count); restored after.
-    let buffers_before = std::fs::read_to_string(DEBUGFS_BUFFERS).ok();
+    // The scenarios switch `sync_policy`; without kprobes our buffers' own
+    // counts need their debugfs files (the only count then). Both put back
+    // after.
+    let mut saved = Saved::default();
+    saved.keep(pipeline::POLICY)?;
     if !kprobes_present() {
-        std::fs::write(DEBUGFS_BUFFERS, "Y")
-            .map_err(|e| Fail(4, format!("write {DEBUGFS_BUFFERS}: {e} (as root)")))?;
+        saved.set(DEBUGFS_BUFFERS, "Y")?;
     }
+    settings::stop_on_signals();
     let mut progress = Progress::new(scenarios::SCENARIOS.len() * targets.len());
     let mut rows = Vec::new();
     let mut kprobes = true;
-    let result = (|| {
+    let played = (|| {
         for s in scenarios::SCENARIOS {
             let mut cells = Vec::new();
             for t in &targets {
+                settings::stop_requested()?;
                 progress.step(&format!("{} on {} ({})", s.name, t.name, t.policy));
                 let played = pipeline::play(s, t, true).map_err(|e| Fail(1, e))?;
                 // Without kprobes only our heaps can count (debugfs).
@@ -931,15 +959,10 @@ fn bench_pipeline(args: Args) -> Outcome {
             }
             rows.push((s, cells));
         }
-        Ok::<(), Fail>(())
+        Ok(())
     })();
-    if let Some(policy) = policy_before {
-        let _ = std::fs::write(pipeline::POLICY, policy.trim());
-    }
-    if let Some(on) = buffers_before {
-        let _ = std::fs::write(DEBUGFS_BUFFERS, on.trim());
-    }
-    result?;
+    drop(saved);
+    settings::unless_stopped(played)?;
     let per_frame = |b: u64, frames: usize| b as f64 / (1 << 20) as f64 / frames as f64;
     if json {
         let mut list = Vec::new();
