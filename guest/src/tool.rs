@@ -361,23 +361,37 @@ fn parameter(name: &str) -> Result<String, String> {
         .map_err(|e| format!("read {name}: {e}"))
 }
 
-/// Starts `rdh args`, sends `signal` after `after`, and wants exit code
-/// 130 with the message that the parameters were put back.
-fn stopped_by(args: &[&str], signal: libc::c_int, after: std::time::Duration) -> Outcome {
-    let child = Command::new(RDH)
+/// Starts `rdh args`, sends `signal` once `started` says the benchmark is
+/// under way (it has changed a parameter: its handlers are in place), and
+/// wants exit code 130 with the message that the parameters were put back.
+fn stopped_by(args: &[&str], signal: libc::c_int, started: impl Fn() -> bool) -> Outcome {
+    let mut child = Command::new(RDH)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("run {RDH}: {e}"))?;
-    std::thread::sleep(after);
+    let start = std::time::Instant::now();
+    while !started() {
+        if start.elapsed() > std::time::Duration::from_secs(60)
+            || child.try_wait().is_ok_and(|done| done.is_some())
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("rdh {}: never seen under way", args.join(" ")));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     // SAFETY: signalling our own child, which has not been waited for.
     unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     let out = child
         .wait_with_output()
         .map_err(|e| format!("wait for {RDH}: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("    # (signal {signal} after {after:?})");
+    println!(
+        "    # (signal {signal} once under way, after {:?})",
+        start.elapsed()
+    );
     show(args, &String::from_utf8_lossy(&out.stdout), &stderr);
     ensure(
         out.status.code() == Some(130) && stderr.contains("put back"),
@@ -426,13 +440,15 @@ pub fn rdh_bench_puts_module_parameters_back_when_stopped() -> Outcome {
                 &heaps,
             ],
             libc::SIGINT,
-            std::time::Duration::from_millis(1500),
+            // Its first run, ours cold, turns the pool off.
+            || parameter("pool_limit_mib").is_ok_and(|v| v == "0"),
         )?;
         let after_stop = parameter("pool_limit_mib")?;
         stopped_by(
             &["bench", "pipeline"],
             libc::SIGTERM,
-            std::time::Duration::from_millis(1500),
+            // Its second target is ours under `always`.
+            || parameter("sync_policy").is_ok_and(|v| v == "always"),
         )?;
         let policy_after = parameter("sync_policy")?;
         ensure(

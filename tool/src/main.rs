@@ -685,18 +685,28 @@ impl Progress {
 /// `pool_limit_mib`, to turn the page pool off and on again.
 const POOL_LIMIT: &str = "/sys/module/rust_dmabuf_heap/parameters/pool_limit_mib";
 
-/// Sets the pool's limit (the old one is put back by `saved`) and waits
-/// (up to 5 s) until the pool holds at most what the limit allows, if
-/// debugfs shows it.
-fn set_pool_limit(saved: &mut Saved, heap: &str, mib: &str) -> Result<(), Fail> {
+/// Sets the pool's limit (the old one is put back by `saved`); for 0,
+/// waits (up to 5 s) until the pool is empty, if debugfs shows it. A
+/// lower limit is applied by the pool's worker when a buffer is freed,
+/// so one 4 KiB buffer of `heap` is allocated and freed first.
+fn set_pool_limit(
+    saved: &mut Saved,
+    name: &str,
+    heap: &dma_heap::Heap,
+    mib: &str,
+) -> Result<(), Fail> {
     saved.set(POOL_LIMIT, mib)?;
     if mib == "0" {
-        let pool = format!("{}/pool", debugfs::dir_of(heap));
+        drop(
+            heap.allocate(4096)
+                .map_err(|e| alloc_error(name, 4096, e))?,
+        );
+        let pool = format!("{}/pool", debugfs::dir_of(name));
         let start = Instant::now();
         while debugfs::number(&pool, "pool_bytes").is_ok_and(|b| b > 0)
             && start.elapsed() < Duration::from_secs(5)
         {
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
     Ok(())
@@ -837,8 +847,8 @@ fn bench_alloc(mut args: Args) -> Outcome {
                     }
                     let (name, heap) = &opened[i];
                     match (mode, &warm_limit) {
-                        ("cold", _) => set_pool_limit(&mut saved, name, "0")?,
-                        ("warm", Some(limit)) => set_pool_limit(&mut saved, name, limit)?,
+                        ("cold", _) => set_pool_limit(&mut saved, name, heap, "0")?,
+                        ("warm", Some(limit)) => set_pool_limit(&mut saved, name, heap, limit)?,
                         _ => {}
                     }
                     let allocate = || {
