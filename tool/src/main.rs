@@ -193,11 +193,7 @@ fn alloc_error(name: &str, size: u64, e: impl std::fmt::Display) -> Fail {
 }
 
 fn main() {
-    // Output into a closed pipe (`rdh stats | head -1`) ends the program
-    // quietly, as it does any Unix tool, instead of a panic: Rust ignores
-    // SIGPIPE by default.
-    // SAFETY: restoring the default action of a signal; no handler runs.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    settings::end_quietly_on_closed_pipes();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         None | Some("-h" | "--help" | "help") => Err(Fail(0, USAGE.into())),
@@ -815,17 +811,15 @@ fn bench_alloc(mut args: Args) -> Outcome {
         // Without the right to switch it, ours runs once, as it is.
         let _ = saved.keep(POOL_LIMIT);
     }
-    let warm_limit = saved
-        .before(POOL_LIMIT)
-        .filter(|limit| *limit != "0")
-        .map(str::to_string);
+    // The limit warm rounds run with: the pool's own.
+    let warm_limit = saved.before(POOL_LIMIT).map(str::to_string);
     let runs: Vec<(usize, &str)> = opened
         .iter()
         .enumerate()
         .flat_map(
-            |(i, (name, _))| match (pooled(name), saved.before(POOL_LIMIT), &warm_limit) {
-                (true, Some(_), Some(_)) => vec![(i, "cold"), (i, "warm")],
-                (true, Some(_), None) => vec![(i, "cold")],
+            |(i, (name, _))| match (pooled(name), warm_limit.as_deref()) {
+                (true, Some("0")) => vec![(i, "cold")],
+                (true, Some(_)) => vec![(i, "cold"), (i, "warm")],
                 _ => vec![(i, "-")],
             },
         )

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Module parameters the benchmarks change for a while (the page pool's
-//! limit, the sync policy, per-buffer debugfs files), put back when the
-//! benchmark ends: when it succeeds, fails, or is stopped by Ctrl-C or
-//! SIGTERM (which stop it at its next round instead of killing it). Part
-//! of the binary, not of the library the guest shares.
+//! The tool's signals, and the module parameters the benchmarks change
+//! for a while (the page pool's limit, the sync policy, per-buffer
+//! debugfs files), put back when the benchmark ends: when it succeeds,
+//! fails, or is stopped by Ctrl-C or SIGTERM (which stop it at its next
+//! round instead of killing it). Part of the binary, not of the library
+//! the guest shares.
 
 use crate::Fail;
 use std::{
@@ -16,6 +17,14 @@ static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn request_stop(_signal: libc::c_int) {
     STOP_REQUESTED.store(true, Ordering::Relaxed);
+}
+
+/// Output into a closed pipe (`rdh stats | head -1`) ends the program
+/// quietly, as it does any Unix tool, instead of a panic: Rust ignores
+/// SIGPIPE by default.
+pub fn end_quietly_on_closed_pipes() {
+    // SAFETY: restores the default action of a signal; no handler runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 /// From now on, SIGINT and SIGTERM only ask the benchmark to stop (see
