@@ -4,10 +4,16 @@
 //! attached to it and its kernel mapping. Every operation the dma-buf core
 //! can ask for is a safe method here ([`Exporter`]); `dmabuf.rs` translates
 //! pointers and errors. No `unsafe` in this file.
+//!
+//! Lock order: a control file's range list (`control.rs`), then the buffer
+//! lock (`state`, a mutex), then the rules' spinlock (`coherence.rs`,
+//! also taken by fence callbacks under a fence's lock). The page pool's
+//! spinlock is taken with none of them held.
 
 use crate::{
     cache_ops::{self, direction, Bounce, Direction, DmaDevice, MaintainedTable, MapSync},
-    dmabuf::{AttachmentKey, Exporter, MappedTable},
+    coherence::{Coherence, FENCED_WRITER},
+    dmabuf::{AttachmentKey, Exporter, ExporterTables, MappedTable},
     fence_hooks::{FenceHooks, Reservation, Resv, WriteFences},
     heap::Heap,
     ownership::{self, Decision, Device, Event, Lines, Ownership, Policy, Range},
@@ -69,16 +75,10 @@ struct SharedKernelMapping {
 struct BufferState {
     attachments: KVec<KBox<Attachment>>,
     kernel_mapping: Option<SharedKernelMapping>,
-    ownership: Ownership,
-    stats: CacheStats,
     /// The buffer's debugfs file, once exported.
     debugfs_file: Option<BufferFile>,
     /// Fences of fenced attachments the buffer watches.
     fences: FenceHooks,
-    /// The buffer's mapping to the heap's maintenance device, made when
-    /// maintenance may first be needed (see [`HeapBuffer::need_maintenance`]):
-    /// allocation stays free of it.
-    maintenance: Option<MaintainedTable>,
     /// The reservation object's write fences at the last CPU access.
     write_fences_seen: WriteFences,
     /// The user mappings, once user space mapped the buffer (trapped).
@@ -92,9 +92,10 @@ struct BufferState {
 
 /// A buffer allocated from the heap.
 ///
-/// Field order is drop order: the tables (in `state`: the maintenance
-/// mapping's, the attachments') go before the chunks they point to, and
-/// those go back to the pool before the heap can go.
+/// Field order is drop order: the attachments' tables and the fence
+/// callbacks (in `state`, which hold `coherence` too) go first, then the
+/// maintenance mapping's table (in `coherence`), all before the chunks
+/// they point to; those go back to the pool before the heap can go.
 #[pin_data]
 pub(crate) struct HeapBuffer {
     len: usize,
@@ -102,8 +103,13 @@ pub(crate) struct HeapBuffer {
     trap_user: bool,
     /// CPU mappings are write-combined (policy `uncached`).
     write_combined: bool,
+    /// The cache maintenance policy (see `ownership.rs`).
+    policy: Policy,
     #[pin]
     state: Mutex<BufferState>,
+    /// The ownership rules and the maintenance mapping, shared with the
+    /// callbacks of the fences in `state` (which go first).
+    coherence: Arc<Coherence>,
     /// The chunks.
     memory: Memory,
     /// The heap: its maintenance device outlives `table`'s mapping.
@@ -140,24 +146,24 @@ impl HeapBuffer {
             Lines::ZEROED
         };
         let ownership = Ownership::with_lines(policy, (len / PAGE_SIZE) as u64, lines);
+        let coherence = Coherence::new(ownership, heap.clone())?;
         let buffer = Arc::pin_init(
             try_pin_init!(Self {
                 len,
                 trap_user,
                 write_combined: policy == Policy::Uncached,
+                policy,
                 state <- new_mutex!(BufferState {
                     attachments: KVec::new(),
                     kernel_mapping: None,
-                    ownership,
-                    stats: CacheStats::default(),
                     debugfs_file: None,
-                    fences: FenceHooks::new(),
-                    maintenance: None,
+                    fences: FenceHooks::new(coherence.clone()),
                     write_fences_seen: WriteFences::default(),
                     user_mappings: None,
                     reported_unbracketed: false,
                     ranges_as_whole: 0,
                 }),
+                coherence,
                 memory,
                 heap,
             }),
@@ -218,12 +224,14 @@ impl HeapBuffer {
     /// buffer: so this runs at the first attach, and at a CPU access after
     /// a new write fence in the reservation object (its driver may never
     /// have attached); both can fail.
-    fn need_maintenance(&self, state: &mut BufferState) -> Result {
+    /// Takes the buffer lock's guard: only one makes it.
+    fn need_maintenance(&self, _locked: &mut BufferState) -> Result {
         // Under `always` the importers' own mappings sync (and a bouncing
         // maintenance device forces `always`).
-        if state.maintenance.is_none() && state.ownership.policy() != Policy::Always {
+        if self.policy != Policy::Always && !self.coherence.has_maintenance() {
             let table = SgTable::new(self.memory.chunks(), usize::MAX)?;
-            state.maintenance = Some(MaintainedTable::new(table, self.heap.maintenance())?);
+            let table = MaintainedTable::new(table, self.heap.maintenance())?;
+            self.coherence.set_maintenance(table);
         }
         Ok(())
     }
@@ -231,7 +239,7 @@ impl HeapBuffer {
     /// The maintenance counters so far.
     #[cfg(rdh_kunit)]
     pub(crate) fn stats(&self) -> CacheStats {
-        self.state.lock().stats
+        self.coherence.snapshot().1
     }
 
     /// Keeps the buffer's debugfs file until [`Self::take_debugfs_file`].
@@ -246,51 +254,45 @@ impl HeapBuffer {
 
     /// The ownership state and counters, read together.
     pub(crate) fn snapshot(&self) -> (Ownership, CacheStats) {
-        let state = self.state.lock();
-        (state.ownership, state.stats)
+        self.coherence.snapshot()
     }
 
-    /// Feeds one event to the ownership rules, after the fence signals that
-    /// came before it, and performs the maintenance they ask for.
+    /// Feeds one event to the ownership rules and performs what they
+    /// decide: the revocation of the user entries first (so that no user
+    /// write slips in between a clean and the revocation), outside the
+    /// rules' spinlock, since it sleeps; then the maintenance. A fence
+    /// signal in between changes neither the user entries nor the counts
+    /// the revocation depends on, only which lines may be stale.
     fn decide(&self, state: &mut BufferState, event: Event) -> Decision {
-        if state.fences.take_device_wrote() {
-            self.apply(state, Event::DeviceWrote(FENCED_WRITER));
-        }
-        self.apply(state, event)
-    }
-
-    /// Feeds one event to the ownership rules and, unless under `always`
-    /// (whose importers' mappings sync), performs the maintenance they ask
-    /// for.
-    /// A revocation comes first, so that no user write slips in between a
-    /// clean and the revocation.
-    fn apply(&self, state: &mut BufferState, event: Event) -> Decision {
-        let decision = state.ownership.on(event);
-        if decision.revoke {
-            if let Some(user_mappings) = &state.user_mappings {
-                user_mappings.revoke();
+        let preview = self.coherence.preview(event);
+        if !preview.ops.is_empty() {
+            // Made already by the entry points that can fail; making it
+            // here can only fail where the DMA layer cannot map at all.
+            if self.need_maintenance(state).is_err() {
+                pr_err!("no maintenance mapping: cache maintenance skipped\n");
             }
         }
-        state.stats.record(&decision, self.heap.totals());
-        if state.ownership.policy() != Policy::Always && !decision.ops.is_empty() {
-            // Made already by the entry points that can fail (see
-            // `need_maintenance`); making it here can only fail where the
-            // DMA layer cannot map at all.
-            match self.need_maintenance(state) {
-                Ok(()) => {
-                    if let Some(maintenance) = &state.maintenance {
-                        maintenance.perform(&decision, state.ownership.whole());
-                    }
-                }
-                Err(_) => pr_err!("no maintenance mapping: cache maintenance skipped\n"),
-            }
+        if preview.revoke {
+            self.revoke(state);
+        }
+        let decision = self.coherence.apply(event);
+        if decision.revoke && !preview.revoke {
+            // Not reached (see above); were it, late beats never.
+            self.revoke(state);
         }
         decision
     }
 
+    /// Removes every user entry of the buffer.
+    fn revoke(&self, state: &BufferState) {
+        if let Some(user_mappings) = &state.user_mappings {
+            user_mappings.revoke();
+        }
+    }
+
     /// How an importer's mapping syncs.
-    fn map_sync(state: &BufferState, attachment: &Attachment) -> MapSync {
-        if state.ownership.policy() == Policy::Always || attachment.self_synced() {
+    fn map_sync(&self, attachment: &Attachment) -> MapSync {
+        if self.policy == Policy::Always || attachment.self_synced() {
             MapSync::Default
         } else {
             MapSync::Skip
@@ -348,7 +350,7 @@ impl HeapBuffer {
         if attachment.mapped.is_some() {
             return Err(EBUSY);
         }
-        let (sync, self_synced) = (Self::map_sync(state, attachment), attachment.self_synced());
+        let (sync, self_synced) = (self.map_sync(attachment), attachment.self_synced());
         // A self-synced writer is mapped both ways: its slot then also
         // takes the CPU's writes at the end of each CPU access, which its
         // unmap would otherwise overwrite with the slot's older copy.
@@ -381,13 +383,13 @@ impl HeapBuffer {
 
     fn unmap_at(&self, state: &mut BufferState, index: usize) {
         let attachment = &state.attachments[index];
-        let (sync, self_synced) = (Self::map_sync(state, attachment), attachment.self_synced());
+        let (sync, self_synced) = (self.map_sync(attachment), attachment.self_synced());
         // Inside a CPU bracket the buffer may hold CPU writes the slot has
         // not seen: copy them in before the unmap copies the slot back.
         let writer = attachment
             .mapped
             .is_some_and(|d| direction(d).device_writes());
-        if self_synced && writer && Self::cpu_inside(state) {
+        if self_synced && writer && self.cpu_inside() {
             self.bounce_out(state, Some(index));
         }
         let attachment = &mut state.attachments[index];
@@ -433,7 +435,7 @@ impl HeapBuffer {
         let after = attachment.device;
         // Under `always` fences change nothing (and no mapping changed); a
         // self-synced mapping's writes arrive through its syncs.
-        if !before.fenced && state.ownership.policy() != Policy::Always && !self_synced {
+        if !before.fenced && self.policy != Policy::Always && !self_synced {
             if let Some(mapped) = mapped {
                 // Re-enter the mapping as fenced; what it may have written
                 // until now still counts.
@@ -463,8 +465,9 @@ impl HeapBuffer {
 
     /// Whether a CPU bracket is open, of the whole buffer or of a range: the
     /// buffer may hold CPU writes that bouncing slots have not seen.
-    fn cpu_inside(state: &BufferState) -> bool {
-        state.ownership.cpu_depth() > 0 || state.ownership.open_ranges().next().is_some()
+    fn cpu_inside(&self) -> bool {
+        let rules = self.coherence.ownership();
+        rules.cpu_depth() > 0 || rules.open_ranges().next().is_some()
     }
 
     /// How a CPU access to `pages` (`None`: the whole buffer) is fed to the
@@ -473,11 +476,15 @@ impl HeapBuffer {
     /// whole attachments), or with a mapping that bounces (its copies are
     /// whole-buffer CPU accesses). A range END whose START was fed as the
     /// whole buffer is too.
-    fn part(state: &BufferState, pages: Option<Range>, begin: bool) -> Option<Range> {
+    fn part(&self, state: &BufferState, pages: Option<Range>, begin: bool) -> Option<Range> {
         let pages = pages?;
-        let whole_only = state.ownership.policy() == Policy::Always
-            || state.attachments.iter().any(|a| a.self_synced());
-        let began_as_range = state.ownership.open_ranges().any(|open| open == pages);
+        let whole_only =
+            self.policy == Policy::Always || state.attachments.iter().any(|a| a.self_synced());
+        let began_as_range = self
+            .coherence
+            .ownership()
+            .open_ranges()
+            .any(|open| open == pages);
         if whole_only && (begin || !began_as_range) {
             return None;
         }
@@ -521,17 +528,16 @@ impl HeapBuffer {
             // the maintenance mapping.
             self.need_maintenance(state)?;
         }
-        let part = Self::part(state, pages, true);
+        let part = self.part(state, pages, true);
         let event = match part {
             Some(range) => Event::BeginCpuRange(direction(dir), range),
             None => Event::BeginCpu(direction(dir)),
         };
         // Nested deeper than the rules can count, or too many ranges open:
         // refused (documented in README), before anything changes.
-        let ranges_open = state.ownership.open_ranges().count() + state.ranges_as_whole as usize;
-        if !state.ownership.accepts(event)
-            || (pages.is_some() && ranges_open >= ownership::MAX_OPEN_RANGES)
-        {
+        let rules = self.coherence.ownership();
+        let ranges_open = rules.open_ranges().count() + state.ranges_as_whole as usize;
+        if !rules.accepts(event) || (pages.is_some() && ranges_open >= ownership::MAX_OPEN_RANGES) {
             return Err(EBUSY);
         }
         if pages.is_some() && part.is_none() {
@@ -547,11 +553,11 @@ impl HeapBuffer {
         // The outermost bracket takes what bouncing devices wrote (the
         // decision below then sees those writes); a nested one must not copy
         // again over what the CPU wrote since.
-        if !Self::cpu_inside(state) && part.is_none() {
+        if !self.cpu_inside() && part.is_none() {
             self.bounce_in(state);
         }
         self.decide(state, event);
-        if state.ownership.policy() == Policy::Always {
+        if self.policy == Policy::Always {
             let others = state.attachments.iter().filter(|a| !a.self_synced());
             for attachment in others.filter(|a| a.mapped.is_some()) {
                 attachment.dev.sync_for_cpu(&attachment.table, dir);
@@ -572,7 +578,7 @@ impl HeapBuffer {
         if let Some(mapping) = &state.kernel_mapping {
             cache_ops::flush_kernel_alias(mapping.mapping.addr(), self.len);
         }
-        if let Some(range) = Self::part(state, pages, false) {
+        if let Some(range) = self.part(state, pages, false) {
             self.decide(state, Event::EndCpuRange(direction(dir), range));
             // A mapping that bounces, made since the range began, gets
             // what the CPU wrote.
@@ -584,14 +590,14 @@ impl HeapBuffer {
         }
         // An END without START: take what bouncing devices wrote first, or
         // the copy below would overwrite it in their slots.
-        if !Self::cpu_inside(state) {
+        if !self.cpu_inside() {
             self.bounce_in(state);
         }
         self.decide(state, Event::EndCpu(direction(dir)));
         // The CPU may have written: copy the buffer into the slots of the
         // bouncing mappings (all of them read; writers are mapped both ways).
         self.bounce_out(state, None);
-        if state.ownership.policy() == Policy::Always {
+        if self.policy == Policy::Always {
             let others = state.attachments.iter().filter(|a| !a.self_synced());
             for attachment in others.filter(|a| a.mapped.is_some()) {
                 attachment.dev.sync_for_device(&attachment.table, dir);
@@ -650,11 +656,12 @@ impl HeapBuffer {
         if pgoff.checked_add(count).is_none_or(|last| last > total) {
             return Err(EINVAL);
         }
+        vma.forbid_cow()?;
         if self.write_combined {
             vma.write_combine();
         }
         if self.trap_user {
-            vma.trap()?;
+            vma.trap();
             // What revocations act on, learnt at the first mmap (allocation
             // stays free of it).
             let mut state = self.state.lock();
@@ -682,11 +689,12 @@ impl HeapBuffer {
             ownership::Direction::FromDevice
         };
         let unit = page as u64;
-        let pages = match state.ownership.granted(write, unit) {
+        let rules = self.coherence.ownership();
+        let pages = match rules.granted(write, unit) {
             Some(granted) => granted,
             None => {
-                let range = state.ownership.fault_range(unit);
-                let unbracketed = state.ownership.cpu_depth() == 0 && range.is_none();
+                let range = rules.fault_range(unit);
+                let unbracketed = rules.cpu_depth() == 0 && range.is_none();
                 let pages = match range {
                     Some(range) => {
                         self.decide(state, Event::UserFaultRange(dir, range));
@@ -694,12 +702,10 @@ impl HeapBuffer {
                     }
                     None => {
                         self.decide(state, Event::UserFault(dir));
-                        state.ownership.whole()
+                        rules.whole()
                     }
                 };
-                state
-                    .stats
-                    .record_user_fault(unbracketed, self.heap.totals());
+                self.coherence.record_user_fault(unbracketed);
                 if unbracketed && !state.reported_unbracketed {
                     state.reported_unbracketed = true;
                     if let Some(user_mappings) = &state.user_mappings {
@@ -709,8 +715,9 @@ impl HeapBuffer {
                 pages
             }
         };
-        let writable = state
-            .ownership
+        let writable = self
+            .coherence
+            .ownership()
             .granted(true, pages.start)
             .is_some_and(|granted| granted.start <= pages.start && pages.end <= granted.end);
         if upgrade {
@@ -743,13 +750,6 @@ impl HeapBuffer {
         }
     }
 }
-
-/// A device whose write a fence reported. Its coherence is unknown to the
-/// fence, so it is taken as non-coherent: at worst one invalidate too many.
-const FENCED_WRITER: Device = Device {
-    coherent: false,
-    fenced: true,
-};
 
 fn is_key(attachment: &KBox<Attachment>, key: AttachmentKey) -> bool {
     AttachmentKey::of(&**attachment) == key
@@ -802,5 +802,10 @@ impl Exporter for HeapBuffer {
     /// and removal waits for its readers.
     fn release(&self) {
         drop(self.take_debugfs_file());
+    }
+
+    fn tables() -> &'static ExporterTables {
+        static TABLES: ExporterTables = ExporterTables::of::<HeapBuffer>();
+        &TABLES
     }
 }

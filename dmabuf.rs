@@ -5,8 +5,8 @@
 //! `rust/kernel/miscdevice.rs`).
 //!
 //! Every C entry point of the module is here: the `dma_buf_ops`,
-//! `vm_operations_struct` and `dma_heap_ops` trampolines, built as const
-//! tables per exporter type, and the explicit fence API that importer
+//! `vm_operations_struct` and `dma_heap_ops` trampolines, in one `static`
+//! set of tables per exporter and heap type, and the explicit fence API that importer
 //! drivers call. A dma-buf owns its exporter object through
 //! [`ForeignOwnable`] (`dma_buf->priv`, an `Arc`) from [`export`] until
 //! `release`, and a registered heap its heap object (`dma_heap->priv`).
@@ -98,6 +98,31 @@ pub(crate) trait Exporter: Send + Sync + Sized + 'static {
     }
     /// The last reference is gone, just before the object is dropped.
     fn release(&self) {}
+    /// The type's C tables, in a `static` of its own (a promoted constant's
+    /// address is not guaranteed unique, and dma-bufs are told apart by
+    /// it): `static T: ExporterTables = ExporterTables::of::<Type>(); &T`.
+    fn tables() -> &'static ExporterTables;
+}
+
+/// The C tables of an exporter type, one `static` per type
+/// ([`Exporter::tables`]): the dma-buf core and this module tell the
+/// type's dma-bufs by the address of its `dma_buf_ops`.
+pub(crate) struct ExporterTables {
+    buf: sys::dma_buf_ops,
+    vm: sys::vm_operations_struct,
+}
+
+// SAFETY: Read-only tables of function pointers, shared by every thread.
+unsafe impl Sync for ExporterTables {}
+
+impl ExporterTables {
+    /// The tables of exporter type `T`, for its `static`.
+    pub(crate) const fn of<T: Exporter>() -> Self {
+        Self {
+            buf: BufOps::<T>::TABLE,
+            vm: BufOps::<T>::USER_VM_OPS,
+        }
+    }
 }
 
 /// An exported dma-buf whose exporter object is a `T`.
@@ -144,7 +169,7 @@ pub(crate) fn export<T: Exporter>(
     info.exp_name = exp_name.as_char_ptr();
     // SAFETY: Returns this module's `struct module`, valid while it is loaded.
     info.owner = unsafe { sys::rdh_this_module() };
-    info.ops = BufOps::<T>::table();
+    info.ops = ops_of::<T>();
     info.size = size;
     // The dma-heap core allows only O_ACCMODE | O_CLOEXEC: fits an int.
     info.flags = i32::try_from(fd_flags).map_err(|_| EINVAL)?;
@@ -179,7 +204,7 @@ pub(crate) unsafe fn borrow<'a, T: Exporter>(dmabuf: *mut sys::dma_buf) -> ArcBo
 
 /// The `dma_buf_ops` of exporter type `T` (what its dma-bufs point to).
 pub(crate) fn ops_of<T: Exporter>() -> &'static sys::dma_buf_ops {
-    BufOps::<T>::table()
+    &T::tables().buf
 }
 
 /// The exporter object and attachment key of an importer's attachment,
@@ -249,10 +274,6 @@ impl<T: Exporter> BufOps<T> {
         }
         ops
     };
-
-    const fn table() -> &'static sys::dma_buf_ops {
-        &Self::TABLE
-    }
 
     /// # Safety
     ///
@@ -348,8 +369,7 @@ impl<T: Exporter> BufOps<T> {
     /// the dma-buf's), mmap lock held for writing.
     unsafe extern "C" fn mmap(dmabuf: *mut sys::dma_buf, vma: *mut sys::vm_area_struct) -> c_int {
         // SAFETY: See the function's safety section.
-        let (exporter, vma) =
-            unsafe { (borrow::<T>(dmabuf), Vma::from_raw(vma, &Self::USER_VM_OPS)) };
+        let (exporter, vma) = unsafe { (borrow::<T>(dmabuf), Vma::from_raw(vma, &T::tables().vm)) };
         errno(exporter.mmap(&vma))
     }
 
@@ -365,7 +385,7 @@ impl<T: Exporter> BufOps<T> {
         unsafe {
             let vma = (*vmf).__bindgen_anon_1.vma;
             let dmabuf = (*(*vma).vm_file).private_data.cast::<sys::dma_buf>();
-            (borrow::<T>(dmabuf), Vma::from_raw(vma, &Self::USER_VM_OPS))
+            (borrow::<T>(dmabuf), Vma::from_raw(vma, &T::tables().vm))
         }
     }
 
@@ -450,6 +470,25 @@ pub(crate) trait Allocator: Send + Sync + Sized + 'static {
         fd_flags: u32,
         exp_name: &'static CStr,
     ) -> Result<DmaBuf<Self::Buffer>>;
+    /// The type's `dma_heap_ops`, in a `static` of its own (the core keeps
+    /// the address): `static T: HeapTable = HeapTable::of::<Type>(); &T`.
+    fn table() -> &'static HeapTable;
+}
+
+/// The `dma_heap_ops` of a heap type, one `static` per type
+/// ([`Allocator::table`]).
+pub(crate) struct HeapTable(sys::dma_heap_ops);
+
+// SAFETY: A read-only table of function pointers, shared by every thread.
+unsafe impl Sync for HeapTable {}
+
+impl HeapTable {
+    /// The table of heap type `H`, for its `static`.
+    pub(crate) const fn of<H: Allocator>() -> Self {
+        Self(sys::dma_heap_ops {
+            allocate: Some(HeapOps::<H>::allocate),
+        })
+    }
 }
 
 /// Registers `heap` as `/dev/dma_heap/<name>`. A heap can never be removed,
@@ -459,7 +498,7 @@ pub(crate) fn register_heap<H: Allocator>(name: &'static CStr, heap: Arc<H>) -> 
     let private = heap.into_foreign();
     let info = sys::dma_heap_export_info {
         name: name.as_char_ptr(),
-        ops: HeapOps::<H>::table(),
+        ops: &H::table().0,
         priv_: private,
     };
     // SAFETY: `info` is valid for the call; the core copies what it keeps
@@ -476,14 +515,6 @@ pub(crate) fn register_heap<H: Allocator>(name: &'static CStr, heap: Arc<H>) -> 
 struct HeapOps<H: Allocator>(PhantomData<H>);
 
 impl<H: Allocator> HeapOps<H> {
-    const TABLE: sys::dma_heap_ops = sys::dma_heap_ops {
-        allocate: Some(Self::allocate),
-    };
-
-    const fn table() -> &'static sys::dma_heap_ops {
-        &Self::TABLE
-    }
-
     /// # Safety
     ///
     /// Called by the dma-heap core with a heap registered by
@@ -700,6 +731,19 @@ impl DmaBufFile {
         unsafe { sync_range(self.dmabuf.as_ptr(), start, dir, offset, len) }
     }
 }
+
+impl DmaBufFile {
+    /// Whether both are the same dma-buf.
+    pub(crate) fn is(&self, other: &DmaBufFile) -> bool {
+        self.dmabuf == other.dmabuf
+    }
+}
+
+// SAFETY: A file reference may be put from any thread, and `sync_range`
+// serialises on the buffer's own lock.
+unsafe impl Send for DmaBufFile {}
+// SAFETY: As above; shared access only reads the pointer.
+unsafe impl Sync for DmaBufFile {}
 
 impl Drop for DmaBufFile {
     fn drop(&mut self) {

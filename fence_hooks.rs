@@ -7,8 +7,9 @@
 //! "this attachment accesses the buffer in direction D until fence F
 //! signals" (`rdh_dma_buf_access_*`, declared for C in
 //! `include/rust_dmabuf_heap.h`). The heap hooks a callback on F. When a
-//! write fence signals, the buffer learns that a device wrote, so the next
-//! CPU access invalidates; until then a CPU access costs nothing although
+//! write fence signals, the callback tells the buffer at once
+//! ([`Signalled`]) that a device wrote, so that whoever reads next finds no
+//! line older than memory; until then a CPU access costs nothing although
 //! the writer stays mapped.
 //!
 //! Declaring an access has two steps, like `dma_resv_reserve_fences()` and
@@ -21,11 +22,12 @@
 //! wait for that very fence.
 //!
 //! Callbacks run in atomic context with the fence lock held, maybe in hard
-//! IRQ: they only set an atomic flag, shared with the buffer through an
-//! [`Arc`], which the next exporter entry consumes under the buffer lock.
-//! Every hooked fence is referenced ([`ARef<Fence>`]) until its callback is
-//! removed, and callbacks are removed (which waits out a signal in flight)
-//! before their memory is freed.
+//! IRQ: what they tell ([`Signalled::device_wrote`], shared with the buffer
+//! through an [`Arc`]) must neither sleep nor take a lock that is held
+//! while a fence's lock is taken. Every hooked fence is referenced
+//! ([`ARef<Fence>`]) until its callback is removed, and callbacks are
+//! removed (which waits out a signal in flight) before their memory is
+//! freed.
 //!
 //! The first part of the file wraps the C types ([`Fence`], [`Resv`], the
 //! callback slot); the rules after it use only those wrappers.
@@ -34,7 +36,7 @@ use crate::sys;
 use core::{
     ffi::c_void,
     ptr::NonNull,
-    sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering},
+    sync::atomic::{AtomicPtr, AtomicU8, Ordering},
 };
 use kernel::{
     alloc::flags::GFP_KERNEL,
@@ -246,13 +248,13 @@ impl CallbackSlot {
     }
 
     /// Removes the callback (waiting out one in flight) and drops the
-    /// reference.
-    fn unregister(&mut self) {
-        let raw = *self.fence.get_mut();
+    /// reference. Shared access only: the callback may be running on
+    /// another CPU meanwhile, holding its own reference to the slot.
+    fn unregister(&self) {
+        let raw = self.fence.swap(core::ptr::null_mut(), Ordering::Acquire);
         let Some(fence) = NonNull::new(raw) else {
             return;
         };
-        *self.fence.get_mut() = core::ptr::null_mut();
         // SAFETY: Registered on `raw` (type invariant); removal takes the
         // fence lock and so waits for a callback in flight; removing one
         // that already ran is allowed.
@@ -262,10 +264,12 @@ impl CallbackSlot {
     }
 }
 
-/// What fence callbacks tell the buffer.
-struct Signals {
-    /// A device that reports through fences wrote since the last look.
-    device_wrote: AtomicBool,
+/// Who learns of a watched writer's signal: called from the fence
+/// callback, in atomic context (maybe hard IRQ) with the fence's lock held.
+pub(crate) trait Signalled: Send + Sync {
+    /// A watched device whose writes may leave stale CPU cache lines
+    /// finished writing.
+    fn device_wrote(&self);
 }
 
 /// [`Watch::state`]: reserved, no fence yet.
@@ -286,7 +290,7 @@ const DONE: u8 = 2;
 struct Watch {
     slot: CallbackSlot,
     state: AtomicU8,
-    signals: Arc<Signals>,
+    signalled: Arc<dyn Signalled>,
     /// The device writes: CPU reads wait for the fence.
     writes: bool,
     /// Its writes may leave stale CPU cache lines (a non-coherent device
@@ -316,13 +320,13 @@ impl Watch {
     /// The access ended (its fence signalled): report it if it matters.
     fn fence_signalled(&self) {
         if self.stales {
-            self.signals.device_wrote.store(true, Ordering::Release);
+            self.signalled.device_wrote();
         }
     }
 }
 
 /// Unhooks a watch before it is freed.
-fn release(mut watch: KBox<Watch>) {
+fn release(watch: KBox<Watch>) {
     watch.slot.unregister();
 }
 
@@ -380,16 +384,16 @@ pub(crate) unsafe fn commit(reservation: Reservation, fence: &Fence) {
 
 /// The fences a buffer watches.
 pub(crate) struct FenceHooks {
-    /// Shared with the watches' callbacks; made at the first reservation
-    /// (most buffers never have one).
-    signals: Option<Arc<Signals>>,
+    /// Told of the signals, shared with the watches' callbacks.
+    signalled: Arc<dyn Signalled>,
     watches: KVec<KBox<Watch>>,
 }
 
 impl FenceHooks {
-    pub(crate) const fn new() -> Self {
+    /// No fence yet; `signalled` will be told of write signals.
+    pub(crate) fn new(signalled: Arc<dyn Signalled>) -> Self {
         Self {
-            signals: None,
+            signalled,
             watches: KVec::new(),
         }
     }
@@ -401,23 +405,11 @@ impl FenceHooks {
     pub(crate) fn reserve(&mut self, writes: bool, stales: bool) -> Result<Reservation> {
         self.prune();
         self.watches.reserve(1, GFP_KERNEL)?;
-        let signals = match &self.signals {
-            Some(signals) => signals.clone(),
-            None => {
-                let signals = Arc::new(
-                    Signals {
-                        device_wrote: AtomicBool::new(false),
-                    },
-                    GFP_KERNEL,
-                )?;
-                self.signals.insert(signals).clone()
-            }
-        };
         let mut watch = KBox::new(
             Watch {
                 slot: CallbackSlot::new(),
                 state: AtomicU8::new(RESERVED),
-                signals,
+                signalled: self.signalled.clone(),
                 writes,
                 stales,
             },
@@ -443,13 +435,6 @@ impl FenceHooks {
                 release(watch);
             }
         }
-    }
-
-    /// Whether a watched writer finished since the last call.
-    pub(crate) fn take_device_wrote(&self) -> bool {
-        self.signals
-            .as_ref()
-            .is_some_and(|s| s.device_wrote.swap(false, Ordering::Acquire))
     }
 
     /// Forgets accesses that are over.

@@ -144,4 +144,9 @@ impl dmabuf::Allocator for Heap {
         let buffer = HeapBuffer::new(heap.into(), len)?;
         Ok(heap.exported(dmabuf::export(buffer, len, fd_flags, exp_name)?))
     }
+
+    fn table() -> &'static dmabuf::HeapTable {
+        static TABLE: dmabuf::HeapTable = dmabuf::HeapTable::of::<Heap>();
+        &TABLE
+    }
 }

@@ -51,7 +51,7 @@
 //! | `BeginCpu` (any direction) | invalidate, if lines may be stale; clean first if they may also be dirty | 3; an invalidate must never drop dirty data; a CPU *write* needs it too (partial lines) |
 //! | `EndCpu`, non-coherent device mapped | clean, if lines may be dirty | 1: a long-lived mapping sees the CPU's writes |
 //! | `EndCpu`, none mapped | none | the clean waits for the next map; a CPU that owns a clean buffer pays nothing |
-//! | `DeviceWrote` (a fence signalled) | none; lines become possibly stale (invalidate at once while a coherent device is mapped) | 3, found out precisely instead of assumed |
+//! | `DeviceWrote` (a fence signalled) | none; lines become possibly stale (invalidate at once while a coherent device is mapped or user entries exist) | 3, found out precisely instead of assumed; applied where the fence signals (the exporter's callback), before any reader that waits for it |
 //! | `Unmap` by a reader or a fenced device | none | memory did not change, or its writes were reported |
 //! | `BounceRead` | invalidate, if lines may be stale; clean first if they may also be dirty | the bounce copy is a CPU read: 3 |
 //! | `BounceWrote`, non-coherent device mapped | clean (lines were just dirtied) | the bounce copy is a CPU write: 1 |
@@ -103,10 +103,12 @@
 //!
 //! | event | revoke user entries? | why |
 //! |---|---|---|
-//! | `UserFault` | no (it maps them) | outside a bracket: invalidate, if lines may be stale, as `BeginCpu`; inside one: nothing (its begin did it); writable entries keep lines possibly dirty |
+//! | `UserFault` | no (it maps them) | outside a bracket: invalidate, if lines may be stale, as `BeginCpu`; inside one: nothing (its begin did it), unless a non-coherent device reported a write since it began (its process may have died without ending it); writable entries keep lines possibly dirty |
 //! | `Map` by a non-coherent device | yes, if any | the next user access must fault: a write becomes dirty lines this map's clean missed, a read may need an invalidate |
-//! | lines become possibly stale (`Unmap` of an unfenced non-coherent writer, `DeviceWrote`) | yes, if any | the next user read must fault and invalidate |
+//! | lines become possibly stale by `Unmap` of an unfenced non-coherent writer | yes, if any | the next user read must fault and invalidate |
+//! | `DeviceWrote` | no | it comes in atomic context, where revoking (which sleeps) cannot; it invalidates at once instead where entries remain |
 //! | outermost `EndCpu` that cleans, entries writable | yes | so that the clean stays valid: a later write outside a bracket faults instead of dirtying lines unseen |
+//! | outermost `EndCpu` while a fenced non-coherent writer is mapped | yes | so that a disciplined user's entries never meet its signal (which would have to invalidate for them) |
 //!
 //! A decision that revokes must revoke *before* its maintenance, so that
 //! no user write slips in between a clean and the revocation. The
@@ -123,10 +125,16 @@
 //! filled speculatively through the kernel's cacheable linear alias; after
 //! a write around the cache (the CPU's, a non-coherent device's) they are
 //! older than memory. Two readers go through the cache and must not see
-//! them: a coherent importer, which snoops (its map, and a CPU access's end
-//! while it is mapped, drop them), and a bounce copy (dropped before it;
-//! a copy into the buffer leaves dirty lines, cleaned at once). User space
-//! that skips SYNC while a coherent importer is mapped is not covered.
+//! them: a coherent importer, which snoops, and a bounce copy. User space
+//! normally writes an uncached buffer without SYNC, so nothing tells the
+//! exporter when lines became older than memory: a coherent importer's map
+//! and every copy out of the buffer drop every line first (so does a CPU
+//! access's end while a coherent importer is mapped), and every copy into
+//! it (which leaves dirty lines) writes them back and drops them at once.
+//! User space that skips SYNC
+//! while a coherent importer is mapped is not covered: a snoop may be
+//! served by a line filled before a write-combined write that no event
+//! reports.
 //!
 //! # Policy `Always`
 //!
@@ -663,9 +671,9 @@ impl Spans {
 /// # Invariants
 ///
 /// `noncoherent_mapped` counts `Map`s minus `Unmap`s of non-coherent
-/// devices, and `unfenced_writers_mapped` the subset that may write and do
-/// not report their writes; neither underflows (an unbalanced `Unmap` is
-/// ignored by the counts). `cpu_depth` never exceeds [`MAX_CPU_DEPTH`]
+/// devices, `unfenced_writers_mapped` the subset that may write and do not
+/// report their writes, `fenced_writers_mapped` those that may write and
+/// do; none underflows (an unbalanced `Unmap` is ignored by the counts). `cpu_depth` never exceeds [`MAX_CPU_DEPTH`]
 /// (a `BeginCpu` beyond it is refused, see [`Ownership::accepts`]), and
 /// `open` never holds more than [`MAX_OPEN_RANGES`] brackets. Between
 /// events, every unit that is `cpu_writing`, and every unit the user's
@@ -679,11 +687,18 @@ pub struct Ownership {
     mapped: u32,
     noncoherent_mapped: u32,
     unfenced_writers_mapped: u32,
+    fenced_writers_mapped: u32,
     /// Open whole-buffer brackets.
     cpu_depth: u32,
     /// Open range brackets.
     open: [Range; MAX_OPEN_RANGES],
     open_len: usize,
+    /// A non-coherent device reported a write (its unmap, or its fence)
+    /// since the outermost open bracket began: the brackets' begins no
+    /// longer vouch for the lines. A bracket whose
+    /// process died is never ended; this keeps it from excusing later
+    /// faults from their invalidate for ever.
+    device_wrote_in_bracket: bool,
     /// What user page-table entries allow (always `None` unless the
     /// exporter traps user access).
     user: UserAccess,
@@ -721,9 +736,11 @@ impl Ownership {
             mapped: 0,
             noncoherent_mapped: 0,
             unfenced_writers_mapped: 0,
+            fenced_writers_mapped: 0,
             cpu_depth: 0,
             open: [Range::default(); MAX_OPEN_RANGES],
             open_len: 0,
+            device_wrote_in_bracket: false,
             user: UserAccess::None,
             user_writable: Range::default(),
             granted_read: Range::default(),
@@ -831,9 +848,15 @@ impl Ownership {
         match event {
             Event::Map(dev, _) => !dev.coherent,
             Event::Unmap(dev, dir) => !dev.coherent && dir.device_writes() && !dev.fenced,
-            Event::DeviceWrote(dev) => !dev.coherent,
-            Event::EndCpu(_) => self.cpu_depth <= 1 && cleans_writable,
-            Event::EndCpuRange(..) => self.cpu_depth == 0 && cleans_writable,
+            // While a fenced writer is mapped, every entry goes at the
+            // end of a CPU access: its signal, in atomic context, cannot
+            // revoke (it invalidates at once where entries remain).
+            Event::EndCpu(_) => {
+                self.cpu_depth <= 1 && (cleans_writable || self.fenced_writers_mapped > 0)
+            }
+            Event::EndCpuRange(..) => {
+                self.cpu_depth == 0 && (cleans_writable || self.fenced_writers_mapped > 0)
+            }
             _ => false,
         }
     }
@@ -841,6 +864,14 @@ impl Ownership {
     /// Updates who may access the buffer (after the decision, so that an
     /// unmapping device is still counted while deciding).
     fn count(&mut self, event: Event) {
+        let stales = match event {
+            Event::Unmap(dev, dir) => !dev.coherent && dir.device_writes() && !dev.fenced,
+            Event::DeviceWrote(dev) => !dev.coherent,
+            _ => false,
+        };
+        if stales && (self.cpu_depth > 0 || self.open_len > 0) {
+            self.device_wrote_in_bracket = true;
+        }
         match event {
             Event::Map(dev, dir) => {
                 self.mapped += 1;
@@ -848,6 +879,9 @@ impl Ownership {
                     self.noncoherent_mapped += 1;
                     if dir.device_writes() && !dev.fenced {
                         self.unfenced_writers_mapped += 1;
+                    }
+                    if dir.device_writes() && dev.fenced {
+                        self.fenced_writers_mapped += 1;
                     }
                 }
             }
@@ -858,6 +892,9 @@ impl Ownership {
                     if dir.device_writes() && !dev.fenced {
                         self.unfenced_writers_mapped =
                             self.unfenced_writers_mapped.saturating_sub(1);
+                    }
+                    if dir.device_writes() && dev.fenced {
+                        self.fenced_writers_mapped = self.fenced_writers_mapped.saturating_sub(1);
                     }
                 }
             }
@@ -898,6 +935,9 @@ impl Ownership {
     fn stop_writing_outside_brackets(&mut self) {
         if self.cpu_depth > 0 {
             return;
+        }
+        if self.open_len == 0 {
+            self.device_wrote_in_bracket = false;
         }
         let mut open = self.open;
         let open = &mut open[..self.open_len];
@@ -998,7 +1038,12 @@ impl Ownership {
             Event::DeviceWrote(dev) => {
                 if !dev.coherent {
                     self.lines.update(whole, Lines::stale);
-                    if coherent_mapped {
+                    // The exporter applies a signal from the fence's
+                    // callback, and nothing of the reader's comes after
+                    // it: whoever reads through the cache meanwhile (a
+                    // coherent importer's snoops, the user's entries) must
+                    // find no line older than memory, now.
+                    if coherent_mapped || self.user != UserAccess::None {
                         return self.invalidate_if_stale(whole, false);
                     }
                 }
@@ -1018,11 +1063,13 @@ impl Ownership {
     fn fault(&mut self, dir: Direction, range: Range) -> Decision {
         // Inside a whole-buffer bracket its begin already did what an
         // access needs (devices do not access the buffer meanwhile); so did
-        // a range bracket's begin for its range.
-        let decision = if self.cpu_depth > 0 {
+        // a range bracket's begin for its range. Unless a device reported
+        // a write since: then the bracket may be one whose process died.
+        let vouched = !self.device_wrote_in_bracket;
+        let decision = if self.cpu_depth > 0 && vouched {
             Decision::default()
         } else {
-            self.invalidate_if_stale(range, true)
+            self.invalidate_if_stale(range, vouched)
         };
         if dir.cpu_writes() {
             self.lines.update(range, Lines::dirty);
@@ -1168,13 +1215,18 @@ impl Ownership {
     /// fills through the cacheable kernel alias), so after CPU or device
     /// writes those lines may be older than memory (`maybe_stale`). Only
     /// what reads through the cache needs them gone: a coherent importer,
-    /// which snoops, and bounce copies; a bounce copy into the buffer also
-    /// leaves dirty lines, cleaned at once.
+    /// which snoops, and bounce copies; a bounce copy into the buffer
+    /// leaves dirty lines, written back and dropped at once.
     fn uncached(&mut self, event: Event) -> Decision {
         let whole = self.whole();
         let coherent_mapped = self.mapped > self.noncoherent_mapped;
         match event {
-            Event::Map(dev, _) if dev.coherent => self.invalidate_if_older(),
+            // It snoops from now on, and user space may have written around
+            // the cache since anything was seen.
+            Event::Map(dev, _) if dev.coherent => {
+                self.lines.update(whole, Lines::stale);
+                self.invalidate_if_older()
+            }
             // A write reported while a coherent importer is mapped: it may
             // read it now.
             Event::Unmap(dev, dir) if !dev.coherent && dir.device_writes() && !dev.fenced => {
@@ -1194,20 +1246,24 @@ impl Ownership {
                 self.written(dir, event);
                 self.invalidate_if(coherent_mapped)
             }
-            // A copy made inside a CPU bracket may read what the CPU wrote
-            // in it, also in one begun for reading (its end may declare the
-            // write). Snoops wait for the bracket's end, which marks its
-            // writes (an open write bracket's are marked after every event,
-            // see `on`).
+            // A bounce copy reads through the cache, and user space may
+            // have written around it at any moment without telling anyone
+            // (it skips SYNC, as uncached buffers are normally used): every
+            // line may be older than memory.
             Event::BounceRead => {
-                if self.cpu_depth > 0 || self.open_len > 0 {
-                    self.lines.update(whole, Lines::stale);
-                }
+                self.lines.update(whole, Lines::stale);
                 self.invalidate_if_older()
             }
+            // The copy into the buffer went through the cache: write it
+            // back, and leave no line that a later write-combined write
+            // would leave older than memory, unseen.
             Event::BounceWrote => {
-                self.lines.update(whole, Lines::dirty);
-                self.clean_if_dirty(whole)
+                self.lines.update(whole, |lines| Lines {
+                    maybe_dirty: false,
+                    maybe_stale: false,
+                    ..lines
+                });
+                act(Spans::of(whole, 1), Spans::of(whole, 1))
             }
             _ => Decision::default(),
         }

@@ -227,15 +227,17 @@ pub(crate) fn totalram_pages() -> usize {
     unsafe { sys::rdh_totalram_pages() as usize }
 }
 
-/// Pages the kernel could hand out now without swapping (`MemAvailable`).
+/// Pages the kernel could hand out now without swapping (`MemAvailable`),
+/// free CMA pages excepted.
 fn available_pages() -> usize {
     // SAFETY: Reads global counters; no preconditions.
     unsafe { sys::rdh_available_pages() }.max(0) as usize
 }
 
-/// Free pages (one per-cpu-summed counter: much cheaper than
+/// Free pages an unmovable allocation can take: free CMA pages do not
+/// count (two per-cpu-summed counters: much cheaper than
 /// [`available_pages`]).
-fn free_pages() -> usize {
+pub(crate) fn free_pages() -> usize {
     // SAFETY: Reads a global counter; no preconditions.
     unsafe { sys::rdh_free_pages() as usize }
 }
@@ -301,13 +303,42 @@ impl Chunks {
         Ok(())
     }
 
-    /// Gives every chunk to `f`, in order.
-    pub(crate) fn for_each(self, mut f: impl FnMut(PageChunk)) {
+    /// Gives every chunk to `f`, in order, and returns the emptied
+    /// container: a long vector lives in vmalloc memory, and freeing it may
+    /// sleep, so the caller drops it where sleeping is allowed (not under a
+    /// spinlock).
+    #[must_use = "drop the emptied container where sleeping is allowed"]
+    pub(crate) fn drain(self, f: impl FnMut(PageChunk)) -> Chunks {
         match self {
-            Chunks::None => {}
-            Chunks::One(chunk) => f(chunk),
-            Chunks::Many(chunks) => chunks.into_iter().for_each(f),
+            Chunks::None => Chunks::None,
+            Chunks::One(chunk) => {
+                let mut f = f;
+                f(chunk);
+                Chunks::None
+            }
+            Chunks::Many(mut chunks) => {
+                chunks.drain_all().for_each(f);
+                Chunks::Many(chunks)
+            }
         }
+    }
+
+    /// The same chunks in a vector with room for `room` of them, and the
+    /// vector's address: beyond kmalloc's largest size it lives in vmalloc
+    /// memory.
+    #[cfg(rdh_kunit)]
+    pub(crate) fn with_room(self, room: usize) -> Result<(Chunks, *const u8)> {
+        let mut chunks = KVVec::with_capacity(room, GFP_KERNEL)?;
+        let mut result = Ok(());
+        let rest = self.drain(|chunk| {
+            if result.is_ok() {
+                result = chunks.push(chunk, GFP_KERNEL).map_err(Error::from);
+            }
+        });
+        drop(rest);
+        result?;
+        let addr = chunks.as_ptr().cast();
+        Ok((Chunks::Many(chunks), addr))
     }
 }
 

@@ -321,16 +321,17 @@ impl Pool {
         let pooling = limit_pages > 0 && !self.under_pressure();
         let mut lists = self.lists.lock();
         let fits = pooling && lists.total_pages() + bytes / PAGE_SIZE <= limit_pages;
-        let chunks = if fits {
-            chunks.for_each(|chunk| lists.push(BACKLOG, chunk));
-            None
+        // Only the chunks move under the lock: their vector may live in
+        // vmalloc memory, whose free may sleep.
+        let rest = if fits {
+            chunks.drain(|chunk| lists.push(BACKLOG, chunk))
         } else {
-            Some(chunks)
+            chunks
         };
         let over = lists.total_pages() > limit_pages;
         drop(lists);
-        if let Some(chunks) = chunks {
-            drop(chunks);
+        drop(rest);
+        if !fits {
             self.bypassed(bytes);
         }
         if fits || over {
@@ -459,6 +460,16 @@ impl Memory {
     /// Whether the memory is zero in RAM with no dirty cache lines.
     pub(crate) fn is_clean(&self) -> bool {
         self.clean
+    }
+
+    /// Moves the chunks into a vector with room for `room` of them; returns
+    /// the vector's address (see [`Chunks::with_room`]).
+    #[cfg(rdh_kunit)]
+    pub(crate) fn regroup(&mut self, room: usize) -> Result<*const u8> {
+        let chunks = core::mem::replace(&mut self.chunks, Chunks::None);
+        let (chunks, addr) = chunks.with_room(room)?;
+        self.chunks = chunks;
+        Ok(addr)
     }
 }
 

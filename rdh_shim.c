@@ -210,9 +210,14 @@ unsigned long rdh_totalram_pages(void)
 	return totalram_pages();
 }
 
+/*
+ * What the kernel could hand out without swapping, as MemAvailable says,
+ * less free CMA pages: they serve only movable allocations, and a heap
+ * buffer's pages are not movable.
+ */
 long rdh_available_pages(void)
 {
-	return si_mem_available();
+	return si_mem_available() - (long)global_zone_page_state(NR_FREE_CMA_PAGES);
 }
 
 void rdh_sg_set_page(struct scatterlist *sg, struct page *page,
@@ -298,21 +303,32 @@ void rdh_dma_sync_sgtable_range(struct device *dev, struct sg_table *sgt,
 }
 
 /*
- * A user mapping whose entries come from the fault handler in @ops: none
- * at mmap time. A private mapping cannot be trapped (vmf_insert_pfn()
- * refuses copy-on-write mappings): a read-only one loses VM_MAYWRITE, a
- * writable one, whose writes could never reach a device anyway, is refused.
+ * A private mapping that may become writable is copy-on-write, which a pfn
+ * mapping cannot be: vmf_insert_pfn() refuses it, and remap_pfn_range()
+ * would store the first page's PFN in vm_pgoff (a physical address, shown
+ * in /proc/PID/maps) and refuse to map part of the vma. A read-only one
+ * loses VM_MAYWRITE, so it can never become writable; a writable one, whose
+ * writes could never reach a device anyway, is refused.
  */
-int rdh_vma_trap(struct vm_area_struct *vma, const struct vm_operations_struct *ops)
+int rdh_vma_forbid_cow(struct vm_area_struct *vma)
 {
-	if ((vma->vm_flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE) { /* copy-on-write */
-		if (vma->vm_flags & VM_WRITE)
-			return -EINVAL;
-		vm_flags_clear(vma, VM_MAYWRITE);
-	}
+	/* is_cow_mapping(), which 7.3 renamed */
+	if ((vma->vm_flags & (VM_SHARED | VM_MAYWRITE)) != VM_MAYWRITE)
+		return 0;
+	if (vma->vm_flags & VM_WRITE)
+		return -EINVAL;
+	vm_flags_clear(vma, VM_MAYWRITE);
+	return 0;
+}
+
+/*
+ * A user mapping whose entries come from the fault handler in @ops: none
+ * at mmap time (not copy-on-write: see rdh_vma_forbid_cow()).
+ */
+void rdh_vma_trap(struct vm_area_struct *vma, const struct vm_operations_struct *ops)
+{
 	vm_flags_set(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_ops = ops;
-	return 0;
 }
 
 /*
@@ -470,7 +486,7 @@ unsigned long rdh_pool_scan(void *pool, unsigned long nr_pages);
 static int pool_limit_mib = -1;
 module_param(pool_limit_mib, int, 0644);
 MODULE_PARM_DESC(pool_limit_mib,
-		 "Most memory kept zeroed for new buffers, in MiB: -1 (default) for 1/16 of RAM, 0 disables the pool and frees at once");
+		 "Most memory kept zeroed for new buffers, in MiB: -1 (default) for 1/16 of RAM, 0 disables the pool; a lower limit applies from the next free on, which also releases what the pool holds beyond it");
 
 unsigned long rdh_pool_limit_bytes(void)
 {
@@ -548,9 +564,13 @@ bool rdh_dma_flush_pages(struct device *dev, struct page *page, size_t size)
 	return true;
 }
 
+/* Free pages an unmovable allocation can take (free CMA pages excluded). */
 unsigned long rdh_free_pages(void)
 {
-	return global_zone_page_state(NR_FREE_PAGES);
+	unsigned long free = global_zone_page_state(NR_FREE_PAGES);
+	unsigned long cma = global_zone_page_state(NR_FREE_CMA_PAGES);
+
+	return free > cma ? free - cma : 0;
 }
 
 unsigned long rdh_jiffies(void)
@@ -684,4 +704,26 @@ struct shrinker *rdh_shrinker_create(void *pool, const char *name)
 void rdh_shrinker_destroy(struct shrinker *shrinker)
 {
 	shrinker_free(shrinker);
+}
+
+/*
+ * An IRQ-safe spinlock for Rust (irq_lock.rs): spin_lock_irqsave() and its
+ * kin are macros, and 7.2's kernel crate has no such lock.
+ */
+unsigned long rdh_spin_lock_irqsave(spinlock_t *lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(lock, flags);
+	return flags;
+}
+
+void rdh_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
+{
+	spin_unlock_irqrestore(lock, flags);
+}
+
+bool rdh_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags)
+{
+	return spin_trylock_irqsave(lock, *flags);
 }

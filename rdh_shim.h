@@ -90,7 +90,8 @@ void rdh_dma_sync_sgtable_range(struct device *dev, struct sg_table *sgt,
 unsigned long rdh_page_to_pfn(struct page *page);
 
 /* User mappings whose entries the fault handler inserts (user_mappings.rs). */
-int rdh_vma_trap(struct vm_area_struct *vma, const struct vm_operations_struct *ops);
+int rdh_vma_forbid_cow(struct vm_area_struct *vma);
+void rdh_vma_trap(struct vm_area_struct *vma, const struct vm_operations_struct *ops);
 vm_fault_t rdh_vma_insert_pfn(struct vm_area_struct *vma, unsigned long addr,
 			      unsigned long pfn, bool writable);
 void rdh_vma_zap(struct vm_area_struct *vma);
@@ -134,6 +135,10 @@ void rdh_worker_destroy(struct rdh_worker *worker);
 struct shrinker *rdh_shrinker_create(void *pool, const char *name);
 void rdh_shrinker_destroy(struct shrinker *shrinker);
 
+unsigned long rdh_spin_lock_irqsave(spinlock_t *lock);
+void rdh_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
+bool rdh_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags);
+
 /* For the KUnit suite only: tests/kunit_shim.c, linked into test builds. */
 struct device *rdh_kunit_dma_device(const char *name, bool coherent);
 struct dma_fence *rdh_test_fence_create(void);
@@ -145,5 +150,8 @@ void rdh_test_resv_unlock(struct dma_buf *dmabuf);
 bool rdh_test_begin_signalling(void);
 void rdh_test_end_signalling(bool cookie);
 int rdh_kunit_kernel_mapping_is_writecombine(const void *addr);
+bool rdh_kunit_is_vmalloc_addr(const void *addr);
+unsigned long rdh_kunit_nr_free_pages(void);
+unsigned long rdh_kunit_nr_free_cma_pages(void);
 
 #endif /* RDH_SHIM_H */

@@ -22,11 +22,13 @@ use kernel::prelude::*;
 
 mod buffer;
 mod cache_ops;
+mod coherence;
 mod control;
 mod debugfs;
 mod dmabuf;
 mod fence_hooks;
 mod heap;
+mod irq_lock;
 // Shared with the host-side cache model, which uses more of its public API
 // than the module does.
 #[expect(unreachable_pub)]

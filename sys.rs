@@ -7,7 +7,7 @@
 //! already binds (`device`, `page`, `sg_table`, ...) come from
 //! [`kernel::bindings`], so values pass between the two without casts. Only
 //! the wrapper types (`pages`, `sg`, `cache_ops`, `fence_hooks`,
-//! `user_mappings`, `params`) and
+//! `user_mappings`, `params`, `irq_lock`) and
 //! the C entry points in `dmabuf.rs` use these items. The importer test
 //! driver includes this file too.
 

@@ -57,12 +57,21 @@ impl Vma {
         }
     }
 
-    /// Sets up the vma for mapping on faults (the exporter's handlers).
-    /// Fails with `EINVAL` for a private writable mapping.
-    pub(crate) fn trap(&self) -> Result {
+    /// Makes a private mapping read-only for good, so that it is not
+    /// copy-on-write (a pfn mapping cannot be); fails with `EINVAL` for a
+    /// private writable one. First thing in `mmap`.
+    pub(crate) fn forbid_cow(&self) -> Result {
         // SAFETY: By the type invariant; the core calls `mmap` with the mmap
         // lock held for writing, as changing the flags requires.
-        kernel::error::to_result(unsafe { sys::rdh_vma_trap(self.vma, self.ops) })
+        kernel::error::to_result(unsafe { sys::rdh_vma_forbid_cow(self.vma) })
+    }
+
+    /// Sets up the vma for mapping on faults (the exporter's handlers);
+    /// after [`Self::forbid_cow`].
+    pub(crate) fn trap(&self) {
+        // SAFETY: By the type invariant; the core calls `mmap` with the mmap
+        // lock held for writing, as changing the flags requires.
+        unsafe { sys::rdh_vma_trap(self.vma, self.ops) }
     }
 
     /// Makes the mapping write-combined (the uncached heap's buffers);
@@ -74,7 +83,8 @@ impl Vma {
     }
 
     /// Maps all pages of `chunks` that the vma covers at once (no faults
-    /// ever).
+    /// ever); after [`Self::forbid_cow`], so that no PFN lands in
+    /// `vm_pgoff`.
     pub(crate) fn remap(&self, chunks: &[PageChunk]) -> Result {
         let (start, end, pgoff) = self.range();
         let mut addr = start;

@@ -518,6 +518,27 @@ mod tests {
         Ok(())
     }
 
+    /// A coherent importer stays mapped beside a fenced non-coherent
+    /// writer: the writer's signal invalidates at once, from the fence
+    /// callback, before any further call into the heap (the importer's
+    /// snoops could otherwise be served by lines older than the write).
+    #[test]
+    fn a_signal_invalidates_at_once_for_a_mapped_coherent_importer() -> Result {
+        if skipped_where_dma_bounces() {
+            return Ok(());
+        }
+        let mut rig = fenced_writer()?;
+        rig.map_new(true, TO_DEVICE)?;
+        let before = rig.stats();
+        let frame = TestFence::new()?;
+        assert_eq!(rig.access_until(0, FROM_DEVICE, &frame), 0);
+        assert_eq!(ops_between(before, rig.stats()), (0, 0));
+        frame.signal();
+        // Reading the counters is no call into the heap's rules.
+        assert_eq!(ops_between(before, rig.stats()), (0, 1));
+        Ok(())
+    }
+
     #[test]
     fn many_fences_on_one_buffer_cost_one_invalidate() -> Result {
         if skipped_where_dma_bounces() {
@@ -995,19 +1016,20 @@ mod tests {
     }
 
     #[test]
-    fn uncached_coherent_importer_gets_an_invalidate_after_cpu_writes_only() -> Result {
+    fn uncached_coherent_importer_gets_an_invalidate_at_map_and_after_cpu_writes_only() -> Result {
         let Some((_heap, buffer)) = uncached_buffer(64 * KIB)? else {
             return Ok(());
         };
         let mut rig = Rig::of(buffer)?;
-        // Nothing was written around the cache since the flush: free.
+        // User space may have written around the cache without SYNC: the
+        // snooping reader's map drops every line, once.
         rig.map_new(true, TO_DEVICE)?;
-        assert_eq!(ops_between(CacheStats::default(), rig.stats()), (0, 0));
+        assert_eq!(ops_between(CacheStats::default(), rig.stats()), (0, 1));
         // The CPU writes around the cache while a snooping reader is mapped:
         // the lines a speculative fill may have left are dropped, once.
         assert_eq!(rig.cpu_access(TO_DEVICE, TO_DEVICE), (0, 0));
-        assert_eq!(ops_between(CacheStats::default(), rig.stats()), (0, 1));
-        assert_eq!(rig.stats().invalidate_bytes, 64 * KIB as u64);
+        assert_eq!(ops_between(CacheStats::default(), rig.stats()), (0, 2));
+        assert_eq!(rig.stats().invalidate_bytes, 2 * 64 * KIB as u64);
         // Reading changes nothing the reader could see.
         let before = rig.stats();
         assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
@@ -1118,6 +1140,53 @@ mod tests {
         fill(&dirty, 0xa5);
         drop(dirty);
         Ok(Some(heap))
+    }
+
+    /// Free CMA pages serve only movable allocations, so the reserve
+    /// check does not count them (the debug kernel has a CMA area).
+    #[test]
+    fn the_reserve_check_does_not_count_free_cma_pages() -> Result {
+        // SAFETY: Reads a global counter.
+        let cma = unsafe { sys::rdh_kunit_nr_free_cma_pages() } as usize;
+        if cma < 1024 {
+            // SAFETY: Called from a running KUnit test.
+            unsafe { sys::rdh_kunit_skip(c"no free CMA area on this boot".as_char_ptr()) };
+            return Ok(());
+        }
+        let counted = pages::free_pages();
+        // SAFETY: Reads a global counter.
+        let free = unsafe { sys::rdh_kunit_nr_free_pages() } as usize;
+        // Other allocations may come and go meanwhile: half the CMA area
+        // of slack.
+        assert!(counted + cma / 2 <= free);
+        Ok(())
+    }
+
+    /// A freed buffer's chunk vector in vmalloc memory (a long one: a
+    /// large buffer of 4 KiB chunks) is freed only after the pool's
+    /// spinlock is dropped: `vfree` may sleep, which the debug kernel
+    /// (`DEBUG_ATOMIC_SLEEP`) reports as a BUG, failing the boot.
+    #[test]
+    fn a_chunk_vector_in_vmalloc_memory_is_freed_outside_the_pool_lock() -> Result {
+        let Some(heap) = pooled_heap()? else {
+            return Ok(());
+        };
+        let len = ONE_OF_EACH_ORDER;
+        let mut memory = heap.pool().allocate(len)?;
+        // Beyond kmalloc's largest size (4 MiB with 4 KiB pages).
+        let room = (4 * MIB) / core::mem::size_of::<crate::pages::PageChunk>() + 1;
+        let vector = memory.regroup(room)?;
+        // SAFETY: Only compares the address with the vmalloc area.
+        assert!(unsafe { sys::rdh_kunit_is_vmalloc_addr(vector.cast()) });
+        let backlog = heap.pool().levels().backlog_pages;
+        drop(memory);
+        // The chunks went onto the backlog; their vector was freed after
+        // the lock.
+        assert_eq!(
+            heap.pool().levels().backlog_pages,
+            backlog + len / PAGE_SIZE
+        );
+        Ok(())
     }
 
     #[test]

@@ -8,6 +8,7 @@
 #include <linux/dma-buf.h>
 #include <linux/dma-resv.h>
 #include <linux/pgtable.h>
+#include <linux/vmalloc.h>
 
 #include <kunit/device.h>
 #include <kunit/test-bug.h>
@@ -127,4 +128,21 @@ int rdh_kunit_kernel_mapping_is_writecombine(const void *addr)
 #else
 	return -EOPNOTSUPP;
 #endif
+}
+
+/* Whether @addr lies in vmalloc memory (whose free may sleep). */
+bool rdh_kunit_is_vmalloc_addr(const void *addr)
+{
+	return is_vmalloc_addr(addr);
+}
+
+/* Free pages, and free CMA pages, as the kernel counts them now. */
+unsigned long rdh_kunit_nr_free_pages(void)
+{
+	return global_zone_page_state(NR_FREE_PAGES);
+}
+
+unsigned long rdh_kunit_nr_free_cma_pages(void)
+{
+	return global_zone_page_state(NR_FREE_CMA_PAGES);
 }

@@ -101,8 +101,8 @@ const CHECKS: &[Check] = &[
         uncached::uncached_buffer_is_flushed_once_then_costs_nothing_with_noncoherent_importers,
     ),
     (
-        "uncached_coherent_importer_costs_an_invalidate_per_cpu_write_only",
-        uncached::uncached_coherent_importer_costs_an_invalidate_per_cpu_write_only,
+        "uncached_coherent_importer_costs_an_invalidate_per_map_and_cpu_write_only",
+        uncached::uncached_coherent_importer_costs_an_invalidate_per_map_and_cpu_write_only,
     ),
     (
         "uncached_access_without_sync_is_never_trapped_and_costs_nothing",
@@ -136,6 +136,21 @@ const CHECKS: &[Check] = &[
     ("private_mappings_are_read_only_or_einval", || {
         needs_traps(unbracketed::private_mappings_are_read_only_or_einval)
     }),
+    (
+        "private_mappings_never_show_a_physical_address",
+        unbracketed::private_mappings_never_show_a_physical_address,
+    ),
+    (
+        "a_bracket_left_open_by_a_killed_process_excuses_no_later_fault",
+        || needs_traps(unbracketed::a_bracket_left_open_by_a_killed_process_excuses_no_later_fault),
+    ),
+    ("reader_whose_entries_stay_sees_a_signalled_write", || {
+        needs_traps(unbracketed::reader_whose_entries_stay_sees_a_signalled_write)
+    }),
+    (
+        "range_brackets_of_a_killed_process_are_ended",
+        ranges::range_brackets_of_a_killed_process_are_ended,
+    ),
     (
         "parameters_refuse_unknown_words",
         unbracketed::parameters_refuse_unknown_words,

@@ -100,7 +100,7 @@ fn bounces() -> bool {
 
 /// Runs the suite.
 pub fn run() {
-    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + 2 * SIZES.len() + 3;
+    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + 2 * SIZES.len() + 4;
     let mut suite = Suite::begin("rdh_dma", total);
     let session = Session::open();
     suite.report(
@@ -124,6 +124,13 @@ pub fn run() {
             }
         }
     }
+    suite.report(
+        "uncached_user_write_without_sync_reaches_the_next_importer",
+        session
+            .as_ref()
+            .map_err(|e| format!("open /dev/rdh_importer: {e}"))
+            .and_then(uncached_user_write_without_sync_reaches_the_next_importer),
+    );
     suite.report(
         "bounce_synced_attachments_are_counted_by_reason",
         bounce_synced_attachments_are_counted_by_reason(),
@@ -173,6 +180,65 @@ fn buffer_over_2_gib_maps_for_the_kernel_and_user_space(session: &Session) -> Ou
     session.vunmap(kernel).map_err(|e| format!("vunmap: {e}"))?;
     ensure(wrong.is_none(), || {
         format!("the kernel's pattern is wrong in user space at byte {wrong:?}")
+    })
+}
+
+/// Two edu importers of an uncached buffer, and user space that writes
+/// between them through its write-combined mapping without SYNC, as
+/// uncached buffers are used: the first one writes, user space rewrites
+/// every byte, the second one must read the user's bytes. Where the edu
+/// device's mappings bounce, the first unmap copied its slot back through
+/// the cache, so the second map drops every line before the copy into its
+/// slot; where it snoops, its map drops every line too. The buffer's
+/// counters show that invalidate (QEMU models no cache: only they can
+/// show a missing one).
+fn uncached_user_write_without_sync_reaches_the_next_importer(session: &Session) -> Outcome {
+    let len = MIB + 4 * KIB;
+    let fd = allocate_for(Under::Uncached, len)?;
+    let mut map = sys::Mapping::new(&fd, len, 0).map_err(|e| format!("mmap: {e}"))?;
+    let (coherent, _) = session.edu_info().map_err(|e| format!("edu info: {e}"))?;
+    let attach = || {
+        session
+            .edu_attach(fd.as_raw_fd())
+            .map_err(|e| format!("attach edu: {e}"))
+    };
+    let (first, second) = (attach()?, attach()?);
+    let mut tally = Tally::default();
+    let result = (|| -> Result<(u64, u64), String> {
+        session
+            .map(first, Dir::FromDevice)
+            .map_err(|e| format!("map: {e}"))?;
+        device_write(session, first).map_err(|e| e.to_string())?;
+        session.unmap(first).map_err(|e| format!("unmap: {e}"))?;
+        fill_pattern(map.bytes_mut(), 0, CPU_AFTER);
+        let before = crate::uncached::ops(&fd)?;
+        session
+            .map(second, Dir::ToDevice)
+            .map_err(|e| format!("map: {e}"))?;
+        let after = crate::uncached::ops(&fd)?;
+        device_read(session, second, CPU_AFTER, &mut tally).map_err(|e| e.to_string())?;
+        session.unmap(second).map_err(|e| format!("unmap: {e}"))?;
+        Ok((after.0 - before.0, after.1 - before.1))
+    })();
+    for a in [first, second] {
+        session.detach(a).map_err(|e| format!("detach: {e}"))?;
+    }
+    let at_map = result?;
+    let want = (0, u64::from(bounces() || coherent));
+    println!(
+        "    # rdh-dma: topology={} case=uncached_user_write_between_importers pages={} mismatches={} map_ops={at_map:?}",
+        topology(),
+        tally.pages,
+        tally.wrong
+    );
+    ensure(tally.pages > 0 && tally.wrong == 0, || {
+        format!(
+            "the second importer read {} wrong of {} pages",
+            tally.wrong, tally.pages
+        )
+    })?;
+    ensure(at_map == want, || {
+        format!("its map cost {at_map:?} (cleans, invalidates), want {want:?}")
     })
 }
 

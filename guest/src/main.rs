@@ -18,6 +18,7 @@
 mod baseline;
 mod bench;
 mod checks;
+mod child;
 mod demo;
 mod dma;
 mod faults;

@@ -56,6 +56,48 @@ fn costs(
     })
 }
 
+/// Range brackets belong to the control file that began them: a process
+/// killed with eight open (the most one buffer takes) leaves none behind
+/// once its file is released, and another process can begin one at once
+/// (before, every range START on that buffer failed with EBUSY for ever).
+pub fn range_brackets_of_a_killed_process_are_ended() -> Outcome {
+    let fd = allocate(MIB)?;
+    let file = buffer_file(&fd)?;
+    let open = crate::child::in_child(
+        || {
+            let control = control()?;
+            for page in 0..8 {
+                range(
+                    &control,
+                    &fd,
+                    DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ,
+                    page * 4096,
+                    4096,
+                )?;
+            }
+            let open = debugfs_number(&file, "open_ranges")?;
+            // The file must stay open until the process dies.
+            std::mem::forget(control);
+            Ok(open.to_string())
+        },
+        true,
+    )?;
+    let left = debugfs_number(&file, "open_ranges")?;
+    let control = control()?;
+    let again = range(
+        &control,
+        &fd,
+        DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ,
+        0,
+        4096,
+    )
+    .and_then(|()| range(&control, &fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ, 0, 4096));
+    ensure(open == "8" && left == 0, || {
+        format!("open range brackets: {open} while the process lived, {left} after it was killed; want 8, 0")
+    })?;
+    again
+}
+
 /// A camera (non-coherent) writes a 1 MiB frame; the CPU reads 64 KiB of
 /// it through the mmap (faulting, by default, inside the range bracket),
 /// then 10 bytes at offset 100 (a page), then the whole frame; then it

@@ -11,7 +11,7 @@
 
 use crate::{
     checks::{allocate, buffer_file, debugfs_number, ensure, expect_errno},
-    importer::{Dir, Session},
+    importer::{Dir, Session, Sync},
     kmsg::Kmsg,
     ktap::Outcome,
     sys::{self, Mapping},
@@ -308,6 +308,190 @@ pub fn private_mappings_are_read_only_or_einval() -> Outcome {
     ensure(zero == 0 && mprotect != 0, || {
         format!("read {zero:#x}, mprotect to writable: {mprotect} ({err})")
     })
+}
+
+/// A one-page buffer (one chunk: the remap path maps it with one call)
+/// from every heap and policy, mapped at once or on faults.
+fn one_page_buffers() -> Result<Vec<(String, OwnedFd)>, String> {
+    let policy = "/sys/module/rust_dmabuf_heap/parameters/sync_policy";
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|v| v.trim().to_string())
+            .map_err(|e| format!("{path}: {e}"))
+    };
+    let page_of = |name: &str| {
+        dma_heap::Heap::new(dma_heap::HeapKind::Custom(crate::checks::heap_path(name)))
+            .and_then(|heap| heap.allocate(4096))
+            .map_err(|e| format!("{name}: allocate 4096: {e}"))
+    };
+    let (policy_was, mode_was) = (read(policy)?, read(MODE)?);
+    let (cached, uncached) = (crate::cached_heap_name(), crate::uncached_heap_name());
+    let mut out = Vec::new();
+    for (p, m) in [
+        ("tracked", "trap"),
+        ("tracked", "trust"),
+        ("always", "trust"),
+    ] {
+        std::fs::write(policy, p).map_err(|e| format!("sync_policy={p}: {e}"))?;
+        std::fs::write(MODE, m).map_err(|e| format!("unbracketed_cpu={m}: {e}"))?;
+        let fd = page_of(&cached);
+        std::fs::write(policy, &policy_was).map_err(|e| format!("sync_policy: {e}"))?;
+        std::fs::write(MODE, &mode_was).map_err(|e| format!("unbracketed_cpu: {e}"))?;
+        out.push((format!("{cached} ({p}, {m})"), fd?));
+    }
+    if crate::checks::heap_path(&uncached).exists() {
+        out.push((uncached.clone(), page_of(&uncached)?));
+    }
+    Ok(out)
+}
+
+/// Maps page 0 of `fd` private read-only as an unprivileged user (nobody)
+/// in a child process and returns the offset of that mapping's line in
+/// the child's `/proc/self/maps`.
+fn private_mapping_offset_as_nobody(fd: &OwnedFd) -> Result<u64, String> {
+    let report = crate::child::in_child(
+        || {
+            // SAFETY: Plain system calls; the child drops its privileges.
+            if unsafe { libc::setgid(65534) != 0 || libc::setuid(65534) != 0 } {
+                return Err(format!("setuid: {}", std::io::Error::last_os_error()));
+            }
+            // SAFETY: A fresh private mapping; the kernel validates it.
+            let ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE,
+                    fd.as_raw_fd(),
+                    0,
+                )
+            };
+            if ptr == libc::MAP_FAILED {
+                return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+            }
+            // SAFETY: `ptr` maps 4096 readable bytes (a fault maps a
+            // trapped one).
+            let zero = unsafe { std::ptr::read_volatile(ptr.cast::<u8>()) };
+            let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| e.to_string())?;
+            let start = format!("{:x}-", ptr as usize);
+            let line = maps
+                .lines()
+                .find(|l| l.starts_with(&start))
+                .ok_or_else(|| format!("no line for {start} in /proc/self/maps"))?;
+            if zero != 0 {
+                return Err(format!("read {zero:#x}, not 0: {line}"));
+            }
+            let offset = line.split_whitespace().nth(2).unwrap_or("?");
+            u64::from_str_radix(offset, 16)
+                .map(|offset| offset.to_string())
+                .map_err(|_| format!("bad line {line}"))
+        },
+        false,
+    )?;
+    report.parse().map_err(|_| format!("bad report {report}"))
+}
+
+/// A private mapping is never copy-on-write, on any heap and policy: a
+/// read-only one shows offset 0 in an unprivileged process's
+/// `/proc/self/maps` (a copy-on-write pfn mapping would show the page's
+/// physical frame number there) and cannot be made writable; a writable
+/// one is refused with EINVAL.
+pub fn private_mappings_never_show_a_physical_address() -> Outcome {
+    for (what, fd) in one_page_buffers()? {
+        let offset = private_mapping_offset_as_nobody(&fd).map_err(|e| format!("{what}: {e}"))?;
+        ensure(offset == 0, || {
+            format!("{what}: a private read-only mapping shows offset {offset:#x}")
+        })?;
+        // SAFETY: A fresh private mapping; the kernel validates it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        let mapped = if ptr == libc::MAP_FAILED {
+            Err(std::io::Error::last_os_error())
+        } else {
+            // SAFETY: The mapping made above.
+            unsafe { libc::munmap(ptr, 4096) };
+            Ok(())
+        };
+        expect_errno(
+            mapped,
+            libc::EINVAL,
+            &format!("{what}: private writable mmap"),
+        )?;
+    }
+    Ok(())
+}
+
+/// A process killed between SYNC START and END leaves its bracket open for
+/// ever (the dma-buf core keeps no record per process). A non-coherent
+/// device then writes (maps, unmaps) and another process reads without
+/// SYNC: its fault must invalidate, as if no bracket were open, so that it
+/// reads the device's bytes (QEMU models no cache: the counters show it).
+pub fn a_bracket_left_open_by_a_killed_process_excuses_no_later_fault() -> Outcome {
+    let s = Setup::new("trap")?;
+    crate::child::in_child(
+        || {
+            sys::dma_buf_sync(&s.fd, sys::DMA_BUF_SYNC_START | sys::DMA_BUF_SYNC_RW)
+                .map(|()| String::new())
+                .map_err(|e| format!("SYNC START: {e}"))
+        },
+        true,
+    )?;
+    let depth = debugfs_number(&buffer_file(&s.fd)?, "cpu_depth")?;
+    s.job(Dir::FromDevice)?;
+    let before = s.counters()?;
+    let _ = s.read_unbracketed();
+    let read = s.counters()?.since(before);
+    ensure(depth == 1, || {
+        format!("the killed process's bracket: depth {depth}, want 1")
+    })?;
+    ensure(read.user_faults == 1 && read.invalidates == 1, || {
+        format!("the read after the device's write: {read:?}, want a fault that invalidates")
+    })
+}
+
+/// A process waits for a camera's write fence and reads the frame without
+/// SYNC through the read entries its previous read's fault left (the
+/// camera stays mapped and reports each frame with a fence). The signal
+/// itself invalidates, from the fence callback, so the read needs no
+/// fault and sees the new frame (QEMU models no cache: the counters show
+/// it).
+pub fn reader_whose_entries_stay_sees_a_signalled_write() -> Outcome {
+    let fd = allocate_with("trap")?;
+    let mapping = Mapping::new(&fd, MIB, 0).map_err(|e| format!("mmap: {e}"))?;
+    let session = Session::open().map_err(importer_err)?;
+    let camera = session.device(false).map_err(importer_err)?;
+    let a = session
+        .attach(camera, fd.as_raw_fd())
+        .map_err(importer_err)?;
+    let frame = || -> Outcome {
+        let fence = session
+            .fence(a, Sync::Explicit, Dir::FromDevice)
+            .map_err(importer_err)?;
+        session.signal(fence, 0).map_err(importer_err)
+    };
+    frame()?;
+    session.map(a, Dir::FromDevice).map_err(importer_err)?;
+    // The first frame, read without SYNC: a fault maps read entries.
+    std::hint::black_box(mapping.bytes()[8]);
+    let before = Counters::of(&fd)?;
+    frame()?;
+    let signalled = Counters::of(&fd)?.since(before);
+    std::hint::black_box(mapping.bytes()[8]);
+    let read = Counters::of(&fd)?.since(before);
+    ensure(
+        signalled.invalidates == 1 && signalled.revokes == 0 && read == signalled,
+        || {
+            format!("the signal: {signalled:?}, with the read after it: {read:?}; want one invalidate at the signal, no revocation, no fault")
+        },
+    )
 }
 
 /// The two-word parameters refuse anything else with EINVAL and keep their

@@ -97,7 +97,7 @@ pub fn dma_buf_sync(buf: &impl AsRawFd, flags: u64) -> io::Result<()> {
 /// The heap's control device (`control.rs`).
 pub const CONTROL_DEVICE: &str = "/dev/rust_dmabuf_heap";
 /// `RDH_IOCTL_SYNC_RANGE` (`include/uapi/linux/rust_dmabuf_heap.h`).
-pub const RDH_IOCTL_SYNC_RANGE: libc::c_ulong = iow(b'R', 0xd0, 24);
+pub const RDH_IOCTL_SYNC_RANGE: libc::c_ulong = iow(b'R', 0x30, 24);
 
 /// `struct rdh_sync_range`.
 #[repr(C)]

@@ -52,7 +52,12 @@ struct rdh_sync_range {
 	__u64 len;
 };
 
+/*
+ * 'R' 0x30-0x3F: free in Documentation/userspace-api/ioctl/ioctl-number.rst
+ * (between linux/trace_mmap.h's 20-2F and net/bluetooth/rfcomm.h's C0-DF),
+ * where upstreaming would register it.
+ */
 #define RDH_IOCTL_BASE 'R'
-#define RDH_IOCTL_SYNC_RANGE _IOW(RDH_IOCTL_BASE, 0xd0, struct rdh_sync_range)
+#define RDH_IOCTL_SYNC_RANGE _IOW(RDH_IOCTL_BASE, 0x30, struct rdh_sync_range)
 
 #endif /* _UAPI_LINUX_RUST_DMABUF_HEAP_H */

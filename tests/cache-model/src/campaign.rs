@@ -316,6 +316,53 @@ pub fn undisciplined(
     })
 }
 
+/// Checks `count` random sequences of about `len` steps on an uncached
+/// buffer whose user space skips SYNC, with bouncing devices
+/// ([`script::random_undisciplined_uncached`]), under every configuration
+/// of `configs`. The oracles do not model bounces.
+pub fn undisciplined_uncached(
+    base_seed: u64,
+    count: u64,
+    len: usize,
+    usage: Usage,
+    configs: &[Config],
+) -> Comparison {
+    seeded(base_seed, count, configs, Oracles::None, |rng| {
+        script::random_undisciplined_uncached(rng, len, usage)
+    })
+}
+
+/// Checks `count` random sequences of about `len` steps whose processes
+/// sometimes die inside their brackets ([`script::random_dying`]) under
+/// every configuration of `configs`; only the ground truth applies.
+pub fn dying(
+    base_seed: u64,
+    count: u64,
+    len: usize,
+    usage: Usage,
+    configs: &[Config],
+) -> Comparison {
+    seeded(base_seed, count, configs, Oracles::GroundTruth, |rng| {
+        script::random_dying(rng, len, usage)
+    })
+}
+
+/// Checks `count` random sequences of about `len` steps whose user space
+/// reads without SYNC beside fenced writers
+/// ([`script::random_reading_beside_fenced_writers`]) under every
+/// configuration of `configs`; only the ground truth applies.
+pub fn reading_beside_fenced_writers(
+    base_seed: u64,
+    count: u64,
+    len: usize,
+    usage: Usage,
+    configs: &[Config],
+) -> Comparison {
+    seeded(base_seed, count, configs, Oracles::GroundTruth, |rng| {
+        script::random_reading_beside_fenced_writers(rng, len, usage)
+    })
+}
+
 /// Checks `count` random sequences of about `len` steps with range
 /// brackets mixed into whole-buffer ones ([`script::random_ranged`]; with
 /// user space that skips SYNC if `unbracketed`) under every configuration

@@ -23,7 +23,9 @@
 //! A failing random sequence is reproduced with `cache-model --replay
 //! SEED`, one with bouncing devices with `--replay-bounce SEED`, one with
 //! user space that skips SYNC with `--replay-undisciplined SEED` (or
-//! `--replay-undisciplined-bounce SEED`); `--usage strict`, `--policy` and
+//! `--replay-undisciplined-bounce SEED`, on an uncached buffer
+//! `--replay-uncached-undisciplined SEED`), one whose processes die inside
+//! their brackets with `--replay-dying SEED`; `--usage strict`, `--policy` and
 //! `--mode` choose the usage and the run that is traced.
 
 use cache_model::{
@@ -46,6 +48,10 @@ struct Args {
     undisciplined_seed: u64,
     replay_undisciplined: Option<u64>,
     replay_undisciplined_bounce: Option<u64>,
+    /// An uncached campaign's sequence whose user space skips SYNC.
+    replay_uncached_undisciplined: Option<u64>,
+    /// A sequence whose processes die inside their brackets.
+    replay_dying: Option<u64>,
     /// A range campaign's sequence (`--unbracketed yes` for the one with
     /// user space that skips SYNC).
     replay_ranged: Option<u64>,
@@ -56,7 +62,7 @@ struct Args {
     trap_cost_fatal: bool,
 }
 
-const USAGE: &str = "usage: cache-model [--sequences N] [--seed S] [--length L] [--depth D] [--bounce-seed S] [--undisciplined-seed S] [--trap-cost report|fatal] [--replay SEED] [--replay-bounce SEED] [--replay-undisciplined SEED] [--replay-undisciplined-bounce SEED] [--replay-ranged SEED [--unbracketed yes|no]] [--usage any|strict] [--policy tracked|always] [--mode trap|trust]";
+const USAGE: &str = "usage: cache-model [--sequences N] [--seed S] [--length L] [--depth D] [--bounce-seed S] [--undisciplined-seed S] [--trap-cost report|fatal] [--replay SEED] [--replay-bounce SEED] [--replay-undisciplined SEED] [--replay-undisciplined-bounce SEED] [--replay-uncached-undisciplined SEED] [--replay-dying SEED] [--replay-ranged SEED [--unbracketed yes|no]] [--usage any|strict] [--policy tracked|always] [--mode trap|trust]";
 
 fn parse() -> Args {
     let mut a = Args {
@@ -70,6 +76,8 @@ fn parse() -> Args {
         undisciplined_seed: 0x5eed_5c1b,
         replay_undisciplined: None,
         replay_undisciplined_bounce: None,
+        replay_uncached_undisciplined: None,
+        replay_dying: None,
         replay_ranged: None,
         unbracketed: false,
         usage: Usage::ANY,
@@ -100,6 +108,8 @@ fn parse() -> Args {
             "--undisciplined-seed" => a.undisciplined_seed = number(),
             "--replay-undisciplined" => a.replay_undisciplined = Some(number()),
             "--replay-undisciplined-bounce" => a.replay_undisciplined_bounce = Some(number()),
+            "--replay-uncached-undisciplined" => a.replay_uncached_undisciplined = Some(number()),
+            "--replay-dying" => a.replay_dying = Some(number()),
             "--replay-ranged" => a.replay_ranged = Some(number()),
             "--unbracketed" => {
                 a.unbracketed = match value.as_str() {
@@ -167,6 +177,7 @@ fn name(config: Config) -> String {
         Mutation::IgnoreRevoke => format!("{base}, revokes ignored"),
         Mutation::RevokeAfterOps => format!("{base}, revoke after ops"),
         Mutation::RangesMissLastLine => format!("{base}, range one line short"),
+        Mutation::FencesAtNextCall => format!("{base}, fences at next call"),
         m => format!("{base}, {m:?}"),
     }
 }
@@ -297,6 +308,9 @@ fn replay_scenario(scenario: &Scenario, traced: Config, configs: &[Config]) {
 /// from the others'.
 const RANGES_SEED: u64 = 0x4a4e_6e5e;
 
+/// Mixed into the seed of the campaign of dying processes.
+const DYING_SEED: u64 = 0xd1e5_0f0c;
+
 fn main() {
     let a = parse();
     let traced = |default: Mode| Config::new(a.policy, a.mode.unwrap_or(default));
@@ -331,6 +345,17 @@ fn main() {
     if let Some(seed) = a.replay_undisciplined_bounce {
         let scenario = script::random_undisciplined(&mut Rng::new(seed), a.length, a.usage, true);
         replay_scenario(&scenario, traced(Mode::Trap), &undisciplined[..2]);
+        return;
+    }
+    if let Some(seed) = a.replay_uncached_undisciplined {
+        let scenario =
+            script::random_undisciplined_uncached(&mut Rng::new(seed), a.length, a.usage);
+        replay_scenario(&scenario, Config::UNCACHED, &[Config::UNCACHED]);
+        return;
+    }
+    if let Some(seed) = a.replay_dying {
+        let scenario = script::random_dying(&mut Rng::new(seed), a.length, a.usage);
+        replay_scenario(&scenario, traced(Mode::Trap), &[Config::TRACKED_TRAP]);
         return;
     }
     let mut failed = Vec::new();
@@ -665,7 +690,7 @@ fn main() {
     // invalidates must be caught.
     println!();
     header(&format!(
-        "uncached buffers (write-combined CPU mappings, flushed at allocation): {} random sequences each, any usage with SYNC",
+        "uncached buffers (write-combined CPU mappings, flushed at allocation): {} random sequences each, any usage",
         a.sequences
     ));
     let uncached_configs = [
@@ -673,7 +698,7 @@ fn main() {
         Config::UNCACHED.with(Mutation::DropInvalidates),
     ];
     let mut uncached_sequences = 0;
-    let sets: [(&str, Comparison); 3] = [
+    let sets: [(&str, Comparison); 4] = [
         (
             "random",
             campaign::random_compared(a.seed, a.sequences, a.length, Usage::ANY, &uncached_configs),
@@ -699,20 +724,118 @@ fn main() {
                 &uncached_configs,
             ),
         ),
+        (
+            "user space skips SYNC, 40 % of non-coherent devices bounce",
+            campaign::undisciplined_uncached(
+                a.undisciplined_seed,
+                a.sequences,
+                a.length,
+                Usage::ANY,
+                &uncached_configs,
+            ),
+        ),
     ];
-    for (what, c) in &sets {
+    for (i, (what, c)) in sets.iter().enumerate() {
         println!("  {what}:");
         rows(c, false);
-        check(
-            &mut failed,
-            &format!("uncached, {what}"),
-            c.get(Config::UNCACHED),
-            false,
-        );
+        let s = c.get(Config::UNCACHED);
+        check(&mut failed, &format!("uncached, {what}"), s, false);
+        if i == 3 && !s.safe() {
+            let id = s.first_failure.as_ref().map_or(0, |f| f.0);
+            failed.push(format!(
+                "  replay: cache-model --replay-uncached-undisciplined {id:#x}"
+            ));
+        }
         uncached_sequences += c.summaries[0].sequences;
     }
     if sets.iter().any(|(_, c)| c.get(uncached_configs[1]).safe()) {
         failed.push("uncached: dropping its invalidates goes unnoticed".into());
+    }
+
+    // Fence signals take effect where they happen (the exporter applies
+    // them from the fence callback); delivered only at the next exporter
+    // call instead, a snoop or a read through existing user entries
+    // between the two finds stale lines, which the model must see.
+    println!();
+    header(&format!(
+        "fence signals applied at once, against delivered at the next exporter call: {} random sequences each (seeds {:#x}, {:#x})",
+        a.sequences, a.seed, a.undisciplined_seed
+    ));
+    let late = Config::TRACKED_TRAP.with(Mutation::FencesAtNextCall);
+    let late_any = campaign::random_compared(
+        a.seed,
+        a.sequences,
+        a.length,
+        Usage::ANY,
+        &[Config::TRACKED_TRAP, late],
+    );
+    let late_undisciplined = campaign::reading_beside_fenced_writers(
+        a.undisciplined_seed,
+        a.sequences,
+        a.length,
+        Usage::ANY,
+        &[Config::TRACKED_TRAP, late],
+    );
+    println!("  any usage the core accepts:");
+    rows(&late_any, false);
+    println!("  user space that skips SYNC, and reads beside fenced writers once they signalled:");
+    rows(&late_undisciplined, false);
+    for (what, c) in [
+        ("any usage", &late_any),
+        ("skipping SYNC beside fenced writers", &late_undisciplined),
+    ] {
+        check(
+            &mut failed,
+            &format!("fences at once, {what}"),
+            c.get(Config::TRACKED_TRAP),
+            false,
+        );
+    }
+    if late_any.get(late).safe() || late_undisciplined.get(late).safe() {
+        failed.push("fence signals delivered late go unnoticed".into());
+    }
+
+    // Processes that die inside their brackets: their whole-buffer
+    // brackets stay open for ever, their range brackets are ended by the
+    // release of their control file. Other processes, trapped, must still
+    // read what devices wrote since.
+    println!();
+    header(&format!(
+        "processes that die inside their brackets: {} random sequences of ~{} steps (seed {:#x}), {} % of bracket ends are deaths, ranges and user space that skips SYNC mixed in, any usage",
+        a.sequences,
+        a.length,
+        a.undisciplined_seed ^ DYING_SEED,
+        script::DYING_PERCENT
+    ));
+    let dying_configs = [
+        Config::TRACKED_TRAP,
+        Config::TRACKED_TRAP.with(Mutation::DropInvalidates),
+    ];
+    let dying = campaign::dying(
+        a.undisciplined_seed ^ DYING_SEED,
+        a.sequences,
+        a.length,
+        Usage::ANY,
+        &dying_configs,
+    );
+    rows(&dying, false);
+    minimum_row(
+        "ground truth (sees accesses)",
+        dying.summaries[0].ground_truth,
+    );
+    let s = dying.get(Config::TRACKED_TRAP);
+    let id = s.first_failure.as_ref().map_or(0, |f| f.0);
+    must_be_safe(
+        &mut failed,
+        "processes that die inside their brackets, tracked with trap",
+        s,
+        format!("cache-model --replay-dying {id:#x}"),
+    );
+    if dying.get(dying_configs[1]).safe() {
+        failed.push(
+            "processes that die inside their brackets: dropping the invalidates goes unnoticed"
+                .into(),
+        );
     }
 
     let saved = |ours: u64, theirs: u64| 100.0 * (1.0 - ours as f64 / theirs.max(1) as f64);
@@ -744,7 +867,10 @@ fn main() {
         + undisciplined_strict.summaries[0].sequences * 2
         + undisciplined_bouncing.summaries[0].sequences
         + ranged_sequences
-        + uncached_sequences;
+        + uncached_sequences
+        + dying.summaries[0].sequences
+        + late_any.summaries[0].sequences
+        + late_undisciplined.summaries[0].sequences;
     for g in &gaps {
         println!("RULE GAP {g}");
     }

@@ -146,6 +146,9 @@ pub enum Mutation {
     /// Tell the rules a range bracket one line shorter than the CPU uses
     /// (an off-by-one in the exporter's offset-to-page conversion).
     RangesMissLastLine,
+    /// Deliver a fence's signal only at the next exporter call, as an
+    /// exporter whose fence callback merely sets a flag would.
+    FencesAtNextCall,
 }
 
 /// How a buffer's memory starts.
@@ -278,6 +281,8 @@ struct Driver<'a> {
     /// [`Mutation::RevokeAfterOps`]: a revocation waits until the step's
     /// maintenance is done.
     revoke_pending: bool,
+    /// [`Mutation::FencesAtNextCall`]: signals not delivered yet.
+    signals_pending: Vec<Event>,
     /// For replays: every step, and every event with what it cost.
     trace: Option<Vec<String>>,
     line_bytes: [u64; LINES],
@@ -314,6 +319,20 @@ impl Driver<'_> {
     /// Tells the rules about `event` and performs what they return: the
     /// revocation first, then the maintenance.
     fn feed(&mut self, event: Event) {
+        if self.mutation == Mutation::FencesAtNextCall {
+            if matches!(event, Event::DeviceWrote(_)) {
+                self.signals_pending.push(event);
+                return;
+            }
+            for signal in std::mem::take(&mut self.signals_pending) {
+                self.decide(signal);
+            }
+        }
+        self.decide(event);
+    }
+
+    /// Tells the rules about `event` and performs what they return.
+    fn decide(&mut self, event: Event) {
         let ignored = match self.mutation {
             Mutation::IgnoreFences => matches!(event, Event::DeviceWrote(_)),
             Mutation::IgnoreBounceEvents => {
@@ -523,6 +542,8 @@ impl Driver<'_> {
             Step::DeviceWrite(dev, w) => self.machine.device_write(self.scenario.coherent[dev], w),
             Step::Evict(line) => self.machine.evict(line),
             Step::Fill(line) => self.machine.speculative_fill(line),
+            // Nothing reaches the exporter.
+            Step::ProcessDied => {}
         }
     }
 }
@@ -579,6 +600,7 @@ fn drive(scenario: &Scenario, config: Config, traced: bool) -> (Outcome, Option<
         mapped: vec![None; scenario.coherent.len()],
         entries: [UserAccess::None; LINES],
         revoke_pending: false,
+        signals_pending: Vec::new(),
         trace: traced.then(Vec::new),
         line_bytes,
     };

@@ -40,10 +40,13 @@
 //! Such user space still keeps the contract the upstream system heap
 //! serves (it cleans at every device map and invalidates at every device
 //! unmap, see `ownership.rs`; with strict brackets it never fails, which
-//! `cache-model` checks): it touches the buffer without a bracket
-//! only while no non-coherent device is mapped (bouncing devices are
-//! non-coherent ones; coherent devices may be mapped), and only after the
-//! fences of the fenced devices that wrote have signalled. Nothing else is
+//! `cache-model` checks): it writes the buffer without a bracket only
+//! while no non-coherent device is mapped (bouncing devices are
+//! non-coherent ones; coherent devices may be mapped), reads it so too
+//! (or, in [`random_reading_beside_fenced_writers`], while every
+//! non-coherent device mapped reports its writes through fences), and
+//! either only after the fences of the fenced devices that wrote have
+//! signalled. Nothing else is
 //! required: such an access may write part of a line, and it may fall
 //! inside an open bracket whose direction does not cover it.
 
@@ -77,6 +80,11 @@ pub enum Step {
     DeviceWrite(usize, usize),
     /// A fenced device's fence signalled after it wrote.
     DeviceWrote(usize),
+    /// The process that opened the brackets still open died: its range
+    /// brackets were ended just before (the release of its control file
+    /// ends them, each in its begin's direction), its whole-buffer ones
+    /// stay open for the exporter, which nothing tells.
+    ProcessDied,
     Evict(usize),
     Fill(usize),
 }
@@ -239,6 +247,11 @@ pub struct Protocol {
     /// served by CPU lines older than that write, and no exporter could
     /// know (the pipeline waits for the writer, as real ones do).
     unreported: Vec<bool>,
+    /// Per non-coherent device: it was mapped when a process died inside
+    /// its brackets, so the end that would have cleaned that process's
+    /// writes for it never came. It does not access the buffer again
+    /// until it maps again (whose clean covers them).
+    mapped_at_death: Vec<bool>,
 }
 
 impl Protocol {
@@ -260,6 +273,7 @@ impl Protocol {
             slot_ahead: vec![false; n],
             slot_behind: vec![false; n],
             unreported: vec![false; n],
+            mapped_at_death: vec![false; n],
         }
     }
 
@@ -326,6 +340,22 @@ impl Protocol {
         (0..self.mapped.len()).all(|dev| self.coherent[dev] || self.mapped[dev].is_none())
     }
 
+    /// Whether user space may read the buffer without a bracket now: every
+    /// non-coherent device mapped reports its writes through fences (and
+    /// does not bounce), so that a read once they signalled must see them.
+    /// The fences that must have signalled first are the builder's
+    /// business.
+    pub fn may_read_without_sync(&self, fenced: &[bool]) -> bool {
+        (0..self.mapped.len()).all(|dev| {
+            self.coherent[dev] || self.mapped[dev].is_none() || (fenced[dev] && !self.bounce[dev])
+        })
+    }
+
+    /// Whether a coherent device is mapped.
+    pub fn snooper_mapped(&self) -> bool {
+        (0..self.mapped.len()).any(|dev| self.coherent[dev] && self.mapped[dev].is_some())
+    }
+
     /// The CPU may read / write `line` inside the open brackets that
     /// cover it (union of the directions given at begin and at end).
     pub fn cpu_may(&self, line: usize) -> (bool, bool) {
@@ -357,6 +387,9 @@ impl Protocol {
             }
             if self.brackets.is_empty() {
                 for (dev, dir) in self.mapped.iter().enumerate() {
+                    if self.mapped_at_death[dev] {
+                        continue;
+                    }
                     if let Some(dir) = dir {
                         let snoop_waits = self.coherent[dev] && self.snoop_must_wait();
                         if device_reads(*dir) && self.sees_the_latest(dev) && !snoop_waits {
@@ -380,6 +413,12 @@ impl Protocol {
                 self.mapped[dev] = Some(dir);
                 self.slot_ahead[dev] = false;
                 self.slot_behind[dev] = false;
+                self.mapped_at_death[dev] = false;
+            }
+            Step::ProcessDied => {
+                for dev in 0..self.mapped.len() {
+                    self.mapped_at_death[dev] |= !self.coherent[dev] && self.mapped[dev].is_some();
+                }
             }
             Step::Unmap(dev) => {
                 if std::mem::take(&mut self.slot_ahead[dev]) {
@@ -417,16 +456,43 @@ pub const BOUNCE_PERCENT: u32 = 40;
 /// where the contract lets them.
 pub const UNBRACKETED_PERCENT: u32 = 50;
 
+/// What a sequence mixes in besides what its [`Usage`] allows.
+#[derive(Clone, Copy, Debug, Default)]
+struct Mix {
+    /// Percentage of non-coherent devices that bounce.
+    bounce: u32,
+    /// Percentage of CPU accesses that skip SYNC where the contract lets
+    /// them.
+    unbracketed: u32,
+    /// Percentage of brackets that cover a range of lines.
+    range: u32,
+    /// Percentage of bracket closes where the process dies instead
+    /// ([`Step::ProcessDied`]).
+    dying: u32,
+    /// User space that skips SYNC also reads while fenced non-coherent
+    /// writers stay mapped, once their fences signalled.
+    reads_beside_fenced_writers: bool,
+    /// User space skips SYNC only while no coherent device is mapped
+    /// either (the uncached heap's contract: a snoop may be served by a
+    /// line that a write-combined write left older than memory, and no
+    /// exporter event tells of that write).
+    unbracketed_without_snoopers: bool,
+}
+
 /// A random sequence of about `len` steps with 1 to 3 devices, each
 /// coherent or not and, if not, fenced or not at random.
 pub fn random(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
-    generate(rng, len, usage, 0, 0, 0)
+    generate(rng, len, usage, Mix::default())
 }
 
 /// Like [`random`], but each non-coherent device bounces with a chance of
 /// [`BOUNCE_PERCENT`], fenced or not.
 pub fn random_bouncing(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
-    generate(rng, len, usage, BOUNCE_PERCENT, 0, 0)
+    let mix = Mix {
+        bounce: BOUNCE_PERCENT,
+        ..Mix::default()
+    };
+    generate(rng, len, usage, mix)
 }
 
 /// Like [`random`] (or [`random_bouncing`] if `bounce`), with user space
@@ -434,8 +500,56 @@ pub fn random_bouncing(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
 /// [`UNBRACKETED_PERCENT`] whenever the contract lets it (see "User space
 /// that skips SYNC" above); `usage` still governs the bracketed ones.
 pub fn random_undisciplined(rng: &mut Rng, len: usize, usage: Usage, bounce: bool) -> Scenario {
-    let bounce_percent = if bounce { BOUNCE_PERCENT } else { 0 };
-    generate(rng, len, usage, bounce_percent, UNBRACKETED_PERCENT, 0)
+    let mix = Mix {
+        bounce: if bounce { BOUNCE_PERCENT } else { 0 },
+        unbracketed: UNBRACKETED_PERCENT,
+        ..Mix::default()
+    };
+    generate(rng, len, usage, mix)
+}
+
+/// Like [`random_undisciplined`] (no bouncing devices), where user space
+/// also reads without SYNC while fenced non-coherent writers stay mapped,
+/// once their fences signalled (what a process that waits for a job's
+/// fence and then reads its output does). The upstream system heap has no
+/// fence hooks: it cannot serve this.
+pub fn random_reading_beside_fenced_writers(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
+    let mix = Mix {
+        unbracketed: UNBRACKETED_PERCENT,
+        reads_beside_fenced_writers: true,
+        ..Mix::default()
+    };
+    generate(rng, len, usage, mix)
+}
+
+/// [`random_undisciplined`] with bouncing devices, for an uncached buffer:
+/// user space skips SYNC (as uncached buffers are normally used) where the
+/// contract lets it and no coherent device is mapped either.
+pub fn random_undisciplined_uncached(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
+    let mix = Mix {
+        bounce: BOUNCE_PERCENT,
+        unbracketed: UNBRACKETED_PERCENT,
+        unbracketed_without_snoopers: true,
+        ..Mix::default()
+    };
+    generate(rng, len, usage, mix)
+}
+
+/// Percentage of bracket closes where the process dies instead in
+/// [`random_dying`].
+pub const DYING_PERCENT: u32 = 15;
+
+/// Like [`random_ranged`] with user space that skips SYNC, where the process
+/// that opened the brackets sometimes dies before it ends them; other
+/// processes go on using the buffer, with SYNC or without.
+pub fn random_dying(rng: &mut Rng, len: usize, usage: Usage) -> Scenario {
+    let mix = Mix {
+        unbracketed: UNBRACKETED_PERCENT,
+        range: RANGE_PERCENT,
+        dying: DYING_PERCENT,
+        ..Mix::default()
+    };
+    generate(rng, len, usage, mix)
 }
 
 /// Percentage of brackets that cover a range of lines in [`random_ranged`].
@@ -445,18 +559,15 @@ pub const RANGE_PERCENT: u32 = 60;
 /// (nested and overlapping with `usage.misuse`); with unbracketed accesses
 /// if `unbracketed`. No bouncing devices.
 pub fn random_ranged(rng: &mut Rng, len: usize, usage: Usage, unbracketed: bool) -> Scenario {
-    let unbracketed_percent = if unbracketed { UNBRACKETED_PERCENT } else { 0 };
-    generate(rng, len, usage, 0, unbracketed_percent, RANGE_PERCENT)
+    let mix = Mix {
+        unbracketed: if unbracketed { UNBRACKETED_PERCENT } else { 0 },
+        range: RANGE_PERCENT,
+        ..Mix::default()
+    };
+    generate(rng, len, usage, mix)
 }
 
-fn generate(
-    rng: &mut Rng,
-    len: usize,
-    usage: Usage,
-    bounce_percent: u32,
-    unbracketed_percent: u32,
-    range_percent: u32,
-) -> Scenario {
+fn generate(rng: &mut Rng, len: usize, usage: Usage, mix: Mix) -> Scenario {
     let writes = usage.cpu_writes;
     let devices = 1 + rng.below(3);
     let coherent: Vec<bool> = (0..devices).map(|_| rng.chance(25)).collect();
@@ -464,7 +575,7 @@ fn generate(
     // No draws without bouncing devices: `random` stays what it was.
     let bounce: Vec<bool> = coherent
         .iter()
-        .map(|&c| !c && bounce_percent > 0 && rng.chance(bounce_percent))
+        .map(|&c| !c && mix.bounce > 0 && rng.chance(mix.bounce))
         .collect();
     let mut p = Protocol::with_bounce(coherent.clone(), bounce.clone());
     let mut steps = Vec::new();
@@ -534,7 +645,7 @@ fn generate(
                 // No draw without ranges: the other generators stay what
                 // they were.
                 let mut bracket = Bracket::whole(begin, end);
-                if range_percent > 0 && rng.chance(range_percent) {
+                if mix.range > 0 && rng.chance(mix.range) {
                     let start = rng.below(LINES);
                     bracket.lines = start..start + 1 + rng.below(LINES - start);
                 }
@@ -543,19 +654,32 @@ fn generate(
                 p.apply(step);
                 steps.push(step);
             }
+        } else if roll < 54 && mix.dying > 0 && !p.brackets.is_empty() && rng.chance(mix.dying) {
+            // The process dies in its brackets; its range brackets are
+            // ended for it.
+            while let Some(bracket) = p.brackets.pop() {
+                if bracket.is_range() {
+                    let step =
+                        Step::EndRange(bracket.begin, bracket.lines.start, bracket.lines.end);
+                    p.apply(step);
+                    steps.push(step);
+                }
+            }
+            p.apply(Step::ProcessDied);
+            steps.push(Step::ProcessDied);
         } else if roll < 54 {
             // Close a bracket, or end one that never began.
             // With misuse, range brackets may close in any order.
             let at = match p.brackets.len() {
                 0 => None,
-                n if usage.misuse && range_percent > 0 => Some(rng.below(n)),
+                n if usage.misuse && mix.range > 0 => Some(rng.below(n)),
                 n => Some(n - 1),
             };
             let step = match at.map(|i| p.brackets.remove(i)) {
                 Some(bracket) => bracket.end_step(),
                 None if usage.misuse && rng.chance(20) => {
                     let dir = DIRECTIONS[rng.below(3)];
-                    if range_percent > 0 && rng.chance(range_percent) {
+                    if mix.range > 0 && rng.chance(mix.range) {
                         let start = rng.below(LINES);
                         Step::EndRange(dir, start, start + 1 + rng.below(LINES - start))
                     } else {
@@ -572,7 +696,12 @@ fn generate(
             }
             p.apply(step);
             steps.push(step);
-        } else if unbracketed_percent > 0 && rng.chance(unbracketed_percent) && p.may_skip_sync() {
+        } else if mix.unbracketed > 0
+            && rng.chance(mix.unbracketed)
+            && (p.may_skip_sync()
+                || (mix.reads_beside_fenced_writers && p.may_read_without_sync(&fenced)))
+            && !(mix.unbracketed_without_snoopers && p.snooper_mapped())
+        {
             // No draw without unbracketed accesses: the other generators
             // stay what they were. With no non-coherent device mapped no
             // fence is pending (unmaps signal first); signal anyway, as the
@@ -580,8 +709,10 @@ fn generate(
             for dev in 0..devices {
                 signal(dev, &mut pending, &mut steps, &mut p);
             }
+            // Writes only while no non-coherent device is mapped: a fenced
+            // reader's next job would miss them.
             let word = rng.below(WORDS);
-            steps.push(if rng.chance(50) {
+            steps.push(if !p.may_skip_sync() || rng.chance(50) {
                 Step::UserRead(word)
             } else {
                 Step::UserWrite(word)

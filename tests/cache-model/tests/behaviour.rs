@@ -712,10 +712,11 @@ fn uncached_buffer_costs_nothing_with_noncoherent_importers() {
 }
 
 #[test]
-fn uncached_buffer_drops_stale_lines_for_snoops_and_bounce_copies_only() {
+fn uncached_buffer_drops_every_line_for_snoops_and_bounce_copies_only() {
     let mut own = uncached();
-    // Nothing was written around the cache since the flush.
-    assert_eq!(own.on(Map(COHERENT, ToDevice)).ops, CacheOps::NONE);
+    // User space may have written around the cache unseen: a snooping
+    // reader's map drops every line.
+    assert_eq!(own.on(Map(COHERENT, ToDevice)).ops, ops(0, 1));
     own.on(BeginCpu(ToDevice));
     // The write bracket's end: the snooping reader must not see lines a
     // speculative fill left older than memory.
@@ -726,12 +727,82 @@ fn uncached_buffer_drops_stale_lines_for_snoops_and_bounce_copies_only() {
         CacheOps::NONE
     );
     own.on(Unmap(COHERENT, ToDevice));
-    // A bounce copy reads through the cache: after CPU writes, drop first;
-    // a copy into the buffer leaves dirty lines, cleaned at once.
-    total(&mut own, &[BeginCpu(ToDevice), EndCpu(ToDevice)]);
+    // A bounce copy reads through the cache: every line goes first, SYNC
+    // or not; a copy into the buffer leaves dirty lines, written back and
+    // dropped at once.
     assert_eq!(own.on(BounceRead).ops, ops(0, 1));
-    assert_eq!(own.on(BounceWrote).ops, ops(1, 0));
-    // Inside a bracket begun for reading, its end may declare a write.
+    assert_eq!(own.on(BounceWrote).ops, ops(1, 1));
+    assert_eq!(own.on(BounceRead).ops, ops(0, 1));
+}
+
+/// Two bouncing importers of an uncached buffer, and user space that
+/// writes between them without SYNC, as uncached buffers are used: the
+/// second device must read the user's bytes, not lines that the first
+/// one's copy-back left in the cache.
+#[test]
+fn uncached_bounce_copies_see_user_writes_made_without_sync() {
+    let steps = [
+        S::Map(0, FromDevice),
+        S::DeviceWrite(0, 0),
+        S::Unmap(0), // the copy-back goes through the cache
+        S::UserWrite(0),
+        S::Map(1, ToDevice), // the copy into its slot
+        S::DeviceRead(1, 0),
+    ];
+    let scenario = Scenario {
+        coherent: vec![false, false],
+        fenced: vec![false, false],
+        bounce: vec![true, true],
+        steps: steps.to_vec(),
+    };
+    let o = run::run_with(&scenario, Config::UNCACHED);
+    assert!(o.safe(), "{:?}", o.violations);
+    let o = run::run_with(&scenario, Config::UNCACHED.with(Mutation::DropInvalidates));
+    assert!(o
+        .violations
+        .iter()
+        .any(|v| matches!(v, Violation::StaleDeviceRead { .. })));
+}
+
+/// A fence signal is applied where it happens (the exporter's fence
+/// callback, atomic context): it never revokes (that sleeps), and it
+/// invalidates at once where someone may read through the cache before
+/// any call into the exporter: a coherent importer, or user entries.
+#[test]
+fn a_signal_invalidates_at_once_for_snoops_and_user_entries_and_never_revokes() {
+    // A coherent importer beside a fenced writer.
+    let mut own = settled();
+    own.on(Map(FENCED, FromDevice));
+    own.on(Map(COHERENT, ToDevice));
+    let signal = own.on(DeviceWrote(FENCED));
+    assert_eq!((signal.ops, signal.revoke), (ops(0, 1), false));
+    // A user that kept read entries (faulted outside a bracket between
+    // jobs) reads the next job's output through them: invalidated at the
+    // signal, no fault needed.
+    let mut own = settled();
+    own.on(Map(FENCED, FromDevice));
+    own.on(UserFault(FromDevice));
+    assert_eq!(own.user_access(), UserAccess::Read);
+    let signal = own.on(DeviceWrote(FENCED));
+    assert_eq!((signal.ops, signal.revoke), (ops(0, 1), false));
+    assert_eq!(own.user_access(), UserAccess::Read);
+    // Nobody reads through the cache: the invalidate waits for the CPU.
+    let mut own = settled();
+    own.on(Map(FENCED, FromDevice));
+    assert_eq!(own.on(DeviceWrote(FENCED)).ops, CacheOps::NONE);
+}
+
+/// While a fenced writer is mapped, the end of a CPU access removes the
+/// user entries its faults made, so that a disciplined user's entries never
+/// meet a signal (which would have to invalidate at once for them).
+#[test]
+fn the_end_of_a_cpu_access_revokes_entries_while_a_fenced_writer_is_mapped() {
+    let mut own = settled();
+    own.on(Map(FENCED, FromDevice));
     own.on(BeginCpu(FromDevice));
-    assert_eq!(own.on(BounceRead).ops, ops(0, 1));
+    own.on(UserFault(FromDevice));
+    let end = own.on(EndCpu(FromDevice));
+    assert!(end.revoke);
+    assert_eq!(own.user_access(), UserAccess::None);
+    assert_eq!(own.on(DeviceWrote(FENCED)).ops, CacheOps::NONE);
 }

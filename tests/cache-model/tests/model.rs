@@ -396,3 +396,47 @@ fn trust_is_what_run_did_before() {
     assert_eq!(old.cost, trust.cost);
     assert_eq!((old.cost.faults, old.cost.revokes), (0, 0));
 }
+
+#[test]
+fn uncached_buffers_stay_safe_when_user_space_skips_sync_next_to_bouncing_devices() {
+    let c = campaign::undisciplined_uncached(
+        SEED,
+        3_000,
+        60,
+        Usage::ANY,
+        &[
+            Config::UNCACHED,
+            Config::UNCACHED.with(Mutation::DropInvalidates),
+        ],
+    );
+    let (kept, dropped) = (&c.summaries[0], &c.summaries[1]);
+    assert!(kept.safe(), "{:?}", kept.first_failure);
+    assert!(!dropped.safe(), "dropping the invalidates goes unnoticed");
+    // The sequences do what the campaign is for: user space writes around
+    // the cache, bounce copies and snoops follow.
+    let mut user_writes = 0;
+    for i in 0..3_000 {
+        let mut rng = Rng::new(campaign::sequence_seed(SEED, i));
+        let s = script::random_undisciplined_uncached(&mut rng, 60, Usage::ANY);
+        user_writes += s
+            .steps
+            .iter()
+            .filter(|step| matches!(step, UserWrite(_)))
+            .count();
+        for (i, step) in s.steps.iter().enumerate() {
+            // Never while a coherent device is mapped.
+            if matches!(step, UserRead(_) | UserWrite(_)) {
+                let mut mapped = vec![false; s.coherent.len()];
+                for earlier in &s.steps[..i] {
+                    match *earlier {
+                        Map(dev, _) => mapped[dev] = true,
+                        Unmap(dev) => mapped[dev] = false,
+                        _ => {}
+                    }
+                }
+                assert!((0..mapped.len()).all(|d| !(mapped[d] && s.coherent[d])));
+            }
+        }
+    }
+    assert!(user_writes > 5_000, "{user_writes}");
+}
