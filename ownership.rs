@@ -10,8 +10,7 @@
 //!
 //! On arm64 a non-coherent device reads and writes memory directly while the
 //! CPU works through a write-back cache that may also fill lines
-//! speculatively at any time. Three things can go wrong (see
-//! `shared/docs/ownership-model.md`):
+//! speculatively at any time. Three things can go wrong:
 //!
 //! 1. the device reads memory the CPU has not written back yet;
 //! 2. dirty CPU lines are evicted on top of what the device wrote;

@@ -3,7 +3,7 @@
 //! User mappings of a buffer whose page-table entries come from a fault
 //! handler, so that the heap sees every user access that is not bracketed
 //! by `DMA_BUF_IOCTL_SYNC` (`unbracketed_cpu=trap`, see `ownership.rs`,
-//! "User space that skips SYNC", and `shared/docs/cpu-ownership-by-faults.md`).
+//! "User space that skips SYNC").
 //!
 //! Every dma-buf has its own file and so its own address space: revoking
 //! the entries of all its user mappings, in every process, is one

@@ -26,8 +26,8 @@ use scenarios::{Dir, Op, Scenario, BUFFER_BYTES, SCENARIOS, WHAT_WIDTH};
 use std::{collections::BTreeMap, fmt::Write as _};
 
 /// Default cost of cache maintenance per MiB: "cache-line invalidate by VA
-/// on a small core: ~0.7 ms per MB" (shared/docs/kernel-facts.md, published
-/// figures); override with the third argument.
+/// on a small core: ~0.7 ms per MB" (docs/BENCHMARKS.md, "Published
+/// figures"); override with the third argument.
 const DEFAULT_MS_PER_MIB: f64 = 0.7;
 
 const MIB: f64 = (1 << 20) as f64;
