@@ -316,50 +316,25 @@ pub fn undisciplined(
     })
 }
 
-/// Checks `count` random sequences of about `len` steps on an uncached
-/// buffer whose user space skips SYNC, with bouncing devices
-/// ([`script::random_undisciplined_uncached`]), under every configuration
-/// of `configs`. The oracles do not model bounces.
-pub fn undisciplined_uncached(
-    base_seed: u64,
-    count: u64,
-    len: usize,
-    usage: Usage,
-    configs: &[Config],
-) -> Comparison {
-    seeded(base_seed, count, configs, Oracles::None, |rng| {
-        script::random_undisciplined_uncached(rng, len, usage)
-    })
-}
+/// A script generator: the scenario of about `len` steps that `usage`
+/// allows, from a seeded generator.
+pub type Generator = fn(&mut Rng, usize, Usage) -> Scenario;
 
-/// Checks `count` random sequences of about `len` steps whose processes
-/// sometimes die inside their brackets ([`script::random_dying`]) under
-/// every configuration of `configs`; only the ground truth applies.
-pub fn dying(
+/// Checks `count` random sequences of about `len` steps made by
+/// `generator` (for example [`script::random_undisciplined_uncached`],
+/// [`script::random_dying`], [`script::random_reading_beside_fenced_writers`])
+/// under every configuration of `configs`, against `oracles`.
+pub fn generated(
     base_seed: u64,
     count: u64,
     len: usize,
     usage: Usage,
+    generator: Generator,
+    oracles: Oracles,
     configs: &[Config],
 ) -> Comparison {
-    seeded(base_seed, count, configs, Oracles::GroundTruth, |rng| {
-        script::random_dying(rng, len, usage)
-    })
-}
-
-/// Checks `count` random sequences of about `len` steps whose user space
-/// reads without SYNC beside fenced writers
-/// ([`script::random_reading_beside_fenced_writers`]) under every
-/// configuration of `configs`; only the ground truth applies.
-pub fn reading_beside_fenced_writers(
-    base_seed: u64,
-    count: u64,
-    len: usize,
-    usage: Usage,
-    configs: &[Config],
-) -> Comparison {
-    seeded(base_seed, count, configs, Oracles::GroundTruth, |rng| {
-        script::random_reading_beside_fenced_writers(rng, len, usage)
+    seeded(base_seed, count, configs, oracles, |rng| {
+        generator(rng, len, usage)
     })
 }
 

@@ -29,7 +29,7 @@
 //! `--mode` choose the usage and the run that is traced.
 
 use cache_model::{
-    campaign::{self, Comparison, Config, Summary},
+    campaign::{self, Comparison, Config, Oracles, Summary},
     oracle,
     ownership::Policy,
     rng::Rng,
@@ -726,11 +726,13 @@ fn main() {
         ),
         (
             "user space skips SYNC, 40 % of non-coherent devices bounce",
-            campaign::undisciplined_uncached(
+            campaign::generated(
                 a.undisciplined_seed,
                 a.sequences,
                 a.length,
                 Usage::ANY,
+                script::random_undisciplined_uncached,
+                Oracles::None,
                 &uncached_configs,
             ),
         ),
@@ -769,11 +771,13 @@ fn main() {
         Usage::ANY,
         &[Config::TRACKED_TRAP, late],
     );
-    let late_undisciplined = campaign::reading_beside_fenced_writers(
+    let late_undisciplined = campaign::generated(
         a.undisciplined_seed,
         a.sequences,
         a.length,
         Usage::ANY,
+        script::random_reading_beside_fenced_writers,
+        Oracles::GroundTruth,
         &[Config::TRACKED_TRAP, late],
     );
     println!("  any usage the core accepts:");
@@ -811,11 +815,13 @@ fn main() {
         Config::TRACKED_TRAP,
         Config::TRACKED_TRAP.with(Mutation::DropInvalidates),
     ];
-    let dying = campaign::dying(
+    let dying = campaign::generated(
         a.undisciplined_seed ^ DYING_SEED,
         a.sequences,
         a.length,
         Usage::ANY,
+        script::random_dying,
+        Oracles::GroundTruth,
         &dying_configs,
     );
     rows(&dying, false);

@@ -399,11 +399,13 @@ fn trust_is_what_run_did_before() {
 
 #[test]
 fn uncached_buffers_stay_safe_when_user_space_skips_sync_next_to_bouncing_devices() {
-    let c = campaign::undisciplined_uncached(
+    let c = campaign::generated(
         SEED,
         3_000,
         60,
         Usage::ANY,
+        script::random_undisciplined_uncached,
+        campaign::Oracles::None,
         &[
             Config::UNCACHED,
             Config::UNCACHED.with(Mutation::DropInvalidates),
