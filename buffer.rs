@@ -263,20 +263,27 @@ impl HeapBuffer {
     /// rules' spinlock, since it sleeps; then the maintenance. A fence
     /// signal in between changes neither the user entries nor the counts
     /// the revocation depends on, only which lines may be stale.
+    /// The rules run twice only when the decision may need a step that
+    /// cannot be taken under their spinlock: revoking (only while user
+    /// entries exist) or making the maintenance mapping.
     fn decide(&self, state: &mut BufferState, event: Event) -> Decision {
-        let preview = self.coherence.preview(event);
-        if !preview.ops.is_empty() {
-            // Made already by the entry points that can fail; making it
-            // here can only fail where the DMA layer cannot map at all.
-            if self.need_maintenance(state).is_err() {
-                pr_err!("no maintenance mapping: cache maintenance skipped\n");
+        let mut revoked = false;
+        if self.coherence.may_need_steps_outside() {
+            let preview = self.coherence.preview(event);
+            if !preview.ops.is_empty() {
+                // Made already by the entry points that can fail; making
+                // it here can only fail where the DMA layer cannot map.
+                if self.need_maintenance(state).is_err() {
+                    pr_err!("no maintenance mapping: cache maintenance skipped\n");
+                }
+            }
+            if preview.revoke {
+                self.revoke(state);
+                revoked = true;
             }
         }
-        if preview.revoke {
-            self.revoke(state);
-        }
         let decision = self.coherence.apply(event);
-        if decision.revoke && !preview.revoke {
+        if decision.revoke && !revoked {
             // Not reached (see above); were it, late beats never.
             self.revoke(state);
         }

@@ -27,7 +27,7 @@ use crate::{
     fence_hooks::Signalled,
     heap::Heap,
     irq_lock::{new_irq_spinlock, IrqSpinLock},
-    ownership::{Decision, Device, Event, Ownership, Policy},
+    ownership::{Decision, Device, Event, Ownership, Policy, UserAccess},
     stats::CacheStats,
 };
 use kernel::{prelude::*, sync::Arc};
@@ -89,6 +89,16 @@ impl Coherence {
     pub(crate) fn preview(&self, event: Event) -> Decision {
         let mut ownership = self.ownership();
         ownership.on(event)
+    }
+
+    /// Whether a decision may need a step that cannot be taken under this
+    /// lock: revoking user entries (there are some) or making the
+    /// maintenance mapping (there is none yet, under a policy that
+    /// maintains).
+    pub(crate) fn may_need_steps_outside(&self) -> bool {
+        let state = self.state.lock();
+        state.ownership.user_access() != UserAccess::None
+            || (state.maintenance.is_none() && state.ownership.policy() != Policy::Always)
     }
 
     /// Whether the maintenance mapping exists.
