@@ -17,13 +17,15 @@
 #   make module  the production rust_dmabuf_heap.ko for KDIR=... (a board's
 #                kernel tree; default: the QEMU test kernel) into out/
 #   make tool    the rdh command-line tool, a static aarch64 binary
+#   make graph   the module graph: what imports what (fails on a circle,
+#                or an abstraction in rust/kernel/ importing the driver)
 #
 # KVER=7.2 selects the Debian 7.2 kernel series instead of 7.3.
 
 KVER ?= 7.3
 export KVER
 
-.PHONY: all setup kernel module tool run check check-debug check-matrix check-intree bench clean
+.PHONY: all setup kernel module tool graph run check check-debug check-matrix check-intree bench clean
 
 all: module
 
@@ -40,6 +42,9 @@ module: setup
 tool: setup
 	@cargo build -q --release --locked -p rdh --target aarch64-unknown-linux-musl
 	@echo target/aarch64-unknown-linux-musl/release/rdh
+
+graph:
+	@python3 scripts/module-graph.py
 
 run: setup
 	@bash scripts/vm.sh run
@@ -74,7 +79,7 @@ bench:
 	@bash scripts/bench.sh
 
 clean:
-	rm -f *.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order ffi_generated.rs
+	rm -f *.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order ffi_generated.rs helpers_generated.rs
 	rm -f tests/*.o tests/.*.cmd tests/importer/*.o tests/importer/.*.cmd
 	rm -rf out
 	cargo clean

@@ -1,59 +1,80 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A heap buffer: its chunks, the importers
-//! attached to it and its kernel mapping. Every operation the dma-buf core
-//! can ask for is a safe method here ([`Exporter`]); `dmabuf.rs` translates
-//! pointers and errors. No `unsafe` in this file.
+//! A heap buffer: its chunks, the importers attached to it and its kernel
+//! mapping. Every operation the dma-buf core can ask for is a safe method
+//! here ([`Exporter`]); `rust/kernel/dma_buf.rs` translates pointers and
+//! errors. No `unsafe` in this file.
 //!
-//! Lock order: a control file's range list (`control.rs`), then the buffer
-//! lock (`state`, a mutex), then the rules' spinlock (`coherence.rs`,
-//! also taken by fence callbacks under a fence's lock). The page pool's
-//! spinlock is taken with none of them held.
+//! # Lock order
+//!
+//! 1. a control file's range list (`control.rs`, `OpenFile::ranges`);
+//! 2. the buffer lock (`HeapBuffer::state`, a mutex), which the dma-buf
+//!    core's calls take with the reservation lock held (`map`, `unmap`) or
+//!    not (CPU access, faults with the mmap or vma lock held);
+//! 3. an attachment's lock (`Attachment::mapping`, a mutex);
+//! 4. the rules' spinlock (`coherence.rs`, IRQ-safe), also taken by fence
+//!    callbacks under a fence's lock.
+//!
+//! The page pool's spinlock (`pool.rs`) is taken with none of them held;
+//! fences are waited for with none held.
 
 use crate::{
-    cache_ops::{self, direction, Bounce, Direction, DmaDevice, MaintainedTable, MapSync},
+    cache_ops::{direction, MaintainedTable, MapSync},
     coherence::{Coherence, FENCED_WRITER},
-    dmabuf::{AttachmentKey, Exporter, ExporterTables, MappedTable},
-    fence_hooks::{FenceHooks, Reservation, Resv, WriteFences},
-    heap::Heap,
+    context::HeapContext,
+    dma_buf::{Exporter, ExporterTables, Fault, MappedTable, Mmap, UserMappings},
+    dma_mapping::{self, Bounce, DeviceTable},
+    dma_resv::Resv,
+    fence_hooks::{self, FenceHooks, Reservation, Watch, WriteFences},
+    glue,
+    mm_pfnmap::{self, VmFault},
     ownership::{self, Decision, Device, Event, Lines, Ownership, Policy, Range},
-    pages::{KernelAddress, KernelMapping, PAGE_SIZE},
-    params,
+    pages::PAGE_SIZE,
     pool::Memory,
-    sg::SgTable,
+    sg_table::BlockTable,
     stats::CacheStats,
-    user_mappings::{UserMappings, VmFault, Vma},
+    vmap::{KernelAddress, KernelMapping},
 };
 use core::sync::atomic::Ordering;
 use kernel::{
     alloc::flags::GFP_KERNEL,
-    debugfs, new_mutex,
+    debugfs,
+    device::Device as DmaDevice,
+    dma::DataDirection,
+    new_mutex,
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::{Arc, ArcBorrow, Mutex},
 };
 
 /// A buffer's debugfs file (`debugfs.rs` writes it): it keeps the buffer
 /// alive until removed, which the buffer's `release` does.
 pub(crate) type BufferFile = Pin<KBox<debugfs::File<Arc<HeapBuffer>>>>;
 
-/// One importer's view of the buffer.
-///
-/// The dma-buf core identifies it by the address stored in the attachment's
-/// `priv`; the box keeps that address stable until detach.
+/// One importer's view of the buffer, from `attach` to `detach`: the
+/// dma-buf core keeps one reference (in the attachment), the buffer's list
+/// another.
+#[pin_data]
 pub(crate) struct Attachment {
-    dev: DmaDevice,
-    /// What the ownership rules need to know of the device.
-    device: Device,
+    /// The device snoops the CPU caches.
+    coherent: bool,
     /// Why the device's mappings may bounce through swiotlb, if they may.
     /// Such an attachment syncs its own mapping (the DMA API copies its data
     /// only then), and its copies count as CPU accesses (`BounceRead`,
     /// `BounceWrote` in `ownership.rs`).
     bounce: Option<Bounce>,
-    /// A private copy of the table: mapping writes device addresses into it.
-    /// No entry is longer than the device can map.
-    table: SgTable,
-    /// The direction of the current mapping, if mapped.
-    mapped: Option<Direction>,
+    /// Taken under the buffer lock.
+    #[pin]
+    mapping: Mutex<AttachedTable>,
+}
+
+/// An attachment's table and what changes about it.
+struct AttachedTable {
+    /// A private copy of the table for the device: mapping writes device
+    /// addresses into it. No entry is longer than the device can map.
+    table: DeviceTable,
+    /// The attachment declared its accesses with fences (see
+    /// [`HeapBuffer::reserve_access`]).
+    fenced: bool,
 }
 
 impl Attachment {
@@ -62,6 +83,14 @@ impl Attachment {
     /// policy; the ownership rules see the copies as CPU accesses).
     fn self_synced(&self) -> bool {
         self.bounce.is_some()
+    }
+
+    /// What the ownership rules need to know of the device now.
+    fn device(&self, mapping: &AttachedTable) -> Device {
+        Device {
+            coherent: self.coherent,
+            fenced: mapping.fenced,
+        }
     }
 }
 
@@ -73,7 +102,7 @@ struct SharedKernelMapping {
 
 /// Everything that changes after allocation, under the buffer lock.
 struct BufferState {
-    attachments: KVec<KBox<Attachment>>,
+    attachments: KVec<Arc<Attachment>>,
     kernel_mapping: Option<SharedKernelMapping>,
     /// The buffer's debugfs file, once exported.
     debugfs_file: Option<BufferFile>,
@@ -112,14 +141,15 @@ pub(crate) struct HeapBuffer {
     coherence: Arc<Coherence>,
     /// The chunks.
     memory: Memory,
-    /// The heap: its maintenance device outlives `table`'s mapping.
-    heap: Arc<Heap>,
+    /// The heap's context: its maintenance device outlives the
+    /// maintenance mapping.
+    heap: Arc<HeapContext>,
 }
 
 impl HeapBuffer {
     /// Allocates a zeroed buffer of `len` bytes (a non-zero multiple of the
     /// page size) from `heap`, under the heap's policy.
-    pub(crate) fn new(heap: Arc<Heap>, len: usize) -> Result<Arc<Self>> {
+    pub(crate) fn new(heap: Arc<HeapContext>, len: usize) -> Result<Arc<Self>> {
         let policy = heap.sync_policy();
         Self::with_policy(heap, len, policy)
     }
@@ -127,14 +157,18 @@ impl HeapBuffer {
     /// Allocates a buffer with an explicit cache maintenance policy
     /// (`always` whatever is asked if the maintenance device would bounce:
     /// then there is nothing to track with).
-    pub(crate) fn with_policy(heap: Arc<Heap>, len: usize, policy: Policy) -> Result<Arc<Self>> {
+    pub(crate) fn with_policy(
+        heap: Arc<HeapContext>,
+        len: usize,
+        policy: Policy,
+    ) -> Result<Arc<Self>> {
         let policy = match heap.maintenance().bounce() {
             Some(_) => Policy::Always,
             None => policy,
         };
         // Under `always` unbracketed access is as safe as with the system
         // heap already.
-        let trap_user = policy == Policy::Tracked && params::trap_user_access();
+        let trap_user = policy == Policy::Tracked && glue::trap_user_access();
         let memory = heap.pool().allocate(len)?;
         let lines = if policy == Policy::Uncached {
             Self::flush(&heap, &memory)?;
@@ -181,7 +215,7 @@ impl HeapBuffer {
     /// line stays cached, see `ownership.rs`, "Uncached buffers"): pooled
     /// ones too, whose clean lines the CPU's write-combined writes would
     /// leave older than memory.
-    fn flush(heap: &Heap, memory: &Memory) -> Result {
+    fn flush(heap: &HeapContext, memory: &Memory) -> Result {
         // The uncached heap exists only where the maintenance device does
         // not bounce (`Heap::uncached`).
         let cleaner = heap.maintenance().cleaner().ok_or(ENODEV)?;
@@ -229,7 +263,7 @@ impl HeapBuffer {
         // Under `always` the importers' own mappings sync (and a bouncing
         // maintenance device forces `always`).
         if self.policy != Policy::Always && !self.coherence.has_maintenance() {
-            let table = SgTable::new(self.memory.chunks(), usize::MAX)?;
+            let table = BlockTable::new(self.memory.chunks(), usize::MAX)?;
             let table = MaintainedTable::new(table, self.heap.maintenance())?;
             self.coherence.set_maintenance(table);
         }
@@ -306,55 +340,50 @@ impl HeapBuffer {
         }
     }
 
-    /// Adds an importer; returns the key the core keeps in `attach->priv`.
-    pub(crate) fn attach(&self, dev: DmaDevice) -> Result<AttachmentKey> {
-        let table = SgTable::new(self.memory.chunks(), dev.max_segment())?;
-        let bounce = dev.bounce();
-        let attachment = KBox::new(
-            Attachment {
-                dev,
-                device: Device {
-                    coherent: dev.is_coherent(),
-                    fenced: false,
-                },
+    /// Adds an importer.
+    pub(crate) fn attach(&self, dev: &DmaDevice) -> Result<Arc<Attachment>> {
+        let table = BlockTable::new(self.memory.chunks(), dma_mapping::max_segment(dev))?;
+        let bounce = dma_mapping::bounce(dev);
+        let attachment = Arc::pin_init(
+            pin_init!(Attachment {
+                coherent: dma_mapping::is_coherent(dev),
                 bounce,
-                table,
-                mapped: None,
-            },
+                mapping <- new_mutex!(AttachedTable {
+                    table: DeviceTable::new(dev.into(), table),
+                    fenced: false,
+                }),
+            }),
             GFP_KERNEL,
         )?;
-        let key = AttachmentKey::of(&*attachment);
         let mut state = self.state.lock();
         self.need_maintenance(&mut state)?;
-        state.attachments.push(attachment, GFP_KERNEL)?;
+        state.attachments.push(attachment.clone(), GFP_KERNEL)?;
         drop(state);
         self.heap.totals().count_attachment(bounce);
-        Ok(key)
+        Ok(attachment)
     }
 
     /// Removes an importer. A mapping the importer failed to undo is undone
     /// here (and counts as an unmap), so the DMA layer never keeps a mapping
     /// of freed memory.
-    pub(crate) fn detach(&self, key: AttachmentKey) {
+    pub(crate) fn detach(&self, attachment: Arc<Attachment>) {
         let mut state = self.state.lock();
-        let Some(index) = state.attachments.iter().position(|a| is_key(a, key)) else {
-            return;
-        };
-        self.unmap_at(&mut state, index);
-        drop(state.attachments.remove(index));
-    }
-
-    /// Maps the buffer for an importer's device; returns its table.
-    pub(crate) fn map(&self, key: AttachmentKey, dir: Direction) -> Result<MappedTable> {
-        let mut guard = self.state.lock();
-        let state = &mut *guard;
+        self.unmap_locked(&mut state, &attachment);
         let index = state
             .attachments
             .iter()
-            .position(|a| is_key(a, key))
-            .ok_or(EINVAL)?;
-        let attachment = &state.attachments[index];
-        if attachment.mapped.is_some() {
+            .position(|a| Arc::ptr_eq(a, &attachment));
+        if let Some(index) = index {
+            drop(state.attachments.remove(index));
+        }
+    }
+
+    /// Maps the buffer for an importer's device; returns its table.
+    pub(crate) fn map(&self, attachment: &Attachment, dir: DataDirection) -> Result<MappedTable> {
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        let mut mapping = attachment.mapping.lock();
+        if mapping.table.mapped().is_some() {
             return Err(EBUSY);
         }
         let (sync, self_synced) = (self.map_sync(attachment), attachment.self_synced());
@@ -362,7 +391,7 @@ impl HeapBuffer {
         // takes the CPU's writes at the end of each CPU access, which its
         // unmap would otherwise overwrite with the slot's older copy.
         let dir = if self_synced && direction(dir).device_writes() {
-            cache_ops::raw(ownership::Direction::Bidirectional)
+            DataDirection::Bidirectional
         } else {
             dir
         };
@@ -370,10 +399,12 @@ impl HeapBuffer {
             // Mapping copies the buffer into the bounce slot.
             self.decide(state, Event::BounceRead);
         }
-        let attachment = &mut state.attachments[index];
-        attachment.dev.map(&attachment.table, dir, sync)?;
-        attachment.mapped = Some(dir);
-        let (device, table) = (attachment.device, MappedTable::of(&attachment.table));
+        mapping.table.map(dir, sync.skips())?;
+        let (device, table) = (
+            attachment.device(&mapping),
+            MappedTable::new(mapping.table.table()),
+        );
+        drop(mapping);
         if !self_synced {
             self.decide(state, Event::Map(device, direction(dir)));
         }
@@ -381,30 +412,31 @@ impl HeapBuffer {
     }
 
     /// Undoes [`Self::map`].
-    pub(crate) fn unmap(&self, key: AttachmentKey) {
+    pub(crate) fn unmap(&self, attachment: &Attachment) {
         let mut state = self.state.lock();
-        if let Some(index) = state.attachments.iter().position(|a| is_key(a, key)) {
-            self.unmap_at(&mut state, index);
-        }
+        self.unmap_locked(&mut state, attachment);
     }
 
-    fn unmap_at(&self, state: &mut BufferState, index: usize) {
-        let attachment = &state.attachments[index];
-        let (sync, self_synced) = (self.map_sync(attachment), attachment.self_synced());
+    fn unmap_locked(&self, state: &mut BufferState, attachment: &Attachment) {
+        let self_synced = attachment.self_synced();
         // Inside a CPU bracket the buffer may hold CPU writes the slot has
         // not seen: copy them in before the unmap copies the slot back.
         let writer = attachment
-            .mapped
+            .mapping
+            .lock()
+            .table
+            .mapped()
             .is_some_and(|d| direction(d).device_writes());
         if self_synced && writer && self.cpu_inside() {
-            self.bounce_out(state, Some(index));
+            self.bounce_out(state, Some(attachment));
         }
-        let attachment = &mut state.attachments[index];
-        let Some(dir) = attachment.mapped.take() else {
+        let mut mapping = attachment.mapping.lock();
+        let Some(dir) = mapping.table.mapped() else {
             return;
         };
-        let device = attachment.device;
-        attachment.dev.unmap(&attachment.table, dir, sync);
+        let device = attachment.device(&mapping);
+        mapping.table.unmap();
+        drop(mapping);
         if !self_synced {
             self.decide(state, Event::Unmap(device, direction(dir)));
         } else if direction(dir).device_writes() {
@@ -419,27 +451,25 @@ impl HeapBuffer {
     /// the attachment counts as fenced: its writes are reported by its
     /// fences, not assumed whenever it is mapped. Allocates first: on
     /// failure nothing changed.
-    pub(crate) fn reserve_access(&self, key: AttachmentKey, dir: Direction) -> Result<Reservation> {
+    pub(crate) fn reserve_access(
+        &self,
+        attachment: ArcBorrow<'_, Attachment>,
+        dir: DataDirection,
+    ) -> Result<Reservation> {
         let mut guard = self.state.lock();
         let state = &mut *guard;
-        let index = state
-            .attachments
-            .iter()
-            .position(|a| is_key(a, key))
-            .ok_or(EINVAL)?;
-        let attachment = &state.attachments[index];
         let self_synced = attachment.self_synced();
-        let coherent = attachment.device.coherent;
         // CPU reads wait for every writer, coherent or bouncing too; only a
         // non-coherent device that accesses the pages itself leaves stale
         // lines behind.
         let writes = direction(dir).device_writes();
-        let stales = writes && !coherent && !self_synced;
+        let stales = writes && !attachment.coherent && !self_synced;
         let reservation = state.fences.reserve(writes, stales)?;
-        let attachment = &mut state.attachments[index];
-        let (before, mapped) = (attachment.device, attachment.mapped);
-        attachment.device.fenced = true;
-        let after = attachment.device;
+        let mut mapping = attachment.mapping.lock();
+        let (before, mapped) = (attachment.device(&mapping), mapping.table.mapped());
+        mapping.fenced = true;
+        let after = attachment.device(&mapping);
+        drop(mapping);
         // Under `always` fences change nothing (and no mapping changed); a
         // self-synced mapping's writes arrive through its syncs.
         if !before.fenced && self.policy != Policy::Always && !self_synced {
@@ -455,8 +485,27 @@ impl HeapBuffer {
 
     /// Drops a reservation of [`Self::reserve_access`] that will not be
     /// committed.
-    pub(crate) fn cancel_access(&self, reservation: Reservation) {
-        self.state.lock().fences.cancel(reservation);
+    pub(crate) fn cancel_access(&self, watch: &Watch) {
+        self.state.lock().fences.cancel(watch);
+    }
+
+    /// Begins (`start`) or ends CPU access in direction `dir` to bytes
+    /// `offset..offset + len`; `resv` is the dma-buf's reservation object.
+    pub(crate) fn sync_range(
+        &self,
+        start: bool,
+        dir: DataDirection,
+        resv: &Resv,
+        offset: u64,
+        len: u64,
+    ) -> Result {
+        let pages = self.pages_of(offset, len)?;
+        if start {
+            self.begin_cpu_access_in(dir, resv, Some(pages))
+        } else {
+            self.end_cpu_access_in(dir, Some(pages));
+            Ok(())
+        }
     }
 
     /// The pages of bytes `offset..offset + len`, widened to whole pages;
@@ -505,25 +554,25 @@ impl HeapBuffer {
     /// for the device work it depends on (fenced attachments' fences and
     /// the reservation object's), so that the decision sees that work
     /// complete; the wait is interruptible.
-    pub(crate) fn begin_cpu_access(&self, dir: Direction, resv: &Resv) -> Result {
+    pub(crate) fn begin_cpu_access(&self, dir: DataDirection, resv: &Resv) -> Result {
         self.begin_cpu_access_in(dir, resv, None)
     }
 
     /// [`Self::begin_cpu_access`] for `pages` only (`None`: all).
     pub(crate) fn begin_cpu_access_in(
         &self,
-        dir: Direction,
+        dir: DataDirection,
         resv: &Resv,
         pages: Option<Range>,
     ) -> Result {
         let cpu_writes = direction(dir).cpu_writes();
         let pending = self.state.lock().fences.pending(cpu_writes)?;
         for fence in pending.iter() {
-            fence.wait()?;
+            fence.wait(true)?;
         }
         drop(pending);
-        resv.wait_for_cpu(cpu_writes)?;
-        let write_fences = resv.write_fences()?;
+        fence_hooks::wait_for_cpu(resv, cpu_writes)?;
+        let write_fences = fence_hooks::write_fences(resv)?;
         let mut guard = self.state.lock();
         let state = &mut *guard;
         // A write fence that was not there at the previous CPU access means
@@ -555,7 +604,7 @@ impl HeapBuffer {
         }
         state.write_fences_seen = write_fences;
         if let Some(mapping) = &state.kernel_mapping {
-            cache_ops::invalidate_kernel_alias(mapping.mapping.addr(), self.len);
+            mapping.mapping.invalidate_aliases();
         }
         // The outermost bracket takes what bouncing devices wrote (the
         // decision below then sees those writes); a nested one must not copy
@@ -565,25 +614,24 @@ impl HeapBuffer {
         }
         self.decide(state, event);
         if self.policy == Policy::Always {
-            let others = state.attachments.iter().filter(|a| !a.self_synced());
-            for attachment in others.filter(|a| a.mapped.is_some()) {
-                attachment.dev.sync_for_cpu(&attachment.table, dir);
+            for attachment in state.attachments.iter().filter(|a| !a.self_synced()) {
+                attachment.mapping.lock().table.sync_for_cpu(dir);
             }
         }
         Ok(())
     }
 
     /// The CPU finished accessing the buffer in direction `dir`.
-    pub(crate) fn end_cpu_access(&self, dir: Direction) {
+    pub(crate) fn end_cpu_access(&self, dir: DataDirection) {
         self.end_cpu_access_in(dir, None)
     }
 
     /// [`Self::end_cpu_access`] for `pages` only (`None`: all).
-    pub(crate) fn end_cpu_access_in(&self, dir: Direction, pages: Option<Range>) {
+    pub(crate) fn end_cpu_access_in(&self, dir: DataDirection, pages: Option<Range>) {
         let mut guard = self.state.lock();
         let state = &mut *guard;
         if let Some(mapping) = &state.kernel_mapping {
-            cache_ops::flush_kernel_alias(mapping.mapping.addr(), self.len);
+            mapping.mapping.flush_aliases();
         }
         if let Some(range) = self.part(state, pages, false) {
             self.decide(state, Event::EndCpuRange(direction(dir), range));
@@ -605,9 +653,8 @@ impl HeapBuffer {
         // bouncing mappings (all of them read; writers are mapped both ways).
         self.bounce_out(state, None);
         if self.policy == Policy::Always {
-            let others = state.attachments.iter().filter(|a| !a.self_synced());
-            for attachment in others.filter(|a| a.mapped.is_some()) {
-                attachment.dev.sync_for_device(&attachment.table, dir);
+            for attachment in state.attachments.iter().filter(|a| !a.self_synced()) {
+                attachment.mapping.lock().table.sync_for_device(dir);
             }
         }
     }
@@ -616,10 +663,11 @@ impl HeapBuffer {
     /// the buffer (a sync for the CPU), and tells the rules.
     fn bounce_in(&self, state: &mut BufferState) {
         let mut copied = false;
-        for attachment in state.attachments.iter() {
-            match attachment.mapped {
-                Some(mapped) if attachment.self_synced() && direction(mapped).device_writes() => {
-                    attachment.dev.sync_for_cpu(&attachment.table, mapped);
+        for attachment in state.attachments.iter().filter(|a| a.self_synced()) {
+            let mapping = attachment.mapping.lock();
+            match mapping.table.mapped() {
+                Some(mapped) if direction(mapped).device_writes() => {
+                    mapping.table.sync_for_cpu(mapped);
                     copied = true;
                 }
                 _ => {}
@@ -632,70 +680,76 @@ impl HeapBuffer {
 
     /// Copies the buffer into the slots of the bouncing mappings whose
     /// device reads (a sync for the device), after telling the rules: all
-    /// of them, or only the one at `only`.
-    fn bounce_out(&self, state: &mut BufferState, only: Option<usize>) {
-        let reads = |state: &BufferState, index: usize| {
-            let a = &state.attachments[index];
-            only.is_none_or(|i| i == index)
+    /// of them, or only `only`.
+    fn bounce_out(&self, state: &mut BufferState, only: Option<&Attachment>) {
+        let reads = |a: &Attachment| {
+            only.is_none_or(|only| core::ptr::eq(only, a))
                 && a.self_synced()
-                && a.mapped.is_some_and(|d| direction(d).device_reads())
+                && a.mapping
+                    .lock()
+                    .table
+                    .mapped()
+                    .is_some_and(|d| direction(d).device_reads())
         };
-        if !(0..state.attachments.len()).any(|i| reads(state, i)) {
+        if !state.attachments.iter().any(|a| reads(a)) {
             return;
         }
         self.decide(state, Event::BounceRead);
-        for index in 0..state.attachments.len() {
-            if reads(state, index) {
-                let a = &state.attachments[index];
-                if let Some(mapped) = a.mapped {
-                    a.dev.sync_for_device(&a.table, mapped);
-                }
+        for attachment in state.attachments.iter().filter(|a| reads(a)) {
+            let mapping = attachment.mapping.lock();
+            if let Some(mapped) = mapping.table.mapped() {
+                mapping.table.sync_for_device(mapped);
             }
         }
     }
 
     /// Maps the buffer into a user vma: at once, or, when the buffer traps
     /// user access, on faults.
-    pub(crate) fn mmap(&self, vma: &Vma) -> Result {
-        let (start, end, pgoff) = vma.range();
-        let count = (end - start) / PAGE_SIZE;
+    pub(crate) fn mmap(&self, mmap: &Mmap<'_>) -> Result {
+        let vma = mmap.vma();
+        let count = (vma.end() - vma.start()) / PAGE_SIZE;
         let total = self.len / PAGE_SIZE;
+        let pgoff = mm_pfnmap::pgoff(vma);
         if pgoff.checked_add(count).is_none_or(|last| last > total) {
             return Err(EINVAL);
         }
-        vma.forbid_cow()?;
+        let pfn_map = if self.trap_user {
+            mmap.fault_in()
+        } else {
+            mmap.map_now()
+        };
+        pfn_map.forbid_cow()?;
         if self.write_combined {
-            vma.write_combine();
+            pfn_map.write_combine();
         }
         if self.trap_user {
-            vma.trap();
             // What revocations act on, learnt at the first mmap (allocation
             // stays free of it).
             let mut state = self.state.lock();
             if state.user_mappings.is_none() {
-                state.user_mappings = Some(vma.user_mappings());
+                state.user_mappings = Some(mmap.user_mappings());
             }
             Ok(())
         } else {
-            vma.remap(self.memory.chunks())
+            pfn_map.remap(self.memory.chunks())
         }
     }
 
-    /// A user access to buffer page `page` in `vma` faulted (a write if
-    /// `write`; `upgrade` if it hit a read-only entry). If no fault the
+    /// A user access to buffer page `fault.page` faulted. If no fault the
     /// rules saw granted that page's entries (see `ownership.rs`), tells
     /// them (an implicit CPU access begin): for the range of an open range
     /// bracket that holds the page, or the whole buffer. Then maps what was
     /// granted.
-    pub(crate) fn user_fault(&self, vma: &Vma, page: usize, write: bool, upgrade: bool) -> VmFault {
+    pub(crate) fn fault(&self, fault: &Fault<'_>) -> VmFault {
         let mut guard = self.state.lock();
         let state = &mut *guard;
+        let write = fault.write;
         let dir = if write {
             ownership::Direction::ToDevice
         } else {
             ownership::Direction::FromDevice
         };
-        let unit = page as u64;
+        let unit = fault.page as u64;
         let rules = self.coherence.ownership();
         let pages = match rules.granted(write, unit) {
             Some(granted) => granted,
@@ -716,7 +770,11 @@ impl HeapBuffer {
                 if unbracketed && !state.reported_unbracketed {
                     state.reported_unbracketed = true;
                     if let Some(user_mappings) = &state.user_mappings {
-                        user_mappings.report_unbracketed(write);
+                        glue::report_unbracketed(
+                            user_mappings.inode(),
+                            user_mappings.size(),
+                            write,
+                        );
                     }
                 }
                 pages
@@ -727,10 +785,16 @@ impl HeapBuffer {
             .ownership()
             .granted(true, pages.start)
             .is_some_and(|granted| granted.start <= pages.start && pages.end <= granted.end);
-        if upgrade {
-            vma.zap();
+        if fault.upgrade {
+            mm_pfnmap::zap(fault.vma);
         }
-        vma.insert(self.memory.chunks(), pages, writable)
+        mm_pfnmap::insert_pages(
+            fault.vma,
+            self.memory.chunks(),
+            pages.start as usize,
+            pages.end as usize,
+            writable,
+        )
     }
 
     /// Returns a kernel virtual address for the whole buffer.
@@ -758,43 +822,46 @@ impl HeapBuffer {
     }
 }
 
-fn is_key(attachment: &KBox<Attachment>, key: AttachmentKey) -> bool {
-    AttachmentKey::of(&**attachment) == key
-}
-
-/// The dma-buf side of a buffer (`dmabuf.rs` calls these).
+/// The dma-buf side of a buffer (`rust/kernel/dma_buf.rs` calls these).
 #[vtable]
 impl Exporter for HeapBuffer {
-    fn attach(&self, dev: DmaDevice) -> Result<AttachmentKey> {
+    type Attachment = Arc<Attachment>;
+
+    fn attach(&self, dev: &DmaDevice) -> Result<Arc<Attachment>> {
         HeapBuffer::attach(self, dev)
     }
 
-    fn detach(&self, key: AttachmentKey) {
-        HeapBuffer::detach(self, key)
+    fn detach(&self, attachment: Arc<Attachment>) {
+        HeapBuffer::detach(self, attachment)
     }
 
-    fn map(&self, key: AttachmentKey, dir: Direction) -> Result<MappedTable> {
-        HeapBuffer::map(self, key, dir)
+    fn map(
+        &self,
+        attachment: ArcBorrow<'_, Attachment>,
+        dir: DataDirection,
+    ) -> Result<MappedTable> {
+        HeapBuffer::map(self, &attachment, dir)
     }
 
-    fn unmap(&self, key: AttachmentKey) {
-        HeapBuffer::unmap(self, key)
+    fn unmap(&self, attachment: ArcBorrow<'_, Attachment>, _dir: DataDirection) {
+        HeapBuffer::unmap(self, &attachment)
     }
 
-    fn begin_cpu_access(&self, dir: Direction, resv: &Resv) -> Result {
+    fn begin_cpu_access(&self, dir: DataDirection, resv: &Resv) -> Result {
         HeapBuffer::begin_cpu_access(self, dir, resv)
     }
 
-    fn end_cpu_access(&self, dir: Direction) {
-        HeapBuffer::end_cpu_access(self, dir)
+    fn end_cpu_access(&self, dir: DataDirection) -> Result {
+        HeapBuffer::end_cpu_access(self, dir);
+        Ok(())
     }
 
-    fn mmap(&self, vma: &Vma) -> Result {
-        HeapBuffer::mmap(self, vma)
+    fn mmap(&self, mmap: &Mmap<'_>) -> Result {
+        HeapBuffer::mmap(self, mmap)
     }
 
-    fn user_fault(&self, vma: &Vma, page: usize, write: bool, upgrade: bool) -> VmFault {
-        HeapBuffer::user_fault(self, vma, page, write, upgrade)
+    fn fault(&self, fault: &Fault<'_>) -> VmFault {
+        HeapBuffer::fault(self, fault)
     }
 
     fn vmap(&self) -> Result<KernelAddress> {

@@ -24,9 +24,9 @@
 
 use crate::{
     cache_ops::MaintainedTable,
+    context::HeapContext,
     fence_hooks::Signalled,
-    heap::Heap,
-    irq_lock::{new_irq_spinlock, IrqSpinLock},
+    irq_spinlock::{new_irq_spinlock, IrqSpinLock},
     ownership::{Decision, Device, Event, Ownership, Policy, UserAccess},
     stats::CacheStats,
 };
@@ -55,12 +55,12 @@ pub(crate) struct Coherence {
     state: IrqSpinLock<State>,
     /// For the heap-wide counters (and the maintenance device, which the
     /// mapping needs for as long as it exists).
-    heap: Arc<Heap>,
+    heap: Arc<HeapContext>,
 }
 
 impl Coherence {
     /// The state of a new buffer whose rules start as `ownership`.
-    pub(crate) fn new(ownership: Ownership, heap: Arc<Heap>) -> Result<Arc<Self>> {
+    pub(crate) fn new(ownership: Ownership, heap: Arc<HeapContext>) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Self {
                 state <- new_irq_spinlock!(State {

@@ -6,7 +6,10 @@
 //! (`include/uapi/linux/rust_dmabuf_heap.h`): `DMA_BUF_IOCTL_SYNC` for a
 //! range of a buffer, whose brackets belong to the open file.
 
-use crate::{cache_ops::Direction, dmabuf::DmaBufFile, sys};
+use crate::{
+    c_api::{self, SyncRange, SYNC_RANGE_CMD},
+    dma_buf::DmaBufFile,
+};
 use kernel::{
     alloc::flags::GFP_KERNEL,
     dma::DataDirection,
@@ -15,7 +18,6 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::Mutex,
-    transmute::FromBytes,
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -40,7 +42,7 @@ struct OpenRange {
     dmabuf: DmaBufFile,
     offset: u64,
     len: u64,
-    dir: Direction,
+    dir: DataDirection,
 }
 
 impl OpenFile {
@@ -52,14 +54,14 @@ impl OpenFile {
         &self,
         dmabuf: DmaBufFile,
         start: bool,
-        dir: Direction,
+        dir: DataDirection,
         offset: u64,
         len: u64,
     ) -> Result {
         let mut ranges = self.ranges.lock();
         if start {
             ranges.reserve(1, GFP_KERNEL)?;
-            dmabuf.sync_range(true, dir, offset, len)?;
+            c_api::sync_range(&dmabuf, true, dir, offset, len)?;
             let range = OpenRange {
                 dmabuf,
                 offset,
@@ -76,7 +78,7 @@ impl OpenFile {
         if let Some(i) = begun {
             drop(ranges.remove(i));
         }
-        dmabuf.sync_range(false, dir, offset, len)
+        c_api::sync_range(&dmabuf, false, dir, offset, len)
     }
 
     /// Ends every range bracket still open, latest first, each in its
@@ -85,9 +87,7 @@ impl OpenFile {
         let mut ranges = core::mem::replace(&mut *self.ranges.lock(), KVec::new());
         while let Some(range) = ranges.pop() {
             // Ending a range that began cannot fail.
-            let _ = range
-                .dmabuf
-                .sync_range(false, range.dir, range.offset, range.len);
+            let _ = c_api::sync_range(&range.dmabuf, false, range.dir, range.offset, range.len);
         }
     }
 }
@@ -97,36 +97,6 @@ pub(crate) fn register() -> impl PinInit<MiscDeviceRegistration<Control>, Error>
     MiscDeviceRegistration::register(MiscDeviceOptions {
         name: c"rust_dmabuf_heap",
     })
-}
-
-/// `struct rdh_sync_range`, as user space passes it.
-#[repr(transparent)]
-struct SyncRange(sys::rdh_sync_range);
-
-// SAFETY: Only integer fields, with no padding (s32, u32, u64, u64): every
-// bit pattern is a valid value.
-unsafe impl FromBytes for SyncRange {}
-
-impl SyncRange {
-    /// Whether the access begins, and its direction (as `DMA_BUF_IOCTL_SYNC`
-    /// takes its flags); `EINVAL` for unknown flags or neither READ nor
-    /// WRITE.
-    fn what(&self) -> Result<(bool, Direction)> {
-        let flags = self.0.flags;
-        if flags & !sys::RDH_SYNC_VALID_FLAGS != 0 {
-            return Err(EINVAL);
-        }
-        let dir = match (
-            flags & sys::RDH_SYNC_READ != 0,
-            flags & sys::RDH_SYNC_WRITE != 0,
-        ) {
-            (true, true) => DataDirection::Bidirectional,
-            (true, false) => DataDirection::FromDevice,
-            (false, true) => DataDirection::ToDevice,
-            (false, false) => return Err(EINVAL),
-        };
-        Ok((flags & sys::RDH_SYNC_END == 0, dir.into()))
-    }
 }
 
 #[vtable]
@@ -147,7 +117,7 @@ impl MiscDevice for Control {
     }
 
     fn ioctl(device: Pin<&OpenFile>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        if cmd != sys::RDH_SYNC_RANGE_CMD {
+        if cmd != SYNC_RANGE_CMD {
             return Err(ENOTTY);
         }
         let request: SyncRange =
@@ -155,8 +125,9 @@ impl MiscDevice for Control {
                 .reader()
                 .read()?;
         let (start, dir) = request.what()?;
-        let dmabuf = DmaBufFile::get(request.0.fd)?;
-        device.sync_range(dmabuf, start, dir, request.0.offset, request.0.len)?;
+        let (offset, len) = request.range();
+        let dmabuf = DmaBufFile::get(request.fd())?;
+        device.sync_range(dmabuf, start, dir, offset, len)?;
         Ok(0)
     }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What `/sys/kernel/debug/rust_dmabuf_heap/<heap>/` shows, through
-//! `kernel::debugfs`: every file owns what it shows (an `Arc` of the heap
+//! `kernel::debugfs`: every file owns what it shows (an `Arc` of the heap's context
 //! or of the buffer) and is removed when its `File` value is dropped, so
 //! its lifetime is a type, not a comment.
 //!
@@ -25,12 +25,11 @@
 
 use crate::{
     buffer::{BufferFile, HeapBuffer},
-    cache_ops::Bounce,
-    heap::Heap,
+    context::HeapContext,
+    glue,
     ownership::Policy,
     pages::{ORDERS, PAGE_SIZE},
-    params,
-    stats::{skip_name, Totals, SKIP_REASONS},
+    stats::{bounce_name, skip_name, Totals, BOUNCES, SKIP_REASONS},
 };
 use core::fmt;
 use kernel::{
@@ -41,7 +40,7 @@ use kernel::{
 };
 
 /// A file showing the heap (it holds a reference on it).
-pub(crate) type HeapFile = Pin<KBox<File<Arc<Heap>>>>;
+pub(crate) type HeapFile = Pin<KBox<File<Arc<HeapContext>>>>;
 
 /// A heap's directory and its `buffers` subdirectory.
 pub(crate) struct HeapDir {
@@ -71,7 +70,7 @@ impl HeapDir {
     }
 
     /// The heap's `stats` file.
-    pub(crate) fn stats_file(&self, heap: Arc<Heap>) -> Result<HeapFile> {
+    pub(crate) fn stats_file(&self, heap: Arc<HeapContext>) -> Result<HeapFile> {
         KBox::pin_init(
             self.heap.read_callback_file(c"stats", heap, &show_heap),
             GFP_KERNEL,
@@ -79,7 +78,7 @@ impl HeapDir {
     }
 
     /// The heap's `pool` file.
-    pub(crate) fn pool_file(&self, heap: Arc<Heap>) -> Result<HeapFile> {
+    pub(crate) fn pool_file(&self, heap: Arc<HeapContext>) -> Result<HeapFile> {
         KBox::pin_init(
             self.heap.read_callback_file(c"pool", heap, &show_pool),
             GFP_KERNEL,
@@ -98,7 +97,7 @@ impl HeapDir {
 }
 
 /// Shows the heap totals.
-fn show_heap(heap: &Arc<Heap>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+fn show_heap(heap: &Arc<HeapContext>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let totals = heap.totals();
     let load = Totals::load;
     let pool = heap.pool().levels();
@@ -120,17 +119,17 @@ fn show_heap(heap: &Arc<Heap>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(
         f,
         "maintenance: {}",
-        heap.maintenance().bounce().map_or("direct", Bounce::name)
+        heap.maintenance().bounce().map_or("direct", bounce_name)
     )?;
     writeln!(f, "attachments: {}", load(&totals.attachments))?;
-    for (reason, count) in Bounce::ALL.iter().zip(totals.bounce_attachments.iter()) {
-        writeln!(f, "bounce_synced_{}: {}", reason.name(), load(count))?;
+    for (reason, count) in BOUNCES.iter().zip(totals.bounce_attachments.iter()) {
+        writeln!(f, "bounce_synced_{}: {}", bounce_name(*reason), load(count))?;
     }
     // Write-combined mappings are never trapped.
     let unbracketed = if heap.sync_policy() == Policy::Uncached {
         "trust"
     } else {
-        params::unbracketed_cpu_name()
+        glue::unbracketed_cpu_name()
     };
     writeln!(f, "unbracketed_cpu: {unbracketed}")?;
     writeln!(f, "user_faults: {}", load(&totals.user_faults))?;
@@ -143,7 +142,7 @@ fn show_heap(heap: &Arc<Heap>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 }
 
 /// Shows the page pool.
-fn show_pool(heap: &Arc<Heap>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+fn show_pool(heap: &Arc<HeapContext>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let pool = heap.pool();
     let levels = pool.levels();
     let counters = &pool.counters;

@@ -4,8 +4,12 @@
 //! 0 (1 MiB, 64 KiB, 4 KiB with 4 KiB pages), the sizes IOMMUs map
 //! efficiently, as the upstream system heap chooses them.
 
-use crate::sys;
-use core::{ffi::c_void, ptr::NonNull, sync::atomic::AtomicUsize, sync::atomic::Ordering};
+use crate::{
+    dma_heap,
+    glue::{available_pages, fatal_signal_pending, free_pages, totalram_pages},
+    page_block::{Gfp, PageBlock},
+};
+use core::sync::atomic::AtomicUsize;
 use kernel::{
     alloc::{flags::GFP_KERNEL, KVVec},
     prelude::*,
@@ -19,227 +23,38 @@ pub(crate) const ORDERS: [u32; 3] = [8, 4, 0];
 pub(crate) static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Size of a page in bytes.
-pub(crate) const PAGE_SIZE: usize = sys::RDH_PAGE_SIZE;
+pub(crate) const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 
-/// A physically contiguous, zeroed run of `1 << order` pages.
-///
-/// # Invariants
-///
-/// `page` points to the head of a block of `1 << order` pages allocated with
-/// `alloc_pages(_, order)` and owned exclusively by this chunk.
-pub(crate) struct PageChunk {
-    page: NonNull<sys::page>,
-    order: u32,
+/// High orders are opportunistic: no reclaim, no retries, no warning.
+fn high_order_gfp() -> Gfp {
+    (Gfp::HIGHUSER | Gfp::ZERO | Gfp::NOWARN | Gfp::NORETRY) & !Gfp::RECLAIM | Gfp::COMP
 }
 
-// SAFETY: A chunk is plain memory owned by one object; freeing it from any
-// thread is allowed.
-unsafe impl Send for PageChunk {}
-// SAFETY: Shared access only reads the page pointer and order.
-unsafe impl Sync for PageChunk {}
-
-impl PageChunk {
-    /// Allocates one zeroed chunk of the given order, or `None`.
-    fn alloc(order: u32) -> Option<Self> {
-        let mut gfp = if order > 0 {
-            sys::RDH_GFP_HIGH_ORDER
-        } else {
-            sys::RDH_GFP_LOW_ORDER
-        };
-        // Charge the memory cgroup like the system heap does when the
-        // dma-heap core asks for it.
-        if mem_accounting_enabled() {
-            gfp |= sys::RDH_GFP_ACCOUNT;
-        }
-        // SAFETY: `alloc_pages` may be called with any flags and order; it
-        // returns NULL or an exclusively owned block.
-        let page = NonNull::new(unsafe { sys::alloc_pages(gfp, order) })?;
-        LIVE_BYTES.fetch_add(PAGE_SIZE << order, Ordering::Relaxed);
-        // INVARIANT: `page` was just allocated with `order` and is ours.
-        Some(Self { page, order })
-    }
-
-    /// Gives up ownership of the block, e.g. to put it on a page list
-    /// (`pool.rs`); [`Self::from_raw`] takes it back.
-    pub(crate) fn into_raw(self) -> (NonNull<sys::page>, u32) {
-        let this = core::mem::ManuallyDrop::new(self);
-        (this.page, this.order)
-    }
-
-    /// Takes back a block given up by [`Self::into_raw`].
-    ///
-    /// # Safety
-    ///
-    /// `page` and `order` come from one call of [`Self::into_raw`], and
-    /// nothing else owns the block any more.
-    pub(crate) unsafe fn from_raw(page: NonNull<sys::page>, order: u32) -> Self {
-        // INVARIANT: By the safety requirements the block is ours again.
-        Self { page, order }
-    }
-
-    /// Writes zeroes to the whole chunk (through the CPU cache: the lines
-    /// are dirty afterwards). May sleep.
-    pub(crate) fn zero(&self) {
-        // SAFETY: By the type invariant the block has `order` and is ours.
-        unsafe { sys::rdh_clear_pages(self.page.as_ptr(), self.order) };
-    }
-
-    /// The page order of this chunk.
-    pub(crate) fn order(&self) -> u32 {
-        self.order
-    }
-
-    /// The chunk size in bytes.
-    pub(crate) fn size(&self) -> usize {
-        PAGE_SIZE << self.order
-    }
-
-    /// Number of 4 KiB pages in the chunk.
-    pub(crate) fn page_count(&self) -> usize {
-        1 << self.order
-    }
-
-    /// The head page.
-    pub(crate) fn head(&self) -> *mut sys::page {
-        self.page.as_ptr()
-    }
-
-    /// The `n`-th page of the chunk.
-    pub(crate) fn nth_page(&self, n: usize) -> *mut sys::page {
-        debug_assert!(n < self.page_count());
-        // SAFETY: By the type invariant the chunk has `page_count()` pages
-        // and `n` is in range.
-        unsafe { sys::rdh_nth_page(self.page.as_ptr(), n) }
-    }
-
-    /// Copies page `n` (which must be in range) into `out` through a
-    /// temporary kernel mapping.
-    #[cfg(rdh_kunit)]
-    pub(crate) fn read_page(&self, n: usize, out: &mut [u8; PAGE_SIZE]) {
-        let page = self.nth_page(n);
-        // SAFETY: `page` is a valid page owned by this chunk.
-        let vaddr = unsafe { sys::kmap_local_page(page) };
-        // SAFETY: `vaddr` maps `PAGE_SIZE` readable bytes; `out` is a
-        // distinct kernel buffer of the same size.
-        unsafe { core::ptr::copy_nonoverlapping(vaddr.cast::<u8>(), out.as_mut_ptr(), PAGE_SIZE) };
-        // SAFETY: `vaddr` was returned by `kmap_local_page` above.
-        unsafe { sys::kunmap_local(vaddr) };
-    }
-
-    /// Fills page `n` (which must be in range) with `byte`.
-    #[cfg(rdh_kunit)]
-    pub(crate) fn fill_page(&self, n: usize, byte: u8) {
-        let page = self.nth_page(n);
-        // SAFETY: `page` is a valid page owned by this chunk.
-        let vaddr = unsafe { sys::kmap_local_page(page) };
-        // SAFETY: `vaddr` maps `PAGE_SIZE` writable bytes.
-        unsafe { core::ptr::write_bytes(vaddr.cast::<u8>(), byte, PAGE_SIZE) };
-        // SAFETY: `vaddr` was returned by `kmap_local_page` above.
-        unsafe { sys::kunmap_local(vaddr) };
-    }
+/// Order 0 may reclaim but fails with `ENOMEM` rather than invoking the
+/// OOM killer (`__GFP_RETRY_MAYFAIL`), because dma-buf memory is not
+/// charged to the allocating process and the killer would pick an
+/// innocent one.
+fn low_order_gfp() -> Gfp {
+    Gfp::HIGHUSER | Gfp::ZERO | Gfp::NOWARN | Gfp::RETRY_MAYFAIL
 }
 
-impl Drop for PageChunk {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant we own this block of `order`.
-        unsafe { sys::__free_pages(self.page.as_ptr(), self.order) };
-        LIVE_BYTES.fetch_sub(self.size(), Ordering::Relaxed);
+/// A zeroed block of `1 << order` pages of a buffer or the pool, counted
+/// in [`LIVE_BYTES`] while it exists.
+pub(crate) type PageChunk = PageBlock;
+
+/// Allocates a zeroed chunk of `order`; `None` if there is none.
+fn alloc_chunk(order: u32) -> Option<PageChunk> {
+    let mut gfp = if order > 0 {
+        high_order_gfp()
+    } else {
+        low_order_gfp()
+    };
+    // Charge the memory cgroup like the system heap does when the dma-heap
+    // core asks for it.
+    if dma_heap::mem_accounting() {
+        gfp = gfp | Gfp::ACCOUNT;
     }
-}
-
-/// The kernel virtual address of a buffer's [`KernelMapping`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct KernelAddress(NonNull<c_void>);
-
-impl KernelAddress {
-    /// The address, for C (`iosys_map`, the vmap range helpers).
-    pub(crate) fn as_ptr(self) -> *mut c_void {
-        self.0.as_ptr()
-    }
-}
-
-/// A kernel virtual mapping of all pages of some chunks (`vmap`).
-///
-/// # Invariants
-///
-/// `addr` was returned by `vmap` for those pages and is unmapped on drop;
-/// the pages outlive the mapping (its owner drops it first).
-pub(crate) struct KernelMapping {
-    addr: KernelAddress,
-}
-
-// SAFETY: A kernel mapping may be torn down from any thread.
-unsafe impl Send for KernelMapping {}
-
-impl KernelMapping {
-    /// Maps all pages of `chunks`, which must outlive the mapping:
-    /// write-combined if `write_combined` (the uncached heap's buffers).
-    pub(crate) fn new(chunks: &[PageChunk], write_combined: bool) -> Result<Self> {
-        let count = chunks.iter().map(PageChunk::page_count).sum();
-        // One pointer per page: 4 MiB for 2 GiB, so vmalloc-backed.
-        let mut pages = KVVec::with_capacity(count, GFP_KERNEL)?;
-        for chunk in chunks {
-            for n in 0..chunk.page_count() {
-                pages.push(chunk.nth_page(n), GFP_KERNEL)?;
-            }
-        }
-        let count = pages.len().try_into().map_err(|_| ENOMEM)?;
-        // SAFETY: `pages` holds `count` valid pages.
-        let vaddr =
-            NonNull::new(unsafe { sys::rdh_vmap_pages(pages.as_mut_ptr(), count, write_combined) })
-                .ok_or(ENOMEM)?;
-        // INVARIANT: Just returned by `vmap`.
-        Ok(Self {
-            addr: KernelAddress(vaddr),
-        })
-    }
-
-    /// The mapping's address.
-    pub(crate) fn addr(&self) -> KernelAddress {
-        self.addr
-    }
-}
-
-impl Drop for KernelMapping {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant the address came from `vmap`.
-        unsafe { sys::vunmap(self.addr.as_ptr()) };
-    }
-}
-
-/// Whether the dma-heap core asks heaps to charge the memory cgroup.
-pub(crate) fn mem_accounting_enabled() -> bool {
-    // SAFETY: A read-only (0444) parameter of the dma-heap core, set before
-    // any heap can allocate.
-    unsafe { sys::mem_accounting }
-}
-
-/// Whether the current task has been killed.
-fn fatal_signal_pending() -> bool {
-    // SAFETY: Looks at `current`, which is always valid in process context,
-    // the only context allocation runs in.
-    unsafe { sys::rdh_fatal_signal_pending() }
-}
-
-/// Number of pages of RAM managed by the kernel.
-pub(crate) fn totalram_pages() -> usize {
-    // SAFETY: Reads a global counter; no preconditions.
-    unsafe { sys::rdh_totalram_pages() as usize }
-}
-
-/// Pages the kernel could hand out now without swapping (`MemAvailable`),
-/// free CMA pages excepted.
-fn available_pages() -> usize {
-    // SAFETY: Reads global counters; no preconditions.
-    unsafe { sys::rdh_available_pages() }.max(0) as usize
-}
-
-/// Free pages an unmovable allocation can take: free CMA pages do not
-/// count (two per-cpu-summed counters: much cheaper than
-/// [`available_pages`]).
-pub(crate) fn free_pages() -> usize {
-    // SAFETY: Reads a global counter; no preconditions.
-    unsafe { sys::rdh_free_pages() as usize }
+    Some(PageBlock::alloc(gfp, order)?.counted_in(&LIVE_BYTES))
 }
 
 /// Whether taking `pages` more pages leaves the reserve available. Free
@@ -383,7 +198,7 @@ pub(crate) fn alloc_chunks(
                     from_pool += 1;
                     Some(chunk)
                 }
-                None => PageChunk::alloc(order),
+                None => alloc_chunk(order),
             })
             .ok_or(ENOMEM)?;
         remaining -= chunk.size();

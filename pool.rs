@@ -26,21 +26,18 @@
 
 use crate::{
     cache_ops::Cleaner,
-    pages::{self, Chunks, PageChunk, ORDERS, PAGE_SIZE},
-    sys,
+    dma_heap,
+    glue::{self, Running, Worker},
+    page_block::BlockList,
+    pages::{self, Chunks, PageChunk, LIVE_BYTES, ORDERS, PAGE_SIZE},
+    shrinker::{self, Shrink},
 };
-use core::{
-    ffi::c_void,
-    ptr::NonNull,
-    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
-};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use kernel::{
-    error::from_err_ptr,
-    ffi::c_ulong,
     new_spinlock,
     prelude::*,
+    str::CString,
     sync::{Arc, SpinLock},
-    types::Opaque,
 };
 
 /// List index of the backlog; the zeroed lists are `0..ORDERS.len()`.
@@ -54,39 +51,31 @@ fn list_of(order: u32) -> usize {
     ORDERS.iter().position(|&o| o == order).unwrap_or(BACKLOG)
 }
 
-/// Intrusive lists of chunks through their head pages' `lru`.
+/// The pool's lists of chunks, kept on their head pages (no allocation).
 ///
 /// # Invariants
 ///
-/// Every list is initialised; every page on a list is the head of a chunk
-/// given up by [`PageChunk::into_raw`], with its order in `page->private`,
-/// owned by the list and counted in `pages`. The lists are used only under
-/// the pool's lock (they are inside it).
+/// `pages[i]` counts the pages on `lists[i]`, all of which are counted as
+/// reclaimable memory. The lists are used only under the pool's lock (they
+/// are inside it).
 struct Lists {
-    heads: Pin<KBox<[Opaque<sys::list_head>; LISTS]>>,
+    lists: [BlockList; LISTS],
     /// Pages (4 KiB) on each list.
     pages: [usize; LISTS],
     /// Pages the worker took off the backlog and has not put anywhere yet.
     working: usize,
 }
 
-// SAFETY: The pages on the lists are plain memory owned by the lists.
-unsafe impl Send for Lists {}
-
 impl Lists {
     fn new() -> Result<Self> {
-        let heads = KBox::pin_init(
-            pin_init::pin_init_array_from_fn(|_| {
-                Opaque::ffi_init(|head| {
-                    // SAFETY: `head` is valid, pinned memory for a list head.
-                    unsafe { sys::rdh_page_list_init(head) }
-                })
-            }),
-            GFP_KERNEL,
-        )?;
-        // INVARIANT: Every head was just initialised, every list is empty.
+        // INVARIANT: Every list is empty.
         Ok(Self {
-            heads,
+            lists: [
+                BlockList::new(Some(&LIVE_BYTES))?,
+                BlockList::new(Some(&LIVE_BYTES))?,
+                BlockList::new(Some(&LIVE_BYTES))?,
+                BlockList::new(Some(&LIVE_BYTES))?,
+            ],
             pages: [0; LISTS],
             working: 0,
         })
@@ -94,26 +83,18 @@ impl Lists {
 
     fn push(&mut self, list: usize, chunk: PageChunk) {
         let pages = chunk.page_count();
-        let (page, order) = chunk.into_raw();
-        // SAFETY: The list is initialised (type invariant); `page` heads a
-        // chunk nothing else owns now.
-        unsafe { sys::rdh_page_list_push(self.heads[list].get(), page.as_ptr(), order) };
-        // SAFETY: The chunk is a valid block of pages.
-        unsafe { sys::rdh_pool_account(page.as_ptr(), pages as isize) };
+        // Pooled pages are reclaimable (the shrinker gives them back):
+        // MemAvailable counts them, and no memory cgroup is charged.
+        chunk.account_reclaimable(pages as isize);
         // INVARIANT: The chunk is on the list, and counted.
+        self.lists[list].push(chunk);
         self.pages[list] += pages;
     }
 
     fn pop(&mut self, list: usize) -> Option<PageChunk> {
-        let mut order = 0;
-        // SAFETY: The list is initialised (type invariant).
-        let page =
-            NonNull::new(unsafe { sys::rdh_page_list_pop(self.heads[list].get(), &mut order) })?;
-        // SAFETY: By the type invariant `page` heads a chunk of `order`
-        // that the list owned; it is off the list now.
-        let chunk = unsafe { PageChunk::from_raw(page, order) };
-        // SAFETY: The chunk is a valid block of pages.
-        unsafe { sys::rdh_pool_account(page.as_ptr(), -(chunk.page_count() as isize)) };
+        let chunk = self.lists[list].pop()?;
+        chunk.account_reclaimable(-(chunk.page_count() as isize));
+        // INVARIANT: Off the list, no longer counted.
         self.pages[list] -= chunk.page_count();
         Some(chunk)
     }
@@ -175,62 +156,6 @@ impl PoolLevels {
     }
 }
 
-/// The worker thread's handle (`rdh_shim.c`): it can be kicked from its
-/// creation on, and runs [`rdh_pool_work`] once started.
-///
-/// # Invariants
-///
-/// `raw` was returned by `rdh_worker_create` and is destroyed on drop.
-struct Worker {
-    raw: NonNull<sys::rdh_worker>,
-}
-
-// SAFETY: The C worker may be kicked and stopped from any thread.
-unsafe impl Send for Worker {}
-// SAFETY: Kicking is atomic.
-unsafe impl Sync for Worker {}
-
-impl Worker {
-    fn new() -> Result<Self> {
-        // SAFETY: No preconditions.
-        let raw = NonNull::new(unsafe { sys::rdh_worker_create() }).ok_or(ENOMEM)?;
-        // INVARIANT: Just created.
-        Ok(Self { raw })
-    }
-
-    /// Starts the thread, which runs [`rdh_pool_work`] with `pool`.
-    ///
-    /// # Safety
-    ///
-    /// `pool` stays valid until [`Self::halt`] (or drop) returns.
-    unsafe fn run(&self, pool: *mut c_void, name: &CStr) -> Result {
-        // SAFETY: By the type invariant `raw` is live; `pool` as the caller
-        // guarantees.
-        kernel::error::to_result(unsafe {
-            sys::rdh_worker_run(self.raw.as_ptr(), pool, name.as_char_ptr())
-        })
-    }
-
-    /// Stops the thread, if started: [`rdh_pool_work`] does not run any
-    /// more once this returns; kicks are harmless afterwards.
-    fn halt(&self) {
-        // SAFETY: By the type invariant `raw` is live.
-        unsafe { sys::rdh_worker_halt(self.raw.as_ptr()) };
-    }
-
-    fn kick(&self) {
-        // SAFETY: By the type invariant `raw` is live.
-        unsafe { sys::rdh_worker_kick(self.raw.as_ptr()) };
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant; nothing uses it after this.
-        unsafe { sys::rdh_worker_destroy(self.raw.as_ptr()) };
-    }
-}
-
 /// A heap's page pool, shared by the heap, its buffers' [`Memory`] and (by
 /// reference) the worker thread and the shrinker, which [`PagePool`] stops
 /// before it lets go of the pool.
@@ -260,7 +185,7 @@ impl Pool {
     /// The limit while the pool is in use; 0 when it is not (off, or
     /// bypassed under `mem_accounting`).
     fn usable_limit_bytes(&self) -> usize {
-        if pages::mem_accounting_enabled() {
+        if dma_heap::mem_accounting() {
             return 0;
         }
         self.limit_bytes()
@@ -271,8 +196,7 @@ impl Pool {
         if !self.enabled {
             return 0;
         }
-        // SAFETY: Reads a module parameter; no preconditions.
-        unsafe { sys::rdh_pool_limit_bytes() as usize }
+        glue::pool_limit_bytes()
     }
 
     /// Whether pooled chunks are cleaned (their buffers start clean).
@@ -281,11 +205,8 @@ impl Pool {
     }
 
     fn under_pressure(&self) -> bool {
-        // SAFETY: Reads `jiffies`; no preconditions.
-        let now = unsafe { sys::rdh_jiffies() };
         let until = self.pressure_until.load(Ordering::Relaxed);
-        // SAFETY: A comparison of two values; no preconditions.
-        unsafe { sys::rdh_time_before(now, until) }
+        glue::time_before(glue::jiffies(), until)
     }
 
     /// Allocates `len` bytes of zeroed chunks, pooled ones first.
@@ -418,7 +339,7 @@ impl Pool {
 
     /// The shrinker's job: frees about `pages` pages and bypasses the pool
     /// until `until` (jiffies); returns how many pages were freed.
-    pub(crate) fn shrink(&self, pages: usize, until: c_ulong) -> usize {
+    pub(crate) fn shrink(&self, pages: usize, until: usize) -> usize {
         self.pressure_until.store(until, Ordering::Relaxed);
         self.free_pages(pages, &self.counters.shrunk_bytes)
     }
@@ -432,7 +353,7 @@ impl Pool {
             working_pages: lists.working,
             ..PoolLevels::default()
         };
-        levels.unpooled_bytes = pages::LIVE_BYTES
+        levels.unpooled_bytes = LIVE_BYTES
             .load(Ordering::Relaxed)
             .saturating_sub(levels.held_bytes());
         for (list, &order) in ORDERS.iter().enumerate() {
@@ -480,25 +401,18 @@ impl Drop for Memory {
     }
 }
 
-/// The shrinker's handle.
-///
-/// # Invariants
-///
-/// `raw` was returned by `rdh_shrinker_create` for a pool that outlives
-/// it, and is destroyed on drop.
-struct Shrinker {
-    raw: NonNull<sys::shrinker>,
-}
+/// Reclaim asks the pool to give pages back.
+impl Shrink for Pool {
+    /// Pages the pool could give back.
+    fn count(&self) -> usize {
+        self.lists.lock().total_pages()
+    }
 
-// SAFETY: Shrinkers may be freed from any thread.
-unsafe impl Send for Shrinker {}
-// SAFETY: No shared operation.
-unsafe impl Sync for Shrinker {}
-
-impl Drop for Shrinker {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant; returns once no callback runs.
-        unsafe { sys::rdh_shrinker_destroy(self.raw.as_ptr()) };
+    /// Frees about `nr_pages` pages; for a while, freed buffers bypass the
+    /// pool.
+    fn scan(&self, nr_pages: usize) -> usize {
+        let until = glue::jiffies().wrapping_add(glue::ms_to_jiffies(PRESSURE_MS));
+        self.shrink(nr_pages, until)
     }
 }
 
@@ -519,7 +433,8 @@ pub(crate) enum PoolMode {
 /// [`PoolMode::Background`]). Dropping it stops both before the pool can
 /// go.
 pub(crate) struct PagePool {
-    shrinker: Option<Shrinker>,
+    shrinker: Option<shrinker::Registration<Pool>>,
+    running: Option<Running<Pool>>,
     pool: Arc<Pool>,
 }
 
@@ -527,8 +442,7 @@ impl PagePool {
     /// A pool in `mode`, whose chunks `cleaner` cleans; the thread and the
     /// shrinker are named after `name`.
     pub(crate) fn new(mode: PoolMode, cleaner: Option<Cleaner>, name: &CStr) -> Result<Self> {
-        // SAFETY: Reads `jiffies`; no preconditions.
-        let now = unsafe { sys::rdh_jiffies() } as usize;
+        let now = glue::jiffies();
         let pool = Arc::pin_init(
             try_pin_init!(Pool {
                 lists <- new_spinlock!(Lists::new()?),
@@ -542,17 +456,17 @@ impl PagePool {
         )?;
         let mut this = Self {
             shrinker: None,
+            running: None,
             pool,
         };
         if mode == PoolMode::Background {
-            let data = Arc::as_ptr(&this.pool).cast_mut().cast::<c_void>();
-            // SAFETY: `data` is the pool, which outlives the thread: `Drop`
-            // halts it before releasing the pool.
-            unsafe { this.pool.worker.run(data, name) }?;
-            // SAFETY: The same for the shrinker, destroyed in `Drop` first.
-            let raw = from_err_ptr(unsafe { sys::rdh_shrinker_create(data, name.as_char_ptr()) })?;
-            // INVARIANT: Just created for `this.pool`.
-            this.shrinker = NonNull::new(raw).map(|raw| Shrinker { raw });
+            this.running = Some(Running::start(this.pool.clone(), name)?);
+            let shrinker_name =
+                CString::try_from_fmt(fmt!("rdh-pool-{}", name.to_str().unwrap_or("heap")))?;
+            this.shrinker = Some(shrinker::Registration::register(
+                this.pool.clone(),
+                &shrinker_name,
+            )?);
         }
         Ok(this)
     }
@@ -567,56 +481,17 @@ impl Drop for PagePool {
     fn drop(&mut self) {
         drop(self.shrinker.take());
         // After this the thread no longer uses the pool.
-        self.pool.worker.halt();
+        drop(self.running.take());
     }
 }
 
-/// Turns the pointer the worker thread and the shrinker were given back
-/// into the pool.
-///
-/// # Safety
-///
-/// `pool` was given to `rdh_worker_run` or `rdh_shrinker_create` by
-/// [`PagePool::new`], and that thread or shrinker has not been stopped.
-unsafe fn pool_of<'a>(pool: *mut c_void) -> &'a Pool {
-    // SAFETY: By the safety requirements the pool is alive until the thread
-    // or shrinker is stopped, which outlasts this call.
-    unsafe { &*pool.cast::<Pool>() }
-}
+/// The worker thread's job, once per kick.
+impl glue::Job for Pool {
+    fn worker(&self) -> &Worker {
+        &self.worker
+    }
 
-/// The worker thread's job (`rdh_shim.c`), once per kick.
-///
-/// # Safety
-///
-/// Called by the worker thread of [`PagePool::new`] with its pool.
-#[no_mangle]
-pub(crate) unsafe extern "C" fn rdh_pool_work(pool: *mut c_void) {
-    // SAFETY: See the function's safety section.
-    unsafe { pool_of(pool) }.work();
-}
-
-/// The shrinker's count: pages the pool could give back.
-///
-/// # Safety
-///
-/// Called by the shrinker of [`PagePool::new`] with its pool.
-#[no_mangle]
-pub(crate) unsafe extern "C" fn rdh_pool_count(pool: *mut c_void) -> c_ulong {
-    // SAFETY: See the function's safety section.
-    unsafe { pool_of(pool) }.lists.lock().total_pages()
-}
-
-/// The shrinker's scan: frees about `nr_pages` pages; for a while, freed
-/// buffers bypass the pool.
-///
-/// # Safety
-///
-/// Called by the shrinker of [`PagePool::new`] with its pool.
-#[no_mangle]
-pub(crate) unsafe extern "C" fn rdh_pool_scan(pool: *mut c_void, nr_pages: c_ulong) -> c_ulong {
-    // SAFETY: See the function's safety section.
-    let pool = unsafe { pool_of(pool) };
-    // SAFETY: Reads `jiffies` and converts a constant; no preconditions.
-    let until = unsafe { sys::rdh_jiffies() + sys::rdh_ms_to_jiffies(PRESSURE_MS) };
-    pool.shrink(nr_pages, until)
+    fn run(&self) {
+        self.work();
+    }
 }

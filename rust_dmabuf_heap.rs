@@ -9,9 +9,12 @@
 //! like the upstream system heap, and exported as dma-bufs whose operations
 //! are implemented by [`buffer::HeapBuffer`].
 //!
-//! This file holds the module and its parameters; the heap object is in
-//! `heap.rs`, the C entry points in `dmabuf.rs`, the buffers' operations in
-//! `buffer.rs`.
+//! This file holds the module. The heap object is in `heap.rs`, what its
+//! buffers share in `context.rs`, the buffers' operations in `buffer.rs`;
+//! the C API for importer drivers in `c_api.rs`, the range ioctl in
+//! `control.rs`. The generic dma-buf, dma-heap, fence and DMA-mapping
+//! abstractions under `rust/kernel/` are the only code that uses the raw
+//! bindings, apart from the driver's own C glue (`glue.rs`, `c_api.rs`).
 //!
 //! A registered heap can never be removed (there is no `dma_heap_remove`),
 //! so once registration succeeds the module pins itself and cannot be
@@ -21,26 +24,80 @@ use heap::Heap;
 use kernel::prelude::*;
 
 mod buffer;
+mod c_api;
 mod cache_ops;
 mod coherence;
+mod context;
 mod control;
 mod debugfs;
-mod dmabuf;
 mod fence_hooks;
+mod glue;
 mod heap;
-mod irq_lock;
 // Shared with the host-side cache model, which uses more of its public API
 // than the module does.
 #[expect(unreachable_pub)]
 #[allow(dead_code)]
 mod ownership;
 mod pages;
-mod params;
 mod pool;
-mod sg;
 mod stats;
-mod sys;
-mod user_mappings;
+
+// The abstractions: would-be modules of the kernel crate, compiled into
+// this module out of tree (`rdh_own_abstractions`, set by `Kbuild`), the
+// kernel crate's own in the kernel tree. Either way the driver names them
+// `crate::dma_buf` and so on.
+#[cfg(rdh_own_abstractions)]
+#[path = "rust/bindings.rs"]
+mod bindings;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/dma_buf.rs"]
+mod dma_buf;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/dma_fence.rs"]
+mod dma_fence;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/dma_heap.rs"]
+mod dma_heap;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/dma_mapping.rs"]
+mod dma_mapping;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/dma_resv.rs"]
+mod dma_resv;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/irq_spinlock.rs"]
+mod irq_spinlock;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/mm_pfnmap.rs"]
+mod mm_pfnmap;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/page_block.rs"]
+mod page_block;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/sg_table.rs"]
+mod sg_table;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/shrinker.rs"]
+mod shrinker;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/vmap.rs"]
+mod vmap;
+#[cfg(not(rdh_own_abstractions))]
+use kernel::{
+    dma_buf, dma_fence, dma_heap, dma_mapping, dma_resv, irq_spinlock, mm_pfnmap, page_block,
+    sg_table, shrinker, vmap,
+};
 
 module! {
     type: RustDmabufHeap,
@@ -63,12 +120,12 @@ struct RustDmabufHeap {
 
 impl kernel::Module for RustDmabufHeap {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let name = params::heap_name();
+        let name = glue::heap_name();
         // Everything the heap owns (its maintenance device, its debugfs
         // directory) goes with its last reference, also when registration
         // fails, so that a later load can succeed.
         let heap = Heap::new(Some(name), pool::PoolMode::Background)?;
-        let uncached = match params::uncached_heap_name() {
+        let uncached = match glue::uncached_heap_name() {
             Some(uncached_name) => match heap.uncached(Some(uncached_name)) {
                 Ok(uncached) => Some((uncached_name, uncached)),
                 // ENODEV: the maintenance device's mappings bounce.
@@ -81,23 +138,22 @@ impl kernel::Module for RustDmabufHeap {
         };
         let [a, b] = files(&heap);
         let [c, d] = uncached.as_ref().map_or([None, None], |(_, h)| files(h));
-        let policy = heap.sync_policy();
+        let policy = heap.context().sync_policy();
         // Before the heap: once the heap is registered, init must not fail
         // (the heap cannot go again).
         let control = KBox::pin_init(control::register(), GFP_KERNEL)?;
-        dmabuf::register_heap(name, heap)?;
-        // SAFETY: Called from module init of this module.
-        unsafe { sys::rdh_pin_module() };
+        dma_heap::register(name, heap)?;
+        glue::pin_module();
         pr_info!(
             "registered /dev/dma_heap/{} (sync_policy={}, unbracketed_cpu={})\n",
             name.to_str().unwrap_or("?"),
             policy.name(),
-            params::unbracketed_cpu_name()
+            glue::unbracketed_cpu_name()
         );
         if let Some((uncached_name, uncached)) = uncached {
             // Past the point of failing: the first heap stays either way.
             let shown = uncached_name.to_str().unwrap_or("?");
-            match dmabuf::register_heap(uncached_name, uncached) {
+            match dma_heap::register(uncached_name, uncached) {
                 Ok(()) => pr_info!("registered /dev/dma_heap/{shown} (write-combined)\n"),
                 Err(err) => pr_warn!("/dev/dma_heap/{shown} not registered: {err:?}\n"),
             }
@@ -113,8 +169,8 @@ impl kernel::Module for RustDmabufHeap {
 fn files(heap: &kernel::sync::Arc<Heap>) -> [Option<debugfs::HeapFile>; 2] {
     heap.debugfs().map_or([None, None], |dir| {
         [
-            dir.stats_file(heap.clone()).ok(),
-            dir.pool_file(heap.clone()).ok(),
+            dir.stats_file(heap.context().clone()).ok(),
+            dir.pool_file(heap.context().clone()).ok(),
         ]
     })
 }

@@ -6,11 +6,28 @@
 //! system heap would have performed was not.
 
 use crate::{
-    cache_ops::Bounce,
+    dma_mapping::Bounce,
     ownership::{Decision, Skip},
     pages::PAGE_SIZE,
 };
 use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Every bounce reason, in display order (and in declaration order: the
+/// discriminant indexes per-reason counters).
+pub(crate) const BOUNCES: [Bounce; 3] = [
+    Bounce::Forced,
+    Bounce::AddressingLimited,
+    Bounce::LimitedMapping,
+];
+
+/// A bounce reason's name in debugfs and the kernel log.
+pub(crate) fn bounce_name(bounce: Bounce) -> &'static str {
+    match bounce {
+        Bounce::Forced => "swiotlb_forced",
+        Bounce::AddressingLimited => "addressing_limited",
+        Bounce::LimitedMapping => "limited_mapping_size",
+    }
+}
 
 /// Every reason an operation can be skipped, in display order.
 pub(crate) const SKIP_REASONS: [Skip; 5] = [
@@ -106,7 +123,7 @@ pub(crate) struct Totals {
     /// Attachments made, and those whose mappings may bounce by reason
     /// (they sync their own mappings).
     pub(crate) attachments: AtomicU64,
-    pub(crate) bounce_attachments: [AtomicU64; Bounce::ALL.len()],
+    pub(crate) bounce_attachments: [AtomicU64; BOUNCES.len()],
     pub(crate) user_faults: AtomicU64,
     pub(crate) unbracketed_faults: AtomicU64,
     pub(crate) revokes: AtomicU64,
@@ -133,7 +150,7 @@ impl Totals {
             invalidate_bytes: AtomicU64::new(0),
             skipped: [const { AtomicU64::new(0) }; SKIP_REASONS.len()],
             attachments: AtomicU64::new(0),
-            bounce_attachments: [const { AtomicU64::new(0) }; Bounce::ALL.len()],
+            bounce_attachments: [const { AtomicU64::new(0) }; BOUNCES.len()],
             user_faults: AtomicU64::new(0),
             unbracketed_faults: AtomicU64::new(0),
             revokes: AtomicU64::new(0),

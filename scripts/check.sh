@@ -5,7 +5,7 @@
 #   2. host tests (cargo test), the      with CLIPPY=1, no warnings
 #      cache model, clippy
 #   3. rustfmt with the kernel's         5. QEMU arm64: KUnit at insmod + guest
-#      .rustfmt.toml                        checks, on the cached heap and on
+#      .rustfmt.toml; the module graph      checks, on the cached heap and on
 #                                           the uncached one; then real DMA by
 #                                           the edu device (plain topology)
 # Ends with "N passed, N failed" over host tests and VM results; exits
@@ -50,6 +50,14 @@ if rustfmt --check --config-path "$KSRC/.rustfmt.toml" $(git ls-files '*.rs'); t
 	echo "rustfmt: clean"
 else
 	broken+=("rustfmt")
+fi
+
+step "module graph (no circles; the abstractions import nothing of the driver)"
+if python3 scripts/module-graph.py | tail -1; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+	:
+else
+	python3 scripts/module-graph.py
+	broken+=("module graph")
 fi
 
 step "kernel $(kernel_key) (built on the first run, then cached)"

@@ -8,14 +8,15 @@ use kernel::prelude::*;
 #[kunit_tests(rust_dmabuf_heap)]
 mod tests {
     use crate::{
+        bindings as sys,
         buffer::HeapBuffer,
+        context::HeapContext,
         heap::Heap,
         ownership::{self, CacheOps, Device, Event, Ownership, Policy},
-        pages::{self, LIVE_BYTES, PAGE_SIZE},
+        pages::{LIVE_BYTES, PAGE_SIZE},
         pool::PoolMode,
-        sg::SgTable,
+        sg_table::BlockTable as SgTable,
         stats::CacheStats,
-        sys,
     };
     use core::sync::atomic::{AtomicUsize, Ordering};
     use kernel::{dma::DataDirection, error::from_err_ptr, prelude::*, str::CString, sync::Arc};
@@ -24,8 +25,8 @@ mod tests {
 
     /// A private heap (its own maintenance device, no debugfs), without a
     /// page pool: its buffers are always fresh, and freed at once.
-    fn heap() -> Result<Arc<Heap>> {
-        Heap::new(None, PoolMode::Off)
+    fn heap() -> Result<Arc<HeapContext>> {
+        HeapContext::new(c"private", PoolMode::Off)
     }
 
     /// A buffer of a private heap, under the heap's policy.
@@ -39,22 +40,22 @@ mod tests {
     }
 
     /// Why a heap's maintenance mappings would bounce on this boot.
-    fn test_heap_bounce() -> Option<crate::cache_ops::Bounce> {
+    fn test_heap_bounce() -> Option<crate::dma_mapping::Bounce> {
         heap().ok()?.maintenance().bounce()
     }
 
     /// Allocates and exports a buffer as the heap does; returns the
     /// reference for the caller to put.
     fn allocate_dma_buf(len: usize) -> Result<*mut sys::dma_buf> {
-        use crate::dmabuf::Allocator;
-        let heap = heap()?;
+        use crate::dma_heap::Allocator;
+        let heap = Heap::new(None, PoolMode::Off)?;
         Heap::allocate(
             heap.as_arc_borrow(),
             len,
             sys::O_RDWR,
             c"rust_dmabuf_heap_kunit",
         )
-        .map(crate::dmabuf::DmaBuf::into_raw)
+        .map(crate::dma_buf::DmaBuf::into_raw)
     }
     const KIB: usize = 1 << 10;
 
@@ -124,10 +125,7 @@ mod tests {
         assert_eq!(&lengths[..8], &expected[..]);
         assert_eq!(&lengths[8..], &[64 * KIB, 4 * KIB][..]);
         // Pieces of a chunk are consecutive pages of it, in order.
-        let mut pages = copy.entries().map(|sg| {
-            // SAFETY: `sg` is a valid entry of `copy`.
-            unsafe { sys::rdh_page_to_pfn(sys::rdh_sg_page(sg)) }
-        });
+        let mut pages = copy.entry_pfns();
         let first = pages.next().unwrap_or(0);
         assert_eq!(pages.next(), Some(first + 64));
         Ok(())
@@ -146,7 +144,7 @@ mod tests {
     #[test]
     fn request_beyond_ram_fails_without_allocating() {
         let before = LIVE_BYTES.load(Ordering::Relaxed);
-        let too_big = (pages::totalram_pages() + 1) * PAGE_SIZE;
+        let too_big = (crate::glue::totalram_pages() + 1) * PAGE_SIZE;
         assert!(matches!(new_buffer(too_big), Err(e) if e == ENOMEM));
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before);
     }
@@ -166,7 +164,9 @@ mod tests {
         // SAFETY: `dmabuf` was just exported and we hold its only reference.
         let (size, ops) = unsafe { ((*dmabuf).size, (*dmabuf).ops) };
         assert_eq!(size, len);
-        assert!(core::ptr::eq(ops, crate::dmabuf::ops_of::<HeapBuffer>()));
+        // SAFETY: `dmabuf` is live.
+        assert!(unsafe { crate::dma_buf::exporter_of::<HeapBuffer>(dmabuf) }.is_ok());
+        assert!(!ops.is_null());
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before + len);
         // SAFETY: We own the reference returned by export.
         unsafe { sys::dma_buf_put(dmabuf) };
@@ -334,7 +334,14 @@ mod tests {
         fn of(buffer: Arc<HeapBuffer>) -> Result<Self> {
             let len = buffer.len();
             Ok(Self {
-                dmabuf: crate::dmabuf::export(buffer, len, sys::O_RDWR, NAME)?.into_raw(),
+                dmabuf: crate::dma_buf::export(
+                    buffer,
+                    len,
+                    sys::O_RDWR,
+                    NAME,
+                    &crate::glue::THIS_MODULE,
+                )?
+                .into_raw(),
                 importers: KVec::new(),
             })
         }
@@ -398,7 +405,7 @@ mod tests {
         fn access_until(&self, i: usize, dir: DataDirection, fence: &TestFence) -> i32 {
             let attach = self.importers[i].0;
             // SAFETY: `attach` is live; the fence is referenced by `fence`.
-            unsafe { crate::dmabuf::rdh_dma_buf_access_until(attach, dir.into(), fence.0) }
+            unsafe { crate::c_api::rdh_dma_buf_access_until(attach, dir.into(), fence.0) }
         }
 
         /// Importer 0 writes until a fence that signals 20 ms later from a
@@ -419,7 +426,9 @@ mod tests {
 
         fn stats(&self) -> CacheStats {
             // SAFETY: `dmabuf` is one of ours and live.
-            unsafe { crate::dmabuf::borrow::<HeapBuffer>(self.dmabuf) }.stats()
+            let (buffer, _) = unsafe { crate::dma_buf::exporter_of::<HeapBuffer>(self.dmabuf) }
+                .expect("one of ours");
+            buffer.stats()
         }
     }
 
@@ -455,7 +464,7 @@ mod tests {
 
         fn is_signaled(&self) -> bool {
             // SAFETY: As above.
-            unsafe { sys::rdh_dma_fence_is_signaled(self.0) }
+            unsafe { sys::dma_fence_is_signaled(self.0) }
         }
     }
 
@@ -464,7 +473,7 @@ mod tests {
             // Never leave a fence unsignalled: nothing may wait forever.
             self.signal();
             // SAFETY: Our reference.
-            unsafe { sys::rdh_dma_fence_put(self.0) };
+            unsafe { sys::dma_fence_put(self.0) };
         }
     }
 
@@ -641,14 +650,14 @@ mod tests {
         let attach = rig.importers[0].0;
         // SAFETY: `attach` is live.
         let access =
-            unsafe { crate::dmabuf::rdh_dma_buf_access_reserve(attach, FROM_DEVICE.into()) };
+            unsafe { crate::c_api::rdh_dma_buf_access_reserve(attach, FROM_DEVICE.into()) };
         assert!(!access.is_null() && access.addr() < usize::MAX - 4095);
         let fence = TestFence::new()?;
         let before = rig.stats();
         // SAFETY: Process context; paired below.
         let cookie = unsafe { sys::rdh_test_begin_signalling() };
         // SAFETY: Reserved above, attachment live, fence referenced.
-        unsafe { crate::dmabuf::rdh_dma_buf_access_commit(access, fence.0) };
+        unsafe { crate::c_api::rdh_dma_buf_access_commit(access, fence.0) };
         // SAFETY: Pairs with the begin above.
         unsafe { sys::rdh_test_end_signalling(cookie) };
         fence.signal();
@@ -671,10 +680,10 @@ mod tests {
         for _ in 0..3 {
             // SAFETY: `attach` is live.
             let access =
-                unsafe { crate::dmabuf::rdh_dma_buf_access_reserve(attach, FROM_DEVICE.into()) };
+                unsafe { crate::c_api::rdh_dma_buf_access_reserve(attach, FROM_DEVICE.into()) };
             assert!(!access.is_null() && access.addr() < usize::MAX - 4095);
             // SAFETY: Reserved for `attach` and not committed.
-            unsafe { crate::dmabuf::rdh_dma_buf_access_cancel(attach, access) };
+            unsafe { crate::c_api::rdh_dma_buf_access_cancel(attach, access) };
         }
         assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
         assert_eq!(ops_between(before, rig.stats()), (0, 0));
@@ -686,24 +695,20 @@ mod tests {
     fn access_api_rejects_foreign_and_null_arguments() -> Result {
         // SAFETY: A null attachment is rejected before use.
         let access = unsafe {
-            crate::dmabuf::rdh_dma_buf_access_reserve(core::ptr::null_mut(), TO_DEVICE.into())
+            crate::c_api::rdh_dma_buf_access_reserve(core::ptr::null_mut(), TO_DEVICE.into())
         };
         assert_eq!(access.addr(), EINVAL.to_ptr::<u8>().addr());
         let fence = TestFence::new()?;
         // SAFETY: A null attachment is rejected before use.
         let ret = unsafe {
-            crate::dmabuf::rdh_dma_buf_access_until(
-                core::ptr::null_mut(),
-                TO_DEVICE.into(),
-                fence.0,
-            )
+            crate::c_api::rdh_dma_buf_access_until(core::ptr::null_mut(), TO_DEVICE.into(), fence.0)
         };
         assert_eq!(ret, EINVAL.to_errno());
         // Commit and cancel ignore null and error pointers.
         // SAFETY: Null and error pointers are documented as ignored.
         unsafe {
-            crate::dmabuf::rdh_dma_buf_access_commit(core::ptr::null_mut(), fence.0);
-            crate::dmabuf::rdh_dma_buf_access_commit(EINVAL.to_ptr(), fence.0);
+            crate::c_api::rdh_dma_buf_access_commit(core::ptr::null_mut(), fence.0);
+            crate::c_api::rdh_dma_buf_access_commit(EINVAL.to_ptr(), fence.0);
         }
         Ok(())
     }
@@ -717,7 +722,7 @@ mod tests {
         if skipped_where_dma_bounces() {
             return Ok(());
         }
-        use crate::dmabuf::{rdh_dma_buf_begin_cpu_access_range, rdh_dma_buf_end_cpu_access_range};
+        use crate::c_api::{rdh_dma_buf_begin_cpu_access_range, rdh_dma_buf_end_cpu_access_range};
         let mut rig = Rig::new(MIB, Policy::Tracked)?;
         rig.map_new(false, FROM_DEVICE)?;
         rig.unmap_last();
@@ -981,11 +986,11 @@ mod tests {
     /// A buffer of a private uncached heap (sharing a private heap's
     /// maintenance device); `None` (the case skipped) where DMA bounces:
     /// then there is no uncached heap.
-    fn uncached_buffer(len: usize) -> Result<Option<(Arc<Heap>, Arc<HeapBuffer>)>> {
+    fn uncached_buffer(len: usize) -> Result<Option<(Arc<HeapContext>, Arc<HeapBuffer>)>> {
         if skipped_where_dma_bounces() {
             return Ok(None);
         }
-        let heap = heap()?.uncached(None)?;
+        let heap = heap()?.uncached()?;
         let buffer = HeapBuffer::new(heap.clone(), len)?;
         Ok(Some((heap, buffer)))
     }
@@ -1092,9 +1097,9 @@ mod tests {
     /// test runs itself (no thread: what is on the backlog stays there);
     /// `None` (the case skipped) if the pool is off on this boot (under
     /// `mem_accounting` or `pool_limit_mib=0`).
-    fn pooled_heap() -> Result<Option<Arc<Heap>>> {
-        let heap = Heap::new(None, PoolMode::Manual)?;
-        if heap.pool().limit_bytes() == 0 || pages::mem_accounting_enabled() {
+    fn pooled_heap() -> Result<Option<Arc<HeapContext>>> {
+        let heap = HeapContext::new(c"private", PoolMode::Manual)?;
+        if heap.pool().limit_bytes() == 0 || crate::dma_heap::mem_accounting() {
             // SAFETY: Called from a running KUnit test.
             unsafe { sys::rdh_kunit_skip(c"the page pool is off on this boot".as_char_ptr()) };
             return Ok(None);
@@ -1132,7 +1137,7 @@ mod tests {
     /// A pooled heap ([`pooled_heap`]) whose backlog holds a freed
     /// buffer of `len` bytes full of a pattern; `None` (the case skipped)
     /// if the pool is off on this boot.
-    fn heap_with_a_dirty_free(len: usize) -> Result<Option<Arc<Heap>>> {
+    fn heap_with_a_dirty_free(len: usize) -> Result<Option<Arc<HeapContext>>> {
         let Some(heap) = pooled_heap()? else {
             return Ok(None);
         };
@@ -1153,7 +1158,7 @@ mod tests {
             unsafe { sys::rdh_kunit_skip(c"no free CMA area on this boot".as_char_ptr()) };
             return Ok(());
         }
-        let counted = pages::free_pages();
+        let counted = crate::glue::free_pages();
         // SAFETY: Reads a global counter.
         let free = unsafe { sys::rdh_kunit_nr_free_pages() } as usize;
         // Other allocations may come and go meanwhile: half the CMA area

@@ -58,7 +58,7 @@ use kernel::{
 
 mod edu;
 /// The heap's bindgen output, shared.
-#[path = "../../sys.rs"]
+#[path = "../../rust/bindings.rs"]
 mod sys;
 
 /// This driver's C shim (`rdi_shim.c`).

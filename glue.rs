@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The driver's own C (`rdh_shim.c`) as safe functions: the module
+//! parameters (Rust `module!` parameters are integers only, and ours are
+//! strings or take names), the maintenance device, the module's pinning and
+//! identity, memory counters, and the log line for unbracketed access.
+//! With `c_api.rs`, the only driver code that calls C directly.
+
+use crate::bindings as sys;
+use core::ptr::NonNull;
+use kernel::{
+    device::Device,
+    error::from_err_ptr,
+    prelude::*,
+    sync::{aref::ARef, Arc},
+    types::Opaque,
+};
+
+/// `heap_name`: the name under `/dev/dma_heap`. Static storage, read-only
+/// (0444), so it lives as long as the module.
+pub(crate) fn heap_name() -> &'static CStr {
+    // SAFETY: A NUL-terminated module parameter string that never changes
+    // after load and lives as long as the module.
+    unsafe { CStr::from_char_ptr(sys::rdh_heap_name()) }
+}
+
+/// The uncached heap's name (`heap_name` + `_uncached`), unless parameter
+/// `uncached_heap` turned it off. Static storage, made once at load.
+pub(crate) fn uncached_heap_name() -> Option<&'static CStr> {
+    // SAFETY: Reads module parameters (read-only after load) and writes the
+    // name into its static buffer, the same bytes at every call.
+    let name = unsafe { sys::rdh_uncached_heap_name() };
+    // SAFETY: A NUL-terminated string in static storage; later calls write
+    // the same bytes again.
+    (!name.is_null()).then(|| unsafe { CStr::from_char_ptr(name) })
+}
+
+/// `sync_policy=always`: new buffers behave like the system heap's.
+pub(crate) fn sync_policy_always() -> bool {
+    // SAFETY: Reads a module parameter; no preconditions.
+    unsafe { sys::rdh_sync_policy_always() }
+}
+
+/// `unbracketed_cpu=trap`: new buffers trap user access by faults.
+pub(crate) fn trap_user_access() -> bool {
+    // SAFETY: Reads a module parameter; no preconditions.
+    unsafe { sys::rdh_trap_user_access() }
+}
+
+/// The `unbracketed_cpu` parameter's value.
+pub(crate) fn unbracketed_cpu_name() -> &'static str {
+    if trap_user_access() {
+        "trap"
+    } else {
+        "trust"
+    }
+}
+
+/// `debugfs_buffers`: new buffers get a debugfs file.
+pub(crate) fn debugfs_buffers() -> bool {
+    // SAFETY: Reads a module parameter; no preconditions.
+    unsafe { sys::rdh_debugfs_buffers_enabled() }
+}
+
+/// `pool_limit_mib` in bytes (-1: 1/16 of RAM).
+pub(crate) fn pool_limit_bytes() -> usize {
+    // SAFETY: Reads a module parameter; no preconditions.
+    unsafe { sys::rdh_pool_limit_bytes() as usize }
+}
+
+#[cfg(MODULE)]
+// As `module!` declares it: the kernel's own `struct module`.
+#[allow(improper_ctypes)]
+extern "C" {
+    static __this_module: Opaque<sys::module>;
+}
+
+/// This module, the owner of the dma-bufs it exports.
+#[cfg(MODULE)]
+// SAFETY: `__this_module` is made by the kernel at load time and lives
+// until the module is unloaded.
+pub(crate) static THIS_MODULE: ThisModule = unsafe { ThisModule::from_ptr(__this_module.get()) };
+
+/// Built in: no module.
+#[cfg(not(MODULE))]
+// SAFETY: A null module is what built-in code passes.
+pub(crate) static THIS_MODULE: ThisModule = unsafe { ThisModule::from_ptr(core::ptr::null_mut()) };
+
+/// Makes the module impossible to unload (a registered heap can never be
+/// removed).
+pub(crate) fn pin_module() {
+    // SAFETY: Called from module init, when the module is live.
+    unsafe { sys::rdh_pin_module() };
+}
+
+/// The heap's own DMA device: a driverless platform device, non-coherent,
+/// direct-mapped, with a 64-bit mask, unregistered on drop.
+///
+/// # Invariants
+///
+/// `dev` was returned by `rdh_maintenance_device_create`, and we hold its
+/// registration.
+pub(crate) struct MaintenanceDeviceRegistration {
+    dev: ARef<Device>,
+}
+
+impl MaintenanceDeviceRegistration {
+    /// Registers the device.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: Process context.
+        let raw = from_err_ptr(unsafe { sys::rdh_maintenance_device_create() })?;
+        // SAFETY: Just registered: live until we unregister it.
+        let dev: &Device = unsafe { Device::from_raw(raw) };
+        let dev = ARef::from(dev);
+        // INVARIANT: Created above.
+        Ok(Self { dev })
+    }
+
+    /// The device.
+    pub(crate) fn device(&self) -> &ARef<Device> {
+        &self.dev
+    }
+}
+
+impl Drop for MaintenanceDeviceRegistration {
+    fn drop(&mut self) {
+        // SAFETY: Ours to unregister (type invariant); our own reference in
+        // `dev` keeps the `struct device` until it goes.
+        unsafe { sys::rdh_maintenance_device_destroy(crate::dma_mapping::raw(&self.dev)) };
+    }
+}
+
+/// Logs (rate limited) that the current process accessed dma-buf `inode`
+/// of `size` bytes outside a `DMA_BUF_IOCTL_SYNC` bracket.
+pub(crate) fn report_unbracketed(inode: u64, size: usize, write: bool) {
+    // SAFETY: Process context (a fault handler); no other precondition.
+    unsafe { sys::rdh_report_unbracketed(inode, size, write) };
+}
+
+/// Whether the current task has a fatal signal pending.
+pub(crate) fn fatal_signal_pending() -> bool {
+    // SAFETY: Looks at `current`, valid in process context.
+    unsafe { sys::rdh_fatal_signal_pending() }
+}
+
+/// RAM pages the kernel manages.
+pub(crate) fn totalram_pages() -> usize {
+    // SAFETY: Reads a global counter.
+    unsafe { sys::rdh_totalram_pages() as usize }
+}
+
+/// What the kernel could hand out without swapping (`MemAvailable`), less
+/// free CMA pages, in pages.
+pub(crate) fn available_pages() -> usize {
+    // SAFETY: Reads global counters.
+    unsafe { sys::rdh_available_pages() }.max(0) as usize
+}
+
+/// Free pages an unmovable allocation can take (free CMA pages excluded).
+pub(crate) fn free_pages() -> usize {
+    // SAFETY: Reads global counters.
+    unsafe { sys::rdh_free_pages() as usize }
+}
+
+/// The tick count now (`jiffies`).
+pub(crate) fn jiffies() -> usize {
+    // SAFETY: Reads a global counter.
+    unsafe { sys::rdh_jiffies() as usize }
+}
+
+/// `ms` milliseconds in ticks.
+pub(crate) fn ms_to_jiffies(ms: u32) -> usize {
+    // SAFETY: Pure arithmetic.
+    unsafe { sys::rdh_ms_to_jiffies(ms) as usize }
+}
+
+/// Whether tick count `a` is before `b` (wrapping).
+pub(crate) fn time_before(a: usize, b: usize) -> bool {
+    // SAFETY: Pure arithmetic.
+    unsafe { sys::rdh_time_before(a, b) }
+}
+
+/// A job for a [`Worker`]: what it runs, once per kick.
+pub(crate) trait Job: Send + Sync + 'static {
+    /// The worker that runs the job.
+    fn worker(&self) -> &Worker;
+
+    /// The job, in the worker's thread.
+    fn run(&self);
+}
+
+/// A background thread (`rdh_shim.c`): freezable, at the lowest priority,
+/// woken one tick after a kick by a timer (so that a kick costs arming a
+/// local timer, not waking another CPU). It can be kicked from its creation
+/// on, and runs a [`Job`] once [`Running::start`]ed.
+///
+/// # Invariants
+///
+/// `raw` was returned by `rdh_worker_create` and is destroyed on drop.
+pub(crate) struct Worker {
+    raw: NonNull<sys::rdh_worker>,
+}
+
+// SAFETY: The C worker may be kicked and stopped from any thread.
+unsafe impl Send for Worker {}
+// SAFETY: Kicking is atomic.
+unsafe impl Sync for Worker {}
+
+impl Worker {
+    /// A worker without a thread yet.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: No preconditions.
+        let raw = NonNull::new(unsafe { sys::rdh_worker_create() }).ok_or(ENOMEM)?;
+        // INVARIANT: Just created.
+        Ok(Self { raw })
+    }
+
+    /// Has the job run soon (once, however often kicked meanwhile).
+    pub(crate) fn kick(&self) {
+        // SAFETY: `raw` is live (type invariant).
+        unsafe { sys::rdh_worker_kick(self.raw.as_ptr()) };
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // SAFETY: Live (type invariant); nothing uses it after this.
+        unsafe { sys::rdh_worker_destroy(self.raw.as_ptr()) };
+    }
+}
+
+/// The thread of `job`'s worker, running the job until dropped.
+///
+/// # Invariants
+///
+/// The thread of `job.worker()` runs with `job` as its data until `drop`
+/// halts it; `job` keeps the worker (and itself) alive meanwhile.
+pub(crate) struct Running<T: Job> {
+    job: Arc<T>,
+}
+
+impl<T: Job> Running<T> {
+    /// Starts the thread, named `rdh-pool/<name>`.
+    pub(crate) fn start(job: Arc<T>, name: &CStr) -> Result<Self> {
+        let data = Arc::as_ptr(&job).cast_mut().cast::<core::ffi::c_void>();
+        // SAFETY: The worker is live (held by `job`); `data` is `job`,
+        // which this value keeps until it halts the thread.
+        kernel::error::to_result(unsafe {
+            sys::rdh_worker_run(
+                job.worker().raw.as_ptr(),
+                Some(run_job::<T>),
+                data,
+                name.as_char_ptr(),
+            )
+        })?;
+        // INVARIANT: Started above.
+        Ok(Self { job })
+    }
+}
+
+impl<T: Job> Drop for Running<T> {
+    fn drop(&mut self) {
+        // SAFETY: The worker is live; once this returns the job does not
+        // run any more (kicks are harmless afterwards).
+        unsafe { sys::rdh_worker_halt(self.job.worker().raw.as_ptr()) };
+    }
+}
+
+/// The thread's call of the job.
+///
+/// # Safety
+///
+/// `data` is the job of a [`Running`] that has not halted the thread.
+unsafe extern "C" fn run_job<T: Job>(data: *mut core::ffi::c_void) {
+    // SAFETY: The `Running` keeps the job alive until it halts the thread.
+    unsafe { &*data.cast::<T>() }.run();
+}

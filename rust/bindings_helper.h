@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What the abstractions in kernel/ need bound beyond the kernel crate's
+ * rust/bindings/bindings_helper.h: in the kernel tree these lines join that
+ * file. bindgen evaluates the RUST_CONST_HELPER_ constants, which macros
+ * define, and the build strips the prefix.
+ */
+
+#include <linux/dma-buf.h>
+#include <linux/dma-fence.h>
+#include <linux/dma-heap.h>
+#include <linux/dma-resv.h>
+#include <linux/gfp.h>
+#include <linux/highmem.h>
+#include <linux/iosys-map.h>
+#include <linux/mm.h>
+#include <linux/scatterlist.h>
+#include <linux/vmalloc.h>
+#include <linux/vmstat.h>
+
+#ifdef __BINDGEN__
+const gfp_t RUST_CONST_HELPER_GFP_HIGHUSER = GFP_HIGHUSER;
+const gfp_t RUST_CONST_HELPER___GFP_NORETRY = __GFP_NORETRY;
+const gfp_t RUST_CONST_HELPER___GFP_RETRY_MAYFAIL = __GFP_RETRY_MAYFAIL;
+const gfp_t RUST_CONST_HELPER___GFP_RECLAIM = __GFP_RECLAIM;
+const gfp_t RUST_CONST_HELPER___GFP_COMP = __GFP_COMP;
+const gfp_t RUST_CONST_HELPER___GFP_ACCOUNT = __GFP_ACCOUNT;
+const unsigned long RUST_CONST_HELPER_VM_MAP = VM_MAP;
+#endif

@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: GPL-2.0
+
+#include <linux/dma-map-ops.h>
+#include <linux/dma-mapping.h>
+#include <linux/swiotlb.h>
+
+__rust_helper bool rust_helper_dev_is_dma_coherent(struct device *dev)
+{
+	return dev_is_dma_coherent(dev);
+}
+
+__rust_helper bool rust_helper_is_swiotlb_force_bounce(struct device *dev)
+{
+	return is_swiotlb_force_bounce(dev);
+}
+
+__rust_helper unsigned int rust_helper_dma_get_max_seg_size(struct device *dev)
+{
+	return dma_get_max_seg_size(dev);
+}
+
+__rust_helper void rust_helper_dma_sync_sgtable_for_cpu(struct device *dev,
+							struct sg_table *sgt,
+							enum dma_data_direction dir)
+{
+	dma_sync_sgtable_for_cpu(dev, sgt, dir);
+}
+
+__rust_helper void rust_helper_dma_sync_sgtable_for_device(struct device *dev,
+							   struct sg_table *sgt,
+							   enum dma_data_direction dir)
+{
+	dma_sync_sgtable_for_device(dev, sgt, dir);
+}
+
+__rust_helper void rust_helper_dma_sync_single_range_for_cpu(struct device *dev,
+							     dma_addr_t addr,
+							     unsigned long offset,
+							     size_t size,
+							     enum dma_data_direction dir)
+{
+	dma_sync_single_range_for_cpu(dev, addr, offset, size, dir);
+}
+
+__rust_helper void rust_helper_dma_sync_single_range_for_device(struct device *dev,
+								dma_addr_t addr,
+								unsigned long offset,
+								size_t size,
+								enum dma_data_direction dir)
+{
+	dma_sync_single_range_for_device(dev, addr, offset, size, dir);
+}
+
+__rust_helper int rust_helper_dma_mapping_error(struct device *dev, dma_addr_t addr)
+{
+	return dma_mapping_error(dev, addr);
+}
