@@ -51,6 +51,12 @@ enum Command {
     /// Benchmarks: allocation latency, cache maintenance of pipelines
     #[command(subcommand, after_help = EXIT_CODES)]
     Bench(Bench),
+    /// Print the completion script for SHELL (e.g. rdh completions bash >
+    /// /etc/bash_completion.d/rdh)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -246,6 +252,10 @@ fn main() {
         Command::Stats(args) => stats(args),
         Command::Bench(Bench::Alloc(args)) => bench_alloc(args),
         Command::Bench(Bench::Pipeline(output)) => bench_pipeline(output),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rdh", &mut std::io::stdout());
+            Ok(())
+        }
     };
     if let Err(Fail(code, msg)) = result {
         eprintln!("rdh: {msg}");

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The command line on the host, where there is no heap: what clap makes
-//! of it (help, version, usage errors and their exit code 2)
+//! of it (help, version, completions, usage errors and their exit code 2)
 //! and what the guest's `rdh_errors_say_what_to_do` relies on.
 
 use std::process::{Command, Output, Stdio};
@@ -80,8 +80,24 @@ fn usage_errors_exit_2() {
     usage_error(&["frobnicate"], "unrecognized subcommand");
     usage_error(&["list", "--jsn"], "--json");
     usage_error(&["stats", "extra"], "unexpected argument");
+    usage_error(&["completions", "tcsh"], "possible values");
     // `rdh bench` alone: its help, as a usage error.
     usage_error(&["bench"], "Usage: rdh bench");
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _rdh"),
+        ("zsh", "#compdef rdh"),
+        ("fish", "complete -c rdh"),
+    ] {
+        let out = rdh(&["completions", shell]);
+        let script = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        assert!(script.contains(marker), "{shell}: {marker}");
+        assert!(script.contains("pipeline") && script.contains("iterations"));
+    }
 }
 
 /// `rdh --help | head -0`: ended by SIGPIPE, with nothing on stderr.
