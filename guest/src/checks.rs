@@ -856,7 +856,7 @@ pub use rdh::debugfs::dir_of as debugfs_dir_of;
 pub use rdh::debugfs::number as debugfs_number;
 
 /// The debugfs file of the buffer behind `fd` (named after its inode).
-pub fn buffer_file(fd: &impl std::os::fd::AsRawFd) -> Result<String, String> {
+pub fn buffer_file(fd: &impl std::os::fd::AsFd) -> Result<String, String> {
     buffer_file_in(&debugfs_dir(), fd)
 }
 

@@ -4,8 +4,7 @@
 //! every line `key: value`.
 
 use std::{
-    io,
-    os::fd::AsRawFd,
+    os::fd::AsFd,
     time::{Duration, Instant},
 };
 
@@ -39,20 +38,16 @@ pub fn number(path: &str, key: &str) -> Result<u64, String> {
 
 /// The debugfs file of the buffer behind `fd` (named after its inode), of
 /// the heap whose debugfs directory is `dir`.
-pub fn buffer_file_in(dir: &str, fd: &impl AsRawFd) -> Result<String, String> {
+pub fn buffer_file_in(dir: &str, fd: &impl AsFd) -> Result<String, String> {
     Ok(format!("{dir}/buffers/{}", inode(fd)?))
 }
 
 /// The inode number of the file behind `fd` (a dma-buf's names its
 /// debugfs file and its `/sys/kernel/dmabuf/buffers` entry).
-pub fn inode(fd: &impl AsRawFd) -> Result<u64, String> {
-    // SAFETY: `st` is a valid out-parameter for fstat.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is open.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(format!("fstat: {}", io::Error::last_os_error()));
-    }
-    Ok(st.st_ino)
+pub fn inode(fd: &impl AsFd) -> Result<u64, String> {
+    rustix::fs::fstat(fd)
+        .map(|st| st.st_ino)
+        .map_err(|e| format!("fstat: {e}"))
 }
 
 /// Waits (up to 20 s) until the page pool's worker has zeroed and cleaned

@@ -3,37 +3,36 @@
 //! The importer test driver (`/dev/rdh_importer`, module `rdh_importer`):
 //! fake DMA devices that attach to and map our dma-bufs.
 
-use std::{
-    fs::File,
-    io,
-    os::fd::{AsRawFd, RawFd},
-};
+use crate::sys::RawIoctl;
+use rustix::ioctl::{opcode, Opcode};
+use std::{fs::File, io, os::fd::RawFd};
 
 /// Where the initramfs keeps the module.
 pub const MODULE_PATH: &str = "/rdh_importer.ko";
 
-const fn io(nr: u64) -> u64 {
-    ((b'R' as u64) << 8) | nr
+/// `_IO('R', nr)`: every argument is passed by value.
+const fn io(nr: u8) -> Opcode {
+    opcode::none(b'R', nr)
 }
-const CREATE_DEVICE: u64 = io(1);
-const ATTACH: u64 = io(2);
-const MAP: u64 = io(3);
-const UNMAP: u64 = io(4);
-const DETACH: u64 = io(5);
-const FENCE: u64 = io(6);
-const SIGNAL: u64 = io(7);
-const COUNTERS_RESET: u64 = io(8);
-const CLEANED_KIB: u64 = io(9);
-const INVALIDATED_KIB: u64 = io(10);
-const VMAP: u64 = io(11);
-const VUNMAP: u64 = io(12);
-const FILL: u64 = io(13);
-const VERIFY: u64 = io(14);
-const EDU_ATTACH: u64 = io(15);
-const EDU_WRITE: u64 = io(16);
-const EDU_READ: u64 = io(17);
-const EDU_INFO: u64 = io(18);
-const USER_WRITECOMBINE: u64 = io(19);
+const CREATE_DEVICE: Opcode = io(1);
+const ATTACH: Opcode = io(2);
+const MAP: Opcode = io(3);
+const UNMAP: Opcode = io(4);
+const DETACH: Opcode = io(5);
+const FENCE: Opcode = io(6);
+const SIGNAL: Opcode = io(7);
+const COUNTERS_RESET: Opcode = io(8);
+const CLEANED_KIB: Opcode = io(9);
+const INVALIDATED_KIB: Opcode = io(10);
+const VMAP: Opcode = io(11);
+const VUNMAP: Opcode = io(12);
+const FILL: Opcode = io(13);
+const VERIFY: Opcode = io(14);
+const EDU_ATTACH: Opcode = io(15);
+const EDU_WRITE: Opcode = io(16);
+const EDU_READ: Opcode = io(17);
+const EDU_INFO: Opcode = io(18);
+const USER_WRITECOMBINE: Opcode = io(19);
 
 /// The driver's test pattern: the little-endian 64-bit word at word index
 /// `index` of a buffer filled with `seed` (splitmix64, as in the driver).
@@ -108,15 +107,14 @@ impl Session {
             .map(Self)
     }
 
-    fn ioctl(&self, cmd: u64, arg: u64) -> io::Result<u64> {
-        // SAFETY: The driver takes its arguments by value.
-        let ret =
-            unsafe { libc::ioctl(self.0.as_raw_fd(), cmd as libc::Ioctl, arg as libc::c_ulong) };
-        if ret < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(ret as u64)
-        }
+    fn ioctl(&self, cmd: Opcode, arg: u64) -> io::Result<u64> {
+        let by_value = RawIoctl::new(cmd, std::ptr::without_provenance_mut(arg as usize));
+        // SAFETY: The driver takes its arguments by value (an address only
+        // to look up its page-table entry) and returns a non-negative
+        // number; its fake devices may write to our buffers' pages, as a
+        // real device would.
+        let ret = unsafe { rustix::ioctl::ioctl(&self.0, by_value) }?;
+        Ok(ret as u64)
     }
 
     /// A new fake device.
@@ -225,5 +223,15 @@ impl Session {
         self.map(a, dir)?;
         self.unmap(a)?;
         self.detach(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The driver's numbers: `('R' << 8) | nr`, no size, no direction.
+    #[test]
+    fn opcodes_are_plain_io_numbers() {
+        assert_eq!(super::CREATE_DEVICE as u64, 0x5201);
+        assert_eq!(super::USER_WRITECOMBINE as u64, 0x5213);
     }
 }

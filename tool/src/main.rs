@@ -2,16 +2,18 @@
 
 //! `rdh`: the heap on a board, from the command line. Subcommands print
 //! for people by default and JSON with `--json`; errors say what to do and
-//! exit with a code scripts can tell apart (see `USAGE`).
+//! exit with a code scripts can tell apart (see [`EXIT_CODES`]).
 
-mod json;
+mod report;
 mod settings;
 
-use json::Json;
+use clap::{builder::RangedU64ValueParser, CommandFactory, Parser, Subcommand};
 use rdh::{
     debugfs, heaps, pipeline,
     scenarios::{self, WHAT_WIDTH},
 };
+use report::{Fields, Scalar};
+use serde::Serialize;
 use settings::Saved;
 use std::{
     io::{IsTerminal, Write},
@@ -20,111 +22,156 @@ use std::{
     time::{Duration, Instant},
 };
 
-const USAGE: &str = "\
-rdh: the rust_dmabuf_heap tool
-
-usage:
-  rdh list [--json]                       the heaps of /dev/dma_heap; for ours,
-                                          policy, parameters and live bytes
-  rdh alloc SIZE [--heap H] [--hold SECS] [--json]
-                                          allocate SIZE (4096, 64K, 8M, 1G),
-                                          report time and inode, hold it
-  rdh stats [--buffers] [--json]          our debugfs totals (and per-buffer
-                                          state), and every process's dma-bufs
-  rdh bench alloc [--sizes 4K,64K,1M,8M] [--iterations N] [--heap H,...] [--json]
-                                          allocation + free latency, p50/p95/p99
-  rdh bench pipeline [--json]             the benchmark scenarios S1-S9 through
-                                          the importer test driver: cache
-                                          maintenance per frame, every heap
-  rdh COMMAND --help                      this text
-
-exit codes: 0 done, 1 the operation failed, 2 bad usage, 3 something is
+/// Every command's help ends with this.
+const EXIT_CODES: &str = "\
+Exit codes: 0 done, 1 the operation failed, 2 bad usage, 3 something is
 missing (module, heap, debugfs, driver: the message says how to get it),
 4 permission denied, 130 a benchmark stopped by Ctrl-C or SIGTERM (the
-module parameters it changed are put back, as when it ends).
-";
+module parameters it changed are put back, as when it ends).";
+
+/// The rust_dmabuf_heap tool: heaps, allocations, statistics, benchmarks
+#[derive(Parser)]
+#[command(name = "rdh", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The heaps of /dev/dma_heap; for ours, policy, parameters and live bytes
+    #[command(after_help = EXIT_CODES)]
+    List(Output),
+    /// Allocate a buffer, report time and inode; hold it with --hold
+    #[command(after_help = EXIT_CODES)]
+    Alloc(AllocArgs),
+    /// Our debugfs totals (and per-buffer state), and every process's dma-bufs
+    #[command(after_help = EXIT_CODES)]
+    Stats(StatsArgs),
+    /// Benchmarks: allocation latency, cache maintenance of pipelines
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Bench(Bench),
+    /// Print the completion script for SHELL (e.g. rdh completions bash >
+    /// /etc/bash_completion.d/rdh)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Allocation + free latency, p50/p95/p99
+    #[command(after_help = EXIT_CODES)]
+    Alloc(BenchAllocArgs),
+    /// The benchmark scenarios S1-S9 through the importer test driver:
+    /// cache maintenance per frame, every heap
+    #[command(after_help = EXIT_CODES)]
+    Pipeline(Output),
+}
+
+#[derive(clap::Args)]
+struct Output {
+    /// Print one line of JSON instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct AllocArgs {
+    /// Bytes: 4096, 64K, 8M, 1G (binary units)
+    #[arg(value_parser = parse_size)]
+    size: u64,
+    /// The heap [default: the module's cached heap]
+    #[arg(long, value_name = "H", value_parser = heap_name)]
+    heap: Option<String>,
+    /// Keep the buffer SECS seconds before freeing it
+    #[arg(long, value_name = "SECS")]
+    hold: Option<u64>,
+    #[command(flatten)]
+    output: Output,
+}
+
+#[derive(clap::Args)]
+struct StatsArgs {
+    /// Each buffer's state too (its debugfs file: debugfs_buffers=Y)
+    #[arg(long)]
+    buffers: bool,
+    #[command(flatten)]
+    output: Output,
+}
+
+/// Most calls `rdh bench alloc` times per heap and size.
+const MAX_ITERATIONS: usize = 100_000;
+
+#[derive(clap::Args)]
+struct BenchAllocArgs {
+    /// Buffer sizes
+    #[arg(
+        long,
+        value_name = "SIZE,...",
+        value_delimiter = ',',
+        default_value = "4K,64K,1M,8M",
+        value_parser = parse_size
+    )]
+    sizes: Vec<u64>,
+    /// Timed calls per heap and size, 1 to 100000
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 32,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_ITERATIONS as u64)
+    )]
+    iterations: usize,
+    /// The heaps [default: all, ours first]
+    #[arg(long, value_name = "H,...", value_delimiter = ',', value_parser = heap_name)]
+    heap: Vec<String>,
+    #[command(flatten)]
+    output: Output,
+}
 
 /// Why a command failed: the message and the exit code.
 struct Fail(i32, String);
 
 type Outcome = Result<(), Fail>;
 
-fn usage(msg: impl Into<String>) -> Fail {
-    Fail(2, format!("{}\n\n{USAGE}", msg.into()))
-}
-
 fn missing(msg: impl Into<String>) -> Fail {
     Fail(3, msg.into())
 }
 
-/// The command line after the subcommand: flags with or without a value,
-/// and positional words.
-struct Args {
-    words: Vec<String>,
-    json: bool,
-}
-
-impl Args {
-    fn parse(raw: &[String]) -> Result<Self, Fail> {
-        let mut words = Vec::new();
-        let mut json = false;
-        for arg in raw {
-            match arg.as_str() {
-                "--json" => json = true,
-                "-h" | "--help" => return Err(Fail(0, USAGE.into())),
-                _ => words.push(arg.clone()),
-            }
-        }
-        Ok(Self { words, json })
-    }
-
-    /// Removes `--name VALUE` and returns the value.
-    fn value(&mut self, name: &str) -> Result<Option<String>, Fail> {
-        let Some(i) = self.words.iter().position(|w| w == name) else {
-            return Ok(None);
-        };
-        if i + 1 >= self.words.len() {
-            return Err(usage(format!("{name} needs a value")));
-        }
-        let value = self.words.remove(i + 1);
-        self.words.remove(i);
-        Ok(Some(value))
-    }
-
-    /// Removes a flag and says whether it was there.
-    fn flag(&mut self, name: &str) -> bool {
-        let before = self.words.len();
-        self.words.retain(|w| w != name);
-        self.words.len() != before
-    }
-
-    fn done(self) -> Result<(), Fail> {
-        match self.words.first() {
-            Some(extra) => Err(usage(format!("unexpected argument {extra:?}"))),
-            None => Ok(()),
-        }
-    }
-}
-
 /// `4096`, `64K`, `8M`, `1G` (binary units).
-fn parse_size(text: &str) -> Result<u64, Fail> {
+fn parse_size(text: &str) -> Result<u64, String> {
     let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => text.split_at(i),
         None => (text, ""),
     };
+    let bad = || "bad size (e.g. 4096, 64K, 8M, 1G)".to_string();
     let shift = match unit.to_ascii_uppercase().as_str() {
         "" | "B" => 0,
         "K" | "KIB" => 10,
         "M" | "MIB" => 20,
         "G" | "GIB" => 30,
-        _ => return Err(usage(format!("bad size {text:?} (e.g. 4096, 64K, 8M)"))),
+        _ => return Err(bad()),
     };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| usage(format!("bad size {text:?} (e.g. 4096, 64K, 8M)")))?;
+    let n: u64 = digits.parse().map_err(|_| bad())?;
     n.checked_mul(1 << shift)
         .filter(|&n| n > 0)
-        .ok_or_else(|| usage(format!("bad size {text:?}")))
+        .ok_or_else(|| "bad size (1 byte to 16 EiB)".into())
+}
+
+/// A name under `/dev/dma_heap`, not a path.
+fn heap_name(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err("bad heap name (rdh list names them)".into());
+    }
+    Ok(name.to_string())
+}
+
+/// Prints `report` as one line of JSON.
+fn print_json(report: &impl Serialize) -> Outcome {
+    let line = serde_json::to_string(report).map_err(|e| Fail(1, format!("JSON: {e}")))?;
+    println!("{line}");
+    Ok(())
 }
 
 fn human_bytes(n: u64) -> String {
@@ -151,11 +198,6 @@ fn default_heap() -> Result<String, Fail> {
 
 /// Opens heap `name`, with a message that says what to do if it cannot.
 fn open_heap(name: &str) -> Result<dma_heap::Heap, Fail> {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(usage(format!(
-            "bad heap name {name:?} (rdh list names them)"
-        )));
-    }
     let path = heap_path(name);
     match std::fs::File::open(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -194,74 +236,58 @@ fn alloc_error(name: &str, size: u64, e: impl std::fmt::Display) -> Fail {
 
 fn main() {
     settings::end_quietly_on_closed_pipes();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        None | Some("-h" | "--help" | "help") => Err(Fail(0, USAGE.into())),
-        Some("list") => Args::parse(&args[1..]).and_then(list),
-        Some("alloc") => Args::parse(&args[1..]).and_then(alloc),
-        Some("stats") => Args::parse(&args[1..]).and_then(stats),
-        Some("bench") => match args.get(1).map(String::as_str) {
-            Some("alloc") => Args::parse(&args[2..]).and_then(bench_alloc),
-            Some("pipeline") => Args::parse(&args[2..]).and_then(bench_pipeline),
-            Some("-h" | "--help") => Err(Fail(0, USAGE.into())),
-            other => Err(usage(format!("bench what? {other:?} (alloc or pipeline)"))),
-        },
-        Some(other) => Err(usage(format!("unknown command {other:?}"))),
-    };
-    match result {
-        Ok(()) => {}
-        Err(Fail(0, text)) => print!("{text}"),
-        Err(Fail(code, msg)) => {
-            eprintln!("rdh: {msg}");
-            std::process::exit(code);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `rdh` alone: the help, as `rdh --help`.
+        Err(_) if std::env::args_os().len() == 1 => {
+            let _ = Cli::command().print_help();
+            return;
         }
+        // Usage errors exit 2, `--help` and `--version` 0.
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        Command::List(output) => list(output),
+        Command::Alloc(args) => alloc(args),
+        Command::Stats(args) => stats(args),
+        Command::Bench(Bench::Alloc(args)) => bench_alloc(args),
+        Command::Bench(Bench::Pipeline(output)) => bench_pipeline(output),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rdh", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    if let Err(Fail(code, msg)) = result {
+        eprintln!("rdh: {msg}");
+        std::process::exit(code);
     }
 }
 
 /// `rdh list`.
-fn list(args: Args) -> Outcome {
-    let json = args.json;
-    args.done()?;
+fn list(output: Output) -> Outcome {
     let heaps = heaps::list().map_err(missing)?;
     let params = heaps::parameters();
-    if json {
-        let heaps = heaps
-            .iter()
-            .map(|h| {
-                let mut fields = vec![
-                    ("name", Json::str(&h.name)),
-                    ("ours", Json::Bool(h.ours.is_some())),
-                ];
-                for key in [
-                    "policy",
-                    "live_bytes",
-                    "buffers_allocated",
-                    "bytes_allocated",
-                ] {
-                    if let Some(v) = h.stat(key) {
-                        fields.push((key, Json::scalar(v)));
+    if output.json {
+        return print_json(&report::List {
+            heaps: heaps
+                .iter()
+                .map(|h| {
+                    let stat = |key| h.stat(key).map(Scalar);
+                    report::ListedHeap {
+                        name: &h.name,
+                        ours: h.ours.is_some(),
+                        policy: stat("policy"),
+                        live_bytes: stat("live_bytes"),
+                        buffers_allocated: stat("buffers_allocated"),
+                        bytes_allocated: stat("bytes_allocated"),
                     }
-                }
-                Json::obj(fields)
-            })
-            .collect();
-        let module = Json::obj(vec![
-            ("loaded", Json::Bool(heaps::module_loaded())),
-            (
-                "parameters",
-                Json::Obj(
-                    params
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Json::scalar(v)))
-                        .collect(),
-                ),
-            ),
-        ]);
-        println!(
-            "{}",
-            Json::obj(vec![("heaps", Json::Arr(heaps)), ("module", module)])
-        );
-        return Ok(());
+                })
+                .collect(),
+            module: report::Module {
+                loaded: heaps::module_loaded(),
+                parameters: Fields(&params),
+            },
+        });
     }
     println!(
         "{:<28} {:<5} {:<9} {:>12} {:>9}",
@@ -304,25 +330,17 @@ fn list(args: Args) -> Outcome {
 }
 
 /// `rdh alloc`.
-fn alloc(mut args: Args) -> Outcome {
-    let heap = match args.value("--heap")? {
+fn alloc(args: AllocArgs) -> Outcome {
+    let AllocArgs {
+        size,
+        heap,
+        hold,
+        output: Output { json },
+    } = args;
+    let heap = match heap {
         Some(h) => h,
         None => default_heap()?,
     };
-    let hold = args
-        .value("--hold")?
-        .map(|s| {
-            s.parse::<u64>()
-                .map_err(|_| usage(format!("bad --hold {s:?} (seconds)")))
-        })
-        .transpose()?;
-    let json = args.json;
-    let size = match args.words.first() {
-        Some(s) => parse_size(s)?,
-        None => return Err(usage("alloc needs a SIZE")),
-    };
-    args.words.remove(0);
-    args.done()?;
     let h = open_heap(&heap)?;
     let start = Instant::now();
     let fd = h
@@ -332,18 +350,15 @@ fn alloc(mut args: Args) -> Outcome {
     let inode = debugfs::inode(&fd).map_err(|e| Fail(1, e))?;
     let got = rdh::sys::dma_buf_size(&fd).map_err(|e| Fail(1, format!("size: {e}")))?;
     if json {
-        println!(
-            "{}",
-            Json::obj(vec![
-                ("heap", Json::str(&heap)),
-                ("size", Json::Num(got as f64)),
-                ("alloc_us", Json::Num(took.as_secs_f64() * 1e6)),
-                ("inode", Json::Num(inode as f64)),
-                ("fd", Json::Num(fd.as_raw_fd() as f64)),
-                ("pid", Json::Num(std::process::id() as f64)),
-                ("hold_s", Json::Num(hold.unwrap_or(0) as f64)),
-            ])
-        );
+        print_json(&report::Alloc {
+            heap: &heap,
+            size: got,
+            alloc_us: report::micros(took.as_secs_f64() * 1e6),
+            inode,
+            fd: fd.as_raw_fd(),
+            pid: std::process::id(),
+            hold_s: hold.unwrap_or(0),
+        })?;
     } else {
         println!(
             "allocated {} ({got} bytes) from {heap} in {:.1} us: dma-buf inode {inode}, fd {} of pid {}",
@@ -414,19 +429,9 @@ fn our_debugfs() -> Result<Vec<(String, String)>, Fail> {
     Ok(dirs)
 }
 
-/// A dma-buf some process holds open (from `/proc/*/fdinfo`).
-struct OpenDmaBuf {
-    pid: u32,
-    comm: String,
-    fd: u32,
-    inode: u64,
-    size: u64,
-    exporter: String,
-}
-
 /// Every dma-buf fd of every process, as Android's `dmabuf_dump` lists
 /// them: fdinfo names the exporter, the fd link's inode the buffer.
-fn open_dmabufs() -> Vec<OpenDmaBuf> {
+fn open_dmabufs() -> Vec<report::OpenDmaBuf> {
     let mut found = Vec::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return found;
@@ -455,7 +460,7 @@ fn open_dmabufs() -> Vec<OpenDmaBuf> {
                 continue;
             };
             let inode = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_or(0, |m| m.ino());
-            found.push(OpenDmaBuf {
+            found.push(report::OpenDmaBuf {
                 pid,
                 comm: comm.trim().to_string(),
                 fd,
@@ -478,10 +483,11 @@ const SKIPS: [&str; 5] = [
 ];
 
 /// `rdh stats`.
-fn stats(mut args: Args) -> Outcome {
-    let buffers = args.flag("--buffers");
-    let json = args.json;
-    args.done()?;
+fn stats(args: StatsArgs) -> Outcome {
+    let StatsArgs {
+        buffers,
+        output: Output { json },
+    } = args;
     let dirs = our_debugfs()?;
     let read = |path: String| debugfs::read(&path).map_err(|e| Fail(1, e));
     let mut heaps_out = Vec::new();
@@ -511,58 +517,27 @@ fn stats(mut args: Args) -> Outcome {
     }
     let dmabufs = open_dmabufs();
     if json {
-        let kv = |lines: &[(String, String)]| {
-            Json::Obj(
-                lines
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Json::scalar(v)))
-                    .collect(),
-            )
-        };
         let heaps = heaps_out
             .iter()
             .zip(&buffers_out)
-            .map(|((name, stats, pool), (_, own))| {
-                let mut fields = vec![
-                    ("name", Json::str(name)),
-                    ("stats", kv(stats)),
-                    ("pool", kv(pool)),
-                ];
-                if buffers {
-                    let list = own
-                        .iter()
-                        .map(|(ino, lines)| {
-                            let mut b = vec![("inode".to_string(), Json::scalar(ino))];
-                            b.extend(lines.iter().map(|(k, v)| (k.clone(), Json::scalar(v))));
-                            Json::Obj(b)
+            .map(|((name, stats, pool), (_, own))| report::HeapStats {
+                name,
+                stats: Fields(stats),
+                pool: Fields(pool),
+                buffers: buffers.then(|| {
+                    own.iter()
+                        .map(|(ino, lines)| report::BufferState {
+                            inode: Scalar(ino),
+                            lines: Fields(lines),
                         })
-                        .collect();
-                    fields.push(("buffers", Json::Arr(list)));
-                }
-                Json::obj(fields)
+                        .collect()
+                }),
             })
             .collect();
-        let open = dmabufs
-            .iter()
-            .map(|b| {
-                Json::obj(vec![
-                    ("pid", Json::Num(b.pid as f64)),
-                    ("comm", Json::str(&b.comm)),
-                    ("fd", Json::Num(b.fd as f64)),
-                    ("inode", Json::Num(b.inode as f64)),
-                    ("size", Json::Num(b.size as f64)),
-                    ("exporter", Json::str(&b.exporter)),
-                ])
-            })
-            .collect();
-        println!(
-            "{}",
-            Json::obj(vec![
-                ("heaps", Json::Arr(heaps)),
-                ("dmabufs", Json::Arr(open))
-            ])
-        );
-        return Ok(());
+        return print_json(&report::Stats {
+            heaps,
+            dmabufs: &dmabufs,
+        });
     }
     for ((name, stats, pool), (_, own)) in heaps_out.iter().zip(&buffers_out) {
         println!("{name}:");
@@ -760,45 +735,28 @@ fn round_calls(heap: &str, size: u64, warm: bool) -> usize {
         .clamp(1, ROUND_CALLS)
 }
 
-/// Most calls `rdh bench alloc` times per heap and size.
-const MAX_ITERATIONS: usize = 100_000;
-
 /// `rdh bench alloc`.
-fn bench_alloc(mut args: Args) -> Outcome {
-    let sizes = args
-        .value("--sizes")?
-        .unwrap_or_else(|| "4K,64K,1M,8M".into())
-        .split(',')
-        .map(parse_size)
-        .collect::<Result<Vec<_>, _>>()?;
-    let iterations: usize = match args.value("--iterations")? {
-        Some(n) => n
-            .parse()
-            .ok()
-            .filter(|n| (1..=MAX_ITERATIONS).contains(n))
-            .ok_or_else(|| usage(format!("bad --iterations {n:?} (1 to {MAX_ITERATIONS})")))?,
-        None => 32,
-    };
-    let names: Vec<String> = match args.value("--heap")? {
-        Some(list) => list.split(',').map(str::to_string).collect(),
-        None => {
-            let mut names: Vec<String> = heaps::list()
-                .map_err(missing)?
-                .into_iter()
-                .map(|h| h.name)
-                .collect();
-            names.sort_by_key(|n| !heaps::is_ours(n));
-            names
-        }
-    };
+fn bench_alloc(args: BenchAllocArgs) -> Outcome {
+    let BenchAllocArgs {
+        sizes,
+        iterations,
+        heap: mut names,
+        output: Output { json },
+    } = args;
+    if names.is_empty() {
+        names = heaps::list()
+            .map_err(missing)?
+            .into_iter()
+            .map(|h| h.name)
+            .collect();
+        names.sort_by_key(|n| !heaps::is_ours(n));
+    }
     if names.is_empty() {
         return Err(missing(format!(
             "no heaps in {}: is the module loaded? (insmod rust_dmabuf_heap.ko)",
             heaps::DEV
         )));
     }
-    let json = args.json;
-    args.done()?;
     let opened = names
         .iter()
         .map(|n| open_heap(n).map(|h| (n.clone(), h)))
@@ -872,22 +830,19 @@ fn bench_alloc(mut args: Args) -> Outcome {
     drop(saved);
     settings::unless_stopped(measured)?;
     if json {
-        let list = rows
+        let list: Vec<_> = rows
             .iter()
-            .map(|(name, mode, size, [p50, p95, p99])| {
-                Json::obj(vec![
-                    ("heap", Json::str(name)),
-                    ("pool", Json::str(mode)),
-                    ("size", Json::Num(*size as f64)),
-                    ("iterations", Json::Num(iterations as f64)),
-                    ("p50_us", Json::Num(*p50)),
-                    ("p95_us", Json::Num(*p95)),
-                    ("p99_us", Json::Num(*p99)),
-                ])
+            .map(|(name, mode, size, [p50, p95, p99])| report::AllocLatency {
+                heap: name,
+                pool: mode,
+                size: *size,
+                iterations,
+                p50_us: report::micros(*p50),
+                p95_us: report::micros(*p95),
+                p99_us: report::micros(*p99),
             })
             .collect();
-        println!("{}", Json::Arr(list));
-        return Ok(());
+        return print_json(&list);
     }
     println!("allocation + free, {iterations} calls each after one warm-up, the heaps taking turns in rounds of {ROUND_CALLS} (us; pool: ours with the page pool off / filled)");
     println!(
@@ -917,9 +872,8 @@ fn kprobes_present() -> bool {
 }
 
 /// `rdh bench pipeline`.
-fn bench_pipeline(args: Args) -> Outcome {
-    let json = args.json;
-    args.done()?;
+fn bench_pipeline(output: Output) -> Outcome {
+    let json = output.json;
     if !Path::new("/dev/rdh_importer").exists() {
         return Err(missing(
             "the importer test driver is not loaded: insmod rdh_importer.ko (this project's test module: its fake devices play the pipelines)",
@@ -969,24 +923,23 @@ fn bench_pipeline(args: Args) -> Outcome {
     settings::unless_stopped(played)?;
     let per_frame = |b: u64, frames: usize| b as f64 / (1 << 20) as f64 / frames as f64;
     if json {
-        let mut list = Vec::new();
-        for (s, cells) in &rows {
-            for (t, cell) in targets.iter().zip(cells) {
-                let mut fields = vec![
-                    ("scenario", Json::str(s.name)),
-                    ("heap", Json::str(&t.name)),
-                    ("policy", Json::str(t.policy)),
-                    ("frames", Json::Num(s.frames as f64)),
-                ];
-                if let Some((c, i)) = cell {
-                    fields.push(("clean_bytes", Json::Num(*c as f64)));
-                    fields.push(("invalidate_bytes", Json::Num(*i as f64)));
-                }
-                list.push(Json::obj(fields));
-            }
-        }
-        println!("{}", Json::Arr(list));
-        return Ok(());
+        let list: Vec<_> = rows
+            .iter()
+            .flat_map(|(s, cells)| {
+                targets
+                    .iter()
+                    .zip(cells)
+                    .map(|(t, cell)| report::Maintenance {
+                        scenario: s.name,
+                        heap: &t.name,
+                        policy: t.policy,
+                        frames: s.frames,
+                        clean_bytes: cell.map(|(c, _)| c),
+                        invalidate_bytes: cell.map(|(_, i)| i),
+                    })
+            })
+            .collect();
+        return print_json(&list);
     }
     println!(
         "cache maintenance per frame, 8 MiB buffer, MiB cleaned + invalidated ({})",

@@ -218,7 +218,7 @@ pub fn play(s: &Scenario, target: &Target, brackets: bool) -> Result<Played, Str
     }
     let arch = match session.counters() {
         Ok(bytes) => Some(bytes),
-        Err(err) if err.raw_os_error() == Some(libc::ENODEV) => None,
+        Err(err) if err.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) => None,
         Err(err) => return Err(e(err)),
     };
     let file = debugfs::buffer_file_in(&debugfs::dir_of(&target.name), &fd)?;

@@ -8,14 +8,16 @@
 //! the guest shares.
 
 use crate::Fail;
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use std::{
+    ffi::c_int,
     io::ErrorKind,
     sync::atomic::{AtomicBool, Ordering},
 };
 
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn request_stop(_signal: libc::c_int) {
+extern "C" fn request_stop(_signal: c_int) {
     STOP_REQUESTED.store(true, Ordering::Relaxed);
 }
 
@@ -24,23 +26,22 @@ extern "C" fn request_stop(_signal: libc::c_int) {
 /// SIGPIPE by default.
 pub fn end_quietly_on_closed_pipes() {
     // SAFETY: restores the default action of a signal; no handler runs.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let _ = unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 /// From now on, SIGINT and SIGTERM only ask the benchmark to stop (see
 /// [`stop_requested`]); without `SA_RESTART`, a blocking call they hit
 /// returns `EINTR`, so a long allocation ends early too.
 pub fn stop_on_signals() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `sigaction` is zeroed (no flags, no restorer) before its
-        // handler and an empty mask are set; the handler only stores to an
-        // atomic, which is async-signal-safe.
-        unsafe {
-            let mut action: libc::sigaction = core::mem::zeroed();
-            action.sa_sigaction = request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, core::ptr::null_mut());
-        }
+    let action = SigAction::new(
+        SigHandler::Handler(request_stop),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        let _ = unsafe { signal::sigaction(s, &action) };
     }
 }
 

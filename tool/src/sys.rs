@@ -2,21 +2,20 @@
 
 //! The raw dma-heap / dma-buf ioctls (for inputs the `dma-heap` crate
 //! cannot express, and the range SYNC of our control device), user
-//! mappings of a dma-buf, and `/proc/meminfo`.
+//! mappings of a dma-buf, and `/proc/meminfo`: through `rustix`, which
+//! checks the return values and turns them into `io::Error`s.
 
+use rustix::{
+    fs::SeekFrom,
+    ioctl::{self, opcode, Direction, Ioctl, IoctlOutput, Opcode, Setter, Updater},
+    mm::{MapFlags, ProtFlags},
+};
 use std::{
+    ffi::c_void,
     fs::File,
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, FromRawFd, OwnedFd, RawFd},
 };
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
 
 /// `struct dma_heap_allocation_data` from `<linux/dma-heap.h>`.
 #[repr(C)]
@@ -28,39 +27,59 @@ pub struct AllocationData {
     pub heap_flags: u64,
 }
 
-const fn iowr(ty: u8, nr: u8, size: usize) -> libc::c_ulong {
-    // _IOWR: direction 3 (read | write) in bits 30..31.
-    ((3 << 30)
-        | ((size as libc::c_ulong) << 16)
-        | ((ty as libc::c_ulong) << 8)
-        | nr as libc::c_ulong) as libc::c_ulong
-}
-
-const fn iow(ty: u8, nr: u8, size: usize) -> libc::c_ulong {
-    ((1 << 30)
-        | ((size as libc::c_ulong) << 16)
-        | ((ty as libc::c_ulong) << 8)
-        | nr as libc::c_ulong) as libc::c_ulong
-}
-
 /// `DMA_HEAP_IOCTL_ALLOC`.
-pub const DMA_HEAP_IOCTL_ALLOC: libc::c_ulong =
-    iowr(b'H', 0, std::mem::size_of::<AllocationData>());
-/// `DMA_BUF_IOCTL_SYNC`.
-pub const DMA_BUF_IOCTL_SYNC: libc::c_ulong = iow(b'b', 0, 8);
+pub const DMA_HEAP_IOCTL_ALLOC: Opcode = opcode::read_write::<AllocationData>(b'H', 0);
+/// `DMA_BUF_IOCTL_SYNC` (`struct dma_buf_sync` is one u64).
+pub const DMA_BUF_IOCTL_SYNC: Opcode = opcode::write::<u64>(b'b', 0);
 pub const DMA_BUF_SYNC_READ: u64 = 1;
 pub const DMA_BUF_SYNC_WRITE: u64 = 2;
 pub const DMA_BUF_SYNC_RW: u64 = 3;
 pub const DMA_BUF_SYNC_START: u64 = 0;
 pub const DMA_BUF_SYNC_END: u64 = 4;
 
+/// An ioctl the `rustix` patterns cannot express: an opcode known at run
+/// time, an argument passed as is (a pointer or a number), and the
+/// ioctl's return value as the result. Assumed to write to user memory.
+pub(crate) struct RawIoctl {
+    opcode: Opcode,
+    arg: *mut c_void,
+}
+
+impl RawIoctl {
+    pub(crate) fn new(opcode: Opcode, arg: *mut c_void) -> Self {
+        Self { opcode, arg }
+    }
+}
+
+// SAFETY: `ioctl::ioctl`'s callers vouch for the opcode and argument (it
+// is an unsafe function); this only hands them over, says that the call
+// may write to user memory, and returns the return value.
+unsafe impl Ioctl for RawIoctl {
+    type Output = IoctlOutput;
+
+    const IS_MUTATING: bool = true;
+
+    fn opcode(&self) -> Opcode {
+        self.opcode
+    }
+
+    fn as_ptr(&mut self) -> *mut c_void {
+        self.arg
+    }
+
+    unsafe fn output_from_ptr(out: IoctlOutput, _: *mut c_void) -> rustix::io::Result<IoctlOutput> {
+        Ok(out)
+    }
+}
+
 /// Issues `DMA_HEAP_IOCTL_ALLOC` with an argument of `arg.len()` bytes
 /// (older or newer struct layouts): `len` at offset 0, the fd comes back at
 /// offset 8.
 pub fn heap_alloc_sized(heap: &File, arg: &mut [u8]) -> io::Result<OwnedFd> {
-    let cmd = iowr(b'H', 0, arg.len());
-    // SAFETY: `arg` is a writable buffer of the size encoded in `cmd`.
-    cvt(unsafe { libc::ioctl(heap.as_raw_fd(), cmd as libc::Ioctl, arg.as_mut_ptr()) })?;
+    let cmd = opcode::from_components(Direction::ReadWrite, b'H', 0, arg.len());
+    // SAFETY: `arg` is a writable buffer of the size encoded in `cmd`,
+    // which is all the kernel reads or writes.
+    unsafe { ioctl::ioctl(heap, RawIoctl::new(cmd, arg.as_mut_ptr().cast())) }?;
     let fd = u32::from_ne_bytes([arg[8], arg[9], arg[10], arg[11]]);
     // SAFETY: On success the kernel returned a new fd that we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
@@ -68,36 +87,29 @@ pub fn heap_alloc_sized(heap: &File, arg: &mut [u8]) -> io::Result<OwnedFd> {
 
 /// Issues `DMA_HEAP_IOCTL_ALLOC` with exactly the given fields.
 pub fn heap_alloc_raw(heap: &File, data: &mut AllocationData) -> io::Result<OwnedFd> {
-    // SAFETY: `data` is a valid `dma_heap_allocation_data` for the ioctl.
-    cvt(unsafe {
-        libc::ioctl(
-            heap.as_raw_fd(),
-            DMA_HEAP_IOCTL_ALLOC as libc::Ioctl,
-            data as *mut AllocationData,
+    // SAFETY: `AllocationData` is `struct dma_heap_allocation_data`, the
+    // argument `DMA_HEAP_IOCTL_ALLOC` reads and writes.
+    unsafe {
+        ioctl::ioctl(
+            heap,
+            Updater::<DMA_HEAP_IOCTL_ALLOC, AllocationData>::new(data),
         )
-    })?;
+    }?;
     // SAFETY: On success the kernel returned a new fd that we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(data.fd as RawFd) })
 }
 
 /// Issues `DMA_BUF_IOCTL_SYNC` with the given flags.
-pub fn dma_buf_sync(buf: &impl AsRawFd, flags: u64) -> io::Result<()> {
-    let mut flags = flags;
-    // SAFETY: `flags` is a valid `struct dma_buf_sync` (one u64).
-    cvt(unsafe {
-        libc::ioctl(
-            buf.as_raw_fd(),
-            DMA_BUF_IOCTL_SYNC as libc::Ioctl,
-            &mut flags as *mut u64,
-        )
-    })
-    .map(drop)
+pub fn dma_buf_sync(buf: &impl AsFd, flags: u64) -> io::Result<()> {
+    // SAFETY: `struct dma_buf_sync` is one u64, which the ioctl only reads.
+    unsafe { ioctl::ioctl(buf, Setter::<DMA_BUF_IOCTL_SYNC, u64>::new(flags)) }?;
+    Ok(())
 }
 
 /// The heap's control device (`control.rs`).
 pub const CONTROL_DEVICE: &str = "/dev/rust_dmabuf_heap";
 /// `RDH_IOCTL_SYNC_RANGE` (`include/uapi/linux/rust_dmabuf_heap.h`).
-pub const RDH_IOCTL_SYNC_RANGE: libc::c_ulong = iow(b'R', 0x30, 24);
+pub const RDH_IOCTL_SYNC_RANGE: Opcode = opcode::write::<SyncRange>(b'R', 0x30);
 
 /// `struct rdh_sync_range`.
 #[repr(C)]
@@ -111,27 +123,27 @@ pub struct SyncRange {
 /// Issues `RDH_IOCTL_SYNC_RANGE` on the control device `control` for
 /// dma-buf fd `fd` (any number, for misuse tests).
 pub fn sync_range(
-    control: &impl AsRawFd,
+    control: &impl AsFd,
     fd: RawFd,
     flags: u64,
     offset: u64,
     len: u64,
 ) -> io::Result<()> {
-    let mut request = SyncRange {
+    let request = SyncRange {
         fd,
         flags: flags as u32,
         offset,
         len,
     };
-    // SAFETY: `request` is a valid `struct rdh_sync_range`.
-    cvt(unsafe {
-        libc::ioctl(
-            control.as_raw_fd(),
-            RDH_IOCTL_SYNC_RANGE as libc::Ioctl,
-            &mut request as *mut SyncRange,
+    // SAFETY: `SyncRange` is `struct rdh_sync_range`, which the ioctl only
+    // reads; the fd in it is just a number to the kernel.
+    unsafe {
+        ioctl::ioctl(
+            control,
+            Setter::<RDH_IOCTL_SYNC_RANGE, SyncRange>::new(request),
         )
-    })
-    .map(drop)
+    }?;
+    Ok(())
 }
 
 /// A shared read/write mapping of a dma-buf.
@@ -148,31 +160,30 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Maps `len` bytes at page offset `pgoff` of `buf`.
-    pub fn new(buf: &impl AsRawFd, len: usize, pgoff: usize) -> io::Result<Self> {
+    pub fn new(buf: &impl AsFd, len: usize, pgoff: usize) -> io::Result<Self> {
         let offset = pgoff
             .checked_mul(4096)
-            .and_then(|o| libc::off_t::try_from(o).ok())
-            .ok_or(io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+            .and_then(|o| i64::try_from(o).ok())
+            .ok_or(io::Error::from(rustix::io::Errno::OVERFLOW))?;
         Self::at_offset(buf, len, offset)
     }
 
-    /// Maps `len` bytes at byte offset `offset` (any value, for misuse
-    /// tests) of `buf`.
-    pub fn at_offset(buf: &impl AsRawFd, len: usize, offset: libc::off_t) -> io::Result<Self> {
-        // SAFETY: A fresh shared mapping; the kernel validates the range.
+    /// Maps `len` bytes at byte offset `offset` (any value, negative ones
+    /// too, for misuse tests) of `buf`.
+    pub fn at_offset(buf: &impl AsFd, len: usize, offset: i64) -> io::Result<Self> {
+        // SAFETY: A fresh shared mapping at an address the kernel picks,
+        // so no memory of ours is replaced; the kernel validates the range.
+        // The offset's bits go to the system call as they are.
         let ptr = unsafe {
-            libc::mmap(
+            rustix::mm::mmap(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                buf.as_raw_fd(),
-                offset,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                buf,
+                offset as u64,
             )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        }?;
         Ok(Self {
             ptr: ptr.cast(),
             len,
@@ -181,7 +192,7 @@ impl Mapping {
 
     /// The mapping's address, for system calls on it (`mprotect`, a
     /// partial `munmap`); dropping the value unmaps the whole range.
-    pub fn as_ptr(&self) -> *mut libc::c_void {
+    pub fn as_ptr(&self) -> *mut c_void {
         self.ptr.cast()
     }
 
@@ -198,27 +209,20 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` describe a mapping made by `new`.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        // SAFETY: `ptr`/`len` describe a mapping made by `at_offset`, and
+        // no reference into it outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
     }
 }
 
 /// Size of a dma-buf, as the kernel reports it through `lseek`.
-pub fn dma_buf_size(buf: &impl AsRawFd) -> io::Result<u64> {
-    // SAFETY: Plain lseek on a valid fd.
-    let end = unsafe { libc::lseek(buf.as_raw_fd(), 0, libc::SEEK_END) };
-    if end < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(end as u64)
+pub fn dma_buf_size(buf: &impl AsFd) -> io::Result<u64> {
+    Ok(rustix::fs::seek(buf, SeekFrom::End(0))?)
 }
 
 /// Total RAM in bytes.
 pub fn total_ram() -> u64 {
-    // SAFETY: `info` is a valid out-parameter.
-    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
-    // SAFETY: As above.
-    unsafe { libc::sysinfo(&mut info) };
+    let info = rustix::system::sysinfo();
     info.totalram as u64 * info.mem_unit as u64
 }
 
@@ -228,4 +232,53 @@ pub fn meminfo_kib(key: &str) -> Option<u64> {
     text.lines()
         .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The opcodes as `<linux/dma-heap.h>`, `<linux/dma-buf.h>` and our
+    /// uapi header give them (`_IOWR('H', 0, 24)`, `_IOW('b', 0, 8)`,
+    /// `_IOW('R', 0x30, 24)`).
+    #[test]
+    fn opcodes_match_the_uapi_headers() {
+        assert_eq!(DMA_HEAP_IOCTL_ALLOC as u64, 0xc018_4800);
+        assert_eq!(DMA_BUF_IOCTL_SYNC as u64, 0x4008_6200);
+        assert_eq!(RDH_IOCTL_SYNC_RANGE as u64, 0x4018_5230);
+        assert_eq!(
+            opcode::from_components(Direction::ReadWrite, b'H', 0, 16) as u64,
+            0xc010_4800
+        );
+    }
+
+    /// A memfd stands in for a dma-buf: mmap, lseek and an ioctl it does
+    /// not know (ENOTTY, as an `io::Error`).
+    #[test]
+    fn mappings_seek_and_errors_on_a_memfd() {
+        let fd = rustix::fs::memfd_create("rdh-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 2 * 4096).unwrap();
+        assert_eq!(dma_buf_size(&fd).unwrap(), 2 * 4096);
+        let mut first = Mapping::new(&fd, 2 * 4096, 0).unwrap();
+        first.bytes_mut()[4096] = 0x5a;
+        let second = Mapping::new(&fd, 4096, 1).unwrap();
+        assert_eq!(second.bytes()[0], 0x5a);
+        let wrapped = Mapping::at_offset(&fd, 4096, -4096).err().unwrap();
+        assert_eq!(
+            wrapped.raw_os_error(),
+            Some(rustix::io::Errno::OVERFLOW.raw_os_error())
+        );
+        let err = dma_buf_sync(&fd, DMA_BUF_SYNC_START).unwrap_err();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(rustix::io::Errno::NOTTY.raw_os_error())
+        );
+    }
+
+    #[test]
+    fn sysinfo_and_lseek_answer() {
+        assert!(total_ram() > 0);
+        let file = File::open("/proc/self/exe").unwrap();
+        assert!(dma_buf_size(&file).unwrap() > 0);
+    }
 }
