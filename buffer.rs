@@ -590,7 +590,7 @@ impl HeapBuffer {
             None => Event::BeginCpu(direction(dir)),
         };
         // Nested deeper than the rules can count, or too many ranges open:
-        // refused (documented in README), before anything changes.
+        // refused (documented in docs/uapi.rst), before anything changes.
         let rules = self.coherence.ownership();
         let ranges_open = rules.open_ranges().count() + state.ranges_as_whole as usize;
         if !rules.accepts(event) || (pages.is_some() && ranges_open >= ownership::MAX_OPEN_RANGES) {

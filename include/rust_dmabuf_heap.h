@@ -41,7 +41,9 @@ struct rdh_dma_buf_access *rdh_dma_buf_access_reserve(struct dma_buf_attachment 
  * @fence: signals when the access is over
  *
  * A fence that has already signalled counts at once. The heap keeps a
- * reference on @fence until it signals or the buffer is freed.
+ * reference on @fence until it signals or the buffer is freed. A NULL or
+ * error-pointer @access (what a failed rdh_dma_buf_access_reserve()
+ * returned), or a NULL @fence, is ignored.
  *
  * Context: any, also inside a fence signalling critical section
  * (dma_fence_begin_signalling()): no allocation, no sleeping lock. The
@@ -55,7 +57,9 @@ void rdh_dma_buf_access_commit(struct rdh_dma_buf_access *access,
  * @attach: the attachment @access was reserved for
  * @access: from rdh_dma_buf_access_reserve(), consumed
  *
- * The attachment stays fenced. Context: process context.
+ * The attachment stays fenced. A NULL or error-pointer @access is ignored.
+ *
+ * Context: process context.
  */
 void rdh_dma_buf_access_cancel(struct dma_buf_attachment *attach,
 			       struct rdh_dma_buf_access *access);
@@ -90,7 +94,7 @@ int rdh_dma_buf_access_until(struct dma_buf_attachment *attach,
  *
  * Context: process context; waits for the buffer's fences (interruptible).
  * Return: 0; -EINVAL if @dmabuf is not one of the heap's or the range is
- * empty or reaches past the buffer; -EBUSY if too many range brackets are
+ * empty or reaches past the buffer; -EBUSY if 8 range brackets are already
  * open on it; -EINTR. On error nothing changed.
  */
 int rdh_dma_buf_begin_cpu_access_range(struct dma_buf *dmabuf,

@@ -26,7 +26,7 @@ use scenarios::{Dir, Op, Scenario, BUFFER_BYTES, SCENARIOS, WHAT_WIDTH};
 use std::{collections::BTreeMap, fmt::Write as _};
 
 /// Default cost of cache maintenance per MiB: "cache-line invalidate by VA
-/// on a small core: ~0.7 ms per MB" (docs/BENCHMARKS.md, "Published
+/// on a small core: ~0.7 ms per MB" (docs/benchmarks.rst, "Published
 /// figures"); override with the third argument.
 const DEFAULT_MS_PER_MIB: f64 = 0.7;
 
