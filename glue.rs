@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The driver's own C (`rdh_shim.c`) as safe functions: the module
+//! The driver's own C (`glue/*.c`) as safe functions: the module
 //! parameters (Rust `module!` parameters are integers only, and ours are
 //! strings or take names), the maintenance device, the module's pinning and
 //! identity, memory counters, and the log line for unbracketed access.
@@ -87,10 +87,11 @@ pub(crate) static THIS_MODULE: ThisModule = unsafe { ThisModule::from_ptr(__this
 pub(crate) static THIS_MODULE: ThisModule = unsafe { ThisModule::from_ptr(core::ptr::null_mut()) };
 
 /// Makes the module impossible to unload (a registered heap can never be
-/// removed).
+/// removed): takes a reference on it that is never put.
 pub(crate) fn pin_module() {
-    // SAFETY: Called from module init, when the module is live.
-    unsafe { sys::rdh_pin_module() };
+    // SAFETY: Called from module init, when the module is live; a null
+    // module (built in) is allowed.
+    unsafe { sys::__module_get(THIS_MODULE.as_ptr()) };
 }
 
 /// The heap's own DMA device: a driverless platform device, non-coherent,
@@ -137,49 +138,6 @@ pub(crate) fn report_unbracketed(inode: u64, size: usize, write: bool) {
     unsafe { sys::rdh_report_unbracketed(inode, size, write) };
 }
 
-/// Whether the current task has a fatal signal pending.
-pub(crate) fn fatal_signal_pending() -> bool {
-    // SAFETY: Looks at `current`, valid in process context.
-    unsafe { sys::rdh_fatal_signal_pending() }
-}
-
-/// RAM pages the kernel manages.
-pub(crate) fn totalram_pages() -> usize {
-    // SAFETY: Reads a global counter.
-    unsafe { sys::rdh_totalram_pages() as usize }
-}
-
-/// What the kernel could hand out without swapping (`MemAvailable`), less
-/// free CMA pages, in pages.
-pub(crate) fn available_pages() -> usize {
-    // SAFETY: Reads global counters.
-    unsafe { sys::rdh_available_pages() }.max(0) as usize
-}
-
-/// Free pages an unmovable allocation can take (free CMA pages excluded).
-pub(crate) fn free_pages() -> usize {
-    // SAFETY: Reads global counters.
-    unsafe { sys::rdh_free_pages() as usize }
-}
-
-/// The tick count now (`jiffies`).
-pub(crate) fn jiffies() -> usize {
-    // SAFETY: Reads a global counter.
-    unsafe { sys::rdh_jiffies() as usize }
-}
-
-/// `ms` milliseconds in ticks.
-pub(crate) fn ms_to_jiffies(ms: u32) -> usize {
-    // SAFETY: Pure arithmetic.
-    unsafe { sys::rdh_ms_to_jiffies(ms) as usize }
-}
-
-/// Whether tick count `a` is before `b` (wrapping).
-pub(crate) fn time_before(a: usize, b: usize) -> bool {
-    // SAFETY: Pure arithmetic.
-    unsafe { sys::rdh_time_before(a, b) }
-}
-
 /// A job for a [`Worker`]: what it runs, once per kick.
 pub(crate) trait Job: Send + Sync + 'static {
     /// The worker that runs the job.
@@ -189,7 +147,7 @@ pub(crate) trait Job: Send + Sync + 'static {
     fn run(&self);
 }
 
-/// A background thread (`rdh_shim.c`): freezable, at the lowest priority,
+/// A background thread (`glue/worker.c`): freezable, at the lowest priority,
 /// woken one tick after a kick by a timer (so that a kick costs arming a
 /// local timer, not waking another CPU). It can be kicked from its creation
 /// on, and runs a [`Job`] once [`Running::start`]ed.

@@ -5,9 +5,9 @@
 //! efficiently, as the upstream system heap chooses them.
 
 use crate::{
-    dma_heap,
-    glue::{available_pages, fatal_signal_pending, free_pages, totalram_pages},
+    dma_heap, mm_stat,
     page_block::{Gfp, PageBlock},
+    task_signal::fatal_signal_pending,
 };
 use core::sync::atomic::AtomicUsize;
 use kernel::{
@@ -57,6 +57,20 @@ fn alloc_chunk(order: u32) -> Option<PageChunk> {
     Some(PageBlock::alloc(gfp, order)?.counted_in(&LIVE_BYTES))
 }
 
+/// Free pages an unmovable allocation can take: free CMA pages do not
+/// count (two per-cpu-summed counters: much cheaper than
+/// [`available_pages`]).
+pub(crate) fn free_pages() -> usize {
+    mm_stat::free_pages().saturating_sub(mm_stat::free_cma_pages())
+}
+
+/// What the kernel could hand out without swapping (`MemAvailable`), less
+/// free CMA pages: they serve only movable allocations, and a heap
+/// buffer's pages are not movable.
+fn available_pages() -> usize {
+    mm_stat::available_pages().saturating_sub(mm_stat::free_cma_pages())
+}
+
 /// Whether taking `pages` more pages leaves the reserve available. Free
 /// pages alone answer it when there are plenty: twice the reserve covers
 /// the watermarks that `MemAvailable` subtracts (`totalreserve_pages`, not
@@ -64,7 +78,7 @@ fn alloc_chunk(order: u32) -> Option<PageChunk> {
 /// like any others: `MemAvailable` includes the pool (it is accounted as
 /// reclaimable), and a pooled page in a buffer is no longer available.
 fn leaves_reserve(pages: usize) -> bool {
-    let reserve = totalram_pages() / RESERVE_DIVISOR;
+    let reserve = mm_stat::totalram_pages() / RESERVE_DIVISOR;
     if pages.saturating_add(2 * reserve) <= free_pages() {
         return true;
     }

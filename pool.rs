@@ -32,12 +32,13 @@ use crate::{
     pages::{self, Chunks, PageChunk, LIVE_BYTES, ORDERS, PAGE_SIZE},
     shrinker::{self, Shrink},
 };
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
     new_spinlock,
     prelude::*,
     str::CString,
     sync::{Arc, SpinLock},
+    time::{Delta, Instant, Monotonic},
 };
 
 /// List index of the backlog; the zeroed lists are `0..ORDERS.len()`.
@@ -45,7 +46,7 @@ const BACKLOG: usize = ORDERS.len();
 const LISTS: usize = ORDERS.len() + 1;
 
 /// How long freeing bypasses the pool after the shrinker ran.
-const PRESSURE_MS: u32 = 1000;
+const PRESSURE_MS: i64 = 1000;
 
 fn list_of(order: u32) -> usize {
     ORDERS.iter().position(|&o| o == order).unwrap_or(BACKLOG)
@@ -64,6 +65,8 @@ struct Lists {
     pages: [usize; LISTS],
     /// Pages the worker took off the backlog and has not put anywhere yet.
     working: usize,
+    /// Freeing bypasses the pool until this time (set by the shrinker).
+    bypass_until: Option<Instant<Monotonic>>,
 }
 
 impl Lists {
@@ -78,6 +81,7 @@ impl Lists {
             ],
             pages: [0; LISTS],
             working: 0,
+            bypass_until: None,
         })
     }
 
@@ -97,6 +101,11 @@ impl Lists {
         // INVARIANT: Off the list, no longer counted.
         self.pages[list] -= chunk.page_count();
         Some(chunk)
+    }
+
+    fn under_pressure(&self) -> bool {
+        self.bypass_until
+            .is_some_and(|until| (until - Instant::now()).as_nanos() > 0)
     }
 
     fn zeroed_pages(&self) -> usize {
@@ -171,8 +180,6 @@ pub(crate) struct Pool {
     /// stops before the maintenance device goes.
     cleaner: Option<Cleaner>,
     worker: Worker,
-    /// Freeing bypasses the pool until this time (jiffies).
-    pressure_until: AtomicUsize,
     pub(crate) counters: PoolCounters,
 }
 
@@ -204,9 +211,9 @@ impl Pool {
         self.cleaner.is_some()
     }
 
+    /// Whether the shrinker ran lately: then freeing bypasses the pool.
     fn under_pressure(&self) -> bool {
-        let until = self.pressure_until.load(Ordering::Relaxed);
-        glue::time_before(glue::jiffies(), until)
+        self.lists.lock().under_pressure()
     }
 
     /// Allocates `len` bytes of zeroed chunks, pooled ones first.
@@ -239,8 +246,8 @@ impl Pool {
     fn give_back(&self, chunks: Chunks) {
         let bytes: usize = chunks.as_slice().iter().map(PageChunk::size).sum();
         let limit_pages = self.usable_limit_bytes() / PAGE_SIZE;
-        let pooling = limit_pages > 0 && !self.under_pressure();
         let mut lists = self.lists.lock();
+        let pooling = limit_pages > 0 && !lists.under_pressure();
         let fits = pooling && lists.total_pages() + bytes / PAGE_SIZE <= limit_pages;
         // Only the chunks move under the lock: their vector may live in
         // vmalloc memory, whose free may sleep.
@@ -338,9 +345,9 @@ impl Pool {
     }
 
     /// The shrinker's job: frees about `pages` pages and bypasses the pool
-    /// until `until` (jiffies); returns how many pages were freed.
-    pub(crate) fn shrink(&self, pages: usize, until: usize) -> usize {
-        self.pressure_until.store(until, Ordering::Relaxed);
+    /// until `until`; returns how many pages were freed.
+    pub(crate) fn shrink(&self, pages: usize, until: Instant<Monotonic>) -> usize {
+        self.lists.lock().bypass_until = Some(until);
         self.free_pages(pages, &self.counters.shrunk_bytes)
     }
 
@@ -411,8 +418,7 @@ impl Shrink for Pool {
     /// Frees about `nr_pages` pages; for a while, freed buffers bypass the
     /// pool.
     fn scan(&self, nr_pages: usize) -> usize {
-        let until = glue::jiffies().wrapping_add(glue::ms_to_jiffies(PRESSURE_MS));
-        self.shrink(nr_pages, until)
+        self.shrink(nr_pages, Instant::now() + Delta::from_millis(PRESSURE_MS))
     }
 }
 
@@ -442,14 +448,12 @@ impl PagePool {
     /// A pool in `mode`, whose chunks `cleaner` cleans; the thread and the
     /// shrinker are named after `name`.
     pub(crate) fn new(mode: PoolMode, cleaner: Option<Cleaner>, name: &CStr) -> Result<Self> {
-        let now = glue::jiffies();
         let pool = Arc::pin_init(
             try_pin_init!(Pool {
                 lists <- new_spinlock!(Lists::new()?),
                 enabled: mode != PoolMode::Off,
                 cleaner,
                 worker: Worker::new()?,
-                pressure_until: AtomicUsize::new(now),
                 counters: PoolCounters::default(),
             }),
             GFP_KERNEL,

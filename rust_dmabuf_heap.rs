@@ -79,6 +79,10 @@ mod irq_spinlock;
 mod mm_pfnmap;
 #[cfg(rdh_own_abstractions)]
 #[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/mm_stat.rs"]
+mod mm_stat;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "rust/kernel/page_block.rs"]
 mod page_block;
 #[cfg(rdh_own_abstractions)]
@@ -91,12 +95,16 @@ mod sg_table;
 mod shrinker;
 #[cfg(rdh_own_abstractions)]
 #[allow(dead_code, unreachable_pub)]
+#[path = "rust/kernel/task_signal.rs"]
+mod task_signal;
+#[cfg(rdh_own_abstractions)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "rust/kernel/vmap.rs"]
 mod vmap;
 #[cfg(not(rdh_own_abstractions))]
 use kernel::{
-    dma_buf, dma_fence, dma_heap, dma_mapping, dma_resv, irq_spinlock, mm_pfnmap, page_block,
-    sg_table, shrinker, vmap,
+    dma_buf, dma_fence, dma_heap, dma_mapping, dma_resv, irq_spinlock, mm_pfnmap, mm_stat,
+    page_block, sg_table, shrinker, task_signal, vmap,
 };
 
 module! {

@@ -15,6 +15,8 @@
 #include <linux/iosys-map.h>
 #include <linux/mm.h>
 #include <linux/scatterlist.h>
+#include <linux/sched/signal.h>
+#include <linux/shrinker.h>
 #include <linux/vmalloc.h>
 #include <linux/vmstat.h>
 

@@ -19,7 +19,14 @@ mod tests {
         stats::CacheStats,
     };
     use core::sync::atomic::{AtomicUsize, Ordering};
-    use kernel::{dma::DataDirection, error::from_err_ptr, prelude::*, str::CString, sync::Arc};
+    use kernel::{
+        dma::DataDirection,
+        error::from_err_ptr,
+        prelude::*,
+        str::CString,
+        sync::Arc,
+        time::{Delta, Instant, Monotonic},
+    };
 
     const MIB: usize = 1 << 20;
 
@@ -144,7 +151,7 @@ mod tests {
     #[test]
     fn request_beyond_ram_fails_without_allocating() {
         let before = LIVE_BYTES.load(Ordering::Relaxed);
-        let too_big = (crate::glue::totalram_pages() + 1) * PAGE_SIZE;
+        let too_big = (crate::mm_stat::totalram_pages() + 1) * PAGE_SIZE;
         assert!(matches!(new_buffer(too_big), Err(e) if e == ENOMEM));
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before);
     }
@@ -1158,7 +1165,7 @@ mod tests {
             unsafe { sys::rdh_kunit_skip(c"no free CMA area on this boot".as_char_ptr()) };
             return Ok(());
         }
-        let counted = crate::glue::free_pages();
+        let counted = crate::pages::free_pages();
         // SAFETY: Reads a global counter.
         let free = unsafe { sys::rdh_kunit_nr_free_pages() } as usize;
         // Other allocations may come and go meanwhile: half the CMA area
@@ -1275,8 +1282,7 @@ mod tests {
         assert_eq!(rdh_pool_pages(pool), 3 * MIB / PAGE_SIZE);
         // Asked for one page, the shrinker frees a whole chunk: the
         // backlog's, which needs no zeroing.
-        // SAFETY: Reads `jiffies` and converts a constant.
-        let until = unsafe { sys::rdh_jiffies() + sys::rdh_ms_to_jiffies(60_000) };
+        let until = Instant::<Monotonic>::now() + Delta::from_millis(60_000);
         assert_eq!(pool.shrink(1, until), MIB / PAGE_SIZE);
         assert_eq!(pool.levels().backlog_pages, 0);
         assert_eq!(pool.levels().zeroed_pages, 2 * MIB / PAGE_SIZE);

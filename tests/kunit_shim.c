@@ -14,8 +14,8 @@
 #include <kunit/test-bug.h>
 #include <kunit/test.h>
 
-#include "../rdh_dma_device.h"
-#include "../rdh_shim.h"
+#include "../glue/dma_device.h"
+#include "../glue/glue.h"
 #include "rdh_test_fence.h"
 
 /*

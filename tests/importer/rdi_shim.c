@@ -7,7 +7,7 @@
 #include <linux/dma-resv.h>
 #include <linux/mm.h>
 
-#include "../../rdh_dma_device.h"
+#include "../../glue/dma_device.h"
 #include "../rdh_test_fence.h"
 
 struct device *rdi_device_create(int id, bool coherent);

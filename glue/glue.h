@@ -1,18 +1,19 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The driver's own C functions (rdh_shim.c, tests/kunit_shim.c) and the
- * headers the abstractions (rust/kernel/) bind (rust/bindings_helper.h).
- * bindgen reads this header to produce ffi_generated.rs.
+ * The driver's own C functions (the files of this directory, and
+ * tests/kunit_shim.c in test builds), and what the abstractions in
+ * rust/kernel/ bind (rust/bindings_helper.h). bindgen reads this header to
+ * produce ffi_generated.rs.
  */
-#ifndef RDH_SHIM_H
-#define RDH_SHIM_H
+#ifndef RDH_GLUE_H
+#define RDH_GLUE_H
 
-#include "rust/bindings_helper.h"
+#include "../rust/bindings_helper.h"
 
-#include "include/rust_dmabuf_heap.h"
+#include "../include/rust_dmabuf_heap.h"
 /* The SYNC flags (the kernel's linux/dma-buf.h does not include them). */
 #include <uapi/linux/dma-buf.h>
-#include "include/uapi/linux/rust_dmabuf_heap.h"
+#include "../include/uapi/linux/rust_dmabuf_heap.h"
 
 #ifdef __BINDGEN__
 /* The control device's ioctl and the SYNC flags it shares with dma-buf. */
@@ -23,7 +24,7 @@ const unsigned int RDH_SYNC_END = DMA_BUF_SYNC_END;
 const unsigned int RDH_SYNC_VALID_FLAGS = DMA_BUF_SYNC_VALID_FLAGS_MASK;
 #endif
 
-/* The module parameters. */
+/* The module parameters (params.c). */
 const char *rdh_heap_name(void);
 const char *rdh_uncached_heap_name(void);
 bool rdh_sync_policy_always(void);
@@ -31,21 +32,12 @@ bool rdh_debugfs_buffers_enabled(void);
 bool rdh_trap_user_access(void);
 unsigned long rdh_pool_limit_bytes(void);
 
+/* maintenance_device.c, report.c */
 struct device *rdh_maintenance_device_create(void);
 void rdh_maintenance_device_destroy(struct device *dev);
-void rdh_pin_module(void);
 void rdh_report_unbracketed(u64 inode, size_t size, bool write);
 
-/* Memory and time, for allocation and the page pool. */
-bool rdh_fatal_signal_pending(void);
-unsigned long rdh_totalram_pages(void);
-long rdh_available_pages(void);
-unsigned long rdh_free_pages(void);
-unsigned long rdh_jiffies(void);
-unsigned long rdh_ms_to_jiffies(unsigned int ms);
-bool rdh_time_before(unsigned long a, unsigned long b);
-
-/* The page pool's worker (glue.rs). */
+/* The page pool's worker (worker.c). */
 struct rdh_worker;
 struct rdh_worker *rdh_worker_create(void);
 int rdh_worker_run(struct rdh_worker *worker, void (*job)(void *data),
@@ -69,4 +61,4 @@ bool rdh_kunit_is_vmalloc_addr(const void *addr);
 unsigned long rdh_kunit_nr_free_pages(void);
 unsigned long rdh_kunit_nr_free_cma_pages(void);
 
-#endif /* RDH_SHIM_H */
+#endif /* RDH_GLUE_H */

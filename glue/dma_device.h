@@ -3,8 +3,8 @@
  * Driverless DMA devices: the heap's maintenance device, the importer test
  * driver's fake devices and the KUnit suite's devices are all made this way.
  */
-#ifndef RDH_DMA_DEVICE_H
-#define RDH_DMA_DEVICE_H
+#ifndef RDH_GLUE_DMA_DEVICE_H
+#define RDH_GLUE_DMA_DEVICE_H
 
 #include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
@@ -40,4 +40,4 @@ static inline struct device *rdh_platform_dma_device(const char *name, int id, b
 	return &pdev->dev;
 }
 
-#endif /* RDH_DMA_DEVICE_H */
+#endif /* RDH_GLUE_DMA_DEVICE_H */

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The module parameters, in C: Rust module! parameters are integers only,
+ * and these are a string, a name derived from it, and words.
+ */
+#include <linux/moduleparam.h>
+#include <linux/string.h>
+#include <linux/sysfs.h>
+
+#include "glue.h"
+
+/* Rust module parameters are integers only; the heap name is a string. */
+static char heap_name[64] = "rust_system";
+module_param_string(heap_name, heap_name, sizeof(heap_name), 0444);
+MODULE_PARM_DESC(heap_name,
+		 "Name of the heap under /dev/dma_heap (default: rust_system)");
+
+const char *rdh_heap_name(void)
+{
+	return heap_name;
+}
+
+/*
+ * The uncached heap (write-combined CPU mappings) is registered next to the
+ * cached one unless turned off; its name is the cached heap's plus
+ * "_uncached", made once at load (the dma-heap core keeps the pointer).
+ */
+static bool uncached_heap = true;
+module_param(uncached_heap, bool, 0444);
+MODULE_PARM_DESC(uncached_heap,
+		 "Also register /dev/dma_heap/<heap_name>_uncached, write-combined CPU mappings (default: Y)");
+
+static char uncached_heap_name[sizeof(heap_name) + sizeof("_uncached")];
+
+const char *rdh_uncached_heap_name(void)
+{
+	if (!uncached_heap)
+		return NULL;
+	snprintf(uncached_heap_name, sizeof(uncached_heap_name), "%s_uncached", heap_name);
+	return uncached_heap_name;
+}
+
+/*
+ * A parameter that is one of two words (the first is the default), kept as
+ * a bool: anything else is refused with -EINVAL. Writable at run time; a
+ * buffer keeps what it was allocated with.
+ */
+struct rdh_choice {
+	const char *word[2];
+	bool second;
+};
+
+static int choice_set(const char *val, const struct kernel_param *kp)
+{
+	struct rdh_choice *choice = kp->arg;
+
+	if (sysfs_streq(val, choice->word[0]))
+		WRITE_ONCE(choice->second, false);
+	else if (sysfs_streq(val, choice->word[1]))
+		WRITE_ONCE(choice->second, true);
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int choice_get(char *buf, const struct kernel_param *kp)
+{
+	const struct rdh_choice *choice = kp->arg;
+
+	return sysfs_emit(buf, "%s\n", choice->word[READ_ONCE(choice->second)]);
+}
+
+static const struct kernel_param_ops choice_ops = {
+	.set = choice_set,
+	.get = choice_get,
+};
+
+/* sync_policy: tracked (default) or always. */
+static struct rdh_choice sync_policy = { .word = { "tracked", "always" } };
+module_param_cb(sync_policy, &choice_ops, &sync_policy, 0644);
+MODULE_PARM_DESC(sync_policy,
+		 "Cache maintenance for new buffers: tracked (on ownership changes only, default) or always (like the system heap)");
+
+bool rdh_sync_policy_always(void)
+{
+	return READ_ONCE(sync_policy.second);
+}
+
+/*
+ * unbracketed_cpu: trap (default) or trust. Under trap, user mappings of
+ * tracked buffers get their page-table entries from a fault handler, and
+ * lose them whenever a device may change what the CPU should see: an
+ * access without DMA_BUF_IOCTL_SYNC then faults, and the fault does what
+ * SYNC_START would (ownership.rs, "User space that skips SYNC"). Under
+ * trust, mmap maps everything at once, and user space that skips SYNC may
+ * see stale data.
+ */
+static struct rdh_choice unbracketed_cpu = { .word = { "trap", "trust" } };
+module_param_cb(unbracketed_cpu, &choice_ops, &unbracketed_cpu, 0644);
+MODULE_PARM_DESC(unbracketed_cpu,
+		 "User access without DMA_BUF_IOCTL_SYNC: trap (page faults tell the heap, default) or trust (user space brackets every access)");
+
+bool rdh_trap_user_access(void)
+{
+	return !READ_ONCE(unbracketed_cpu.second);
+}
+
+/*
+ * Per-buffer debugfs files cost a file creation and removal per buffer
+ * (about as much as the rest of a small allocation), so they are a debug
+ * feature, off by default; writable at run time, applies to new buffers.
+ */
+static bool debugfs_buffers;
+module_param(debugfs_buffers, bool, 0644);
+MODULE_PARM_DESC(debugfs_buffers,
+		 "Create /sys/kernel/debug/rust_dmabuf_heap/<heap>/buffers/<ino> for new buffers (default: N)");
+
+bool rdh_debugfs_buffers_enabled(void)
+{
+	return READ_ONCE(debugfs_buffers);
+}
+
+static int pool_limit_mib = -1;
+module_param(pool_limit_mib, int, 0644);
+MODULE_PARM_DESC(pool_limit_mib,
+		 "Most memory kept zeroed for new buffers, in MiB: -1 (default) for 1/16 of RAM, 0 disables the pool; a lower limit applies from the next free on, which also releases what the pool holds beyond it");
+
+unsigned long rdh_pool_limit_bytes(void)
+{
+	int mib = READ_ONCE(pool_limit_mib);
+
+	if (mib < 0)
+		return (totalram_pages() / 16) << PAGE_SHIFT;
+	return (unsigned long)mib << 20;
+}
