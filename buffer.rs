@@ -246,12 +246,6 @@ impl HeapBuffer {
         self.trap_user
     }
 
-    /// The chunks backing the buffer, largest first.
-    #[cfg(rdh_kunit)]
-    pub(crate) fn chunks(&self) -> &[crate::pages::PageChunk] {
-        self.memory.chunks()
-    }
-
     /// Makes the maintenance mapping if there is none yet and the buffer
     /// tracks ownership (`tracked` or `uncached`).
     /// Maintenance is needed only once a device may have accessed the
@@ -268,12 +262,6 @@ impl HeapBuffer {
             self.coherence.set_maintenance(table);
         }
         Ok(())
-    }
-
-    /// The maintenance counters so far.
-    #[cfg(rdh_kunit)]
-    pub(crate) fn stats(&self) -> CacheStats {
-        self.coherence.snapshot().1
     }
 
     /// Keeps the buffer's debugfs file until [`Self::take_debugfs_file`].
@@ -881,5 +869,121 @@ impl Exporter for HeapBuffer {
     fn tables() -> &'static ExporterTables {
         static TABLES: ExporterTables = ExporterTables::of::<HeapBuffer>();
         &TABLES
+    }
+}
+
+#[cfg(CONFIG_DMABUF_HEAPS_RUST_KUNIT_TEST)]
+#[kunit_tests(rust_dmabuf_heap_buffer)]
+mod tests {
+    use super::*;
+    use crate::{dma_mapping::Bounce, kunit::support, pool::PoolMode};
+
+    const KIB: usize = 1 << 10;
+
+    /// A private heap's context (its own maintenance device, no debugfs,
+    /// no pool: buffers are always fresh).
+    fn heap() -> Result<Arc<HeapContext>> {
+        HeapContext::new(c"private", PoolMode::Off)
+    }
+
+    /// Why a heap's maintenance mappings would bounce on this boot.
+    fn heap_bounce() -> Result<Option<Bounce>> {
+        Ok(heap()?.maintenance().bounce())
+    }
+
+    /// A buffer of a private uncached heap; `None` (the case skipped)
+    /// where DMA bounces: then there is no uncached heap.
+    fn uncached_buffer(len: usize) -> Result<Option<Arc<HeapBuffer>>> {
+        if heap_bounce()?.is_some() {
+            support::skip(c"DMA mappings bounce on this boot");
+            return Ok(None);
+        }
+        Ok(Some(HeapBuffer::new(heap()?.uncached()?, len)?))
+    }
+
+    #[test]
+    fn every_buffer_is_always_when_the_maintenance_device_would_bounce() -> Result {
+        let buffer = HeapBuffer::with_policy(heap()?, PAGE_SIZE, Policy::Tracked)?;
+        let expected = match heap_bounce()? {
+            Some(_) => Policy::Always,
+            None => Policy::Tracked,
+        };
+        assert_eq!(buffer.snapshot().0.policy(), expected);
+        Ok(())
+    }
+
+    #[test]
+    fn vmap_sees_the_pages_and_is_refcounted() -> Result {
+        let buffer = HeapBuffer::new(heap()?, 64 * KIB + 4 * KIB)?;
+        buffer.memory.chunks()[1].fill_page(0, 0x5a);
+        let first = buffer.vmap()?;
+        let second = buffer.vmap()?;
+        assert_eq!(first, second);
+        // SAFETY: The mapping covers the whole buffer; byte 64 KiB is the
+        // first byte of the second chunk.
+        let byte = unsafe { first.as_ptr().cast::<u8>().add(64 * KIB).read_volatile() };
+        assert_eq!(byte, 0x5a);
+        buffer.vunmap();
+        assert!(buffer.state.lock().kernel_mapping.is_some());
+        buffer.vunmap();
+        assert!(buffer.state.lock().kernel_mapping.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn uncached_kernel_mapping_is_write_combined() -> Result {
+        let Some(buffer) = uncached_buffer(64 * KIB + 4 * KIB)? else {
+            return Ok(());
+        };
+        let cached = HeapBuffer::new(heap()?, 4 * KIB)?;
+        let (wc, normal) = (buffer.vmap()?, cached.vmap()?);
+        // The last page is in the uncached buffer's second chunk.
+        let second_chunk = wc.as_ptr().wrapping_byte_add(64 * KIB);
+        let attrs = [wc.as_ptr(), second_chunk, normal.as_ptr()]
+            .map(|addr| support::kernel_mapping_is_writecombine(addr));
+        buffer.vunmap();
+        cached.vunmap();
+        if attrs.contains(&None) {
+            support::skip(c"page-table walk for arm64 only");
+            return Ok(());
+        }
+        assert_eq!(attrs, [Some(true), Some(true), Some(false)]);
+        Ok(())
+    }
+
+    #[test]
+    fn uncached_kernel_mapping_reads_and_writes_the_pages() -> Result {
+        let Some(buffer) = uncached_buffer(64 * KIB + 4 * KIB)? else {
+            return Ok(());
+        };
+        let first = buffer.vmap()?;
+        assert_eq!(buffer.vmap()?, first);
+        // Through the mapping only: the linear map is another alias, which
+        // may hold older lines.
+        // SAFETY: The mapping covers the whole buffer; byte 64 KiB is the
+        // first byte of the second chunk.
+        let byte = unsafe {
+            let at = first.as_ptr().cast::<u8>().add(64 * KIB);
+            let zero = at.read_volatile();
+            at.write_volatile(0x5a);
+            (zero, at.read_volatile())
+        };
+        assert_eq!(byte, (0, 0x5a));
+        buffer.vunmap();
+        buffer.vunmap();
+        Ok(())
+    }
+
+    #[test]
+    fn pages_of_widens_to_whole_pages_and_refuses_bytes_past_the_end() -> Result {
+        let buffer = HeapBuffer::new(heap()?, 4 * PAGE_SIZE)?;
+        let page = PAGE_SIZE as u64;
+        assert_eq!(buffer.pages_of(1, 1)?, Range::new(0, 1));
+        assert_eq!(buffer.pages_of(page - 1, 2)?, Range::new(0, 2));
+        assert_eq!(buffer.pages_of(3 * page, page)?, Range::new(3, 4));
+        assert!(matches!(buffer.pages_of(0, 0), Err(e) if e == EINVAL));
+        assert!(matches!(buffer.pages_of(3 * page, page + 1), Err(e) if e == EINVAL));
+        assert!(matches!(buffer.pages_of(u64::MAX, 2), Err(e) if e == EINVAL));
+        Ok(())
     }
 }

@@ -1403,3 +1403,34 @@ mod tests {
         assert!(own.accepts(Event::BeginCpu(Direction::FromDevice)));
     }
 }
+
+#[cfg(CONFIG_DMABUF_HEAPS_RUST_KUNIT_TEST)]
+#[::kernel::macros::kunit_tests(rust_dmabuf_heap_ownership)]
+mod tests {
+    use super::*;
+
+    /// The rules, compiled for the kernel, decide as on the host.
+    #[test]
+    fn ownership_rules_run_in_the_kernel() {
+        use Direction::*;
+        let nc = Device {
+            coherent: false,
+            fenced: false,
+        };
+        let mut own = Ownership::new(Policy::Tracked, 2048);
+        let script = [
+            (Event::Map(nc, FromDevice), (1, 0)), // zeroed pages cleaned
+            (Event::Unmap(nc, FromDevice), (0, 0)),
+            (Event::Map(nc, ToDevice), (0, 0)), // hand-over: free
+            (Event::Unmap(nc, ToDevice), (0, 0)),
+            (Event::BeginCpu(FromDevice), (0, 1)), // camera data: invalidate
+            (Event::EndCpu(FromDevice), (0, 0)),
+            (Event::BeginCpu(FromDevice), (0, 0)), // still CPU-owned: free
+            (Event::EndCpu(ToDevice), (0, 0)),     // dirty, nobody mapped
+            (Event::Map(nc, ToDevice), (1, 0)),    // the clean happens now
+        ];
+        for (event, (clean, invalidate)) in script {
+            assert_eq!(own.on(event).ops, CacheOps { clean, invalidate });
+        }
+    }
+}

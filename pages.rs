@@ -151,24 +151,6 @@ impl Chunks {
             }
         }
     }
-
-    /// The same chunks in a vector with room for `room` of them, and the
-    /// vector's address: beyond kmalloc's largest size it lives in vmalloc
-    /// memory.
-    #[cfg(rdh_kunit)]
-    pub(crate) fn with_room(self, room: usize) -> Result<(Chunks, *const u8)> {
-        let mut chunks = KVVec::with_capacity(room, GFP_KERNEL)?;
-        let mut result = Ok(());
-        let rest = self.drain(|chunk| {
-            if result.is_ok() {
-                result = chunks.push(chunk, GFP_KERNEL).map_err(Error::from);
-            }
-        });
-        drop(rest);
-        result?;
-        let addr = chunks.as_ptr().cast();
-        Ok((Chunks::Many(chunks), addr))
-    }
 }
 
 /// Allocates `len` bytes (a non-zero multiple of the page size) as zeroed
@@ -220,4 +202,143 @@ pub(crate) fn alloc_chunks(
         chunks.push(chunk)?;
     }
     Ok((chunks, from_pool))
+}
+
+#[cfg(CONFIG_DMABUF_HEAPS_RUST_KUNIT_TEST)]
+#[kunit_tests(rust_dmabuf_heap_pages)]
+mod tests {
+    use super::*;
+    use crate::{
+        kunit::support::{self, fill, nonzero_pages},
+        sg_table::BlockTable,
+    };
+    use core::sync::atomic::Ordering;
+
+    const KIB: usize = 1 << 10;
+    const MIB: usize = 1 << 20;
+
+    /// `len` bytes of fresh chunks (no pool).
+    fn fresh(len: usize) -> Result<Chunks> {
+        Ok(alloc_chunks(len, |_| None)?.0)
+    }
+
+    fn orders(chunks: &Chunks) -> Result<KVec<u32>> {
+        let mut orders = KVec::new();
+        for chunk in chunks.as_slice() {
+            orders.push(chunk.order(), GFP_KERNEL)?;
+        }
+        Ok(orders)
+    }
+
+    #[test]
+    fn chunks_are_largest_first_and_cover_the_length() -> Result {
+        // 2 MiB + 3 * 64 KiB + 5 * 4 KiB: on a fresh machine every order is
+        // available, so the mix is exact.
+        let len = 2 * MIB + 3 * 64 * KIB + 5 * 4 * KIB;
+        let chunks = fresh(len)?;
+        assert_eq!(&orders(&chunks)?[..], &[8, 8, 4, 4, 4, 0, 0, 0, 0, 0][..]);
+        let sizes = chunks.as_slice().iter().map(|c| c.size());
+        assert_eq!(sizes.sum::<usize>(), len);
+        Ok(())
+    }
+
+    #[test]
+    fn orders_never_increase() -> Result {
+        let orders = orders(&fresh(5 * MIB + 68 * KIB)?)?;
+        assert!(orders.windows(2).all(|w| w[0] >= w[1]));
+        assert!(orders.iter().all(|o| ORDERS.contains(o)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_pooled_chunk_of_each_order_comes_first() -> Result {
+        let mut offered = KVec::new();
+        let (chunks, from_pool) = alloc_chunks(MIB + 64 * KIB, |order| {
+            let _ = offered.push(order, GFP_KERNEL);
+            // The pool has 64 KiB chunks only.
+            (order == 4).then(|| alloc_chunk(4)).flatten()
+        })?;
+        assert_eq!(&orders(&chunks)?[..], &[8, 4][..]);
+        assert_eq!(from_pool, 1);
+        // The pool is asked first for every chunk, largest order first.
+        assert_eq!(&offered[..], &[8, 4][..]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_table_has_one_entry_per_chunk() -> Result {
+        let len = MIB + 64 * KIB + 4 * KIB;
+        let chunks = fresh(len)?;
+        let table = BlockTable::new(chunks.as_slice(), usize::MAX)?;
+        assert_eq!(table.len(), 3);
+        let sizes = chunks.as_slice().iter().map(|chunk| chunk.size());
+        assert!(table.entry_lengths().eq(sizes));
+        Ok(())
+    }
+
+    #[test]
+    fn tables_split_chunks_to_the_devices_segment_limit() -> Result {
+        // swiotlb maps at most 256 KiB at once.
+        let chunks = fresh(2 * MIB + 64 * KIB + 4 * KIB)?;
+        let table = BlockTable::new(chunks.as_slice(), 256 * KIB)?;
+        let mut lengths = KVec::new();
+        for length in table.entry_lengths() {
+            lengths.push(length, GFP_KERNEL)?;
+        }
+        assert_eq!(&lengths[..8], &[256 * KIB; 8][..]);
+        assert_eq!(&lengths[8..], &[64 * KIB, 4 * KIB][..]);
+        // Pieces of a chunk are consecutive pages of it, in order.
+        let mut pfns = table.entry_pfns();
+        let first = pfns.next().unwrap_or(0);
+        assert_eq!(pfns.next(), Some(first + 64));
+        Ok(())
+    }
+
+    #[test]
+    fn memory_is_zeroed_even_after_reuse() -> Result {
+        // Dirty chunks, free them, and check new ones of the same shape:
+        // the page allocator is likely to hand back the same pages.
+        let len = MIB + 64 * KIB + 4 * KIB;
+        fill(fresh(len)?.as_slice(), 0xa5);
+        assert_eq!(nonzero_pages(fresh(len)?.as_slice())?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn request_beyond_ram_fails_without_allocating() {
+        let before = LIVE_BYTES.load(Ordering::Relaxed);
+        let too_big = (mm_stat::totalram_pages() + 1) * PAGE_SIZE;
+        assert!(matches!(fresh(too_big), Err(e) if e == ENOMEM));
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before);
+    }
+
+    #[test]
+    fn unaligned_or_empty_length_is_rejected() {
+        assert!(matches!(fresh(0), Err(e) if e == EINVAL));
+        assert!(matches!(fresh(PAGE_SIZE + 1), Err(e) if e == EINVAL));
+    }
+
+    #[test]
+    fn chunks_count_in_live_bytes_while_they_exist() -> Result {
+        let before = LIVE_BYTES.load(Ordering::Relaxed);
+        let chunks = fresh(MIB + 4 * KIB)?;
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before + MIB + 4 * KIB);
+        drop(chunks);
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before);
+        Ok(())
+    }
+
+    /// Free CMA pages serve only movable allocations, so the reserve
+    /// check does not count them (the debug kernel has a CMA area).
+    #[test]
+    fn the_reserve_check_does_not_count_free_cma_pages() {
+        let cma = mm_stat::free_cma_pages();
+        if cma < 1024 {
+            support::skip(c"no free CMA area on this boot");
+            return;
+        }
+        // Other allocations may come and go meanwhile: half the CMA area
+        // of slack.
+        assert!(free_pages() + cma / 2 <= mm_stat::free_pages());
+    }
 }

@@ -389,16 +389,6 @@ impl Memory {
     pub(crate) fn is_clean(&self) -> bool {
         self.clean
     }
-
-    /// Moves the chunks into a vector with room for `room` of them; returns
-    /// the vector's address (see [`Chunks::with_room`]).
-    #[cfg(rdh_kunit)]
-    pub(crate) fn regroup(&mut self, room: usize) -> Result<*const u8> {
-        let chunks = core::mem::replace(&mut self.chunks, Chunks::None);
-        let (chunks, addr) = chunks.with_room(room)?;
-        self.chunks = chunks;
-        Ok(addr)
-    }
 }
 
 impl Drop for Memory {
@@ -429,10 +419,6 @@ pub(crate) enum PoolMode {
     Off,
     /// A pool with its worker thread and shrinker.
     Background,
-    /// A pool without thread or shrinker: a KUnit test runs the worker's
-    /// job ([`Pool::work`]) and the shrinker's ([`Pool::shrink`]) itself.
-    #[cfg(rdh_kunit)]
-    Manual,
 }
 
 /// A heap's pool with its worker thread and shrinker running (in
@@ -497,5 +483,214 @@ impl glue::Job for Pool {
 
     fn run(&self) {
         self.work();
+    }
+}
+
+#[cfg(CONFIG_DMABUF_HEAPS_RUST_KUNIT_TEST)]
+#[kunit_tests(rust_dmabuf_heap_pool)]
+mod tests {
+    use super::*;
+    use crate::{
+        cache_ops::MaintenanceDevice,
+        kunit::support::{self, fill, nonzero_pages},
+    };
+    use kernel::{alloc::KVVec, time::delay::fsleep};
+
+    const KIB: usize = 1 << 10;
+    const MIB: usize = 1 << 20;
+    /// A buffer of each chunk order, one after the other.
+    const ONE_OF_EACH_ORDER: usize = MIB + 64 * KIB + 4 * KIB;
+
+    /// A pool without thread or shrinker, whose jobs ([`Pool::work`],
+    /// [`Pool::shrink`]) the test runs itself (what is on the backlog stays
+    /// there), and the maintenance device it cleans on, which must go
+    /// after it; `None` (the case skipped) if the pool is off on this boot
+    /// (under `mem_accounting` or `pool_limit_mib=0`).
+    fn manual_pool() -> Result<Option<(Arc<Pool>, MaintenanceDevice)>> {
+        let maintenance = MaintenanceDevice::new()?;
+        let cleaner = maintenance.cleaner();
+        let pool = Arc::pin_init(
+            try_pin_init!(Pool {
+                lists <- new_spinlock!(Lists::new()?),
+                enabled: true,
+                cleaner,
+                worker: Worker::new()?,
+                counters: PoolCounters::default(),
+            }),
+            GFP_KERNEL,
+        )?;
+        if pool.limit_bytes() == 0 || dma_heap::mem_accounting() {
+            support::skip(c"the page pool is off on this boot");
+            return Ok(None);
+        }
+        Ok(Some((pool, maintenance)))
+    }
+
+    /// A manual pool whose backlog holds freed memory of `len` bytes full
+    /// of a pattern.
+    fn pool_with_a_dirty_free(len: usize) -> Result<Option<(Arc<Pool>, MaintenanceDevice)>> {
+        let Some((pool, maintenance)) = manual_pool()? else {
+            return Ok(None);
+        };
+        let dirty = pool.allocate(len)?;
+        fill(dirty.chunks(), 0xa5);
+        drop(dirty);
+        Ok(Some((pool, maintenance)))
+    }
+
+    /// All pages pooled or on the backlog.
+    fn pooled_pages(pool: &Pool) -> usize {
+        let levels = pool.levels();
+        levels.zeroed_pages + levels.backlog_pages
+    }
+
+    /// A freed buffer's chunk vector in vmalloc memory (a long one: a
+    /// large buffer of 4 KiB chunks) is freed only after the pool's
+    /// spinlock is dropped: `vfree` may sleep, which the debug kernel
+    /// (`DEBUG_ATOMIC_SLEEP`) reports as a BUG, failing the boot.
+    #[test]
+    fn a_chunk_vector_in_vmalloc_memory_is_freed_outside_the_pool_lock() -> Result {
+        let Some((pool, _maintenance)) = manual_pool()? else {
+            return Ok(());
+        };
+        let len = ONE_OF_EACH_ORDER;
+        let mut memory = pool.allocate(len)?;
+        // Beyond kmalloc's largest size (4 MiB with 4 KiB pages).
+        let room = (4 * MIB) / core::mem::size_of::<PageChunk>() + 1;
+        let mut vector = KVVec::with_capacity(room, GFP_KERNEL)?;
+        let chunks = core::mem::replace(&mut memory.chunks, Chunks::None);
+        drop(chunks.drain(|chunk| {
+            // Cannot fail: there is room.
+            let _ = vector.push(chunk, GFP_KERNEL);
+        }));
+        assert!(support::is_vmalloc_addr(vector.as_ptr()));
+        memory.chunks = Chunks::Many(vector);
+        let backlog = pool.levels().backlog_pages;
+        drop(memory);
+        // The chunks went onto the backlog; their vector was freed after
+        // the lock.
+        assert_eq!(pool.levels().backlog_pages, backlog + len / PAGE_SIZE);
+        Ok(())
+    }
+
+    #[test]
+    fn freed_chunks_on_the_backlog_are_never_handed_out() -> Result {
+        let len = ONE_OF_EACH_ORDER;
+        let Some((pool, _maintenance)) = pool_with_a_dirty_free(len)? else {
+            return Ok(());
+        };
+        // Freed, not zeroed yet (the worker has not run).
+        assert_eq!(pool.levels().backlog_pages * PAGE_SIZE, len);
+        let hits = pool.counters.hit_bytes.load(Ordering::Relaxed);
+        let memory = pool.allocate(len)?;
+        assert_eq!(nonzero_pages(memory.chunks())?, 0);
+        assert_eq!(pool.counters.hit_bytes.load(Ordering::Relaxed), hits);
+        assert!(!memory.is_clean());
+        assert_eq!(pool.levels().backlog_pages * PAGE_SIZE, len);
+        Ok(())
+    }
+
+    #[test]
+    fn pooled_chunks_come_back_zeroed_and_clean() -> Result {
+        let len = ONE_OF_EACH_ORDER;
+        let Some((pool, _maintenance)) = pool_with_a_dirty_free(len)? else {
+            return Ok(());
+        };
+        pool.work();
+        let levels = pool.levels();
+        assert_eq!((levels.chunks, levels.backlog_pages), ([1, 1, 1], 0));
+        let cleaned = pool.counters.cleaned_bytes.load(Ordering::Relaxed);
+        assert_eq!(cleaned, if pool.cleans() { len as u64 } else { 0 });
+        let memory = pool.allocate(len)?;
+        assert_eq!(pool.levels().zeroed_pages, 0);
+        assert_eq!(nonzero_pages(memory.chunks())?, 0);
+        // Clean where the pool cleans (where it cannot, the maintenance
+        // device bounces, and buffers sync like the system heap's).
+        assert_eq!(memory.is_clean(), pool.cleans());
+        Ok(())
+    }
+
+    #[test]
+    fn memory_of_pooled_and_fresh_chunks_is_not_clean() -> Result {
+        let Some((pool, _maintenance)) = manual_pool()? else {
+            return Ok(());
+        };
+        drop(pool.allocate(4 * KIB)?);
+        pool.work();
+        let memory = pool.allocate(MIB + 4 * KIB)?;
+        assert_eq!(pool.levels().zeroed_pages, 0);
+        assert!(!memory.is_clean());
+        Ok(())
+    }
+
+    #[test]
+    fn shrinker_frees_the_backlog_first_then_bypasses_the_pool() -> Result {
+        let Some((pool, _maintenance)) = manual_pool()? else {
+            return Ok(());
+        };
+        let live = LIVE_BYTES.load(Ordering::Relaxed);
+        let (a, b, c) = (
+            pool.allocate(2 * MIB)?,
+            pool.allocate(MIB)?,
+            pool.allocate(MIB)?,
+        );
+        drop(a);
+        pool.work();
+        drop(b);
+        assert_eq!(pooled_pages(&pool), 3 * MIB / PAGE_SIZE);
+        // Asked for one page, the shrinker frees a whole chunk: the
+        // backlog's, which needs no zeroing.
+        let until = Instant::now() + Delta::from_millis(60_000);
+        assert_eq!(pool.shrink(1, until), MIB / PAGE_SIZE);
+        assert_eq!(pool.levels().backlog_pages, 0);
+        assert_eq!(pool.levels().zeroed_pages, 2 * MIB / PAGE_SIZE);
+        // Under pressure freed memory is freed at once.
+        drop(c);
+        assert_eq!(pooled_pages(&pool), 2 * MIB / PAGE_SIZE);
+        assert_eq!(pool.shrink(usize::MAX, until), 2 * MIB / PAGE_SIZE);
+        assert_eq!(pooled_pages(&pool), 0);
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), live);
+        // The shrinker's own view: nothing to free.
+        assert_eq!(Shrink::count(&*pool), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_pool_frees_everything_when_it_goes() -> Result {
+        let live = LIVE_BYTES.load(Ordering::Relaxed);
+        let Some((pool, maintenance)) = manual_pool()? else {
+            return Ok(());
+        };
+        drop(pool.allocate(MIB)?);
+        pool.work();
+        drop(pool.allocate(64 * KIB)?);
+        drop(pool);
+        drop(maintenance);
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), live);
+        Ok(())
+    }
+
+    /// The worker thread zeroes what is freed, in the background, and
+    /// stops before its pool goes.
+    #[test]
+    fn the_worker_thread_zeroes_freed_chunks() -> Result {
+        let maintenance = MaintenanceDevice::new()?;
+        let pool = PagePool::new(PoolMode::Background, maintenance.cleaner(), c"kunit")?;
+        if pool.pool().limit_bytes() == 0 || dma_heap::mem_accounting() {
+            support::skip(c"the page pool is off on this boot");
+            return Ok(());
+        }
+        drop(pool.pool().allocate(MIB)?);
+        // Woken one tick after the kick: a second is plenty.
+        for _ in 0..100 {
+            if pool.pool().levels().zeroed_pages == MIB / PAGE_SIZE {
+                break;
+            }
+            fsleep(Delta::from_millis(10));
+        }
+        assert_eq!(pool.pool().levels().zeroed_pages, MIB / PAGE_SIZE);
+        drop(pool);
+        drop(maintenance);
+        Ok(())
     }
 }

@@ -183,7 +183,9 @@ fn files(heap: &kernel::sync::Arc<Heap>) -> [Option<debugfs::HeapFile>; 2] {
     })
 }
 
-// The KUnit suite, in test builds only (`RDH_KUNIT=y`, see `Kbuild`).
-#[cfg(rdh_kunit)]
-#[path = "tests/kunit.rs"]
+// The KUnit suites that span modules and what the suites share, in test
+// builds only (`RDH_KUNIT=y` out of tree, see `Kbuild`); the suites of
+// single modules are at the bottom of their files.
+#[cfg(CONFIG_DMABUF_HEAPS_RUST_KUNIT_TEST)]
+#[path = "tests/kunit/mod.rs"]
 mod kunit;

@@ -58,7 +58,5 @@ bool rdh_test_begin_signalling(void);
 void rdh_test_end_signalling(bool cookie);
 int rdh_kunit_kernel_mapping_is_writecombine(const void *addr);
 bool rdh_kunit_is_vmalloc_addr(const void *addr);
-unsigned long rdh_kunit_nr_free_pages(void);
-unsigned long rdh_kunit_nr_free_cma_pages(void);
 
 #endif /* RDH_GLUE_H */

@@ -31,6 +31,13 @@ QEMU=$QEMU_DIR/usr/bin/qemu-system-aarch64
 # Profiles with kunit.config get the module's test build (the KUnit suite
 # compiled in, RDH_KUNIT=y); the others the production module.
 RDH_PROFILE=${RDH_PROFILE:-test}
+# The module's KUnit suites (#[kunit_tests(...)] in the driver's files and
+# tests/kunit/): every one must report in a boot of the test build.
+KUNIT_SUITES=(rust_dmabuf_heap_ownership rust_dmabuf_heap_pages rust_dmabuf_heap_pool
+	rust_dmabuf_heap_buffer rust_dmabuf_heap_exporter rust_dmabuf_heap_fences
+	rust_dmabuf_heap_maintenance)
+# Runner arguments that name them: kunit_suite_args --expect-suite
+kunit_suite_args() { for s in "${KUNIT_SUITES[@]}"; do printf '%s %s ' "$1" "$s"; done; }
 case "$RDH_PROFILE" in
 test) profile_fragments="kunit test" ;;
 debug) profile_fragments="kunit test debug" ;;

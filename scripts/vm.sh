@@ -87,7 +87,8 @@ LIST
 # Only the module's test build has the KUnit suite.
 extra_append="rdh_kunit=$RDH_KUNIT ${RDH_APPEND:-}"
 expect=(--expect-suite rdh_guest --expect-suite dmabuf_heaps_selftest)
-[ "$RDH_KUNIT" = y ] && expect+=(--expect-suite rust_dmabuf_heap)
+# shellcheck disable=SC2207 # suite names have no spaces
+[ "$RDH_KUNIT" = y ] && expect+=($(kunit_suite_args --expect-suite))
 [ "$mode" = dma ] && [ "${RDH_MEMCG:-0}" = 1 ] && extra_append+=" dma_heap.mem_accounting=1"
 if [ "$mode" = check ]; then
 	expect+=(--expect-suite rdh_core_contract)
@@ -152,7 +153,8 @@ args=(--qemu "$QEMU" --qemu-data "$QEMU_DIR/usr/share/qemu"
 	--timeout "${RDH_TIMEOUT:-300}" "${qemu_args[@]}"
 	--append "rdh_mode=$mode rdh_params=${RDH_PARAMS:-} $extra_append")
 # The heap built into the kernel: its KUnit suite runs at boot.
-grep -qx CONFIG_DMABUF_HEAPS_RUST=y "$KDIR/.config" && args+=(--boot-suite rust_dmabuf_heap)
+# shellcheck disable=SC2207 # suite names have no spaces
+grep -qx CONFIG_DMABUF_HEAPS_RUST=y "$KDIR/.config" && args+=($(kunit_suite_args --boot-suite))
 log=${RDH_LOG:-$REPO_ROOT/target/vm-$mode.log}
 case "$mode" in
 check)
@@ -160,16 +162,16 @@ check)
 	;;
 dma)
 	exec "$runner" "${args[@]}" --log "$log" --expect-suite rdh_dma_setup --expect-suite rdh_dma \
-		$([ "$RDH_KUNIT" = y ] && echo --expect-suite rust_dmabuf_heap)
+		$([ "$RDH_KUNIT" = y ] && kunit_suite_args --expect-suite)
 	;;
 bench)
 	exec "$runner" "${args[@]}" --log "$log" \
-		--echo "rdh:" --expect-suite rust_dmabuf_heap
+		--echo "rdh:" $(kunit_suite_args --expect-suite)
 	;;
 run)
 	exec "$runner" "${args[@]}" --log "$log" \
 		--echo "rdh:" --echo "rust_dmabuf_heap:" \
-		--expect-suite rust_dmabuf_heap --expect-suite rdh_run
+		$(kunit_suite_args --expect-suite) --expect-suite rdh_run
 	;;
 *)
 	echo "usage: $0 check|run|bench|dma" >&2

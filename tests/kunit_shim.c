@@ -135,14 +135,3 @@ bool rdh_kunit_is_vmalloc_addr(const void *addr)
 {
 	return is_vmalloc_addr(addr);
 }
-
-/* Free pages, and free CMA pages, as the kernel counts them now. */
-unsigned long rdh_kunit_nr_free_pages(void)
-{
-	return global_zone_page_state(NR_FREE_PAGES);
-}
-
-unsigned long rdh_kunit_nr_free_cma_pages(void)
-{
-	return global_zone_page_state(NR_FREE_CMA_PAGES);
-}
