@@ -19,13 +19,15 @@
 #   make tool    the rdh command-line tool, a static aarch64 binary
 #   make graph   the module graph: what imports what (fails on a circle,
 #                or an abstraction in rust/kernel/ importing the driver)
+#   make patches the abstractions and the heap as a git format-patch series
+#                against the kernel source, into out/patches/
 #
 # KVER=7.2 selects the Debian 7.2 kernel series instead of 7.3.
 
 KVER ?= 7.3
 export KVER
 
-.PHONY: all setup kernel module tool graph run check check-debug check-matrix check-intree bench clean
+.PHONY: all setup kernel module tool graph patches run check check-debug check-matrix check-intree bench clean
 
 all: module
 
@@ -45,6 +47,9 @@ tool: setup
 
 graph:
 	@python3 scripts/module-graph.py
+
+patches: setup
+	@bash scripts/make-patches.sh
 
 run: setup
 	@bash scripts/vm.sh run
@@ -68,9 +73,10 @@ check-debug: setup
 check-matrix: setup
 	@bash scripts/check-matrix.sh
 
-# The heap as an in-tree kernel option: =m and =y kernels with the guest
-# suite (scripts/add-to-kernel-tree.sh links this checkout into a copy of
-# the kernel source).
+# The heap as an in-tree kernel option, from the patch series (make
+# patches) applied to a copy of the kernel source: checkpatch --strict, =m
+# and =y kernels booted with the guest suite, KUnit and the kernel crate's
+# doctests, CLIPPY=1 and rustdoc without warnings.
 check-intree: setup
 	@bash scripts/check-intree.sh
 
@@ -79,7 +85,7 @@ bench:
 	@bash scripts/bench.sh
 
 clean:
-	rm -f *.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order ffi_generated.rs helpers_generated.rs
+	rm -f *.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order glue_generated.rs layer_generated.rs helpers_generated.rs
 	rm -f tests/*.o tests/.*.cmd tests/importer/*.o tests/importer/.*.cmd
 	rm -rf out
 	cargo clean

@@ -435,7 +435,7 @@ impl HeapBuffer {
 
     /// Reserves the declaration that an attachment accesses the buffer in
     /// direction `dir` until a fence given to `fence_hooks::commit` signals
-    /// (see `include/rust_dmabuf_heap.h`). From the first reservation on,
+    /// (see `include/linux/rust_dmabuf_heap.h`). From the first reservation on,
     /// the attachment counts as fenced: its writes are reported by its
     /// fences, not assumed whenever it is mapped. Allocates first: on
     /// failure nothing changed.

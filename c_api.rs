@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The heap's C interfaces: the functions it exports to importer drivers
-//! (declared in `include/rust_dmabuf_heap.h`, exported by `glue/exports.c`)
+//! (declared in `include/linux/rust_dmabuf_heap.h`, exported by `glue/exports.c`)
 //! and the layout of its ioctl's argument
 //! (`include/uapi/linux/rust_dmabuf_heap.h`). With `glue.rs`, the only
 //! driver code that handles C pointers.

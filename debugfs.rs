@@ -6,8 +6,9 @@
 //! its lifetime is a type, not a comment.
 //!
 //! - `stats`: heap totals since load: policy, buffers and bytes allocated,
-//!   bytes in live buffers, bytes the page pool holds, bytes cleaned and invalidated, operations skipped by reason,
-//!   user access trapped by faults.
+//!   bytes in live buffers, bytes the page pool holds, bytes cleaned and
+//!   invalidated, operations skipped by reason, user access trapped by
+//!   faults.
 //! - `pool`: the page pool (`pool.rs`): its limit, zeroed chunks per order,
 //!   bytes ready (zeroed), on the backlog (freed, not yet zeroed), being zeroed,
 //!   and all it holds (`pool_bytes`), and since

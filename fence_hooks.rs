@@ -6,7 +6,7 @@
 //! An importer driver that keeps a buffer mapped tells the heap, per job,
 //! "this attachment accesses the buffer in direction D until fence F
 //! signals" (`rdh_dma_buf_access_*`, declared for C in
-//! `include/rust_dmabuf_heap.h`). The heap hooks a callback on F. When a
+//! `include/linux/rust_dmabuf_heap.h`). The heap hooks a callback on F. When a
 //! write fence signals, the callback tells the buffer at once
 //! ([`Signalled`]) that a device wrote, so that whoever reads next finds no
 //! line older than memory; until then a CPU access costs nothing although

@@ -672,7 +672,8 @@ impl Spans {
 /// `noncoherent_mapped` counts `Map`s minus `Unmap`s of non-coherent
 /// devices, `unfenced_writers_mapped` the subset that may write and do not
 /// report their writes, `fenced_writers_mapped` those that may write and
-/// do; none underflows (an unbalanced `Unmap` is ignored by the counts). `cpu_depth` never exceeds [`MAX_CPU_DEPTH`]
+/// do; none underflows (an unbalanced `Unmap` is ignored by the counts).
+/// `cpu_depth` never exceeds [`MAX_CPU_DEPTH`]
 /// (a `BeginCpu` beyond it is refused, see [`Ownership::accepts`]), and
 /// `open` never holds more than [`MAX_OPEN_RANGES`] brackets. Between
 /// events, every unit that is `cpu_writing`, and every unit the user's

@@ -1,19 +1,21 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The driver's own C functions (the files of this directory, and
- * tests/kunit_shim.c in test builds), and what the abstractions in
- * rust/kernel/ bind (rust/bindings_helper.h). bindgen reads this header to
- * produce ffi_generated.rs.
+ * tests/kunit_shim.c in test builds), the C API it exports and its uAPI.
+ * bindgen reads this header to produce glue_generated.rs.
  */
 #ifndef RDH_GLUE_H
 #define RDH_GLUE_H
 
-#include "../rust/bindings_helper.h"
-
-#include "../include/rust_dmabuf_heap.h"
+#include <linux/rust_dmabuf_heap.h>
+#include <linux/types.h>
 /* The SYNC flags (the kernel's linux/dma-buf.h does not include them). */
 #include <uapi/linux/dma-buf.h>
-#include "../include/uapi/linux/rust_dmabuf_heap.h"
+#include <uapi/linux/rust_dmabuf_heap.h>
+
+struct device;
+struct dma_buf;
+struct dma_fence;
 
 #ifdef __BINDGEN__
 /* The control device's ioctl and the SYNC flags it shares with dma-buf. */

@@ -17,8 +17,10 @@ struct rdh_worker {
 	struct task_struct *task;
 	wait_queue_head_t wait;
 	atomic_t kicked;
-	/* A kick wakes the thread from this timer, one tick later: freeing
-	 * pays for arming a local timer, not for waking another CPU. */
+	/*
+	 * A kick wakes the thread from this timer, one tick later: freeing
+	 * pays for arming a local timer, not for waking another CPU.
+	 */
 	struct timer_list timer;
 	void (*job)(void *data);
 	void *data;
@@ -81,8 +83,10 @@ void rdh_worker_kick(struct rdh_worker *worker)
 		mod_timer(&worker->timer, jiffies + 1);
 }
 
-/* Returns once the thread (if any) has exited: the job is not running and
- * will not run again. */
+/*
+ * Returns once the thread (if any) has exited: the job is not running and
+ * will not run again.
+ */
 void rdh_worker_halt(struct rdh_worker *worker)
 {
 	timer_shutdown_sync(&worker->timer);

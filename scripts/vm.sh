@@ -155,6 +155,12 @@ args=(--qemu "$QEMU" --qemu-data "$QEMU_DIR/usr/share/qemu"
 # The heap built into the kernel: its KUnit suite runs at boot.
 # shellcheck disable=SC2207 # suite names have no spaces
 grep -qx CONFIG_DMABUF_HEAPS_RUST=y "$KDIR/.config" && args+=($(kunit_suite_args --boot-suite))
+# More suites that run at boot and must pass (RDH_BOOT_SUITES, e.g. the
+# kernel crate's doctests, rust_doctests_kernel).
+for suite in ${RDH_BOOT_SUITES:-}; do
+	args+=(--boot-suite "$suite")
+	expect+=(--expect-suite "$suite")
+done
 log=${RDH_LOG:-$REPO_ROOT/target/vm-$mode.log}
 case "$mode" in
 check)

@@ -10,13 +10,13 @@
 
 #define __rust_helper
 
-#include "dma_fence.c"
-#include "dma_mapping.c"
-#include "dma_resv.c"
-#include "mm_pfnmap.c"
-#include "mm_stat.c"
-#include "page_block.c"
-#include "scatterlist_pages.c"
-#include "spinlock_irqsave.c"
-#include "task_signal.c"
+#include "dma-fence.c"
+#include "dma-resv-interruptible.c"
+#include "dma-streaming.c"
+#include "mm-pfnmap.c"
+#include "page-block.c"
+#include "scatterlist-pages.c"
+#include "signal-fatal.c"
+#include "spinlock-irqsave.c"
 #include "vmap.c"
+#include "vmstat.c"

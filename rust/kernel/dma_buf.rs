@@ -36,6 +36,15 @@ use kernel::{
 
 /// The direction of a raw `enum dma_data_direction`; anything unknown is
 /// taken as both ways.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::{dma::DataDirection, dma_buf::direction};
+///
+/// assert_eq!(direction(DataDirection::FromDevice.into()), DataDirection::FromDevice);
+/// assert_eq!(direction(DataDirection::None.into()), DataDirection::None);
+/// ```
 pub fn direction(dir: bindings::dma_data_direction) -> DataDirection {
     if dir == DataDirection::ToDevice.into() {
         DataDirection::ToDevice

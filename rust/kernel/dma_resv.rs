@@ -25,6 +25,15 @@ pub enum Usage {
 impl Usage {
     /// What a CPU access must wait for: every fence if it writes, the
     /// writers' if it only reads (`dma_resv_usage_rw`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::dma_resv::Usage;
+    ///
+    /// assert_eq!(Usage::for_cpu(true), Usage::Read);
+    /// assert_eq!(Usage::for_cpu(false), Usage::Write);
+    /// ```
     pub fn for_cpu(writes: bool) -> Self {
         if writes {
             Usage::Read

@@ -8,6 +8,16 @@
 use crate::bindings;
 
 /// Pages of RAM the kernel manages.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::mm_stat;
+///
+/// assert!(mm_stat::totalram_pages() > 0);
+/// assert!(mm_stat::free_cma_pages() <= mm_stat::free_pages());
+/// assert!(mm_stat::free_pages() <= mm_stat::totalram_pages());
+/// ```
 pub fn totalram_pages() -> usize {
     // SAFETY: Reads a global counter.
     unsafe { bindings::totalram_pages() }

@@ -85,6 +85,22 @@ unsafe impl Sync for PageBlock {}
 
 impl PageBlock {
     /// Allocates a block of `order` with `gfp`; `None` if there is none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::page_block::{Gfp, PageBlock};
+    ///
+    /// let block = PageBlock::alloc(Gfp::HIGHUSER | Gfp::ZERO, 2).ok_or(ENOMEM)?;
+    /// assert_eq!((block.page_count(), block.size()), (4, 4 * kernel::page::PAGE_SIZE));
+    /// let mut page = KBox::new([0xffu8; kernel::page::PAGE_SIZE], GFP_KERNEL)?;
+    /// block.read_page(3, &mut page);
+    /// assert!(page.iter().all(|&b| b == 0));
+    /// block.fill_page(3, 0x5a);
+    /// block.read_page(3, &mut page);
+    /// assert!(page.iter().all(|&b| b == 0x5a));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn alloc(gfp: Gfp, order: u32) -> Option<Self> {
         // SAFETY: `alloc_pages` may be called with any flags and order; it
         // returns NULL or an exclusively owned block.
@@ -99,6 +115,20 @@ impl PageBlock {
 
     /// Counts the block's size in `counter` until it is freed (instead of
     /// any counter it was counted in before).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use core::sync::atomic::{AtomicUsize, Ordering};
+    /// use kernel::page_block::{Gfp, PageBlock};
+    ///
+    /// static LIVE: AtomicUsize = AtomicUsize::new(0);
+    /// let block = PageBlock::alloc(Gfp::HIGHUSER, 1).ok_or(ENOMEM)?.counted_in(&LIVE);
+    /// assert_eq!(LIVE.load(Ordering::Relaxed), block.size());
+    /// drop(block);
+    /// assert_eq!(LIVE.load(Ordering::Relaxed), 0);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn counted_in(mut self, counter: &'static AtomicUsize) -> Self {
         self.uncount();
         counter.fetch_add(self.size(), Ordering::Relaxed);
@@ -228,6 +258,22 @@ unsafe impl Send for BlockList {}
 
 impl BlockList {
     /// An empty list whose blocks are counted in `counter`, if given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::page_block::{BlockList, Gfp, PageBlock};
+    ///
+    /// let mut list = BlockList::new(None)?;
+    /// list.push(PageBlock::alloc(Gfp::HIGHUSER, 0).ok_or(ENOMEM)?);
+    /// list.push(PageBlock::alloc(Gfp::HIGHUSER, 4).ok_or(ENOMEM)?);
+    /// assert_eq!(list.len(), 2);
+    /// // Newest first.
+    /// assert_eq!(list.pop().map(|block| block.order()), Some(4));
+    /// assert_eq!(list.pop().map(|block| block.order()), Some(0));
+    /// assert!(list.pop().is_none());
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn new(counter: Option<&'static AtomicUsize>) -> Result<Self> {
         // SAFETY: `INIT_LIST_HEAD` initialises the head in place, where the
         // box keeps it.

@@ -38,6 +38,28 @@ impl BlockTable {
     /// A table of `blocks`, in order, each split into entries of at most
     /// `max_segment` bytes (rounded down to whole pages, at least one).
     /// The caller keeps the blocks for as long as the table exists.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::{
+    ///     page::PAGE_SIZE,
+    ///     page_block::{Gfp, PageBlock},
+    ///     sg_table::BlockTable,
+    /// };
+    ///
+    /// let blocks = [
+    ///     PageBlock::alloc(Gfp::HIGHUSER, 4).ok_or(ENOMEM)?,
+    ///     PageBlock::alloc(Gfp::HIGHUSER, 0).ok_or(ENOMEM)?,
+    /// ];
+    /// let whole = BlockTable::new(&blocks, usize::MAX)?;
+    /// assert_eq!(whole.len(), 2);
+    /// // At most 4 pages an entry: the 16-page block takes four.
+    /// let split = BlockTable::new(&blocks, 4 * PAGE_SIZE)?;
+    /// assert_eq!(split.len(), 5);
+    /// assert_eq!(split.entry_lengths().sum::<usize>(), 17 * PAGE_SIZE);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn new<B: AsRef<PageBlock>>(blocks: &[B], max_segment: usize) -> Result<Self> {
         let max_segment = max_segment.max(PAGE_SIZE) / PAGE_SIZE * PAGE_SIZE;
         let pieces = |block: &PageBlock| block.size().div_ceil(max_segment);

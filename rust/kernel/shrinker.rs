@@ -24,6 +24,38 @@ pub trait Shrink: Send + Sync + 'static {
 
 /// A registered shrinker of a `T`, which it holds a reference on.
 ///
+/// # Examples
+///
+/// ```
+/// use core::sync::atomic::{AtomicUsize, Ordering};
+/// use kernel::{shrinker::{Registration, Shrink}, sync::Arc};
+///
+/// /// A cache of `objects` objects.
+/// struct Cache {
+///     objects: AtomicUsize,
+/// }
+///
+/// impl Shrink for Cache {
+///     fn count(&self) -> usize {
+///         self.objects.load(Ordering::Relaxed)
+///     }
+///
+///     fn scan(&self, nr_to_scan: usize) -> usize {
+///         let before = self.objects.load(Ordering::Relaxed);
+///         let freed = before.min(nr_to_scan);
+///         self.objects.store(before - freed, Ordering::Relaxed);
+///         freed
+///     }
+/// }
+///
+/// let cache = Arc::new(Cache { objects: AtomicUsize::new(8) }, GFP_KERNEL)?;
+/// let registration = Registration::register(cache, c"doctest-cache")?;
+/// assert_eq!(registration.data().count(), 8);
+/// // Dropping the registration waits for callbacks in flight.
+/// drop(registration);
+/// # Ok::<(), Error>(())
+/// ```
+///
 /// # Invariants
 ///
 /// `shrinker` was allocated by `shrinker_alloc` and registered with

@@ -9,6 +9,13 @@
 use crate::bindings;
 
 /// Whether the current task has a fatal signal pending (it was killed).
+///
+/// # Examples
+///
+/// ```
+/// // The task running the doctests has not been killed.
+/// assert!(!kernel::task_signal::fatal_signal_pending());
+/// ```
 pub fn fatal_signal_pending() -> bool {
     // SAFETY: `current` is valid in process context, and in any other
     // context this reads the interrupted task's state harmlessly.

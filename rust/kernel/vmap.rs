@@ -43,6 +43,27 @@ unsafe impl Sync for KernelMapping {}
 impl KernelMapping {
     /// Maps `blocks` in order, write-combined if `write_combined`. The
     /// caller keeps the blocks until the mapping is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::{
+    ///     page::PAGE_SIZE,
+    ///     page_block::{Gfp, PageBlock},
+    ///     vmap::KernelMapping,
+    /// };
+    ///
+    /// let blocks = [
+    ///     PageBlock::alloc(Gfp::HIGHUSER | Gfp::ZERO, 0).ok_or(ENOMEM)?,
+    ///     PageBlock::alloc(Gfp::HIGHUSER | Gfp::ZERO, 0).ok_or(ENOMEM)?,
+    /// ];
+    /// blocks[1].fill_page(0, 7);
+    /// let mapping = KernelMapping::new(&blocks, false)?;
+    /// // SAFETY: The mapping covers both pages.
+    /// let byte = unsafe { mapping.addr().as_ptr().cast::<u8>().add(PAGE_SIZE).read() };
+    /// assert_eq!(byte, 7);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn new<B: AsRef<PageBlock>>(blocks: &[B], write_combined: bool) -> Result<Self> {
         let count = blocks.iter().map(|b| b.as_ref().page_count()).sum();
         // One pointer per page: 4 MiB for 2 GiB, so vmalloc-backed.

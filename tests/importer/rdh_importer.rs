@@ -58,7 +58,7 @@ use kernel::{
 
 mod edu;
 /// The heap's bindgen output, shared.
-#[path = "../../rust/bindings.rs"]
+#[path = "../../glue/bindings.rs"]
 mod sys;
 
 /// This driver's C shim (`rdi_shim.c`).
@@ -92,7 +92,7 @@ mod shim {
         pub(crate) fn rdi_clean_bytes() -> u64;
         pub(crate) fn rdi_invalidate_bytes() -> u64;
         pub(crate) fn rdi_user_mapping_is_writecombine(addr: usize) -> c_int;
-        /// Exported by rust_dmabuf_heap (`include/rust_dmabuf_heap.h`).
+        /// Exported by rust_dmabuf_heap (`include/linux/rust_dmabuf_heap.h`).
         pub(crate) fn rdh_dma_buf_access_until(
             attach: *mut dma_buf_attachment,
             dir: dma_data_direction,

@@ -8,6 +8,7 @@
 #include <linux/dma-buf.h>
 #include <linux/dma-direction.h>
 #include <linux/dma-fence.h>
+#include <uapi/linux/rust_dmabuf_heap.h>
 
 /* A reserved access declaration (opaque). */
 struct rdh_dma_buf_access;
