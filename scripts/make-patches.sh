@@ -151,7 +151,7 @@ abstraction task_signal "" "signal-fatal.c" "linux/sched/signal.h" "" \
 dma-buf heap does; kernel::task::Task has signal_pending only. Add
 fatal_signal_pending() for the current task."
 
-abstraction vmap "" "vmap.c" "linux/vmalloc.h linux/highmem.h" "unsigned+long:VM_MAP" \
+abstraction vmap "" "vmap.c" "linux/vmalloc.h linux/highmem.h" "" \
 	"rust: add vmap: kernel mappings of page blocks" \
 	"An exporter's vmap maps a buffer's page blocks contiguously, cached or
 write-combined, and keeps aliases coherent around CPU access. Add

@@ -80,7 +80,7 @@ impl KernelMapping {
             bindings::vmap(
                 pages.as_mut_ptr(),
                 count,
-                bindings::VM_MAP,
+                bindings::VM_MAP as usize,
                 bindings::pgprot_kernel(write_combined),
             )
         };
