@@ -84,7 +84,7 @@ impl OpenFile {
     /// Ends every range bracket still open, latest first, each in its
     /// begin's direction.
     fn end_all(&self) {
-        let mut ranges = core::mem::replace(&mut *self.ranges.lock(), KVec::new());
+        let mut ranges = core::mem::take(&mut *self.ranges.lock());
         while let Some(range) = ranges.pop() {
             // Ending a range that began cannot fail.
             let _ = c_api::sync_range(&range.dmabuf, false, range.dir, range.offset, range.len);

@@ -13,7 +13,6 @@ use kernel::{
     error::from_err_ptr,
     prelude::*,
     sync::{aref::ARef, Arc},
-    types::Opaque,
 };
 
 /// `heap_name`: the name under `/dev/dma_heap`. Static storage, read-only
@@ -72,7 +71,7 @@ pub(crate) fn pool_limit_bytes() -> usize {
 // As `module!` declares it: the kernel's own `struct module`.
 #[allow(improper_ctypes)]
 extern "C" {
-    static __this_module: Opaque<sys::module>;
+    static __this_module: kernel::types::Opaque<sys::module>;
 }
 
 /// This module, the owner of the dma-bufs it exports.

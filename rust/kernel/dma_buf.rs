@@ -5,7 +5,7 @@
 //! C header: [`include/linux/dma-buf.h`](srctree/include/linux/dma-buf.h)
 //!
 //! An exporter implements [`Exporter`] for the object its dma-bufs own and
-//! [`export`]s it; the dma-buf owns one reference (`dma_buf->priv`, an
+//! [`export()`]s it; the dma-buf owns one reference (`dma_buf->priv`, an
 //! [`Arc`]) until `release`. What the exporter keeps per importer is its
 //! [`Exporter::Attachment`], a [`ForeignOwnable`] kept in
 //! `dma_buf_attachment->priv` from `attach` to `detach` and borrowed by
@@ -244,7 +244,7 @@ unsafe fn inode_of(dmabuf: *mut bindings::dma_buf) -> u64 {
 ///
 /// # Invariants
 ///
-/// `raw` was returned by [`export`] for a `T` and the holder of this value
+/// `raw` was returned by [`export()`] for a `T` and the holder of this value
 /// holds a reference on it (the one `export` returned, until it is given
 /// away by [`Self::into_raw`]).
 pub struct DmaBuf<T: Exporter> {
@@ -314,7 +314,7 @@ pub fn export<T: Exporter>(
     }
 }
 
-/// The exporter object of a dma-buf exported by [`export`] for a `T`.
+/// The exporter object of a dma-buf exported by [`export()`] for a `T`.
 ///
 /// # Safety
 ///
