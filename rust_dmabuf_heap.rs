@@ -21,7 +21,7 @@
 //! unloaded.
 
 use heap::Heap;
-use kernel::prelude::*;
+use kernel::{miscdevice::MiscDeviceRegistration, prelude::*, sync::Arc};
 
 mod buffer;
 mod c_api;
@@ -124,24 +124,48 @@ module! {
 }
 
 /// The module: once the heap is registered it can never go (there is no
-/// `dma_heap_remove`), so neither can the module.
+/// `dma_heap_remove`), so neither can the module. It owns its
+/// registrations in place.
+#[pin_data]
 struct RustDmabufHeap {
     /// The heaps' debugfs `stats` and `pool` files (each holds a
-    /// reference on its heap).
+    /// reference on its heap's context).
     _files: [Option<debugfs::HeapFile>; 4],
     /// `/dev/rust_dmabuf_heap`.
-    _control: Pin<KBox<kernel::miscdevice::MiscDeviceRegistration<control::Control>>>,
+    #[pin]
+    _control: MiscDeviceRegistration<control::Control>,
 }
 
-impl kernel::Module for RustDmabufHeap {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+impl kernel::InPlaceModule for RustDmabufHeap {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        let heaps = Heaps::new();
+        let files = heaps.as_ref().map(Heaps::files).map_err(|err| *err);
+        // The control device before the heaps: once a heap is registered,
+        // init must not fail (the heap cannot go again).
+        try_pin_init!(Self {
+            _files: files?,
+            _control <- control::register(),
+        })
+        .pin_chain(move |_| heaps?.register())
+    }
+}
+
+/// The heaps to register: the cached one and, unless turned off, the
+/// uncached one beside it. Everything a heap owns (its maintenance device,
+/// its debugfs directory) goes with its last reference, also when
+/// registration fails, so that a later load can succeed.
+struct Heaps {
+    name: &'static CStr,
+    cached: Arc<Heap>,
+    uncached: Option<(&'static CStr, Arc<Heap>)>,
+}
+
+impl Heaps {
+    fn new() -> Result<Self> {
         let name = glue::heap_name();
-        // Everything the heap owns (its maintenance device, its debugfs
-        // directory) goes with its last reference, also when registration
-        // fails, so that a later load can succeed.
-        let heap = Heap::new(Some(name), pool::PoolMode::Background)?;
+        let cached = Heap::new(Some(name), pool::PoolMode::Background)?;
         let uncached = match glue::uncached_heap_name() {
-            Some(uncached_name) => match heap.uncached(Some(uncached_name)) {
+            Some(uncached_name) => match cached.uncached(Some(uncached_name)) {
                 Ok(uncached) => Some((uncached_name, uncached)),
                 // ENODEV: the maintenance device's mappings bounce.
                 Err(err) => {
@@ -151,37 +175,49 @@ impl kernel::Module for RustDmabufHeap {
             },
             None => None,
         };
-        let [a, b] = files(&heap);
-        let [c, d] = uncached.as_ref().map_or([None, None], |(_, h)| files(h));
-        let policy = heap.context().sync_policy();
-        // Before the heap: once the heap is registered, init must not fail
-        // (the heap cannot go again).
-        let control = KBox::pin_init(control::register(), GFP_KERNEL)?;
-        dma_heap::register(name, heap)?;
+        Ok(Self {
+            name,
+            cached,
+            uncached,
+        })
+    }
+
+    /// The heaps' debugfs `stats` and `pool` files, where they have a
+    /// directory.
+    fn files(&self) -> [Option<debugfs::HeapFile>; 4] {
+        let [a, b] = files(&self.cached);
+        let [c, d] = self
+            .uncached
+            .as_ref()
+            .map_or([None, None], |(_, h)| files(h));
+        [a, b, c, d]
+    }
+
+    /// Registers the heaps and pins the module. Only the cached heap's
+    /// registration can fail the load; the uncached one's is reported.
+    fn register(self) -> Result {
+        let policy = self.cached.context().sync_policy();
+        dma_heap::register(self.name, self.cached)?;
         glue::pin_module();
         pr_info!(
             "registered /dev/dma_heap/{} (sync_policy={}, unbracketed_cpu={})\n",
-            name.to_str().unwrap_or("?"),
+            self.name.to_str().unwrap_or("?"),
             policy.name(),
             glue::unbracketed_cpu_name()
         );
-        if let Some((uncached_name, uncached)) = uncached {
-            // Past the point of failing: the first heap stays either way.
+        if let Some((uncached_name, uncached)) = self.uncached {
             let shown = uncached_name.to_str().unwrap_or("?");
             match dma_heap::register(uncached_name, uncached) {
                 Ok(()) => pr_info!("registered /dev/dma_heap/{shown} (write-combined)\n"),
                 Err(err) => pr_warn!("/dev/dma_heap/{shown} not registered: {err:?}\n"),
             }
         }
-        Ok(RustDmabufHeap {
-            _files: [a, b, c, d],
-            _control: control,
-        })
+        Ok(())
     }
 }
 
 /// A heap's debugfs `stats` and `pool` files, if it has a directory.
-fn files(heap: &kernel::sync::Arc<Heap>) -> [Option<debugfs::HeapFile>; 2] {
+fn files(heap: &Arc<Heap>) -> [Option<debugfs::HeapFile>; 2] {
     heap.debugfs().map_or([None, None], |dir| {
         [
             dir.stats_file(heap.context().clone()).ok(),
