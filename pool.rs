@@ -494,7 +494,7 @@ mod tests {
         cache_ops::MaintenanceDevice,
         kunit::support::{self, fill, nonzero_pages},
     };
-    use kernel::{alloc::KVVec, time::delay::fsleep};
+    use kernel::alloc::KVVec;
 
     const KIB: usize = 1 << 10;
     const MIB: usize = 1 << 20;
@@ -681,14 +681,8 @@ mod tests {
             return Ok(());
         }
         drop(pool.pool().allocate(MIB)?);
-        // Woken one tick after the kick: a second is plenty.
-        for _ in 0..100 {
-            if pool.pool().levels().zeroed_pages == MIB / PAGE_SIZE {
-                break;
-            }
-            fsleep(Delta::from_millis(10));
-        }
-        assert_eq!(pool.pool().levels().zeroed_pages, MIB / PAGE_SIZE);
+        let zeroed = || pool.pool().levels().zeroed_pages == MIB / PAGE_SIZE;
+        assert!(support::within_a_second(zeroed));
         drop(pool);
         drop(maintenance);
         Ok(())

@@ -17,10 +17,7 @@ mod tests {
     };
     use crate::{context::HeapContext, ownership::Lines, pool::PoolMode};
     use core::sync::atomic::Ordering;
-    use kernel::{
-        prelude::*,
-        time::{delay::fsleep, Delta},
-    };
+    use kernel::prelude::*;
 
     #[test]
     fn every_buffer_is_always_when_the_maintenance_device_would_bounce() -> Result {
@@ -179,14 +176,9 @@ mod tests {
             return Ok(());
         }
         drop(HeapBuffer::new(heap.clone(), MIB)?);
-        // The worker wakes one tick after the free: a second is plenty.
-        for _ in 0..100 {
-            if pool.levels().zeroed_pages == MIB / PAGE_SIZE {
-                break;
-            }
-            fsleep(Delta::from_millis(10));
-        }
-        assert_eq!(pool.levels().zeroed_pages, MIB / PAGE_SIZE);
+        assert!(within_a_second(
+            || pool.levels().zeroed_pages == MIB / PAGE_SIZE
+        ));
         let buffer = HeapBuffer::new(heap.clone(), MIB)?;
         assert_eq!(buffer.snapshot().0.lines(), Lines::CLEAN);
         let mut rig = Rig::of(buffer)?;

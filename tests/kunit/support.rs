@@ -5,7 +5,10 @@
 //! state a case checks.
 
 use crate::{bindings as sys, page_block::PageBlock, pages::PAGE_SIZE};
-use kernel::prelude::*;
+use kernel::{
+    prelude::*,
+    time::{delay::fsleep, Delta},
+};
 
 /// Marks the running case skipped, for `why`.
 pub(crate) fn skip(why: &CStr) {
@@ -37,6 +40,19 @@ pub(crate) fn kernel_mapping_is_writecombine<T>(addr: *const T) -> Option<bool> 
         0 => Some(false),
         _ => None,
     }
+}
+
+/// Waits until `done` holds, polling every 10 ms for at most a second
+/// (the page pool's worker wakes one tick after a free); returns whether
+/// it held.
+pub(crate) fn within_a_second(done: impl Fn() -> bool) -> bool {
+    for _ in 0..100 {
+        if done() {
+            return true;
+        }
+        fsleep(Delta::from_millis(10));
+    }
+    done()
 }
 
 /// Fills every page of `blocks` with `byte`.
