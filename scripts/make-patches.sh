@@ -17,7 +17,10 @@ cd "$REPO_ROOT"
 out=$REPO_ROOT/out/patches
 scratch=$CACHE_ROOT/series/$(basename "$KSRC")
 version=$(cat "$KSRC/.debian-version" 2>/dev/null || echo "$KVER")
-ident=$(git var GIT_AUTHOR_IDENT | sed 's/>.*/>/')
+# The series' author: git's identity, or the project's on a machine with none.
+ident=$(git var GIT_AUTHOR_IDENT 2>/dev/null | sed 's/>.*/>/') ||
+	ident="rust-dmabuf-heap developers <rust-dmabuf-heap@localhost>"
+[ -n "$ident" ] || ident="rust-dmabuf-heap developers <rust-dmabuf-heap@localhost>"
 
 # The kernel files the series changes, as the kernel has them.
 base_files=(MAINTAINERS rust/kernel/lib.rs rust/bindings/bindings_helper.h rust/helpers/helpers.c
