@@ -18,6 +18,9 @@ PKGS=(clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev
 	device-tree-compiler
 	# gendwarfksyms (MODVERSIONS for Rust, the prod-gcc kernel) needs dwarf.h.
 	libdw-dev
+	# make check-intree: the series is applied with patch(1) and checked by
+	# the kernel's checkpatch.pl (Perl with its standard modules).
+	patch perl
 	# Libraries of qemu-system-arm 10.0 from bookworm-backports (what ldd
 	# resolves for qemu-system-aarch64 on Debian 12).
 	libaio1 libbpf1 libcapstone4 libdaxctl1 libfdt1 libfuse3-3
