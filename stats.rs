@@ -12,8 +12,8 @@ use crate::{
 };
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Every bounce reason, in display order (and in declaration order: the
-/// discriminant indexes per-reason counters).
+/// Every bounce reason, in display order; a reason's place here indexes
+/// its counters.
 pub(crate) const BOUNCES: [Bounce; 3] = [
     Bounce::Forced,
     Bounce::AddressingLimited,
@@ -134,7 +134,9 @@ impl Totals {
     pub(crate) fn count_attachment(&self, bounce: Option<Bounce>) {
         self.attachments.fetch_add(1, Ordering::Relaxed);
         if let Some(reason) = bounce {
-            self.bounce_attachments[reason as usize].fetch_add(1, Ordering::Relaxed);
+            if let Some(i) = BOUNCES.iter().position(|&b| b == reason) {
+                self.bounce_attachments[i].fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

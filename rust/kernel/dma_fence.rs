@@ -150,13 +150,12 @@ impl<T: OnSignal> Callback<T> {
             return Err(EBUSY);
         }
         let fence = ARef::from(fence);
-        let raw = fence.as_raw();
-        // SAFETY: `cb` is pinned (see above), so it stays in place until the callback is
-        // removed in `unregister` (at the latest on drop); only this call
-        // registers it (`claimed`). `signalled::<T>` only needs the
+        let (raw, cb) = (fence.as_raw(), self.cb.get());
+        // SAFETY: `cb` is pinned (see above), so it stays in place until the
+        // callback is removed in `unregister` (at the latest on drop); only
+        // this call registers it (`claimed`). `signalled::<T>` only needs the
         // `Callback<T>` around `cb`.
-        let ret =
-            unsafe { bindings::dma_fence_add_callback(raw, self.cb.get(), Some(signalled::<T>)) };
+        let ret = unsafe { bindings::dma_fence_add_callback(raw, cb, Some(signalled::<T>)) };
         if ret != 0 {
             // Already signalled (-ENOENT, the only error): the reference
             // goes with `fence`.

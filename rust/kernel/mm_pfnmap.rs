@@ -167,11 +167,11 @@ pub fn insert_pages<B: AsRef<PageBlock>>(
             if page >= end {
                 return VmFault::NOPAGE;
             }
+            let (raw, pfn) = (vma.as_ptr(), block.pfn(n));
             // SAFETY: `addr` lies inside the vma, a PFN mapping that is not
             // copy-on-write (`PfnMap`); the page stays allocated while the
             // vma exists (the caller's promise).
-            let ret =
-                unsafe { bindings::vmf_insert_pfn_prot(vma.as_ptr(), addr, block.pfn(n), prot) };
+            let ret = unsafe { bindings::vmf_insert_pfn_prot(raw, addr, pfn, prot) };
             if ret & !VmFault::NOPAGE.0 != 0 {
                 return VmFault(ret);
             }

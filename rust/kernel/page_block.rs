@@ -130,6 +130,9 @@ impl PageBlock {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn counted_in(mut self, counter: &'static AtomicUsize) -> Self {
+        if self.counter.is_some_and(|c| core::ptr::eq(c, counter)) {
+            return self;
+        }
         self.uncount();
         counter.fetch_add(self.size(), Ordering::Relaxed);
         // INVARIANT: Counted just above.
