@@ -13,6 +13,8 @@
 #                real DMA on the plain topology)
 #   make check-debug  the QEMU suite under KASAN, lockdep, kmemleak, ...
 #   make check-matrix  every kernel configuration x every DMA topology
+#   make check-dropin  the heap as /dev/dma_heap/system on a kernel whose
+#                upstream system heap is a module left unloaded
 #   make bench   cache maintenance and allocation cost vs the system heap
 #   make module  the production rust_dmabuf_heap.ko for KDIR=... (a board's
 #                kernel tree; default: the QEMU test kernel) into out/
@@ -27,7 +29,7 @@
 KVER ?= 7.3
 export KVER
 
-.PHONY: all setup kernel module tool graph patches run check check-debug check-matrix check-intree bench clean
+.PHONY: all setup kernel module tool graph patches run check check-debug check-matrix check-dropin check-intree bench clean
 
 all: module
 
@@ -72,6 +74,13 @@ check-debug: setup
 # RDH_MATRIX / RDH_TOPOLOGIES select rows / topologies.
 check-matrix: setup
 	@bash scripts/check-matrix.sh
+
+# In place of the system heap, as a board would run it: the drop-in kernel
+# (kernel/dropin.config: CONFIG_DMABUF_HEAPS_SYSTEM=m, never loaded) with
+# this module loaded as heap_name=system; the guest suite and the upstream
+# dmabuf-heaps selftest on /dev/dma_heap/system and its siblings.
+check-dropin: setup
+	@RDH_PROFILE=dropin RDH_PARAMS=heap_name=system RDH_LOG=$(CURDIR)/target/vm-dropin.log bash scripts/vm.sh check
 
 # The heap as an in-tree kernel option, from the patch series (make
 # patches) applied to a copy of the kernel source: checkpatch --strict, =m

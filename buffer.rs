@@ -331,7 +331,15 @@ impl HeapBuffer {
     /// Adds an importer.
     pub(crate) fn attach(&self, dev: &DmaDevice) -> Result<Arc<Attachment>> {
         let table = BlockTable::new(self.memory.chunks(), dma_mapping::max_segment(dev))?;
-        let bounce = dma_mapping::bounce(dev);
+        let mut bounce = dma_mapping::bounce(dev);
+        // A device that cannot address all memory may still reach all of
+        // this buffer's (a 32-bit device, a DMA32 heap's buffer): then its
+        // mappings never bounce.
+        let within_reach = bounce == Some(Bounce::AddressingLimited)
+            && dma_mapping::reaches(dev, self.memory.phys_end());
+        if within_reach {
+            bounce = None;
+        }
         let attachment = Arc::pin_init(
             pin_init!(Attachment {
                 coherent: dma_mapping::is_coherent(dev),
@@ -347,7 +355,7 @@ impl HeapBuffer {
         self.need_maintenance(&mut state)?;
         state.attachments.push(attachment.clone(), GFP_KERNEL)?;
         drop(state);
-        self.heap.totals().count_attachment(bounce);
+        self.heap.totals().count_attachment(bounce, within_reach);
         Ok(attachment)
     }
 

@@ -103,6 +103,7 @@ fn show_heap(heap: &Arc<HeapContext>, f: &mut fmt::Formatter<'_>) -> fmt::Result
     let load = Totals::load;
     let pool = heap.pool().levels();
     writeln!(f, "policy: {}", heap.sync_policy().name())?;
+    writeln!(f, "zone: {}", heap.zone().name())?;
     writeln!(f, "buffers_allocated: {}", load(&totals.buffers_allocated))?;
     writeln!(f, "bytes_allocated: {}", load(&totals.bytes_allocated))?;
     writeln!(
@@ -126,6 +127,11 @@ fn show_heap(heap: &Arc<HeapContext>, f: &mut fmt::Formatter<'_>) -> fmt::Result
     for (reason, count) in BOUNCES.iter().zip(totals.bounce_attachments.iter()) {
         writeln!(f, "bounce_synced_{}: {}", bounce_name(*reason), load(count))?;
     }
+    writeln!(
+        f,
+        "attachments_within_reach: {}",
+        load(&totals.within_reach_attachments)
+    )?;
     // Write-combined mappings are never trapped.
     let unbracketed = if heap.sync_policy() == Policy::Uncached {
         "trust"

@@ -15,23 +15,48 @@ use kernel::{
     sync::{aref::ARef, Arc},
 };
 
-/// `heap_name`: the name under `/dev/dma_heap`. Static storage, read-only
-/// (0444), so it lives as long as the module.
-pub(crate) fn heap_name() -> &'static CStr {
-    // SAFETY: A NUL-terminated module parameter string that never changes
-    // after load and lives as long as the module.
-    unsafe { CStr::from_char_ptr(sys::rdh_heap_name()) }
+/// The module's heaps, by the memory they hand out and how the CPU maps it.
+#[derive(Clone, Copy)]
+pub(crate) enum HeapKind {
+    /// `heap_name`: any memory, cached CPU mappings.
+    Cached,
+    /// `uncached_heap_name`: any memory, write-combined CPU mappings.
+    Uncached,
+    /// `dma32_heap_name`: memory below 4 GiB, cached.
+    Dma32,
+    /// `uncached_dma32_heap_name`: memory below 4 GiB, write-combined.
+    UncachedDma32,
 }
 
-/// The uncached heap's name (`heap_name` + `_uncached`), unless parameter
-/// `uncached_heap` turned it off. Static storage, made once at load.
-pub(crate) fn uncached_heap_name() -> Option<&'static CStr> {
-    // SAFETY: Reads module parameters (read-only after load) and writes the
-    // name into its static buffer, the same bytes at every call.
-    let name = unsafe { sys::rdh_uncached_heap_name() };
-    // SAFETY: A NUL-terminated string in static storage; later calls write
-    // the same bytes again.
+/// The name under `/dev/dma_heap` of the heap of `kind`; `None` if
+/// parameter `uncached_heap` or `dma32_heaps` turned it off. A sibling's
+/// name defaults to `heap_name` with a suffix (`-uncached`, `-dma32`,
+/// `-uncached-dma32`), filled in at the first call. Static storage,
+/// read-only (0444), so it lives as long as the module.
+pub(crate) fn heap_name(kind: HeapKind) -> Option<&'static CStr> {
+    let kind = match kind {
+        HeapKind::Cached => sys::rdh_heap_kind_RDH_HEAP_CACHED,
+        HeapKind::Uncached => sys::rdh_heap_kind_RDH_HEAP_UNCACHED,
+        HeapKind::Dma32 => sys::rdh_heap_kind_RDH_HEAP_DMA32,
+        HeapKind::UncachedDma32 => sys::rdh_heap_kind_RDH_HEAP_UNCACHED_DMA32,
+    };
+    // SAFETY: Reads module parameters (read-only after load) and may fill
+    // an unset name in, the same bytes at every call; module init, the
+    // only caller, runs once.
+    let name = unsafe { sys::rdh_heap_name(kind) };
+    // SAFETY: NULL or a NUL-terminated module parameter string that never
+    // changes after load and lives as long as the module.
     (!name.is_null()).then(|| unsafe { CStr::from_char_ptr(name) })
+}
+
+/// Whether a dma-heap named `name` is registered already: asked before
+/// registering, because the dma-heap core's refusal of a taken name dumps
+/// a stack. `dev` is a device without a parent (the control misc device),
+/// whose sysfs directory lies beside the dma-heaps' (`glue/heap_names.c`).
+pub(crate) fn dma_heap_name_taken(dev: &Device, name: &CStr) -> bool {
+    // SAFETY: `dev` is a live device and `name` a NUL-terminated string,
+    // both for the duration of the call.
+    unsafe { sys::rdh_dma_heap_name_taken(crate::dma_mapping::raw(dev), name.as_char_ptr()) }
 }
 
 /// `sync_policy=always`: new buffers behave like the system heap's.

@@ -39,12 +39,24 @@ impl Heap {
     /// device, with a debugfs directory `debugfs_name` if given; `ENODEV`
     /// if the maintenance device's mappings would bounce.
     pub(crate) fn uncached(&self, debugfs_name: Option<&CStr>) -> Result<Arc<Self>> {
-        let debugfs = match (&self.debugfs, debugfs_name) {
+        Self::with(self.context.uncached()?, self.sibling_dir(debugfs_name))
+    }
+
+    /// The DMA32 heap beside this one: memory below 4 GiB from its own pool,
+    /// the same maintenance device; a debugfs directory `debugfs_name` if
+    /// given.
+    pub(crate) fn dma32(&self, debugfs_name: &CStr) -> Result<Arc<Self>> {
+        let context = self.context.dma32(debugfs_name)?;
+        Self::with(context, self.sibling_dir(Some(debugfs_name)))
+    }
+
+    /// A debugfs directory `name` beside this heap's, if a name is given.
+    fn sibling_dir(&self, name: Option<&CStr>) -> Option<HeapDir> {
+        match (&self.debugfs, name) {
             (Some(dir), Some(name)) => Some(dir.beside(name)),
             (None, name) => name.map(HeapDir::new),
             (_, None) => None,
-        };
-        Self::with(self.context.uncached()?, debugfs)
+        }
     }
 
     fn with(context: Arc<HeapContext>, debugfs: Option<HeapDir>) -> Result<Arc<Self>> {

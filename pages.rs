@@ -18,43 +18,105 @@ use kernel::{
 /// Page orders tried for each chunk, largest first.
 pub(crate) const ORDERS: [u32; 3] = [8, 4, 0];
 
-/// Bytes of chunk memory currently allocated by this module (all heaps,
-/// all buffers). Tests use it to prove that every path frees what it took.
+/// Bytes of chunk memory of zone [`Zone::Any`] currently allocated by this
+/// module (all heaps, all buffers, the pool). Tests use it to prove that
+/// every path frees what it took.
 pub(crate) static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The same for zone [`Zone::Dma32`].
+pub(crate) static LIVE_DMA32_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Size of a page in bytes.
 pub(crate) const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 
+/// Where a heap's chunks come from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Zone {
+    /// Any memory.
+    Any,
+    /// Below 4 GiB (`ZONE_DMA32` and the zones under it), which a 32-bit DMA
+    /// master reaches without bouncing. No fallback above: when the zone
+    /// is exhausted, allocation fails with `ENOMEM`.
+    Dma32,
+}
+
+impl Zone {
+    /// The zone's flags.
+    fn gfp(self) -> Gfp {
+        match self {
+            // `__GFP_HIGHMEM` with `__GFP_DMA32` is an invalid zone mix.
+            Zone::Any => Gfp::HIGHUSER,
+            Zone::Dma32 => Gfp::USER | Gfp::DMA32,
+        }
+    }
+
+    /// Whether `chunk` lies within the zone. The page allocator keeps
+    /// `__GFP_DMA32` below 4 GiB wherever the kernel has the zone (the
+    /// DMA32 heaps exist only there); this makes sure.
+    pub(crate) fn holds(self, chunk: &PageChunk) -> bool {
+        match self {
+            Zone::Any => true,
+            Zone::Dma32 => chunk.phys_end() <= DMA32_END,
+        }
+    }
+
+    /// Bytes of chunk memory of this zone allocated now.
+    pub(crate) fn live_bytes(self) -> &'static AtomicUsize {
+        match self {
+            Zone::Any => &LIVE_BYTES,
+            Zone::Dma32 => &LIVE_DMA32_BYTES,
+        }
+    }
+
+    /// The zone's name in debugfs.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Zone::Any => "any",
+            Zone::Dma32 => "dma32",
+        }
+    }
+}
+
+/// The end of the memory a 32-bit DMA address reaches.
+pub(crate) const DMA32_END: u64 = 1 << 32;
+
 /// High orders are opportunistic: no reclaim, no retries, no warning.
-fn high_order_gfp() -> Gfp {
-    (Gfp::HIGHUSER | Gfp::ZERO | Gfp::NOWARN | Gfp::NORETRY) & !Gfp::RECLAIM | Gfp::COMP
+fn high_order_gfp(zone: Zone) -> Gfp {
+    (zone.gfp() | Gfp::ZERO | Gfp::NOWARN | Gfp::NORETRY) & !Gfp::RECLAIM | Gfp::COMP
 }
 
 /// Order 0 may reclaim but fails with `ENOMEM` rather than invoking the
 /// OOM killer (`__GFP_RETRY_MAYFAIL`), because dma-buf memory is not
 /// charged to the allocating process and the killer would pick an
 /// innocent one.
-fn low_order_gfp() -> Gfp {
-    Gfp::HIGHUSER | Gfp::ZERO | Gfp::NOWARN | Gfp::RETRY_MAYFAIL
+fn low_order_gfp(zone: Zone) -> Gfp {
+    zone.gfp() | Gfp::ZERO | Gfp::NOWARN | Gfp::RETRY_MAYFAIL
 }
 
 /// A zeroed block of `1 << order` pages of a buffer or the pool, counted
-/// in [`LIVE_BYTES`] while it exists.
+/// in its zone's [`Zone::live_bytes`] while it exists.
 pub(crate) type PageChunk = PageBlock;
 
-/// Allocates a zeroed chunk of `order`; `None` if there is none.
-fn alloc_chunk(order: u32) -> Option<PageChunk> {
+/// Allocates a zeroed chunk of `order` in `zone`; `None` if there is none.
+fn alloc_chunk(order: u32, zone: Zone) -> Option<PageChunk> {
     let mut gfp = if order > 0 {
-        high_order_gfp()
+        high_order_gfp(zone)
     } else {
-        low_order_gfp()
+        low_order_gfp(zone)
     };
     // Charge the memory cgroup like the system heap does when the dma-heap
     // core asks for it.
     if dma_heap::mem_accounting() {
         gfp = gfp | Gfp::ACCOUNT;
     }
-    Some(PageBlock::alloc(gfp, order)?.counted_in(&LIVE_BYTES))
+    let chunk = PageBlock::alloc(gfp, order)?.counted_in(zone.live_bytes());
+    zone.holds(&chunk).then_some(chunk)
+}
+
+/// Whether `zone` has memory at all: one page of it can be had. (A board
+/// whose RAM starts above 4 GiB has none below.)
+pub(crate) fn zone_has_memory(zone: Zone) -> bool {
+    alloc_chunk(0, zone).is_some()
 }
 
 /// Free pages an unmovable allocation can take: free CMA pages do not
@@ -154,9 +216,9 @@ impl Chunks {
 }
 
 /// Allocates `len` bytes (a non-zero multiple of the page size) as zeroed
-/// chunks, each no larger than the previous one, like the system heap; each
-/// chunk comes from `pooled` if it has one of that order, else from the
-/// page allocator. Returns the
+/// chunks in `zone`, each no larger than the previous one, like the system
+/// heap; each chunk comes from `pooled` (which must hold chunks of `zone`)
+/// if it has one of that order, else from the page allocator. Returns the
 /// chunks and how many came from `pooled`.
 ///
 /// Fails with `ENOMEM` up front when `len` would leave less than the reserve
@@ -166,6 +228,7 @@ impl Chunks {
 /// failure is freed.
 pub(crate) fn alloc_chunks(
     len: usize,
+    zone: Zone,
     mut pooled: impl FnMut(u32) -> Option<PageChunk>,
 ) -> Result<(Chunks, usize)> {
     if len == 0 || len % PAGE_SIZE != 0 {
@@ -194,7 +257,7 @@ pub(crate) fn alloc_chunks(
                     from_pool += 1;
                     Some(chunk)
                 }
-                None => alloc_chunk(order),
+                None => alloc_chunk(order, zone),
             })
             .ok_or(ENOMEM)?;
         remaining -= chunk.size();
@@ -219,7 +282,7 @@ mod tests {
 
     /// `len` bytes of fresh chunks (no pool).
     fn fresh(len: usize) -> Result<Chunks> {
-        Ok(alloc_chunks(len, |_| None)?.0)
+        Ok(alloc_chunks(len, Zone::Any, |_| None)?.0)
     }
 
     fn orders(chunks: &Chunks) -> Result<KVec<u32>> {
@@ -253,10 +316,10 @@ mod tests {
     #[test]
     fn a_pooled_chunk_of_each_order_comes_first() -> Result {
         let mut offered = KVec::new();
-        let (chunks, from_pool) = alloc_chunks(MIB + 64 * KIB, |order| {
+        let (chunks, from_pool) = alloc_chunks(MIB + 64 * KIB, Zone::Any, |order| {
             let _ = offered.push(order, GFP_KERNEL);
             // The pool has 64 KiB chunks only.
-            (order == 4).then(|| alloc_chunk(4)).flatten()
+            (order == 4).then(|| alloc_chunk(4, Zone::Any)).flatten()
         })?;
         assert_eq!(&orders(&chunks)?[..], &[8, 4][..]);
         assert_eq!(from_pool, 1);
@@ -310,6 +373,29 @@ mod tests {
         let too_big = (mm_stat::totalram_pages() + 1) * PAGE_SIZE;
         assert!(matches!(fresh(too_big), Err(e) if e == ENOMEM));
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), before);
+    }
+
+    /// DMA32 chunks lie below 4 GiB, also on boots with RAM above it
+    /// (the `dma32` topology's 6 GiB), where chunks of any zone come from
+    /// above first; there a chunk above 4 GiB is refused by the zone's
+    /// check.
+    #[test]
+    fn dma32_chunks_lie_below_4_gib() -> Result {
+        if !cfg!(CONFIG_ZONE_DMA32) {
+            support::skip(c"no ZONE_DMA32 in this kernel");
+            return Ok(());
+        }
+        let len = 8 * MIB + 64 * KIB + 4 * KIB;
+        let dma32 = alloc_chunks(len, Zone::Dma32, |_| None)?.0;
+        let sizes = dma32.as_slice().iter().map(|c| c.size());
+        assert_eq!(sizes.sum::<usize>(), len);
+        assert!(dma32.as_slice().iter().all(|c| c.phys_end() <= DMA32_END));
+        assert_eq!(nonzero_pages(dma32.as_slice())?, 0);
+        let any = fresh(len)?;
+        for chunk in any.as_slice() {
+            assert_eq!(Zone::Dma32.holds(chunk), chunk.phys_end() <= DMA32_END);
+        }
+        Ok(())
     }
 
     #[test]

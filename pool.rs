@@ -29,7 +29,7 @@ use crate::{
     dma_heap,
     glue::{self, Running, Worker},
     page_block::BlockList,
-    pages::{self, Chunks, PageChunk, LIVE_BYTES, ORDERS, PAGE_SIZE},
+    pages::{self, Chunks, PageChunk, Zone, ORDERS, PAGE_SIZE},
     shrinker::{self, Shrink},
 };
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -70,14 +70,16 @@ struct Lists {
 }
 
 impl Lists {
-    fn new() -> Result<Self> {
+    /// Empty lists for chunks of `zone`.
+    fn new(zone: Zone) -> Result<Self> {
+        let live = Some(zone.live_bytes());
         // INVARIANT: Every list is empty.
         Ok(Self {
             lists: [
-                BlockList::new(Some(&LIVE_BYTES))?,
-                BlockList::new(Some(&LIVE_BYTES))?,
-                BlockList::new(Some(&LIVE_BYTES))?,
-                BlockList::new(Some(&LIVE_BYTES))?,
+                BlockList::new(live)?,
+                BlockList::new(live)?,
+                BlockList::new(live)?,
+                BlockList::new(live)?,
             ],
             pages: [0; LISTS],
             working: 0,
@@ -153,8 +155,9 @@ pub(crate) struct PoolLevels {
     /// Pages freed but not yet zeroed, and pages the worker is zeroing.
     pub(crate) backlog_pages: usize,
     pub(crate) working_pages: usize,
-    /// Bytes of the module's chunks not held by this pool: those of live
-    /// buffers, if no other heap holds any (KUnit heaps are gone by then).
+    /// Bytes of the module's chunks of this pool's zone not held by this
+    /// pool: those of live buffers, if no other pool of the zone holds any
+    /// (KUnit pools are gone by then).
     pub(crate) unpooled_bytes: usize,
 }
 
@@ -175,6 +178,8 @@ pub(crate) struct Pool {
     /// Whether this pool is in use at all (KUnit makes heaps without one,
     /// so that their buffers are always fresh).
     enabled: bool,
+    /// Where its chunks come from: each zone has its own pool.
+    zone: Zone,
     /// How pooled chunks are cleaned; `None` if they cannot be (the
     /// maintenance device would bounce). Used by the worker only, which
     /// stops before the maintenance device goes.
@@ -184,6 +189,27 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
+    /// An empty pool of chunks from `zone`, which `cleaner` cleans; not in
+    /// use at all unless `enabled`.
+    fn new(enabled: bool, zone: Zone, cleaner: Option<Cleaner>) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            try_pin_init!(Pool {
+                lists <- new_spinlock!(Lists::new(zone)?),
+                enabled,
+                zone,
+                cleaner,
+                worker: Worker::new()?,
+                counters: PoolCounters::default(),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Where the pool's chunks come from.
+    pub(crate) fn zone(&self) -> Zone {
+        self.zone
+    }
+
     /// Whether allocation and freeing use the pool now.
     fn in_use(&self) -> bool {
         self.usable_limit_bytes() > 0
@@ -231,7 +257,7 @@ impl Pool {
             counter.fetch_add((PAGE_SIZE << order) as u64, Ordering::Relaxed);
             chunk
         };
-        let (chunks, from_pool) = pages::alloc_chunks(len, take)?;
+        let (chunks, from_pool) = pages::alloc_chunks(len, self.zone, take)?;
         Ok(Memory {
             clean: self.cleans() && from_pool == chunks.as_slice().len(),
             chunks,
@@ -360,7 +386,9 @@ impl Pool {
             working_pages: lists.working,
             ..PoolLevels::default()
         };
-        levels.unpooled_bytes = LIVE_BYTES
+        levels.unpooled_bytes = self
+            .zone
+            .live_bytes()
             .load(Ordering::Relaxed)
             .saturating_sub(levels.held_bytes());
         for (list, &order) in ORDERS.iter().enumerate() {
@@ -383,6 +411,11 @@ impl Memory {
     /// The chunks, largest first.
     pub(crate) fn chunks(&self) -> &[PageChunk] {
         self.chunks.as_slice()
+    }
+
+    /// The physical address just past its highest byte.
+    pub(crate) fn phys_end(&self) -> u64 {
+        self.chunks().iter().map(PageChunk::phys_end).max().unwrap_or(0)
     }
 
     /// Whether the memory is zero in RAM with no dirty cache lines.
@@ -431,19 +464,15 @@ pub(crate) struct PagePool {
 }
 
 impl PagePool {
-    /// A pool in `mode`, whose chunks `cleaner` cleans; the thread and the
-    /// shrinker are named after `name`.
-    pub(crate) fn new(mode: PoolMode, cleaner: Option<Cleaner>, name: &CStr) -> Result<Self> {
-        let pool = Arc::pin_init(
-            try_pin_init!(Pool {
-                lists <- new_spinlock!(Lists::new()?),
-                enabled: mode != PoolMode::Off,
-                cleaner,
-                worker: Worker::new()?,
-                counters: PoolCounters::default(),
-            }),
-            GFP_KERNEL,
-        )?;
+    /// A pool in `mode` of chunks from `zone`, which `cleaner` cleans; the
+    /// thread and the shrinker are named after `name`.
+    pub(crate) fn new(
+        mode: PoolMode,
+        zone: Zone,
+        cleaner: Option<Cleaner>,
+        name: &CStr,
+    ) -> Result<Self> {
+        let pool = Pool::new(mode != PoolMode::Off, zone, cleaner)?;
         let mut this = Self {
             shrinker: None,
             running: None,
@@ -493,6 +522,7 @@ mod tests {
     use crate::{
         cache_ops::MaintenanceDevice,
         kunit::support::{self, fill, nonzero_pages},
+        pages::{DMA32_END, LIVE_BYTES, LIVE_DMA32_BYTES},
     };
     use kernel::alloc::KVVec;
 
@@ -507,18 +537,12 @@ mod tests {
     /// after it; `None` (the case skipped) if the pool is off on this boot
     /// (under `mem_accounting` or `pool_limit_mib=0`).
     fn manual_pool() -> Result<Option<(Arc<Pool>, MaintenanceDevice)>> {
+        manual_pool_of(Zone::Any)
+    }
+
+    fn manual_pool_of(zone: Zone) -> Result<Option<(Arc<Pool>, MaintenanceDevice)>> {
         let maintenance = MaintenanceDevice::new()?;
-        let cleaner = maintenance.cleaner();
-        let pool = Arc::pin_init(
-            try_pin_init!(Pool {
-                lists <- new_spinlock!(Lists::new()?),
-                enabled: true,
-                cleaner,
-                worker: Worker::new()?,
-                counters: PoolCounters::default(),
-            }),
-            GFP_KERNEL,
-        )?;
+        let pool = Pool::new(true, zone, maintenance.cleaner())?;
         if pool.limit_bytes() == 0 || dma_heap::mem_accounting() {
             support::skip(c"the page pool is off on this boot");
             return Ok(None);
@@ -675,7 +699,7 @@ mod tests {
     #[test]
     fn the_worker_thread_zeroes_freed_chunks() -> Result {
         let maintenance = MaintenanceDevice::new()?;
-        let pool = PagePool::new(PoolMode::Background, maintenance.cleaner(), c"kunit")?;
+        let pool = PagePool::new(PoolMode::Background, Zone::Any, maintenance.cleaner(), c"kunit")?;
         if pool.pool().limit_bytes() == 0 || dma_heap::mem_accounting() {
             support::skip(c"the page pool is off on this boot");
             return Ok(());
@@ -685,6 +709,38 @@ mod tests {
         assert!(support::within_a_second(zeroed));
         drop(pool);
         drop(maintenance);
+        Ok(())
+    }
+
+    /// Each zone has its own pool: a DMA32 pool's chunks, pooled or fresh,
+    /// lie below 4 GiB and count in the zone's own live bytes.
+    #[test]
+    fn a_dma32_pool_keeps_to_its_zone() -> Result {
+        if !cfg!(CONFIG_ZONE_DMA32) {
+            support::skip(c"no ZONE_DMA32 in this kernel");
+            return Ok(());
+        }
+        let (any, dma32) = (
+            LIVE_BYTES.load(Ordering::Relaxed),
+            LIVE_DMA32_BYTES.load(Ordering::Relaxed),
+        );
+        let Some((pool, maintenance)) = manual_pool_of(Zone::Dma32)? else {
+            return Ok(());
+        };
+        assert_eq!(pool.zone(), Zone::Dma32);
+        drop(pool.allocate(ONE_OF_EACH_ORDER)?);
+        pool.work();
+        let memory = pool.allocate(2 * ONE_OF_EACH_ORDER)?;
+        assert!(memory.chunks().iter().all(|c| c.phys_end() <= DMA32_END));
+        assert_eq!(
+            LIVE_DMA32_BYTES.load(Ordering::Relaxed),
+            dma32 + 2 * ONE_OF_EACH_ORDER
+        );
+        assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), any);
+        drop(memory);
+        drop(pool);
+        drop(maintenance);
+        assert_eq!(LIVE_DMA32_BYTES.load(Ordering::Relaxed), dma32);
         Ok(())
     }
 }

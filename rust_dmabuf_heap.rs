@@ -3,11 +3,14 @@
 //! A DMA-BUF heap in Rust whose buffers know who owns them.
 //!
 //! Registers `/dev/dma_heap/<heap_name>` (module parameter, default
-//! `rust_system`) and, unless parameter `uncached_heap` is off,
-//! `/dev/dma_heap/<heap_name>_uncached`, whose buffers the CPU maps
-//! write-combined. Buffers are built from zeroed chunks of order 8, 4 and 0
-//! like the upstream system heap, and exported as dma-bufs whose operations
-//! are implemented by [`buffer::HeapBuffer`].
+//! `rust_system`; `system` to stand in for the upstream system heap) and
+//! beside it, unless turned off, `<heap_name>-uncached`, whose buffers the
+//! CPU maps write-combined, and `<heap_name>-dma32` and
+//! `<heap_name>-uncached-dma32`, whose memory lies below 4 GiB for 32-bit
+//! DMA masters (the names Android's libdmabufheap, Codec2 and Rockchip MPP
+//! open; each can be set by a parameter). Buffers are built from zeroed
+//! chunks of order 8, 4 and 0 like the upstream system heap, and exported
+//! as dma-bufs whose operations are implemented by [`buffer::HeapBuffer`].
 //!
 //! This file holds the module. The heap object is in `heap.rs`, what its
 //! buffers share in `context.rs`, the buffers' operations in `buffer.rs`;
@@ -20,8 +23,11 @@
 //! so once registration succeeds the module pins itself and cannot be
 //! unloaded.
 
+use glue::HeapKind;
 use heap::Heap;
-use kernel::{miscdevice::MiscDeviceRegistration, prelude::*, sync::Arc};
+use kernel::{device::Device, miscdevice::MiscDeviceRegistration, prelude::*, sync::Arc};
+use ownership::Policy;
+use pages::Zone;
 
 mod buffer;
 mod c_api;
@@ -130,7 +136,7 @@ module! {
 struct RustDmabufHeap {
     /// The heaps' debugfs `stats` and `pool` files (each holds a
     /// reference on its heap's context).
-    _files: [Option<debugfs::HeapFile>; 4],
+    _files: KVec<debugfs::HeapFile>,
     /// `/dev/rust_dmabuf_heap`.
     #[pin]
     _control: MiscDeviceRegistration<control::Control>,
@@ -139,76 +145,114 @@ struct RustDmabufHeap {
 impl kernel::InPlaceModule for RustDmabufHeap {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let heaps = Heaps::new();
-        let files = heaps.as_ref().map(Heaps::files).map_err(|err| *err);
+        let files = heaps.as_ref().map_err(|err| *err).and_then(Heaps::files);
         // The control device before the heaps: once a heap is registered,
         // init must not fail (the heap cannot go again).
         try_pin_init!(Self {
             _files: files?,
             _control <- control::register(),
         })
-        .pin_chain(move |_| heaps?.register())
+        .pin_chain(move |this| heaps?.register(this._control.device()))
     }
 }
 
-/// The heaps to register: the cached one and, unless turned off, the
-/// uncached one beside it. Everything a heap owns (its maintenance device,
-/// its debugfs directory) goes with its last reference, also when
-/// registration fails, so that a later load can succeed.
+/// A heap and its name under `/dev/dma_heap`.
+type Named = (&'static CStr, Arc<Heap>);
+
+/// The heaps to register: the cached one of any memory, whose name clients
+/// look for first, and its siblings where turned on (`glue::HeapKind`).
+/// Everything a heap owns (its maintenance device, its pool, its debugfs
+/// directory) goes with its last reference, also when registration fails,
+/// so that a later load can succeed.
 struct Heaps {
-    name: &'static CStr,
-    cached: Arc<Heap>,
-    uncached: Option<(&'static CStr, Arc<Heap>)>,
+    main: Named,
+    /// Uncached, DMA32 and uncached DMA32, those that can exist here.
+    siblings: KVec<Named>,
 }
 
 impl Heaps {
     fn new() -> Result<Self> {
-        let name = glue::heap_name();
+        let name = glue::heap_name(HeapKind::Cached).ok_or(EINVAL)?;
+        if name.is_empty() {
+            pr_err!("heap_name is empty\n");
+            return Err(EINVAL);
+        }
         let cached = Heap::new(Some(name), pool::PoolMode::Background)?;
-        let uncached = match glue::uncached_heap_name() {
-            Some(uncached_name) => match cached.uncached(Some(uncached_name)) {
-                Ok(uncached) => Some((uncached_name, uncached)),
-                // ENODEV: the maintenance device's mappings bounce.
-                Err(err) => {
-                    pr_warn!("no uncached heap: {err:?}\n");
-                    None
+        let mut siblings = KVec::new();
+        if let Some(name) = glue::heap_name(HeapKind::Uncached) {
+            if let Some(heap) = sibling(name, cached.uncached(Some(name))) {
+                siblings.push((name, heap), GFP_KERNEL)?;
+            }
+        }
+        if let Some(name) = glue::heap_name(HeapKind::Dma32) {
+            if let Some(dma32) = sibling(name, dma32_heap(&cached, name)) {
+                siblings.push((name, dma32.clone()), GFP_KERNEL)?;
+                if let Some(name) = glue::heap_name(HeapKind::UncachedDma32) {
+                    if let Some(heap) = sibling(name, dma32.uncached(Some(name))) {
+                        siblings.push((name, heap), GFP_KERNEL)?;
+                    }
                 }
-            },
-            None => None,
-        };
+            }
+        }
         Ok(Self {
-            name,
-            cached,
-            uncached,
+            main: (name, cached),
+            siblings,
         })
     }
 
     /// The heaps' debugfs `stats` and `pool` files, where they have a
     /// directory.
-    fn files(&self) -> [Option<debugfs::HeapFile>; 4] {
-        let [a, b] = files(&self.cached);
-        let [c, d] = self
-            .uncached
-            .as_ref()
-            .map_or([None, None], |(_, h)| files(h));
-        [a, b, c, d]
+    fn files(&self) -> Result<KVec<debugfs::HeapFile>> {
+        let mut files = KVec::new();
+        for (_, heap) in Iterator::chain(core::iter::once(&self.main), &self.siblings) {
+            if let Some(dir) = heap.debugfs() {
+                let context = heap.context();
+                let both = [dir.stats_file(context.clone()), dir.pool_file(context.clone())];
+                for file in both.into_iter().flatten() {
+                    files.push(file, GFP_KERNEL)?;
+                }
+            }
+        }
+        Ok(files)
     }
 
-    /// Registers the heaps and pins the module. Only the cached heap's
-    /// registration can fail the load; the uncached one's is reported.
-    fn register(self) -> Result {
-        let policy = self.cached.context().sync_policy();
-        dma_heap::register(self.name, self.cached)?;
+    /// Registers the heaps and pins the module. Only the main heap's
+    /// registration can fail the load (nothing is registered then); a
+    /// sibling's is reported. `dev` is the control device, through which
+    /// taken names are found before the dma-heap core refuses them.
+    fn register(self, dev: &Device) -> Result {
+        let (name, cached) = self.main;
+        let shown = name.to_str().unwrap_or("?");
+        let policy = cached.context().sync_policy();
+        if glue::dma_heap_name_taken(dev, name) {
+            pr_err!(
+                "/dev/dma_heap/{shown} exists: another heap registered that name first. To serve it, keep that heap from loading (the upstream system heap: CONFIG_DMABUF_HEAPS_SYSTEM=m and \"blacklist system_heap\" in /etc/modprobe.d), or load with heap_name=<another name>\n"
+            );
+            return Err(EEXIST);
+        }
+        if let Err(err) = dma_heap::register(name, cached) {
+            pr_err!("/dev/dma_heap/{shown} not registered: {err:?}\n");
+            return Err(err);
+        }
         glue::pin_module();
         pr_info!(
-            "registered /dev/dma_heap/{} (sync_policy={}, unbracketed_cpu={})\n",
-            self.name.to_str().unwrap_or("?"),
+            "registered /dev/dma_heap/{shown} (sync_policy={}, unbracketed_cpu={})\n",
             policy.name(),
             glue::unbracketed_cpu_name()
         );
-        if let Some((uncached_name, uncached)) = self.uncached {
-            let shown = uncached_name.to_str().unwrap_or("?");
-            match dma_heap::register(uncached_name, uncached) {
-                Ok(()) => pr_info!("registered /dev/dma_heap/{shown} (write-combined)\n"),
+        for (name, heap) in self.siblings {
+            let shown = name.to_str().unwrap_or("?");
+            if glue::dma_heap_name_taken(dev, name) {
+                pr_warn!("/dev/dma_heap/{shown} exists: another heap registered that name first\n");
+                continue;
+            }
+            let memory = match (heap.context().zone(), heap.context().sync_policy()) {
+                (Zone::Dma32, Policy::Uncached) => "below 4 GiB, write-combined",
+                (Zone::Dma32, _) => "below 4 GiB",
+                (_, _) => "write-combined",
+            };
+            match dma_heap::register(name, heap) {
+                Ok(()) => pr_info!("registered /dev/dma_heap/{shown} ({memory})\n"),
                 Err(err) => pr_warn!("/dev/dma_heap/{shown} not registered: {err:?}\n"),
             }
         }
@@ -216,14 +260,32 @@ impl Heaps {
     }
 }
 
-/// A heap's debugfs `stats` and `pool` files, if it has a directory.
-fn files(heap: &Arc<Heap>) -> [Option<debugfs::HeapFile>; 2] {
-    heap.debugfs().map_or([None, None], |dir| {
-        [
-            dir.stats_file(heap.context().clone()).ok(),
-            dir.pool_file(heap.context().clone()).ok(),
-        ]
+/// A sibling heap, or `None` with the reason it cannot be here: `ENODEV`
+/// for an uncached heap where the maintenance device's mappings bounce, and
+/// for a DMA32 heap see [`dma32_heap`].
+fn sibling(name: &CStr, heap: Result<Arc<Heap>>) -> Option<Arc<Heap>> {
+    heap.inspect_err(|err| {
+        let why = match *err {
+            e if e == ENODEV => "not possible in this kernel or on this DMA path",
+            e if e == ENOMEM => "no memory for it",
+            _ => "could not be made",
+        };
+        pr_info!("no /dev/dma_heap/{}: {why} ({err:?})\n", name.to_str().unwrap_or("?"));
     })
+    .ok()
+}
+
+/// The DMA32 heap beside `cached`: `ENODEV` in a kernel without
+/// `ZONE_DMA32` (there `__GFP_DMA32` may give any page), `ENOMEM` if no
+/// memory lies below 4 GiB (RAM that starts above it).
+fn dma32_heap(cached: &Heap, name: &CStr) -> Result<Arc<Heap>> {
+    if !cfg!(CONFIG_ZONE_DMA32) {
+        return Err(ENODEV);
+    }
+    if !pages::zone_has_memory(Zone::Dma32) {
+        return Err(ENOMEM);
+    }
+    cached.dma32(name)
 }
 
 // The KUnit suites that span modules and what the suites share, in test

@@ -124,15 +124,23 @@ pub(crate) struct Totals {
     /// (they sync their own mappings).
     pub(crate) attachments: AtomicU64,
     pub(crate) bounce_attachments: [AtomicU64; BOUNCES.len()],
+    /// Attachments of devices whose addressing is limited, to buffers
+    /// within their reach (so not bouncing: the DMA32 heaps' point).
+    pub(crate) within_reach_attachments: AtomicU64,
     pub(crate) user_faults: AtomicU64,
     pub(crate) unbracketed_faults: AtomicU64,
     pub(crate) revokes: AtomicU64,
 }
 
 impl Totals {
-    /// Counts a new attachment.
-    pub(crate) fn count_attachment(&self, bounce: Option<Bounce>) {
+    /// Counts a new attachment, which bounces for `bounce` or, if
+    /// `within_reach`, would bounce but for where the buffer lies.
+    pub(crate) fn count_attachment(&self, bounce: Option<Bounce>, within_reach: bool) {
         self.attachments.fetch_add(1, Ordering::Relaxed);
+        if within_reach {
+            self.within_reach_attachments
+                .fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(reason) = bounce {
             if let Some(i) = BOUNCES.iter().position(|&b| b == reason) {
                 self.bounce_attachments[i].fetch_add(1, Ordering::Relaxed);
@@ -153,6 +161,7 @@ impl Totals {
             skipped: [const { AtomicU64::new(0) }; SKIP_REASONS.len()],
             attachments: AtomicU64::new(0),
             bounce_attachments: [const { AtomicU64::new(0) }; BOUNCES.len()],
+            within_reach_attachments: AtomicU64::new(0),
             user_faults: AtomicU64::new(0),
             unbracketed_faults: AtomicU64::new(0),
             revokes: AtomicU64::new(0),

@@ -27,8 +27,15 @@ const unsigned int RDH_SYNC_VALID_FLAGS = DMA_BUF_SYNC_VALID_FLAGS_MASK;
 #endif
 
 /* The module parameters (params.c). */
-const char *rdh_heap_name(void);
-const char *rdh_uncached_heap_name(void);
+/* The heaps the module may register, and their names (NULL: turned off). */
+enum rdh_heap_kind {
+	RDH_HEAP_CACHED,
+	RDH_HEAP_UNCACHED,
+	RDH_HEAP_DMA32,
+	RDH_HEAP_UNCACHED_DMA32,
+};
+const char *rdh_heap_name(enum rdh_heap_kind kind);
+bool rdh_dma_heap_name_taken(struct device *dev, const char *name);
 bool rdh_sync_policy_always(void);
 bool rdh_debugfs_buffers_enabled(void);
 bool rdh_trap_user_access(void);
@@ -49,7 +56,10 @@ void rdh_worker_halt(struct rdh_worker *worker);
 void rdh_worker_destroy(struct rdh_worker *worker);
 
 /* For the KUnit suite only: tests/kunit_shim.c, linked into test builds. */
+struct sg_table;
 struct device *rdh_kunit_dma_device(const char *name, bool coherent);
+struct device *rdh_kunit_dma32_device(const char *name);
+bool rdh_kunit_table_is_direct(struct sg_table *table);
 struct dma_fence *rdh_test_fence_create(void);
 void rdh_test_fence_signal(struct dma_fence *fence);
 void rdh_test_fence_signal_later(struct dma_fence *fence, unsigned int ms);

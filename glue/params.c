@@ -9,35 +9,70 @@
 
 #include "glue.h"
 
-/* Rust module parameters are integers only; the heap name is a string. */
-static char heap_name[64] = "rust_system";
+/*
+ * The heaps' names. heap_name is the cached heap of any memory; the
+ * siblings' names default to it plus the suffixes Android's libdmabufheap,
+ * Codec2 and Rockchip MPP look for, and are filled in at load, so that
+ * sysfs shows the names in use. A sibling whose switch (uncached_heap,
+ * dma32_heaps) is off is not registered.
+ */
+#define RDH_NAME_MAX 64
+static char heap_name[RDH_NAME_MAX] = "rust_system";
 module_param_string(heap_name, heap_name, sizeof(heap_name), 0444);
 MODULE_PARM_DESC(heap_name,
-		 "Name of the heap under /dev/dma_heap (default: rust_system)");
+		 "Name of the heap under /dev/dma_heap (default: rust_system; system to stand in for the upstream system heap)");
 
-const char *rdh_heap_name(void)
-{
-	return heap_name;
-}
-
-/*
- * The uncached heap (write-combined CPU mappings) is registered next to the
- * cached one unless turned off; its name is the cached heap's plus
- * "_uncached", made once at load (the dma-heap core keeps the pointer).
- */
 static bool uncached_heap = true;
 module_param(uncached_heap, bool, 0444);
 MODULE_PARM_DESC(uncached_heap,
-		 "Also register /dev/dma_heap/<heap_name>_uncached, write-combined CPU mappings (default: Y)");
+		 "Also register the uncached heaps, write-combined CPU mappings (default: Y)");
 
-static char uncached_heap_name[sizeof(heap_name) + sizeof("_uncached")];
+static bool dma32_heaps = true;
+module_param(dma32_heaps, bool, 0444);
+MODULE_PARM_DESC(dma32_heaps,
+		 "Also register the DMA32 heaps, memory below 4 GiB for 32-bit DMA masters (default: Y, where the kernel has ZONE_DMA32)");
 
-const char *rdh_uncached_heap_name(void)
+/* A sibling's default name: heap_name and a suffix, which always fit. */
+static char uncached_heap_name[RDH_NAME_MAX + sizeof("-uncached")];
+module_param_string(uncached_heap_name, uncached_heap_name, sizeof(uncached_heap_name), 0444);
+MODULE_PARM_DESC(uncached_heap_name, "Name of the uncached heap (default: <heap_name>-uncached)");
+
+static char dma32_heap_name[RDH_NAME_MAX + sizeof("-dma32")];
+module_param_string(dma32_heap_name, dma32_heap_name, sizeof(dma32_heap_name), 0444);
+MODULE_PARM_DESC(dma32_heap_name, "Name of the DMA32 heap (default: <heap_name>-dma32)");
+
+static char uncached_dma32_heap_name[RDH_NAME_MAX + sizeof("-uncached-dma32")];
+module_param_string(uncached_dma32_heap_name, uncached_dma32_heap_name,
+		    sizeof(uncached_dma32_heap_name), 0444);
+MODULE_PARM_DESC(uncached_dma32_heap_name,
+		 "Name of the uncached DMA32 heap (default: <heap_name>-uncached-dma32)");
+
+/* Fills an unset sibling name in once, at load, before any reader. */
+static const char *sibling_name(char *name, size_t size, bool on, const char *suffix)
 {
-	if (!uncached_heap)
+	if (!on)
 		return NULL;
-	snprintf(uncached_heap_name, sizeof(uncached_heap_name), "%s_uncached", heap_name);
-	return uncached_heap_name;
+	if (!name[0])
+		snprintf(name, size, "%s%s", heap_name, suffix);
+	return name;
+}
+
+const char *rdh_heap_name(enum rdh_heap_kind kind)
+{
+	switch (kind) {
+	case RDH_HEAP_CACHED:
+		return heap_name;
+	case RDH_HEAP_UNCACHED:
+		return sibling_name(uncached_heap_name, sizeof(uncached_heap_name),
+				    uncached_heap, "-uncached");
+	case RDH_HEAP_DMA32:
+		return sibling_name(dma32_heap_name, sizeof(dma32_heap_name), dma32_heaps,
+				    "-dma32");
+	case RDH_HEAP_UNCACHED_DMA32:
+		return sibling_name(uncached_dma32_heap_name, sizeof(uncached_dma32_heap_name),
+				    uncached_heap && dma32_heaps, "-uncached-dma32");
+	}
+	return NULL;
 }
 
 /*

@@ -17,14 +17,14 @@ fi
 if [ ! -f "$KDIR/.config" ]; then
 	mkdir -p "$KDIR"
 	kmake KCONFIG_ALLCONFIG="$KCONFIG_FRAGMENT" allnoconfig >/dev/null
-	# Kconfig drops what it cannot satisfy without a word: check every line.
+	# Kconfig drops what it cannot satisfy without a word: check every
+	# line (the last one for a symbol a later fragment sets again).
 	bad=0
 	while IFS= read -r line; do
-		case "$line" in
-		CONFIG_*=*) grep -qx "$line" "$KDIR/.config" || { echo "build-kernel: not in .config: $line" >&2; bad=1; } ;;
-		"# CONFIG_"*" is not set") grep -qx "$line" "$KDIR/.config" || { echo "build-kernel: not in .config: $line" >&2; bad=1; } ;;
-		esac
-	done <"$KCONFIG_FRAGMENT"
+		grep -qx "$line" "$KDIR/.config" || { echo "build-kernel: not in .config: $line" >&2; bad=1; }
+	done < <(sed -nE 's/^(CONFIG_[A-Za-z0-9_]+)=.*/\1 &/p; s/^# (CONFIG_[A-Za-z0-9_]+) is not set$/\1 &/p' "$KCONFIG_FRAGMENT" |
+		awk '{ sym = $1; sub(/^[^ ]+ /, ""); last[sym] = $0; order[sym] = NR } END { for (s in last) print order[s], last[s] }' |
+		sort -n | cut -d' ' -f2-)
 	if [ $bad -ne 0 ]; then
 		mv "$KDIR/.config" "$KDIR/.config.rejected"
 		exit 1

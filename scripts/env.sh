@@ -28,6 +28,9 @@ QEMU=$QEMU_DIR/usr/bin/qemu-system-aarch64
 #   prod-clang  product kernel, clang: kCFI, no KUnit (plus test.config)
 #   prod-gcc    product kernel, GCC: MODVERSIONS + GENDWARFKSYMS, debug
 #               info, no KUnit (plus test.config)
+#   dropin      make check-dropin, make check-clients: the upstream system
+#               heap a module left unloaded, this one named `system`; what
+#               Debian's libcamera and GStreamer need (plus test.config)
 # Profiles with kunit.config get the module's test build (the KUnit suite
 # compiled in, RDH_KUNIT=y); the others the production module.
 RDH_PROFILE=${RDH_PROFILE:-test}
@@ -44,6 +47,7 @@ debug) profile_fragments="kunit test debug" ;;
 bench) profile_fragments="kunit bench" ;;
 prod-clang) profile_fragments="test prod-clang" ;;
 prod-gcc) profile_fragments="test prod-gcc" ;;
+dropin) profile_fragments="test dropin" ;;
 *)
 	echo "unknown RDH_PROFILE=$RDH_PROFILE" >&2
 	exit 2

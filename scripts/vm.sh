@@ -75,6 +75,8 @@ file /bin/rdh $tool 0755 0 0
 $([ -f "$ko" ] && echo "file /rust_dmabuf_heap.ko $ko 0644 0 0")
 file /rdh_importer.ko $(dirname "$modules")/rdh_importer.ko 0644 0 0
 file /dmabuf-heap $selftest 0755 0 0
+$(system_heap=$KDIR/drivers/dma-buf/heaps/system_heap.ko
+	[ -f "$system_heap" ] && echo "file /system_heap.ko $system_heap 0644 0 0")
 LIST
 "$KDIR/usr/gen_init_cpio" "$out/initramfs.list" >"$out/initramfs.cpio"
 
@@ -115,13 +117,15 @@ for arg in ${RDH_QEMU_ARGS:-}; do qemu_args+=(--qemu-arg "$arg"); done
 # The DMA topology (see the top of this file).
 topology=${RDH_TOPOLOGY:-$([ "$mode" = dma ] && echo plain || echo none)}
 if [ "$topology" != none ]; then
-	edu_mask=0xffffffffffffffff edu_bits=64 bounces=0
+	# swiotlb counts its peak use (debugfs) only with track_hiwater: the
+	# DMA suite reads it per case.
+	edu_mask=0xffffffffffffffff edu_bits=64 bounces=0 swiotlb=track_hiwater
 	machine=virt,gic-version=3
 	case "$topology" in
 	plain) ;;
 	iommu) machine+=,iommu=smmuv3 ;;
-	dma32) edu_mask=0xffffffff edu_bits=32 bounces=1 memory=6144 ;;
-	swiotlb) extra_append+=" swiotlb=65536,force" bounces=1 ;;
+	dma32) edu_mask=0xffffffff edu_bits=32 bounces=1 memory=6144 swiotlb=track_hiwater ;;
+	swiotlb) swiotlb=65536,force,track_hiwater bounces=1 ;;
 	noncoherent)
 		# QEMU's device tree for this very machine, without dma-coherent on
 		# the PCIe host and on the root node (of_dma_is_coherent() walks up
@@ -140,6 +144,7 @@ if [ "$topology" != none ]; then
 		exit 2
 		;;
 	esac
+	extra_append+=" swiotlb=$swiotlb"
 	qemu_args+=(--qemu-arg -device --qemu-arg "edu,dma_mask=$edu_mask")
 	extra_append+=" rdh_topology=$topology rdh_bounces=$bounces rdh_edu_dma_bits=$edu_bits"
 	expect+=(--expect-suite rdh_dma)

@@ -6,6 +6,7 @@
  * of this.
  */
 #include <linux/dma-buf.h>
+#include <linux/dma-mapping.h>
 #include <linux/dma-resv.h>
 #include <linux/pgtable.h>
 #include <linux/vmalloc.h>
@@ -41,6 +42,32 @@ struct device *rdh_kunit_dma_device(const char *name, bool coherent)
 	if (rdh_setup_dma_device(dev, coherent))
 		return ERR_PTR(-EIO);
 	return dev;
+}
+
+/* The same, non-coherent, with a 32-bit DMA mask: a device that may bounce. */
+struct device *rdh_kunit_dma32_device(const char *name)
+{
+	struct device *dev = rdh_kunit_dma_device(name, false);
+
+	if (!IS_ERR(dev) && dma_coerce_mask_and_coherent(dev, DMA_BIT_MASK(32)))
+		return ERR_PTR(-EIO);
+	return dev;
+}
+
+/*
+ * Whether a mapped table points the device at the pages themselves (no
+ * swiotlb slot): every entry's bus address is its physical address, as
+ * direct mapping without bus offsets gives (the KUnit devices' case).
+ */
+bool rdh_kunit_table_is_direct(struct sg_table *table)
+{
+	struct scatterlist *sg;
+	int i;
+
+	for_each_sgtable_sg(table, sg, i)
+		if (sg_dma_address(sg) != sg_phys(sg))
+			return false;
+	return true;
 }
 
 struct dma_fence *rdh_test_fence_create(void)

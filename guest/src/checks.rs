@@ -7,13 +7,19 @@
 use crate::{
     baseline::Baseline,
     dma, faults, heap_name, isolation, kmemleak,
+    kmsg::Kmsg,
     ktap::{Outcome, Suite, SKIP},
     misuse, module_params, pipelines, pool, pressure, ranges, selftest, stress, sys, tool,
     unbracketed, uncached, MODULE_NAME, MODULE_PATH,
 };
 use dma_buf::{DmaBuf, MappedDmaBuf};
 use dma_heap::{Heap, HeapKind};
-use std::{fs::File, io, os::fd::OwnedFd, path::PathBuf};
+use std::{
+    fs::File,
+    io,
+    os::fd::OwnedFd,
+    path::{Path, PathBuf},
+};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -460,24 +466,81 @@ fn module_loads_and_registers_heap() -> Outcome {
             format!("{} missing at boot with the heap built in", path.display())
         });
     }
+    // The upstream system heap as a module (the drop-in kernel): loaded as
+    // a board would, unless this heap is to be `system`.
+    let standing_in = crate::cached_heap_name() == "system";
+    if Path::new(SYSTEM_HEAP_MODULE).exists() && !standing_in {
+        sys::load_module(SYSTEM_HEAP_MODULE, "").map_err(|e| format!("system_heap.ko: {e}"))?;
+    }
     // The rdh tool first, while there is no module to find.
     tool::before_the_module_loads()?;
     // A failed load must undo everything it did (the maintenance device,
-    // debugfs), or every later load fails with EEXIST. The dma-heap core
-    // refuses an empty name cleanly (a taken one also fails, with EBUSY,
-    // but the core's sysfs warning then dumps a stack).
+    // the pools, debugfs), or every later load fails with EEXIST. The
+    // dma-heap core refuses an empty name cleanly.
     expect_errno(
         sys::load_module(MODULE_PATH, "heap_name="),
         libc::EINVAL,
         "loading with an empty heap_name",
     )?;
+    if !standing_in {
+        a_taken_name_fails_the_load_naming_the_fix()?;
+    }
     sys::load_module(MODULE_PATH, &module_params()).map_err(|e| format!("finit_module: {e}"))?;
+    if standing_in {
+        the_upstream_system_heap_cannot_load_beside_this_one()?;
+    }
     // The checks read the buffers' own counters.
     debugfs_buffers(true)?;
     let path = heap_path(&heap_name());
     ensure(path.exists(), || {
         format!("{} missing after load", path.display())
     })
+}
+
+/// Where the drop-in kernel's initramfs keeps the upstream system heap.
+const SYSTEM_HEAP_MODULE: &str = "/system_heap.ko";
+
+/// `heap_name=system` where the upstream system heap is registered: the
+/// load fails (the dma-heap core's duplicate device name, EEXIST or EBUSY
+/// by kernel), the log names the conflict and the fix, and nothing is left
+/// behind (the load after it succeeds, with debugfs and the maintenance
+/// device made anew).
+fn a_taken_name_fails_the_load_naming_the_fix() -> Outcome {
+    let mut kmsg = Kmsg::open_and_skip_backlog().map_err(|e| format!("/dev/kmsg: {e}"))?;
+    let err = match sys::load_module(MODULE_PATH, "heap_name=system") {
+        Ok(()) => return Err("loaded as system beside the upstream system heap".into()),
+        Err(e) => e,
+    };
+    ensure(
+        matches!(err.raw_os_error(), Some(libc::EEXIST | libc::EBUSY)),
+        || format!("heap_name=system: {err} (want EEXIST or EBUSY)"),
+    )?;
+    let lines = kmsg.drain();
+    let ours = lines
+        .iter()
+        .find(|l| l.contains("rust_dmabuf_heap") && l.contains("/dev/dma_heap/system exists"));
+    println!("    # conflict: {}", ours.map_or("(no message)", |l| l.as_str()));
+    ensure(
+        ours.is_some_and(|l| l.contains("blacklist system_heap") && l.contains("heap_name=")),
+        || format!("no message naming the conflict and the fix in {lines:?}"),
+    )?;
+    ensure(!Path::new("/sys/kernel/debug/rust_dmabuf_heap/system").exists(), || {
+        "debugfs directory left behind by the failed load".into()
+    })
+}
+
+/// With this heap registered as `system`, the upstream module refuses to
+/// load (the name is taken), and `/dev/dma_heap/system` is this heap's.
+fn the_upstream_system_heap_cannot_load_beside_this_one() -> Outcome {
+    ensure(Path::new(&debugfs_dir_of("system")).exists(), || {
+        "/dev/dma_heap/system has no debugfs directory of this heap".into()
+    })?;
+    if Path::new(SYSTEM_HEAP_MODULE).exists() {
+        ensure(sys::load_module(SYSTEM_HEAP_MODULE, "").is_err(), || {
+            "the upstream system heap loaded beside this one".into()
+        })?;
+    }
+    Ok(())
 }
 
 fn system_heap_is_present() -> Outcome {

@@ -35,6 +35,9 @@ enum Under {
     Always,
     /// The uncached heap (write-combined CPU mappings).
     Uncached,
+    /// The DMA32 heaps (memory below 4 GiB), cached and uncached.
+    Dma32,
+    UncachedDma32,
     SystemHeap,
 }
 
@@ -44,6 +47,8 @@ impl Under {
             Under::Tracked => "tracked",
             Under::Always => "always",
             Under::Uncached => "uncached",
+            Under::Dma32 => "dma32",
+            Under::UncachedDma32 => "uncached_dma32",
             Under::SystemHeap => "system",
         }
     }
@@ -77,10 +82,12 @@ impl Scenario {
     }
 }
 
-const UNDER: [Under; 4] = [
+const UNDER: [Under; 6] = [
     Under::Tracked,
     Under::Always,
     Under::Uncached,
+    Under::Dma32,
+    Under::UncachedDma32,
     Under::SystemHeap,
 ];
 const SIZES: [(usize, &str); 3] = [(4 * KIB, "4k"), (MIB + 4 * KIB, "1m4k"), (8 * MIB, "8m")];
@@ -100,7 +107,7 @@ fn bounces() -> bool {
 
 /// Runs the suite.
 pub fn run() {
-    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + 2 * SIZES.len() + 4;
+    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + 4 * SIZES.len() + 5;
     let mut suite = Suite::begin("rdh_dma", total);
     let session = Session::open();
     suite.report(
@@ -112,8 +119,11 @@ pub fn run() {
     );
     for under in UNDER {
         for (len, size) in SIZES {
-            let misuse = matches!(under, Under::Tracked | Under::Uncached)
-                .then_some(Scenario::MisusedBrackets);
+            let misuse = matches!(
+                under,
+                Under::Tracked | Under::Uncached | Under::Dma32 | Under::UncachedDma32
+            )
+            .then_some(Scenario::MisusedBrackets);
             for scenario in SCENARIOS.into_iter().chain(misuse) {
                 let name = format!("{}_{size}_{}", under.name(), scenario.name());
                 let outcome = match &session {
@@ -134,6 +144,10 @@ pub fn run() {
     suite.report(
         "bounce_synced_attachments_are_counted_by_reason",
         bounce_synced_attachments_are_counted_by_reason(),
+    );
+    suite.report(
+        "dma32_heap_attachments_never_bounce",
+        dma32_heap_attachments_never_bounce(),
     );
     suite.report(
         "buffer_over_2_gib_maps_for_the_kernel_and_user_space",
@@ -284,6 +298,49 @@ fn bounce_synced_attachments_are_counted_by_reason() -> Outcome {
     Ok(())
 }
 
+/// The DMA32 heaps' debugfs: no attachment of theirs synced itself for a
+/// bounce, and on the `dma32` topology every attachment of the edu device
+/// was within its reach.
+fn dma32_heap_attachments_never_bounce() -> Outcome {
+    let stats = format!("{}/stats", crate::checks::debugfs_dir_of(&crate::dma32_heap_name()));
+    if !std::path::Path::new(&stats).exists() {
+        return Err(format!("{SKIP}no DMA32 heap on this boot"));
+    }
+    // Forced bouncing (swiotlb=force) bounces everything.
+    let reasons: &[&str] = match topology().as_str() {
+        "swiotlb" => &["addressing_limited", "limited_mapping_size"],
+        _ => &["swiotlb_forced", "addressing_limited", "limited_mapping_size"],
+    };
+    for reason in reasons {
+        let count = debugfs_number(&stats, &format!("bounce_synced_{reason}"))?;
+        ensure(count == 0, || format!("{stats}: bounce_synced_{reason}: {count}"))?;
+    }
+    let within = debugfs_number(&stats, "attachments_within_reach")?;
+    let attachments = debugfs_number(&stats, "attachments")?;
+    println!("    # rdh-dma stats: dma32 attachments: {attachments} within_reach: {within}");
+    ensure((topology() != "dma32") || (within == attachments && within > 0), || {
+        format!("{stats}: {within} of {attachments} attachments within reach")
+    })
+}
+
+/// swiotlb's peak use in slots of 2 KiB, counted with `swiotlb=...,
+/// track_hiwater` on the kernel command line (the DMA boots have it).
+const SWIOTLB_PEAK: &str = "/sys/kernel/debug/swiotlb/io_tlb_used_hiwater";
+
+fn reset_swiotlb_peak() {
+    let _ = std::fs::write(SWIOTLB_PEAK, "0");
+}
+
+/// swiotlb's peak use since [`reset_swiotlb_peak`]: 0 means nothing
+/// bounced. `None` where it is not counted.
+fn swiotlb_peak() -> Option<u64> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
+    if !cmdline.contains("track_hiwater") {
+        return None;
+    }
+    std::fs::read_to_string(SWIOTLB_PEAK).ok()?.trim().parse().ok()
+}
+
 /// What one case moved and found.
 #[derive(Default)]
 struct Tally {
@@ -294,8 +351,16 @@ struct Tally {
 fn case(session: &Session, under: Under, len: usize, scenario: Scenario, name: &str) -> Outcome {
     let fd = allocate_for(under, len)?;
     let mut tally = Tally::default();
+    reset_swiotlb_peak();
     let result = run_scenario(session, &fd, len, scenario, &mut tally);
+    let peak = swiotlb_peak();
+    let slots = peak.map_or("?".into(), |n| n.to_string());
     let system_cannot_map = matches!(under, Under::SystemHeap) && bounces() && len > 256 * KIB;
+    // The DMA32 heaps' memory never bounces for a 32-bit device (nor for
+    // any other, unless swiotlb is forced): swiotlb must count no slot.
+    let dma32_bounced = matches!(under, Under::Dma32 | Under::UncachedDma32)
+        && topology() != "swiotlb"
+        && peak.is_none_or(|n| n > 0);
     let verdict = match (&result, system_cannot_map) {
         (Err(Failure::Map(e)), true) => format!("map failed as expected ({e})"),
         (Ok(()), true) => "mapped, expected to fail".into(),
@@ -304,7 +369,7 @@ fn case(session: &Session, under: Under, len: usize, scenario: Scenario, name: &
         (Ok(()), false) => "DATA MISMATCH".into(),
     };
     println!(
-        "    # rdh-dma: topology={} case={name} pages={} mismatches={} result={verdict}",
+        "    # rdh-dma: topology={} case={name} pages={} mismatches={} swiotlb_slots={slots} result={verdict}",
         topology(),
         tally.pages,
         tally.wrong
@@ -315,6 +380,11 @@ fn case(session: &Session, under: Under, len: usize, scenario: Scenario, name: &
         (Err(e), _) => Err(e.to_string()),
         (Ok(()), false) => ensure(tally.wrong == 0, || {
             format!("{} of {} pages wrong", tally.wrong, tally.pages)
+        })
+        .and_then(|()| {
+            ensure(!dma32_bounced, || {
+                format!("swiotlb used {slots} slots for a DMA32 heap's buffer")
+            })
         }),
     }
 }
@@ -324,6 +394,19 @@ fn allocate_for(under: Under, len: usize) -> Result<OwnedFd, String> {
         Under::SystemHeap => Heap::new(HeapKind::System)
             .and_then(|heap| heap.allocate(len))
             .map_err(|e| format!("system heap: allocate {len}: {e}")),
+        Under::Dma32 | Under::UncachedDma32 => {
+            let name = match under {
+                Under::Dma32 => crate::dma32_heap_name(),
+                _ => crate::uncached_dma32_heap_name(),
+            };
+            let path = crate::checks::heap_path(&name);
+            if !path.exists() {
+                return Err(format!("{SKIP}no /dev/dma_heap/{name} on this boot"));
+            }
+            Heap::new(HeapKind::Custom(path))
+                .and_then(|heap| heap.allocate(len))
+                .map_err(|e| format!("{name}: allocate {len}: {e}"))
+        }
         Under::Uncached => {
             let name = crate::uncached_heap_name();
             let path = crate::checks::heap_path(&name);

@@ -75,7 +75,31 @@ pub fn cached_heap_name() -> String {
 
 /// The name of the module's uncached heap.
 pub fn uncached_heap_name() -> String {
-    cached_heap_name() + "_uncached"
+    sibling_heap_name("uncached_heap_name", "-uncached")
+}
+
+/// The name of the module's DMA32 heap.
+pub fn dma32_heap_name() -> String {
+    sibling_heap_name("dma32_heap_name", "-dma32")
+}
+
+/// The name of the module's uncached DMA32 heap.
+pub fn uncached_dma32_heap_name() -> String {
+    sibling_heap_name("uncached_dma32_heap_name", "-uncached-dma32")
+}
+
+/// A sibling heap's name: as the loaded module shows it, else (before the
+/// load) as set in the parameters, else the default suffix.
+fn sibling_heap_name(param: &str, suffix: &str) -> String {
+    let shown = format!("/sys/module/{MODULE_NAME}/parameters/{param}");
+    if let Ok(name) = std::fs::read_to_string(shown) {
+        return name.trim().to_string();
+    }
+    let prefix = format!("{param}=");
+    module_params()
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix(prefix.as_str()).map(str::to_string))
+        .unwrap_or_else(|| cached_heap_name() + suffix)
 }
 
 /// Whether the heap is built into the kernel (`CONFIG_DMABUF_HEAPS_RUST=y`):

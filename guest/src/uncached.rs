@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The uncached heap (`<heap_name>_uncached`) seen from user space, in
+//! The uncached heap (`<heap_name>-uncached`) seen from user space, in
 //! every boot: it exists unless turned off (or DMA bounces), its buffers
 //! are flushed once at allocation and then cost nothing with non-coherent
 //! importers, with or without SYNC, and a coherent importer costs one
@@ -70,7 +70,7 @@ pub fn ops(fd: &OwnedFd) -> Result<(u64, u64), String> {
 
 /// The heap is there exactly when the parameter says so and DMA does not
 /// bounce, with policy `uncached` and write-combined mappings never
-/// trapped; the cached heap's name plus `_uncached`.
+/// trapped; the cached heap's name plus `-uncached`.
 pub fn uncached_heap_is_registered_unless_turned_off_or_bouncing() -> Outcome {
     let path = heap_path(&uncached_heap_name());
     let want = !dma_bounces_everywhere() && turned_on()?;

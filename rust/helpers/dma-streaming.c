@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
+#include <linux/dma-direct.h>
 #include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
+#include <linux/iommu-dma.h>
 #include <linux/swiotlb.h>
 
 __rust_helper bool rust_helper_dev_is_dma_coherent(struct device *dev)
@@ -54,4 +56,19 @@ __rust_helper void rust_helper_dma_sync_single_range_for_device(struct device *d
 __rust_helper int rust_helper_dma_mapping_error(struct device *dev, dma_addr_t addr)
 {
 	return dma_mapping_error(dev, addr);
+}
+
+/*
+ * Whether streaming mappings of memory below physical address @end never
+ * bounce for @dev: it maps directly (no IOMMU, no dma_map_ops), without
+ * bus offsets or forced bouncing, and its DMA limit covers @end, so that
+ * dma_capable() holds for every page (TODO(dma-reach) in rust/todo.rst).
+ * False where unsure, which costs a bounce, never data.
+ */
+__rust_helper bool rust_helper_dma_direct_reaches(struct device *dev, phys_addr_t end)
+{
+	if (!dev->dma_mask || get_dma_ops(dev) || use_dma_iommu(dev) || dev->dma_range_map ||
+	    is_swiotlb_force_bounce(dev) || force_dma_unencrypted(dev))
+		return false;
+	return end && end - 1 <= min_not_zero(dma_get_mask(dev), dev->bus_dma_limit);
 }

@@ -60,6 +60,16 @@ pub fn bounce(dev: &Device) -> Option<Bounce> {
     }
 }
 
+/// Whether mappings for `dev` of memory below physical address `end`
+/// never bounce, though [`bounce`] may say that its mappings in general
+/// may (a 32-bit device and memory below 4 GiB). `false` where unsure:
+/// only direct mappings without bus offsets are judged
+/// (TODO(dma-reach) in `rust/todo.rst`).
+pub fn reaches(dev: &Device, end: u64) -> bool {
+    // SAFETY: `dev` is a live device.
+    unsafe { bindings::dma_direct_reaches(raw(dev), end) }
+}
+
 /// The longest scatter-gather entry `dev` can map, in whole pages.
 pub fn max_segment(dev: &Device) -> usize {
     let dev = raw(dev);

@@ -25,6 +25,12 @@ pub struct Gfp(bindings::gfp_t);
 impl Gfp {
     /// `GFP_HIGHUSER`: user pages, which may be in high memory.
     pub const HIGHUSER: Gfp = Gfp(bindings::GFP_HIGHUSER);
+    /// `GFP_USER`: user pages, not in high memory (the zone modifiers
+    /// such as [`Gfp::DMA32`] combine with this, not with `HIGHUSER`).
+    pub const USER: Gfp = Gfp(bindings::GFP_USER);
+    /// `__GFP_DMA32`: from `ZONE_DMA32` or below, where the kernel has
+    /// that zone; without it (`CONFIG_ZONE_DMA32=n`) any page.
+    pub const DMA32: Gfp = Gfp(bindings::__GFP_DMA32);
     /// `__GFP_ZERO`: zeroed.
     pub const ZERO: Gfp = Gfp(bindings::__GFP_ZERO);
     /// `__GFP_NOWARN`: no warning on failure.
@@ -178,6 +184,11 @@ impl PageBlock {
     pub fn pfn(&self, n: usize) -> usize {
         // SAFETY: A page of the block.
         unsafe { bindings::page_to_pfn(self.nth_page(n)) }
+    }
+
+    /// The physical address just past the block's last byte.
+    pub fn phys_end(&self) -> u64 {
+        ((self.pfn(0) + self.page_count()) as u64) << kernel::page::PAGE_SHIFT
     }
 
     /// Zeroes every page (through temporary kernel mappings), then yields

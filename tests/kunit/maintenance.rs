@@ -186,4 +186,69 @@ mod tests {
         assert_eq!(rig.stats().clean_bytes, 0);
         Ok(())
     }
+
+    /// One pipeline step on `rig` with `dev`: the device writes, the CPU
+    /// reads, the device is unmapped; returns the buffer's counters.
+    fn device_writes_cpu_reads(rig: &mut Rig, dev: *mut crate::bindings::device) -> Result<CacheStats> {
+        rig.map(dev, FROM_DEVICE)?;
+        assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
+        rig.unmap_last();
+        Ok(rig.stats())
+    }
+
+    /// A 32-bit device maps a DMA32 heap's buffer directly (the mapping
+    /// neither bounces nor syncs itself) at the maintenance a 64-bit
+    /// device costs on a buffer of any memory; a buffer above 4 GiB
+    /// bounces for it. The device is addressing-limited only on boots with
+    /// RAM above 4 GiB (the `dma32` topology's); elsewhere it is skipped.
+    #[test]
+    fn a_32_bit_device_maps_a_dma32_buffer_directly_at_the_usual_maintenance() -> Result {
+        if skipped_where_dma_bounces() {
+            return Ok(());
+        }
+        if !cfg!(CONFIG_ZONE_DMA32) {
+            skip(c"no ZONE_DMA32 in this kernel");
+            return Ok(());
+        }
+        let any = heap()?;
+        let dma32 = any.dma32(c"kunit-dma32")?;
+        let mut rig = Rig::of(HeapBuffer::new(dma32.clone(), MIB)?)?;
+        let dev = rig.device_32bit()?;
+        // SAFETY: A live device.
+        if !unsafe { crate::bindings::dma_addressing_limited(dev) } {
+            skip(c"RAM ends below 4 GiB: a 32-bit device reaches every page");
+            return Ok(());
+        }
+        let limited = |heap: &HeapContext| {
+            let reason = crate::stats::BOUNCES
+                .iter()
+                .position(|&b| b == crate::dma_mapping::Bounce::AddressingLimited);
+            reason.map_or(0, |i| heap.totals().bounce_attachments[i].load(Ordering::Relaxed))
+        };
+        let reached = |heap: &HeapContext| {
+            heap.totals()
+                .within_reach_attachments
+                .load(Ordering::Relaxed)
+        };
+        rig.map(dev, FROM_DEVICE)?;
+        assert!(rig.last_mapping_is_direct());
+        rig.unmap_last();
+        assert_eq!((reached(&dma32), limited(&dma32)), (1, 0));
+        let dma32_stats = device_writes_cpu_reads(&mut rig, dev)?;
+        // The same on a buffer of any memory with a 64-bit device.
+        let mut plain = Rig::of(HeapBuffer::new(any.clone(), MIB)?)?;
+        let wide = plain.device(false)?;
+        plain.map(wide, FROM_DEVICE)?;
+        plain.unmap_last();
+        assert_eq!(device_writes_cpu_reads(&mut plain, wide)?, dma32_stats);
+        // A buffer of any memory bounces for the 32-bit device, unless it
+        // happens to lie below 4 GiB.
+        let (bounced, within) = (limited(&any), reached(&any));
+        let mut other = Rig::of(HeapBuffer::new(any.clone(), MIB)?)?;
+        other.map(dev, FROM_DEVICE)?;
+        let within_now = reached(&any) - within;
+        assert_eq!(limited(&any) - bounced + within_now, 1);
+        assert_eq!(other.last_mapping_is_direct(), within_now == 1);
+        Ok(())
+    }
 }

@@ -146,6 +146,24 @@ impl Rig {
         from_err_ptr(unsafe { sys::rdh_kunit_dma_device(name.as_char_ptr(), coherent) })
     }
 
+    /// A new KUnit device with a 32-bit DMA mask (non-coherent).
+    pub(crate) fn device_32bit(&mut self) -> Result<*mut sys::device> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = CString::try_from_fmt(fmt!("rdh-importer32-{n}"))?;
+        // SAFETY: Called from a running KUnit test.
+        from_err_ptr(unsafe { sys::rdh_kunit_dma32_device(name.as_char_ptr()) })
+    }
+
+    /// Whether the newest importer's mapping points at the buffer's pages
+    /// themselves (no bounce slot).
+    pub(crate) fn last_mapping_is_direct(&self) -> bool {
+        self.importers.last().is_some_and(|&(_, table, _)| {
+            // SAFETY: A table mapped by `map`, live until unmapped.
+            unsafe { sys::rdh_kunit_table_is_direct(table) }
+        })
+    }
+
     /// Attaches `dev` and maps it in direction `dir`.
     pub(crate) fn map(&mut self, dev: *mut sys::device, dir: DataDirection) -> Result {
         let dir = dir.into();

@@ -54,23 +54,55 @@ pub fn parameters() -> Vec<(String, String)> {
 
 /// The module's cached heap's name (`heap_name`), if loaded.
 pub fn our_heap_name() -> Option<String> {
-    std::fs::read_to_string(format!("{PARAMETERS}/heap_name"))
-        .ok()
-        .map(|name| name.trim().to_string())
+    parameter("heap_name")
 }
 
-/// Whether heap `name` is the module's: registered under the module's
-/// name (`heap_name`, or it with `_uncached`).
+/// The module's uncached heap's name (`uncached_heap_name`), if loaded.
+pub fn our_uncached_heap_name() -> Option<String> {
+    parameter("uncached_heap_name")
+}
+
+/// The names the module's heaps may have: `heap_name` and its siblings'
+/// (`uncached_heap_name`, `dma32_heap_name`, `uncached_dma32_heap_name`).
+pub fn our_heap_names() -> Vec<String> {
+    ["heap_name", "uncached_heap_name", "dma32_heap_name", "uncached_dma32_heap_name"]
+        .into_iter()
+        .filter_map(parameter)
+        .collect()
+}
+
+fn parameter(name: &str) -> Option<String> {
+    std::fs::read_to_string(format!("{PARAMETERS}/{name}"))
+        .ok()
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+}
+
+/// Whether heap `name` is the module's: registered under one of its
+/// names.
 pub fn is_ours(name: &str) -> bool {
-    our_heap_name().is_some_and(|ours| name == ours || name == format!("{ours}_uncached"))
+    our_heap_names().iter().any(|ours| ours == name)
 }
 
 /// The heaps, sorted by name; `Err` with what to do if there are none to
 /// list.
 pub fn list() -> Result<Vec<HeapInfo>, String> {
-    let dir = std::fs::read_dir(DEV).map_err(|e| {
-        format!("cannot read {DEV}: {e} (is CONFIG_DMABUF_HEAPS on, and devtmpfs mounted on /dev?)")
-    })?;
+    let dir = match std::fs::read_dir(DEV) {
+        Ok(dir) => dir,
+        // devtmpfs makes the directory with the first heap: a kernel with
+        // the dma-heap core (its class exists) may have none registered yet.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && std::path::Path::new("/sys/class/dma_heap").exists() =>
+        {
+            return Ok(Vec::new());
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot read {DEV}: {e} (is CONFIG_DMABUF_HEAPS on, and devtmpfs mounted on /dev?)"
+            ))
+        }
+    };
     let mut heaps: Vec<HeapInfo> = dir
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .map(|name| {

@@ -880,7 +880,7 @@ fn bench_pipeline(output: Output) -> Outcome {
         ));
     }
     let ours = default_heap()?;
-    let uncached = format!("{ours}_uncached");
+    let uncached = heaps::our_uncached_heap_name().unwrap_or_else(|| format!("{ours}-uncached"));
     let mut targets = vec![
         pipeline::Target::system(),
         pipeline::Target::ours(&ours, "tracked"),

@@ -133,6 +133,12 @@ pub enum Mutation {
     /// Never tell the rules about bounce copies (`BounceRead`,
     /// `BounceWrote`).
     IgnoreBounceEvents,
+    /// Take every device to reach the buffer (a 32-bit device and a DMA32
+    /// heap's buffer): a mapping that does bounce is then made like a
+    /// direct one, with `DMA_ATTR_SKIP_CPU_SYNC`, so the DMA API copies the
+    /// buffer into the slot at map (it always does) but never back, and
+    /// the exporter syncs nothing of the slot at CPU brackets.
+    AssumeReach,
     /// Never remove user page-table entries ([`Mode::Trap`]): the rules
     /// believe them gone, the user keeps accessing through them.
     IgnoreRevoke,
@@ -296,15 +302,22 @@ impl Driver<'_> {
         }
     }
 
+    /// Whether `dev`'s mappings bounce (what the machine does).
     fn bounce(&self, dev: usize) -> bool {
         self.scenario.bounce[dev]
     }
 
-    /// Mapped bouncing devices whose mapping lets them write / read.
+    /// Whether the exporter lets `dev`'s mappings sync themselves: where
+    /// they bounce, unless [`Mutation::AssumeReach`].
+    fn self_synced(&self, dev: usize) -> bool {
+        self.bounce(dev) && self.mutation != Mutation::AssumeReach
+    }
+
+    /// Mapped self-synced devices whose mapping lets them write / read.
     fn bouncing(&self, writes: bool) -> Vec<usize> {
         (0..self.mapped.len())
             .filter(|&dev| {
-                self.bounce(dev)
+                self.self_synced(dev)
                     && self.mapped[dev].is_some_and(|dir| {
                         if writes {
                             dir.device_writes()
@@ -472,6 +485,19 @@ impl Driver<'_> {
 
     fn step(&mut self, step: Step) {
         match step {
+            // A bouncing mapping made as a direct one: the slot gets the
+            // buffer at map, and is never copied back.
+            Step::Map(dev, dir) if self.bounce(dev) && !self.self_synced(dev) => {
+                self.mapped[dev] = Some(dir);
+                self.feed(Event::Map(self.device(dev), dir));
+                self.machine.bounce_in(dev, false);
+            }
+            Step::Unmap(dev) if self.bounce(dev) && !self.self_synced(dev) => {
+                if let Some(dir) = self.mapped[dev].take() {
+                    self.feed(Event::Unmap(self.device(dev), dir));
+                    self.machine.release_slot(dev);
+                }
+            }
             Step::Map(dev, dir) if self.bounce(dev) => {
                 let dir = bounced(dir);
                 self.mapped[dev] = Some(dir);
@@ -532,7 +558,7 @@ impl Driver<'_> {
                 }
             }
             // Its writes reach the buffer only through the copies.
-            Step::DeviceWrote(dev) if self.bounce(dev) => {}
+            Step::DeviceWrote(dev) if self.self_synced(dev) => {}
             Step::DeviceWrote(dev) => self.feed(Event::DeviceWrote(self.device(dev))),
             Step::CpuRead(w) | Step::UserRead(w) => self.cpu_access(w, false),
             Step::CpuWrite(w) | Step::UserWrite(w) => self.cpu_access(w, true),

@@ -319,6 +319,30 @@ fn a_bouncing_camera_after_a_direct_writer_invalidates_before_the_copy() {
 }
 
 #[test]
+fn a_32_bit_camera_maps_a_dma32_buffer_directly_and_nothing_else_as_if_it_did() {
+    // A 32-bit camera writes a frame the CPU then reads. On a DMA32 heap's
+    // buffer it reaches every page: its mapping is direct, and costs what
+    // any direct writer's does.
+    let steps = [
+        S::Map(0, FromDevice),
+        S::DeviceWrite(0, 0),
+        S::DeviceWrite(0, 5),
+        S::DeviceWrote(0),
+        S::Unmap(0),
+        S::BeginCpu(FromDevice),
+        S::CpuRead(0),
+        S::CpuRead(5),
+        S::EndCpu(FromDevice),
+    ];
+    assert_eq!(violations(&[false], &steps, Mutation::None), 0);
+    // Above 4 GiB its mapping bounces and syncs itself: safe too.
+    assert_eq!(violations(&[true], &steps, Mutation::None), 0);
+    // Taken to reach that buffer, its mapping skips the CPU sync: the
+    // slot is never copied back, and the frame is lost.
+    assert!(violations(&[true], &steps, Mutation::AssumeReach) > 0);
+}
+
+#[test]
 fn cpu_writes_reach_a_bouncing_reader_mapped_across_the_bracket() {
     // A display whose mapping bounces stays mapped while the CPU draws:
     // every `EndCpu` copies the buffer into its slot with the CPU, through
