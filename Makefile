@@ -15,6 +15,8 @@
 #   make check-matrix  every kernel configuration x every DMA topology
 #   make check-dropin  the heap as /dev/dma_heap/system on a kernel whose
 #                upstream system heap is a module left unloaded
+#   make check-clients Debian's libcamera and GStreamer capture frames from
+#                it, byte-identical to the upstream system heap's
 #   make bench   cache maintenance and allocation cost vs the system heap
 #   make module  the production rust_dmabuf_heap.ko for KDIR=... (a board's
 #                kernel tree; default: the QEMU test kernel) into out/
@@ -29,7 +31,7 @@
 KVER ?= 7.3
 export KVER
 
-.PHONY: all setup kernel module tool graph patches run check check-debug check-matrix check-dropin check-intree bench clean
+.PHONY: all setup kernel module tool graph patches run check check-debug check-matrix check-dropin check-clients check-intree bench clean
 
 all: module
 
@@ -81,6 +83,14 @@ check-matrix: setup
 # dmabuf-heaps selftest on /dev/dma_heap/system and its siblings.
 check-dropin: setup
 	@RDH_PROFILE=dropin RDH_PARAMS=heap_name=system RDH_LOG=$(CURDIR)/target/vm-dropin.log bash scripts/vm.sh check
+
+# Unmodified real clients from Debian's arm64 packages on the drop-in
+# kernel (scripts/client-rootfs.sh fetches them, cached like the kernel):
+# libcamera's cam and GStreamer's libcamerasrc capture the virtual camera
+# from /dev/dma_heap/system, served by this heap and, in a second boot, by
+# the upstream system heap; the frames must be byte-identical.
+check-clients: setup
+	@bash scripts/check-clients.sh
 
 # The heap as an in-tree kernel option, from the patch series (make
 # patches) applied to a copy of the kernel source: checkpatch --strict, =m

@@ -415,7 +415,11 @@ impl Memory {
 
     /// The physical address just past its highest byte.
     pub(crate) fn phys_end(&self) -> u64 {
-        self.chunks().iter().map(PageChunk::phys_end).max().unwrap_or(0)
+        self.chunks()
+            .iter()
+            .map(PageChunk::phys_end)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Whether the memory is zero in RAM with no dirty cache lines.
@@ -699,7 +703,12 @@ mod tests {
     #[test]
     fn the_worker_thread_zeroes_freed_chunks() -> Result {
         let maintenance = MaintenanceDevice::new()?;
-        let pool = PagePool::new(PoolMode::Background, Zone::Any, maintenance.cleaner(), c"kunit")?;
+        let pool = PagePool::new(
+            PoolMode::Background,
+            Zone::Any,
+            maintenance.cleaner(),
+            c"kunit",
+        )?;
         if pool.pool().limit_bytes() == 0 || dma_heap::mem_accounting() {
             support::skip(c"the page pool is off on this boot");
             return Ok(());

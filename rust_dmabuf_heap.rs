@@ -207,7 +207,10 @@ impl Heaps {
         for (_, heap) in Iterator::chain(core::iter::once(&self.main), &self.siblings) {
             if let Some(dir) = heap.debugfs() {
                 let context = heap.context();
-                let both = [dir.stats_file(context.clone()), dir.pool_file(context.clone())];
+                let both = [
+                    dir.stats_file(context.clone()),
+                    dir.pool_file(context.clone()),
+                ];
                 for file in both.into_iter().flatten() {
                     files.push(file, GFP_KERNEL)?;
                 }
@@ -270,7 +273,10 @@ fn sibling(name: &CStr, heap: Result<Arc<Heap>>) -> Option<Arc<Heap>> {
             e if e == ENOMEM => "no memory for it",
             _ => "could not be made",
         };
-        pr_info!("no /dev/dma_heap/{}: {why} ({err:?})\n", name.to_str().unwrap_or("?"));
+        pr_info!(
+            "no /dev/dma_heap/{}: {why} ({err:?})\n",
+            name.to_str().unwrap_or("?")
+        );
     })
     .ok()
 }

@@ -8,6 +8,10 @@
 #                         the pipelines' cache maintenance, through rdh
 #   scripts/vm.sh bench   the benchmark scenarios (see scripts/bench.sh)
 #   scripts/vm.sh dma     only the real-DMA suite (rdh_dma) on RDH_TOPOLOGY
+#   scripts/vm.sh clients Debian's libcamera and GStreamer capture frames
+#                         from /dev/dma_heap/system (suite rdh_clients; the
+#                         drop-in kernel; RDH_CLIENTS_HEAP=upstream serves
+#                         it with the upstream system heap instead)
 # The kernel is RDH_PROFILE's (scripts/env.sh; default: bench for bench
 # and run, test otherwise). Settings for other boots:
 #   RDH_PARAMS      module parameters, comma separated (e.g. heap_name=foo)
@@ -36,6 +40,7 @@ check | dma) export RDH_PROFILE=${RDH_PROFILE:-test} ;;
 # run: the demonstration counts the system heap's maintenance too, with the
 # importer driver's kprobes, which the bench kernel has.
 bench | run) export RDH_PROFILE=${RDH_PROFILE:-bench} ;;
+clients) export RDH_PROFILE=${RDH_PROFILE:-dropin} ;;
 *) export RDH_PROFILE=${RDH_PROFILE:-test} ;;
 esac
 . "$(dirname "$0")/env.sh"
@@ -78,7 +83,14 @@ file /dmabuf-heap $selftest 0755 0 0
 $(system_heap=$KDIR/drivers/dma-buf/heaps/system_heap.ko
 	[ -f "$system_heap" ] && echo "file /system_heap.ko $system_heap 0644 0 0")
 LIST
-"$KDIR/usr/gen_init_cpio" "$out/initramfs.list" >"$out/initramfs.cpio"
+initramfs=$out/initramfs.cpio
+# The clients' Debian userland (scripts/client-rootfs.sh), beside ours.
+if [ "$mode" = clients ]; then
+	clients_list=$(bash "$REPO_ROOT/scripts/client-rootfs.sh" | tail -1)
+	cat "$clients_list" >>"$out/initramfs.list"
+	initramfs=$out/initramfs-clients.cpio
+fi
+"$KDIR/usr/gen_init_cpio" "$out/initramfs.list" >"$initramfs"
 
 # RDH_MEMCG=1 (make check's DMA boot) turns on the dma-heap core's memcg
 # accounting so that the guest can verify that our pages are charged (and
@@ -92,6 +104,7 @@ expect=(--expect-suite rdh_guest --expect-suite dmabuf_heaps_selftest)
 # shellcheck disable=SC2207 # suite names have no spaces
 [ "$RDH_KUNIT" = y ] && expect+=($(kunit_suite_args --expect-suite))
 [ "$mode" = dma ] && [ "${RDH_MEMCG:-0}" = 1 ] && extra_append+=" dma_heap.mem_accounting=1"
+[ "$mode" = clients ] && extra_append+=" rdh_clients_heap=${RDH_CLIENTS_HEAP:-ours}"
 if [ "$mode" = check ]; then
 	expect+=(--expect-suite rdh_core_contract)
 	if grep -qx CONFIG_DEBUG_KMEMLEAK=y "$KDIR/.config"; then
@@ -153,7 +166,7 @@ if [ "${RDH_ICOUNT:-$([ "$mode" = dma ] && echo 1)}" = 1 ]; then
 	qemu_args+=(--qemu-arg -icount --qemu-arg shift=0,sleep=off)
 fi
 args=(--qemu "$QEMU" --qemu-data "$QEMU_DIR/usr/share/qemu"
-	--kernel "$KDIR/arch/arm64/boot/Image" --initrd "$out/initramfs.cpio"
+	--kernel "$KDIR/arch/arm64/boot/Image" --initrd "$initramfs"
 	--machine "$machine" --smp "$smp" --memory "$memory"
 	--timeout "${RDH_TIMEOUT:-300}" "${qemu_args[@]}"
 	--append "rdh_mode=$mode rdh_params=${RDH_PARAMS:-} $extra_append")
@@ -179,13 +192,16 @@ bench)
 	exec "$runner" "${args[@]}" --log "$log" \
 		--echo "rdh:" $(kunit_suite_args --expect-suite)
 	;;
+clients)
+	exec "$runner" "${args[@]}" --log "$log" --expect-suite rdh_clients
+	;;
 run)
 	exec "$runner" "${args[@]}" --log "$log" \
 		--echo "rdh:" --echo "rust_dmabuf_heap:" \
 		$(kunit_suite_args --expect-suite) --expect-suite rdh_run
 	;;
 *)
-	echo "usage: $0 check|run|bench|dma" >&2
+	echo "usage: $0 check|run|bench|dma|clients" >&2
 	exit 2
 	;;
 esac

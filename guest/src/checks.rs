@@ -468,7 +468,7 @@ fn module_loads_and_registers_heap() -> Outcome {
     }
     // The upstream system heap as a module (the drop-in kernel): loaded as
     // a board would, unless this heap is to be `system`.
-    let standing_in = crate::cached_heap_name() == "system";
+    let standing_in = crate::standing_in();
     if Path::new(SYSTEM_HEAP_MODULE).exists() && !standing_in {
         sys::load_module(SYSTEM_HEAP_MODULE, "").map_err(|e| format!("system_heap.ko: {e}"))?;
     }
@@ -482,12 +482,12 @@ fn module_loads_and_registers_heap() -> Outcome {
         libc::EINVAL,
         "loading with an empty heap_name",
     )?;
-    if !standing_in {
+    if !standing_in && heap_path("system").exists() {
         a_taken_name_fails_the_load_naming_the_fix()?;
     }
     sys::load_module(MODULE_PATH, &module_params()).map_err(|e| format!("finit_module: {e}"))?;
     if standing_in {
-        the_upstream_system_heap_cannot_load_beside_this_one()?;
+        the_upstream_system_heap_stays_unloaded()?;
     }
     // The checks read the buffers' own counters.
     debugfs_buffers(true)?;
@@ -519,28 +519,31 @@ fn a_taken_name_fails_the_load_naming_the_fix() -> Outcome {
     let ours = lines
         .iter()
         .find(|l| l.contains("rust_dmabuf_heap") && l.contains("/dev/dma_heap/system exists"));
-    println!("    # conflict: {}", ours.map_or("(no message)", |l| l.as_str()));
+    println!(
+        "    # conflict: {}",
+        ours.map_or("(no message)", |l| l.as_str())
+    );
     ensure(
         ours.is_some_and(|l| l.contains("blacklist system_heap") && l.contains("heap_name=")),
         || format!("no message naming the conflict and the fix in {lines:?}"),
     )?;
-    ensure(!Path::new("/sys/kernel/debug/rust_dmabuf_heap/system").exists(), || {
-        "debugfs directory left behind by the failed load".into()
-    })
+    ensure(
+        !Path::new("/sys/kernel/debug/rust_dmabuf_heap/system").exists(),
+        || "debugfs directory left behind by the failed load".into(),
+    )
 }
 
-/// With this heap registered as `system`, the upstream module refuses to
-/// load (the name is taken), and `/dev/dma_heap/system` is this heap's.
-fn the_upstream_system_heap_cannot_load_beside_this_one() -> Outcome {
+/// With this heap registered as `system`, the upstream module stays
+/// unloaded (a board keeps it so with a modprobe blacklist; loading it
+/// would fail, the name being taken, after the dma-heap core's sysfs stack
+/// dump), and `/dev/dma_heap/system` is this heap's.
+fn the_upstream_system_heap_stays_unloaded() -> Outcome {
     ensure(Path::new(&debugfs_dir_of("system")).exists(), || {
         "/dev/dma_heap/system has no debugfs directory of this heap".into()
     })?;
-    if Path::new(SYSTEM_HEAP_MODULE).exists() {
-        ensure(sys::load_module(SYSTEM_HEAP_MODULE, "").is_err(), || {
-            "the upstream system heap loaded beside this one".into()
-        })?;
-    }
-    Ok(())
+    ensure(!Path::new("/sys/module/system_heap").exists(), || {
+        "the upstream system heap is loaded beside this one".into()
+    })
 }
 
 fn system_heap_is_present() -> Outcome {

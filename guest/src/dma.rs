@@ -302,25 +302,35 @@ fn bounce_synced_attachments_are_counted_by_reason() -> Outcome {
 /// bounce, and on the `dma32` topology every attachment of the edu device
 /// was within its reach.
 fn dma32_heap_attachments_never_bounce() -> Outcome {
-    let stats = format!("{}/stats", crate::checks::debugfs_dir_of(&crate::dma32_heap_name()));
+    let stats = format!(
+        "{}/stats",
+        crate::checks::debugfs_dir_of(&crate::dma32_heap_name())
+    );
     if !std::path::Path::new(&stats).exists() {
         return Err(format!("{SKIP}no DMA32 heap on this boot"));
     }
     // Forced bouncing (swiotlb=force) bounces everything.
     let reasons: &[&str] = match topology().as_str() {
         "swiotlb" => &["addressing_limited", "limited_mapping_size"],
-        _ => &["swiotlb_forced", "addressing_limited", "limited_mapping_size"],
+        _ => &[
+            "swiotlb_forced",
+            "addressing_limited",
+            "limited_mapping_size",
+        ],
     };
     for reason in reasons {
         let count = debugfs_number(&stats, &format!("bounce_synced_{reason}"))?;
-        ensure(count == 0, || format!("{stats}: bounce_synced_{reason}: {count}"))?;
+        ensure(count == 0, || {
+            format!("{stats}: bounce_synced_{reason}: {count}")
+        })?;
     }
     let within = debugfs_number(&stats, "attachments_within_reach")?;
     let attachments = debugfs_number(&stats, "attachments")?;
     println!("    # rdh-dma stats: dma32 attachments: {attachments} within_reach: {within}");
-    ensure((topology() != "dma32") || (within == attachments && within > 0), || {
-        format!("{stats}: {within} of {attachments} attachments within reach")
-    })
+    ensure(
+        (topology() != "dma32") || (within == attachments && within > 0),
+        || format!("{stats}: {within} of {attachments} attachments within reach"),
+    )
 }
 
 /// swiotlb's peak use in slots of 2 KiB, counted with `swiotlb=...,
@@ -338,7 +348,11 @@ fn swiotlb_peak() -> Option<u64> {
     if !cmdline.contains("track_hiwater") {
         return None;
     }
-    std::fs::read_to_string(SWIOTLB_PEAK).ok()?.trim().parse().ok()
+    std::fs::read_to_string(SWIOTLB_PEAK)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// What one case moved and found.

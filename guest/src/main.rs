@@ -19,6 +19,7 @@ mod baseline;
 mod bench;
 mod checks;
 mod child;
+mod clients;
 mod demo;
 mod dma;
 mod faults;
@@ -73,6 +74,12 @@ pub fn cached_heap_name() -> String {
         .to_string()
 }
 
+/// Whether this heap is `/dev/dma_heap/system` (`heap_name=system`, the
+/// drop-in boot): then there is no upstream system heap to compare with.
+pub fn standing_in() -> bool {
+    cached_heap_name() == "system"
+}
+
 /// The name of the module's uncached heap.
 pub fn uncached_heap_name() -> String {
     sibling_heap_name("uncached_heap_name", "-uncached")
@@ -92,8 +99,11 @@ pub fn uncached_dma32_heap_name() -> String {
 /// load) as set in the parameters, else the default suffix.
 fn sibling_heap_name(param: &str, suffix: &str) -> String {
     let shown = format!("/sys/module/{MODULE_NAME}/parameters/{param}");
+    // Empty where the heap is turned off.
     if let Ok(name) = std::fs::read_to_string(shown) {
-        return name.trim().to_string();
+        if !name.trim().is_empty() {
+            return name.trim().to_string();
+        }
     }
     let prefix = format!("{param}=");
     module_params()
@@ -135,6 +145,7 @@ fn main() {
         Ok("run") => demo::run(),
         Ok("bench") => bench::run(),
         Ok("dma") => checks::run_dma_only(),
+        Ok("clients") => clients::run(),
         _ => checks::run(),
     }
 

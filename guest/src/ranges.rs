@@ -331,7 +331,12 @@ pub fn range_sync_bad_requests_are_clean_errnos() -> Outcome {
             libc::EINVAL,
         ),
     ];
-    for (what, target, flags, offset, len, errno) in cases {
+    // In the drop-in boot the system heap is this one: no foreign buffer.
+    let foreign = |what: &str| what == "a system heap buffer";
+    for (what, target, flags, offset, len, errno) in cases
+        .into_iter()
+        .filter(|c| !(crate::standing_in() && foreign(c.0)))
+    {
         let got = sys::sync_range(&control, target, flags, offset, len);
         ensure(
             got.as_ref().err().and_then(|e| e.raw_os_error()) == Some(errno),

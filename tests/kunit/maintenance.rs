@@ -189,7 +189,10 @@ mod tests {
 
     /// One pipeline step on `rig` with `dev`: the device writes, the CPU
     /// reads, the device is unmapped; returns the buffer's counters.
-    fn device_writes_cpu_reads(rig: &mut Rig, dev: *mut crate::bindings::device) -> Result<CacheStats> {
+    fn device_writes_cpu_reads(
+        rig: &mut Rig,
+        dev: *mut crate::bindings::device,
+    ) -> Result<CacheStats> {
         rig.map(dev, FROM_DEVICE)?;
         assert_eq!(rig.cpu_access(FROM_DEVICE, FROM_DEVICE), (0, 0));
         rig.unmap_last();
@@ -223,7 +226,9 @@ mod tests {
             let reason = crate::stats::BOUNCES
                 .iter()
                 .position(|&b| b == crate::dma_mapping::Bounce::AddressingLimited);
-            reason.map_or(0, |i| heap.totals().bounce_attachments[i].load(Ordering::Relaxed))
+            reason.map_or(0, |i| {
+                heap.totals().bounce_attachments[i].load(Ordering::Relaxed)
+            })
         };
         let reached = |heap: &HeapContext| {
             heap.totals()

@@ -65,10 +65,15 @@ pub fn our_uncached_heap_name() -> Option<String> {
 /// The names the module's heaps may have: `heap_name` and its siblings'
 /// (`uncached_heap_name`, `dma32_heap_name`, `uncached_dma32_heap_name`).
 pub fn our_heap_names() -> Vec<String> {
-    ["heap_name", "uncached_heap_name", "dma32_heap_name", "uncached_dma32_heap_name"]
-        .into_iter()
-        .filter_map(parameter)
-        .collect()
+    [
+        "heap_name",
+        "uncached_heap_name",
+        "dma32_heap_name",
+        "uncached_dma32_heap_name",
+    ]
+    .into_iter()
+    .filter_map(parameter)
+    .collect()
 }
 
 fn parameter(name: &str) -> Option<String> {

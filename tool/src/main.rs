@@ -467,6 +467,7 @@ fn open_dmabufs() -> Vec<report::OpenDmaBuf> {
                 inode,
                 size: size.parse().unwrap_or(0),
                 exporter,
+                name: field("name").filter(|n| !n.is_empty()),
             });
         }
     }
@@ -597,18 +598,19 @@ fn stats(args: StatsArgs) -> Outcome {
         println!("  none");
     } else {
         println!(
-            "  {:>7} {:<16} {:>4} {:>8} {:>12}  exporter",
-            "pid", "process", "fd", "inode", "size"
+            "  {:>7} {:<16} {:>4} {:>8} {:>12}  {:<24} name",
+            "pid", "process", "fd", "inode", "size", "exporter"
         );
         for b in &dmabufs {
             println!(
-                "  {:>7} {:<16} {:>4} {:>8} {:>12}  {}",
+                "  {:>7} {:<16} {:>4} {:>8} {:>12}  {:<24} {}",
                 b.pid,
                 b.comm,
                 b.fd,
                 b.inode,
                 human_bytes(b.size),
-                b.exporter
+                b.exporter,
+                b.name.as_deref().unwrap_or("-")
             );
         }
     }
@@ -751,6 +753,9 @@ fn bench_alloc(args: BenchAllocArgs) -> Outcome {
             .collect();
         names.sort_by_key(|n| !heaps::is_ours(n));
     }
+    // A heap named twice (ours may be `system`) runs once.
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|name| seen.insert(name.clone()));
     if names.is_empty() {
         return Err(missing(format!(
             "no heaps in {}: is the module loaded? (insmod rust_dmabuf_heap.ko)",

@@ -114,6 +114,9 @@ pub struct OpenDmaBuf {
     pub inode: u64,
     pub size: u64,
     pub exporter: String,
+    /// What its user named it (`DMA_BUF_SET_NAME`; libcamera names every
+    /// frame buffer), if anything.
+    pub name: Option<String>,
 }
 
 /// A row of `rdh bench alloc --json` (an array of them).
@@ -243,6 +246,7 @@ mod tests {
             inode: 4711,
             size: 1 << 20,
             exporter: "rdh".into(),
+            name: Some("frame-0".into()),
         }];
         let report = Stats {
             heaps: vec![HeapStats {
@@ -258,7 +262,7 @@ mod tests {
         };
         assert_eq!(
             json(&report),
-            r#"{"heaps":[{"name":"rdh","stats":{"live_bytes":1048576},"pool":{"limit_bytes":0},"buffers":[{"inode":4711,"size":1048576,"policy":"tracked"}]}],"dmabufs":[{"pid":42,"comm":"rdh","fd":3,"inode":4711,"size":1048576,"exporter":"rdh"}]}"#
+            r#"{"heaps":[{"name":"rdh","stats":{"live_bytes":1048576},"pool":{"limit_bytes":0},"buffers":[{"inode":4711,"size":1048576,"policy":"tracked"}]}],"dmabufs":[{"pid":42,"comm":"rdh","fd":3,"inode":4711,"size":1048576,"exporter":"rdh","name":"frame-0"}]}"#
         );
     }
 

@@ -460,13 +460,8 @@ fn main() {
         a.sequences, a.bounce_seed
     ));
     let reach = Config::TRACKED_TRUST.with(Mutation::AssumeReach);
-    let assumed = campaign::bouncing_compared(
-        a.bounce_seed,
-        a.sequences,
-        a.length,
-        Usage::ANY,
-        &[reach],
-    );
+    let assumed =
+        campaign::bouncing_compared(a.bounce_seed, a.sequences, a.length, Usage::ANY, &[reach]);
     rows(&assumed, false);
     if assumed.get(reach).safe() {
         failed.push(
