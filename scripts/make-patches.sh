@@ -130,7 +130,7 @@ EOF
 }
 
 abstraction page_block "" "page-block.c" "linux/gfp.h linux/highmem.h linux/vmstat.h" \
-	"gfp_t:GFP_HIGHUSER gfp_t:__GFP_NORETRY gfp_t:__GFP_RETRY_MAYFAIL gfp_t:__GFP_RECLAIM gfp_t:__GFP_COMP gfp_t:__GFP_ACCOUNT" \
+	"gfp_t:GFP_HIGHUSER gfp_t:GFP_USER gfp_t:__GFP_DMA32 gfp_t:__GFP_NORETRY gfp_t:__GFP_RETRY_MAYFAIL gfp_t:__GFP_RECLAIM gfp_t:__GFP_COMP gfp_t:__GFP_ACCOUNT" \
 	"rust: add page_block: blocks of pages of any order" \
 	"kernel::page::Page owns a single page. A buffer allocator (a dma-buf
 heap, a page pool) allocates blocks of 2^order pages at once, with GFP
@@ -173,7 +173,9 @@ abstraction dma_mapping "CONFIG_HAS_DMA" "dma-streaming.c" "linux/dma-map-ops.h 
 only references, maps and unmaps on request, may skip the CPU sync, and
 syncs whole tables or ranges when ownership of the buffer moves. Add
 DeviceTable on ARef<Device>, and what the DMA layer says of a device:
-coherence, why its mappings may bounce, its longest segment."
+coherence, why its mappings may bounce, whether memory below an address
+is within its direct reach (so that a 32-bit device mapping memory below
+4 GiB does not bounce), its longest segment."
 
 abstraction mm_pfnmap "CONFIG_MMU" "mm-pfnmap.c" "" "" \
 	"rust: add mm_pfnmap: PFN mappings filled at mmap or by faults" \

@@ -107,7 +107,7 @@ fn bounces() -> bool {
 
 /// Runs the suite.
 pub fn run() {
-    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + 4 * SIZES.len() + 5;
+    let total = UNDER.len() * SIZES.len() * SCENARIOS.len() + 4 * SIZES.len() + 6;
     let mut suite = Suite::begin("rdh_dma", total);
     let session = Session::open();
     suite.report(
@@ -156,7 +156,91 @@ pub fn run() {
             .map_err(|e| format!("open /dev/rdh_importer: {e}"))
             .and_then(buffer_over_2_gib_maps_for_the_kernel_and_user_space),
     );
+    suite.report(
+        "dma32_heap_exhausted_is_enomem_never_memory_above_4_gib",
+        dma32_heap_exhausted_is_enomem_never_memory_above_4_gib(),
+    );
     suite.end();
+}
+
+/// Free and managed pages of the zones below 4 GiB (`DMA`, `DMA32`) and
+/// free pages of the others, from `/proc/zoneinfo`.
+fn zone_pages() -> Result<(u64, u64, u64), String> {
+    let text = std::fs::read_to_string("/proc/zoneinfo").map_err(|e| format!("zoneinfo: {e}"))?;
+    let (mut low_free, mut low_managed, mut high_free) = (0, 0, 0);
+    let mut low = false;
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Node", _, "zone", zone] => low = matches!(*zone, "DMA" | "DMA32"),
+            ["pages", "free", n] => {
+                let n: u64 = n.parse().unwrap_or(0);
+                if low {
+                    low_free += n;
+                } else {
+                    high_free += n;
+                }
+            }
+            ["managed", n] if low => low_managed += n.parse::<u64>().unwrap_or(0),
+            _ => {}
+        }
+    }
+    Ok((low_free, low_managed, high_free))
+}
+
+/// On a boot with RAM above 4 GiB (the `dma32` topology), the DMA32 heap
+/// gives buffers until the memory below 4 GiB runs out, then ENOMEM: never
+/// more than the low zones hold, nothing taken above (free memory there
+/// stays), no OOM kill (the runner fails on one). Everything goes back.
+fn dma32_heap_exhausted_is_enomem_never_memory_above_4_gib() -> Outcome {
+    const CHUNK: usize = 64 * MIB;
+    if topology() != "dma32" {
+        return Err(format!("{SKIP}needs RAM above 4 GiB (topology dma32)"));
+    }
+    let name = crate::dma32_heap_name();
+    let heap = Heap::new(HeapKind::Custom(crate::checks::heap_path(&name)))
+        .map_err(|e| format!("{name}: {e}"))?;
+    let (_, low_managed, high_before) = zone_pages()?;
+    let mut buffers = Vec::new();
+    let err = loop {
+        match heap.allocate(CHUNK) {
+            Ok(fd) => buffers.push(fd),
+            Err(e) => break e,
+        }
+        if buffers.len() * CHUNK > 8 << 30 {
+            return Err(format!("{name}: 8 GiB allocated, no end"));
+        }
+    };
+    let (low_free, _, high_during) = zone_pages()?;
+    let taken = (buffers.len() * CHUNK) as u64;
+    let mib = |pages: u64| (pages * PAGE as u64) >> 20;
+    println!(
+        "    # rdh-dma: {name} exhausted after {} MiB: {err}; below 4 GiB {} of {} MiB free, above {} -> {} MiB free",
+        taken >> 20,
+        mib(low_free),
+        mib(low_managed),
+        mib(high_before),
+        mib(high_during)
+    );
+    let enomem = err.raw_os_error() == Some(libc::ENOMEM)
+        || err.to_string().contains("Cannot allocate memory");
+    ensure(enomem, || {
+        format!("{name}: the last allocation failed with {err}, want ENOMEM")
+    })?;
+    ensure(taken <= low_managed * PAGE as u64, || {
+        format!("{name}: {taken} bytes, more than the {low_managed} pages below 4 GiB")
+    })?;
+    // Memory above 4 GiB was not touched (a little slack for the rest of
+    // the system, which allocates there meanwhile).
+    ensure(
+        high_during + (64 * MIB / PAGE) as u64 >= high_before,
+        || format!("free pages above 4 GiB fell from {high_before} to {high_during}"),
+    )?;
+    drop(buffers);
+    // And the heaps still serve.
+    allocate_for(Under::Dma32, 8 * MIB)
+        .and_then(|_| allocate_for(Under::Tracked, 8 * MIB))
+        .map(drop)
 }
 
 /// A buffer over 2 GiB, where RAM allows (the DMA boots have 3 GiB or
