@@ -5,8 +5,9 @@
 # kernel (cached like every other), build the modules against it with
 # CLIPPY=1 (the production module unless the profile has KUnit), boot the
 # whole guest suite, then one boot per DMA topology with the real-DMA suite
-# (rdh_dma). Prints one table (also written to target/matrix.txt) and exits
-# non-zero if any cell failed.
+# (rdh_dma). Prints one table (also written to target/matrix.txt), then per
+# row what bounced on the dma32 topology (scripts/dma-bounces.sh), and
+# exits non-zero if any cell failed.
 #
 # RDH_MATRIX selects rows (default: all):
 #   test-7.3    test kernel, Debian 7.3, clang, KUnit (what make check boots)
@@ -85,6 +86,16 @@ for row in $rows; do
 	esac
 	printf '%-13s | %-22s | %-22s | %-28s | %s\n' "$row" "$kernel" "$module" "$guest" "$dma" | tee -a "$table"
 done
+# What bounced, per heap, where the device's mask cannot reach all RAM.
+if [[ " $topologies " == *" dma32 "* ]]; then
+	for row in $rows; do
+		[ -f "$logs/$row-dma-dma32.log" ] || continue
+		{
+			echo
+			echo "$row, $(bash scripts/dma-bounces.sh "$logs/$row-dma-dma32.log")"
+		} >>"$table"
+	done
+fi
 echo
 cat "$table"
 echo "logs: $logs"

@@ -160,7 +160,8 @@ fn json_number(json: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// `rdh alloc 1M --hold 3 --json` in the background: while it holds the
+/// `rdh alloc 1M --hold 10 --json` in the background (long enough for
+/// three listings of four heaps on the debug kernel): while it holds the
 /// buffer, its debugfs file exists, `rdh stats --buffers` shows it, and
 /// the process listing names the holder; after it exits the buffer is
 /// gone. Then `rdh alloc 64K` for people.
@@ -168,7 +169,7 @@ pub fn rdh_alloc_holds_a_buffer_that_stats_sees() -> Outcome {
     tool_boot()?;
     let ours = cached_heap_name();
     let mut child = Command::new(RDH)
-        .args(["alloc", "1M", "--hold", "3", "--json"])
+        .args(["alloc", "1M", "--hold", "10", "--json"])
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("spawn rdh: {e}"))?;
@@ -177,7 +178,7 @@ pub fn rdh_alloc_holds_a_buffer_that_stats_sees() -> Outcome {
         .stdout
         .take()
         .map(|out| BufReader::new(out).read_line(&mut line));
-    show(&["alloc", "1M", "--hold", "3", "--json"], &line, "");
+    show(&["alloc", "1M", "--hold", "10", "--json"], &line, "");
     let held = (|| -> Result<String, String> {
         ensure(matches!(read, Some(Ok(n)) if n > 0), || {
             "rdh alloc printed nothing".into()
