@@ -721,8 +721,9 @@ mod tests {
         Ok(())
     }
 
-    /// Each zone has its own pool: a DMA32 pool's chunks, pooled or fresh,
-    /// lie below 4 GiB and count in the zone's own live bytes.
+    /// Each zone has its own pool: a DMA32 pool serves its pooled chunks
+    /// and fresh ones of its zone, below 4 GiB, counted in the zone's own
+    /// live bytes, not in the other zone's.
     #[test]
     fn a_dma32_pool_keeps_to_its_zone() -> Result {
         if !cfg!(CONFIG_ZONE_DMA32) {
@@ -739,11 +740,17 @@ mod tests {
         assert_eq!(pool.zone(), Zone::Dma32);
         drop(pool.allocate(ONE_OF_EACH_ORDER)?);
         pool.work();
+        let hits = pool.counters.hit_bytes.load(Ordering::Relaxed);
         let memory = pool.allocate(2 * ONE_OF_EACH_ORDER)?;
+        // Half pooled, half fresh: all of the zone.
+        assert_eq!(
+            pool.counters.hit_bytes.load(Ordering::Relaxed) - hits,
+            ONE_OF_EACH_ORDER as u64
+        );
         assert!(memory.chunks().iter().all(|c| c.phys_end() <= DMA32_END));
         assert_eq!(
             LIVE_DMA32_BYTES.load(Ordering::Relaxed),
-            dma32 + 2 * ONE_OF_EACH_ORDER
+            dma32 + 2 * ONE_OF_EACH_ORDER + pool.levels().held_bytes()
         );
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), any);
         drop(memory);

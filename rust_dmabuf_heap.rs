@@ -144,15 +144,19 @@ struct RustDmabufHeap {
 
 impl kernel::InPlaceModule for RustDmabufHeap {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        let heaps = Heaps::new();
-        let files = heaps.as_ref().map_err(|err| *err).and_then(Heaps::files);
-        // The control device before the heaps: once a heap is registered,
-        // init must not fail (the heap cannot go again).
+        // The control device first: the heaps are found taken or free
+        // through it, and once a heap is registered init must not fail
+        // (the heap cannot go again).
         try_pin_init!(Self {
-            _files: files?,
+            _files: KVec::new(),
             _control <- control::register(),
         })
-        .pin_chain(move |this| heaps?.register(this._control.device()))
+        .pin_chain(|this| {
+            let this = this.project();
+            let heaps = Heaps::new(this._control.device())?;
+            *this._files = heaps.register()?;
+            Ok(())
+        })
     }
 }
 
@@ -160,10 +164,10 @@ impl kernel::InPlaceModule for RustDmabufHeap {
 type Named = (&'static CStr, Arc<Heap>);
 
 /// The heaps to register: the cached one of any memory, whose name clients
-/// look for first, and its siblings where turned on (`glue::HeapKind`).
-/// Everything a heap owns (its maintenance device, its pool, its debugfs
-/// directory) goes with its last reference, also when registration fails,
-/// so that a later load can succeed.
+/// look for first, and its siblings where turned on (`glue::HeapKind`) and
+/// their names are free. Everything a heap owns (its maintenance device,
+/// its pool, its debugfs directory) goes with its last reference, also
+/// when registration fails, so that a later load can succeed.
 struct Heaps {
     main: Named,
     /// Uncached, DMA32 and uncached DMA32, those that can exist here.
@@ -171,23 +175,36 @@ struct Heaps {
 }
 
 impl Heaps {
-    fn new() -> Result<Self> {
+    /// The heaps, made only under free names: `dev` is the control
+    /// device, through which taken names are found before the dma-heap
+    /// core refuses them (`glue::dma_heap_name_taken`). Fails with `EBUSY`
+    /// (what the module loader turns `EEXIST` into) if the main name is
+    /// taken, with `EINVAL` if it cannot be a name.
+    fn new(dev: &Device) -> Result<Self> {
         let name = glue::heap_name(HeapKind::Cached).ok_or(EINVAL)?;
-        if name.is_empty() {
-            pr_err!("heap_name is empty\n");
+        let shown = name.to_str().unwrap_or("?");
+        if !valid_name(name) {
+            pr_err!("heap_name \"{shown}\" is empty or has a '/'\n");
             return Err(EINVAL);
+        }
+        if glue::dma_heap_name_taken(dev, name) {
+            pr_err!(
+                "/dev/dma_heap/{shown} exists: another heap registered that name first. To serve it, keep that heap from loading (the upstream system heap: CONFIG_DMABUF_HEAPS_SYSTEM=m and \"blacklist system_heap\" in /etc/modprobe.d), or load with heap_name=<another name>\n"
+            );
+            return Err(EBUSY);
         }
         let cached = Heap::new(Some(name), pool::PoolMode::Background)?;
         let mut siblings = KVec::new();
-        if let Some(name) = glue::heap_name(HeapKind::Uncached) {
+        let free = |kind| glue::heap_name(kind).filter(|name| free_sibling_name(dev, name));
+        if let Some(name) = free(HeapKind::Uncached) {
             if let Some(heap) = sibling(name, cached.uncached(Some(name))) {
                 siblings.push((name, heap), GFP_KERNEL)?;
             }
         }
-        if let Some(name) = glue::heap_name(HeapKind::Dma32) {
+        if let Some(name) = free(HeapKind::Dma32) {
             if let Some(dma32) = sibling(name, dma32_heap(&cached, name)) {
                 siblings.push((name, dma32.clone()), GFP_KERNEL)?;
-                if let Some(name) = glue::heap_name(HeapKind::UncachedDma32) {
+                if let Some(name) = free(HeapKind::UncachedDma32) {
                     if let Some(heap) = sibling(name, dma32.uncached(Some(name))) {
                         siblings.push((name, heap), GFP_KERNEL)?;
                     }
@@ -200,40 +217,15 @@ impl Heaps {
         })
     }
 
-    /// The heaps' debugfs `stats` and `pool` files, where they have a
-    /// directory.
-    fn files(&self) -> Result<KVec<debugfs::HeapFile>> {
-        let mut files = KVec::new();
-        for (_, heap) in Iterator::chain(core::iter::once(&self.main), &self.siblings) {
-            if let Some(dir) = heap.debugfs() {
-                let context = heap.context();
-                let both = [
-                    dir.stats_file(context.clone()),
-                    dir.pool_file(context.clone()),
-                ];
-                for file in both.into_iter().flatten() {
-                    files.push(file, GFP_KERNEL)?;
-                }
-            }
-        }
-        Ok(files)
-    }
-
-    /// Registers the heaps and pins the module. Only the main heap's
+    /// Registers the heaps and pins the module; returns the debugfs
+    /// `stats` and `pool` files of those registered. Only the main heap's
     /// registration can fail the load (nothing is registered then); a
-    /// sibling's is reported. `dev` is the control device, through which
-    /// taken names are found before the dma-heap core refuses them.
-    fn register(self, dev: &Device) -> Result {
+    /// sibling's is reported, and the sibling goes.
+    fn register(self) -> Result<KVec<debugfs::HeapFile>> {
         let (name, cached) = self.main;
         let shown = name.to_str().unwrap_or("?");
         let policy = cached.context().sync_policy();
-        if glue::dma_heap_name_taken(dev, name) {
-            pr_err!(
-                "/dev/dma_heap/{shown} exists: another heap registered that name first. To serve it, keep that heap from loading (the upstream system heap: CONFIG_DMABUF_HEAPS_SYSTEM=m and \"blacklist system_heap\" in /etc/modprobe.d), or load with heap_name=<another name>\n"
-            );
-            return Err(EEXIST);
-        }
-        if let Err(err) = dma_heap::register(name, cached) {
+        if let Err(err) = dma_heap::register(name, cached.clone()) {
             pr_err!("/dev/dma_heap/{shown} not registered: {err:?}\n");
             return Err(err);
         }
@@ -243,23 +235,65 @@ impl Heaps {
             policy.name(),
             glue::unbracketed_cpu_name()
         );
+        let mut files = KVec::new();
+        add_files(&mut files, &cached);
         for (name, heap) in self.siblings {
             let shown = name.to_str().unwrap_or("?");
-            if glue::dma_heap_name_taken(dev, name) {
-                pr_warn!("/dev/dma_heap/{shown} exists: another heap registered that name first\n");
-                continue;
-            }
             let memory = match (heap.context().zone(), heap.context().sync_policy()) {
                 (Zone::Dma32, Policy::Uncached) => "below 4 GiB, write-combined",
                 (Zone::Dma32, _) => "below 4 GiB",
                 (_, _) => "write-combined",
             };
-            match dma_heap::register(name, heap) {
-                Ok(()) => pr_info!("registered /dev/dma_heap/{shown} ({memory})\n"),
+            match dma_heap::register(name, heap.clone()) {
+                Ok(()) => {
+                    pr_info!("registered /dev/dma_heap/{shown} ({memory})\n");
+                    add_files(&mut files, &heap);
+                }
                 Err(err) => pr_warn!("/dev/dma_heap/{shown} not registered: {err:?}\n"),
             }
         }
-        Ok(())
+        Ok(files)
+    }
+}
+
+/// Whether `name` can name a heap: not empty, no `/` (sysfs would show it
+/// as `!`, and the check for taken names would miss it).
+fn valid_name(name: &CStr) -> bool {
+    !name.is_empty() && !name.to_bytes().contains(&b'/')
+}
+
+/// Whether a sibling's name is valid and free; if not, says so.
+fn free_sibling_name(dev: &Device, name: &CStr) -> bool {
+    let shown = name.to_str().unwrap_or("?");
+    if !valid_name(name) {
+        pr_warn!("no /dev/dma_heap/{shown}: the name is empty or has a '/'\n");
+        return false;
+    }
+    if glue::dma_heap_name_taken(dev, name) {
+        pr_warn!("no /dev/dma_heap/{shown}: another heap registered that name first\n");
+        return false;
+    }
+    true
+}
+
+/// Adds a registered heap's debugfs `stats` and `pool` files to `files`,
+/// where it has a directory. A file that cannot be made is left out: the
+/// heap is registered, and the load can no longer fail.
+fn add_files(files: &mut KVec<debugfs::HeapFile>, heap: &Heap) {
+    let Some(dir) = heap.debugfs() else {
+        return;
+    };
+    let context = heap.context();
+    for file in [
+        dir.stats_file(context.clone()),
+        dir.pool_file(context.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if files.push(file, GFP_KERNEL).is_err() {
+            pr_warn!("a debugfs file of a heap could not be kept\n");
+        }
     }
 }
 

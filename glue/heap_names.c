@@ -20,6 +20,7 @@ bool rdh_dma_heap_name_taken(struct device *dev, const char *name)
 {
 	struct kobject *class_dir = dev->kobj.parent;
 	struct kernfs_node *heaps, *heap;
+	bool taken;
 
 	if (dev->parent || !class_dir || !class_dir->parent || !class_dir->parent->sd)
 		return false;
@@ -27,7 +28,8 @@ bool rdh_dma_heap_name_taken(struct device *dev, const char *name)
 	if (!heaps)
 		return false;
 	heap = sysfs_get_dirent(heaps, name);
-	kernfs_put(heaps);
+	taken = heap;
 	kernfs_put(heap);
-	return heap;
+	kernfs_put(heaps);
+	return taken;
 }

@@ -47,7 +47,10 @@ module_param_string(uncached_dma32_heap_name, uncached_dma32_heap_name,
 MODULE_PARM_DESC(uncached_dma32_heap_name,
 		 "Name of the uncached DMA32 heap (default: <heap_name>-uncached-dma32)");
 
-/* Fills an unset sibling name in once, at load, before any reader. */
+/*
+ * Fills an unset sibling name in, during module init (the only caller, which
+ * runs once); a reader of the parameter in sysfs meanwhile may see it empty.
+ */
 static const char *sibling_name(char *name, size_t size, bool on, const char *suffix)
 {
 	if (!on)
@@ -158,7 +161,7 @@ bool rdh_debugfs_buffers_enabled(void)
 static int pool_limit_mib = -1;
 module_param(pool_limit_mib, int, 0644);
 MODULE_PARM_DESC(pool_limit_mib,
-		 "Most memory kept zeroed for new buffers, in MiB: -1 (default) for 1/16 of RAM, 0 disables the pool; a lower limit applies from the next free on, which also releases what the pool holds beyond it");
+		 "Most memory each page pool (one per zone: any, DMA32) keeps zeroed for new buffers, in MiB: -1 (default) for 1/16 of RAM, 0 disables the pools; a lower limit applies from the next free on, which also releases what a pool holds beyond it");
 
 unsigned long rdh_pool_limit_bytes(void)
 {

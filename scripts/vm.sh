@@ -130,15 +130,20 @@ for arg in ${RDH_QEMU_ARGS:-}; do qemu_args+=(--qemu-arg "$arg"); done
 # The DMA topology (see the top of this file).
 topology=${RDH_TOPOLOGY:-$([ "$mode" = dma ] && echo plain || echo none)}
 if [ "$topology" != none ]; then
-	# swiotlb counts its peak use (debugfs) only with track_hiwater: the
-	# DMA suite reads it per case.
-	edu_mask=0xffffffffffffffff edu_bits=64 bounces=0 swiotlb=track_hiwater
+	# swiotlb's peak use (debugfs io_tlb_used_hiwater), which the DMA suite
+	# reads per case: counted always up to 7.2, from 7.3 only with
+	# swiotlb=...,track_hiwater (which 7.2 does not parse: it would lose
+	# the force before it).
+	hiwater=
+	grep -q track_hiwater "$KSRC/kernel/dma/swiotlb.c" && hiwater=track_hiwater
+	grep -q used_hiwater "$KSRC/kernel/dma/swiotlb.c" && extra_append+=" rdh_swiotlb_peak=1"
+	edu_mask=0xffffffffffffffff edu_bits=64 bounces=0 swiotlb=$hiwater
 	machine=virt,gic-version=3
 	case "$topology" in
 	plain) ;;
 	iommu) machine+=,iommu=smmuv3 ;;
-	dma32) edu_mask=0xffffffff edu_bits=32 bounces=1 memory=6144 swiotlb=track_hiwater ;;
-	swiotlb) swiotlb=65536,force,track_hiwater bounces=1 ;;
+	dma32) edu_mask=0xffffffff edu_bits=32 bounces=1 memory=6144 ;;
+	swiotlb) swiotlb=65536,force${hiwater:+,$hiwater} bounces=1 ;;
 	noncoherent)
 		# QEMU's device tree for this very machine, without dma-coherent on
 		# the PCIe host and on the root node (of_dma_is_coherent() walks up
@@ -157,7 +162,7 @@ if [ "$topology" != none ]; then
 		exit 2
 		;;
 	esac
-	extra_append+=" swiotlb=$swiotlb"
+	[ -n "$swiotlb" ] && extra_append+=" swiotlb=$swiotlb"
 	qemu_args+=(--qemu-arg -device --qemu-arg "edu,dma_mask=$edu_mask")
 	extra_append+=" rdh_topology=$topology rdh_bounces=$bounces rdh_edu_dma_bits=$edu_bits"
 	expect+=(--expect-suite rdh_dma)

@@ -64,7 +64,9 @@ bool rdh_kunit_table_is_direct(struct sg_table *table)
 	struct scatterlist *sg;
 	int i;
 
-	for_each_sgtable_sg(table, sg, i)
+	if (!table->nents)
+		return false;
+	for_each_sgtable_dma_sg(table, sg, i)
 		if (sg_dma_address(sg) != sg_phys(sg))
 			return false;
 	return true;

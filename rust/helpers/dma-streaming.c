@@ -61,14 +61,15 @@ __rust_helper int rust_helper_dma_mapping_error(struct device *dev, dma_addr_t a
 /*
  * Whether streaming mappings of memory below physical address @end never
  * bounce for @dev: it maps directly (no IOMMU, no dma_map_ops), without
- * bus offsets or forced bouncing, and its DMA limit covers @end, so that
- * dma_capable() holds for every page (TODO(dma-reach) in rust/todo.rst).
- * False where unsure, which costs a bounce, never data.
+ * bus offsets or forced bouncing, and the bus address of the last byte is
+ * within its mask and bus limit, as dma_capable() asks of every page
+ * (TODO(dma-reach) in rust/todo.rst). False where unsure, which costs a
+ * bounce, never data.
  */
 __rust_helper bool rust_helper_dma_direct_reaches(struct device *dev, phys_addr_t end)
 {
-	if (!dev->dma_mask || get_dma_ops(dev) || use_dma_iommu(dev) || dev->dma_range_map ||
-	    is_swiotlb_force_bounce(dev) || force_dma_unencrypted(dev))
+	if (!end || !dev->dma_mask || get_dma_ops(dev) || use_dma_iommu(dev) ||
+	    dev->dma_range_map || is_swiotlb_force_bounce(dev) || force_dma_unencrypted(dev))
 		return false;
-	return end && end - 1 <= min_not_zero(dma_get_mask(dev), dev->bus_dma_limit);
+	return phys_to_dma(dev, end - 1) <= min_not_zero(*dev->dma_mask, dev->bus_dma_limit);
 }
