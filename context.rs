@@ -2,10 +2,10 @@
 
 //! What every buffer of one heap shares and holds: the page pool of its
 //! zone (shared with the uncached heap of the same zone), the maintenance
-//! device (shared by all heaps), the heap's policy and its counters. Buffers hold a reference, so the
-//! maintenance device outlives every mapping to it; the heap object
-//! (`heap.rs`) holds another, and KUnit makes private contexts the same
-//! way.
+//! device (shared by all heaps), the heap's policy and its counters.
+//! Buffers hold a reference, so the maintenance device outlives every
+//! mapping to it; the heap object (`heap.rs`) holds another, and KUnit
+//! makes private contexts the same way.
 
 use crate::{
     cache_ops::MaintenanceDevice,

@@ -34,6 +34,7 @@ enum rdh_heap_kind {
 	RDH_HEAP_DMA32,
 	RDH_HEAP_UNCACHED_DMA32,
 };
+
 const char *rdh_heap_name(enum rdh_heap_kind kind);
 bool rdh_dma_heap_name_taken(struct device *dev, const char *name);
 bool rdh_sync_policy_always(void);

@@ -133,10 +133,18 @@ if [ "$topology" != none ]; then
 	# swiotlb's peak use (debugfs io_tlb_used_hiwater), which the DMA suite
 	# reads per case: counted always up to 7.2, from 7.3 only with
 	# swiotlb=...,track_hiwater (which 7.2 does not parse: it would lose
-	# the force before it).
+	# the force before it). 7.3 on arm64 with static call trampolines
+	# (kCFI) crashes at boot when asked (the early parameter patches text
+	# before text can be patched): there the peak goes uncounted.
 	hiwater=
-	grep -q track_hiwater "$KSRC/kernel/dma/swiotlb.c" && hiwater=track_hiwater
-	grep -q used_hiwater "$KSRC/kernel/dma/swiotlb.c" && extra_append+=" rdh_swiotlb_peak=1"
+	if grep -q track_hiwater "$KSRC/kernel/dma/swiotlb.c"; then
+		if ! grep -qx CONFIG_HAVE_STATIC_CALL=y "$KDIR/.config"; then
+			hiwater=track_hiwater
+			extra_append+=" rdh_swiotlb_peak=1"
+		fi
+	elif grep -q used_hiwater "$KSRC/kernel/dma/swiotlb.c"; then
+		extra_append+=" rdh_swiotlb_peak=1"
+	fi
 	edu_mask=0xffffffffffffffff edu_bits=64 bounces=0 swiotlb=$hiwater
 	machine=virt,gic-version=3
 	case "$topology" in
