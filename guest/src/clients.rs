@@ -19,7 +19,6 @@ use crate::{
 use sha2::{Digest, Sha256};
 use std::{
     collections::BTreeSet,
-    os::unix::fs::MetadataExt,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -104,16 +103,11 @@ fn serve_system() -> Outcome {
     })
 }
 
+/// The heaps in `/dev/dma_heap`, by name.
 fn heap_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/dev/dma_heap")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    rdh::heaps::list()
+        .map(|heaps| heaps.into_iter().map(|h| h.name).collect())
+        .unwrap_or_default()
 }
 
 /// A client with the environment the packages expect and no display.
@@ -178,17 +172,10 @@ fn maintained() -> Result<u64, String> {
 
 /// The inodes of the dma-bufs process `pid` has open.
 fn open_dmabufs(pid: u32) -> BTreeSet<u64> {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return BTreeSet::new();
-    };
-    fds.flatten()
-        .filter(|f| std::fs::read_to_string(f.path()).is_ok_and(|info| info.contains("exp_name:")))
-        .filter_map(|f| {
-            let fd = f.file_name();
-            std::fs::metadata(format!("/proc/{pid}/fd/{}", fd.to_string_lossy()))
-                .ok()
-                .map(|m| m.ino())
-        })
+    rdh::heaps::open_dmabufs()
+        .into_iter()
+        .filter(|b| b.pid == pid)
+        .map(|b| b.inode)
         .collect()
 }
 

@@ -501,9 +501,7 @@ fn allocate_for(under: Under, len: usize) -> Result<OwnedFd, String> {
             if !path.exists() {
                 return Err(format!("{SKIP}no /dev/dma_heap/{name} on this boot"));
             }
-            Heap::new(HeapKind::Custom(path))
-                .and_then(|heap| heap.allocate(len))
-                .map_err(|e| format!("{name}: allocate {len}: {e}"))
+            crate::uncached::allocate_from(&name, len as u64)
         }
         Under::Uncached => {
             let name = crate::uncached_heap_name();
@@ -516,9 +514,7 @@ fn allocate_for(under: Under, len: usize) -> Result<OwnedFd, String> {
             if !crate::uncached::turned_on()? {
                 return Err(format!("{SKIP}uncached_heap=N"));
             }
-            Heap::new(HeapKind::Custom(path))
-                .and_then(|heap| heap.allocate(len))
-                .map_err(|e| format!("{name}: allocate {len}: {e}"))
+            crate::uncached::allocate_from(&name, len as u64)
         }
         Under::Tracked | Under::Always => {
             std::fs::write(POLICY, under.name()).map_err(|e| format!("sync_policy: {e}"))?;

@@ -53,7 +53,8 @@ fn allocate(len: u64) -> Result<OwnedFd, String> {
     allocate_from(&uncached_heap_name(), len)
 }
 
-fn allocate_from(name: &str, len: u64) -> Result<OwnedFd, String> {
+/// Allocates `len` bytes from the heap named `name`.
+pub fn allocate_from(name: &str, len: u64) -> Result<OwnedFd, String> {
     Heap::new(HeapKind::Custom(heap_path(name)))
         .and_then(|heap| heap.allocate(len as usize))
         .map_err(|e| format!("allocate {len} from {name}: {e}"))

@@ -5,7 +5,8 @@
 //! totals.
 
 use crate::debugfs;
-use std::path::Path;
+use serde::Serialize;
+use std::{os::unix::fs::MetadataExt, path::Path};
 
 /// Where the dma-heap core puts its device nodes.
 pub const DEV: &str = "/dev/dma_heap";
@@ -119,4 +120,63 @@ pub fn list() -> Result<Vec<HeapInfo>, String> {
         .collect();
     heaps.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(heaps)
+}
+
+/// A dma-buf some process holds open (from `/proc/*/fdinfo`).
+#[derive(Serialize)]
+pub struct OpenDmaBuf {
+    pub pid: u32,
+    pub comm: String,
+    pub fd: u32,
+    pub inode: u64,
+    pub size: u64,
+    pub exporter: String,
+    /// What its user named it (`DMA_BUF_SET_NAME`; libcamera names every
+    /// frame buffer), if anything.
+    pub name: Option<String>,
+}
+
+/// Every dma-buf fd of every process, as Android's `dmabuf_dump` lists
+/// them: fdinfo names the exporter, the fd link's inode the buffer.
+pub fn open_dmabufs() -> Vec<OpenDmaBuf> {
+    let mut found = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+            continue;
+        };
+        for f in fds.flatten() {
+            let Ok(fd) = f.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(info) = std::fs::read_to_string(f.path()) else {
+                continue;
+            };
+            let field = |key: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                    .map(|v| v.trim().to_string())
+            };
+            let (Some(exporter), Some(size)) = (field("exp_name"), field("size")) else {
+                continue;
+            };
+            let inode = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_or(0, |m| m.ino());
+            found.push(OpenDmaBuf {
+                pid,
+                comm: comm.trim().to_string(),
+                fd,
+                inode,
+                size: size.parse().unwrap_or(0),
+                exporter,
+                name: field("name").filter(|n| !n.is_empty()),
+            });
+        }
+    }
+    found
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use settings::Saved;
 use std::{
     io::{IsTerminal, Write},
-    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -429,51 +429,6 @@ fn our_debugfs() -> Result<Vec<(String, String)>, Fail> {
     Ok(dirs)
 }
 
-/// Every dma-buf fd of every process, as Android's `dmabuf_dump` lists
-/// them: fdinfo names the exporter, the fd link's inode the buffer.
-fn open_dmabufs() -> Vec<report::OpenDmaBuf> {
-    let mut found = Vec::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for p in procs.flatten() {
-        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-            continue;
-        };
-        for f in fds.flatten() {
-            let Ok(fd) = f.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(info) = std::fs::read_to_string(f.path()) else {
-                continue;
-            };
-            let field = |key: &str| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-                    .map(|v| v.trim().to_string())
-            };
-            let (Some(exporter), Some(size)) = (field("exp_name"), field("size")) else {
-                continue;
-            };
-            let inode = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_or(0, |m| m.ino());
-            found.push(report::OpenDmaBuf {
-                pid,
-                comm: comm.trim().to_string(),
-                fd,
-                inode,
-                size: size.parse().unwrap_or(0),
-                exporter,
-                name: field("name").filter(|n| !n.is_empty()),
-            });
-        }
-    }
-    found
-}
-
 /// The skip reasons of our debugfs, in its order.
 const SKIPS: [&str; 5] = [
     "coherent",
@@ -516,7 +471,7 @@ fn stats(args: StatsArgs) -> Outcome {
         heaps_out.push((name.clone(), stats, pool));
         buffers_out.push((name.clone(), own));
     }
-    let dmabufs = open_dmabufs();
+    let dmabufs = heaps::open_dmabufs();
     if json {
         let heaps = heaps_out
             .iter()

@@ -5,6 +5,7 @@
 //! or sysfs are typed by [`Scalar`]. The guest's checks (`guest/src/tool.rs`)
 //! read these keys.
 
+pub use rdh::heaps::OpenDmaBuf;
 use serde::{Serialize, Serializer};
 
 /// A debugfs or sysfs value: a number if it reads as one, `Y`/`N` and
@@ -103,20 +104,6 @@ pub struct BufferState<'a> {
     pub inode: Scalar<'a>,
     #[serde(flatten)]
     pub lines: Fields<'a>,
-}
-
-/// A dma-buf some process holds open (from `/proc/*/fdinfo`).
-#[derive(Serialize)]
-pub struct OpenDmaBuf {
-    pub pid: u32,
-    pub comm: String,
-    pub fd: u32,
-    pub inode: u64,
-    pub size: u64,
-    pub exporter: String,
-    /// What its user named it (`DMA_BUF_SET_NAME`; libcamera names every
-    /// frame buffer), if anything.
-    pub name: Option<String>,
 }
 
 /// A row of `rdh bench alloc --json` (an array of them).
