@@ -482,6 +482,12 @@ fn module_loads_and_registers_heap() -> Outcome {
         libc::EINVAL,
         "loading with an empty heap_name",
     )?;
+    // Nor can a name hold a '/' (sysfs would show it as '!').
+    expect_errno(
+        sys::load_module(MODULE_PATH, "heap_name=camera/frames"),
+        libc::EINVAL,
+        "loading with a '/' in heap_name",
+    )?;
     if !standing_in && heap_path("system").exists() {
         a_taken_name_fails_the_load_naming_the_fix()?;
     }
