@@ -681,11 +681,20 @@ fn cpu_writes_are_seen_through_another_mapping() -> Outcome {
     })
 }
 
-/// With the page pool off (`pool_limit_mib=0`): the pages go back to the
-/// system at once (`pool.rs` checks the pool).
+/// With the page pool off (`pool_limit_mib=0`) and emptied: the pages go
+/// back to the system at once (`pool.rs` checks the pool). MemFree is the
+/// whole system's, so the kernel's own work (RCU, workers) can move it by
+/// megabytes between two reads: a measurement counts if one of three
+/// attempts is clean, and a heap that keeps the pages fails all three.
 fn close_frees_the_memory() -> Outcome {
-    pool::set_limit_mib(0)?;
-    let outcome = close_frees_the_memory_at_once();
+    pool::turn_off()?;
+    let mut outcome = close_frees_the_memory_at_once();
+    for _ in 1..3 {
+        if outcome.is_ok() {
+            break;
+        }
+        outcome = close_frees_the_memory_at_once();
+    }
     pool::set_limit_mib(-1)?;
     outcome
 }

@@ -19,6 +19,9 @@ pub struct Case {
     pub suite: String,
     pub name: String,
     pub status: Status,
+    /// The diagnostic lines (`# ...`) that came before its result at its
+    /// level: where a failing case says why.
+    pub diagnostics: Vec<String>,
 }
 
 /// What a log contained.
@@ -43,6 +46,8 @@ struct Level {
     plan: Option<usize>,
     results: usize,
     failed: usize,
+    /// Diagnostic lines since the level's last result.
+    diagnostics: Vec<String>,
 }
 
 impl Level {
@@ -53,6 +58,7 @@ impl Level {
             plan: None,
             results: 0,
             failed: 0,
+            diagnostics: Vec::new(),
         }
     }
 }
@@ -149,6 +155,7 @@ pub fn parse(text: &str) -> Report {
             let children = close(&mut stack, &mut report, indent, false);
             let level = level_at(&mut stack, indent);
             level.results += 1;
+            let diagnostics = std::mem::take(&mut level.diagnostics);
             match children {
                 Some(children) => {
                     let suite = children.name.clone().unwrap_or_else(|| name.to_string());
@@ -179,8 +186,13 @@ pub fn parse(text: &str) -> Report {
                         suite,
                         name: name.to_string(),
                         status,
+                        diagnostics,
                     });
                 }
+            }
+        } else if let Some(note) = content.strip_prefix("# ") {
+            if let Some(level) = stack.last_mut().filter(|l| l.indent == indent) {
+                level.diagnostics.push(note.to_string());
             }
         }
     }
@@ -282,6 +294,11 @@ ok 1 rust_dmabuf_heap
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(r.count(Status::Fail), 1);
         assert_eq!(r.suites[0].1, Status::Fail);
+        assert_eq!(
+            r.cases[2].diagnostics,
+            ["third: ASSERTION FAILED at x.rs:1"]
+        );
+        assert!(r.cases[1].diagnostics.is_empty());
     }
 
     #[test]

@@ -175,6 +175,10 @@ fn main() -> ExitCode {
                 ktap::Status::Fail => {
                     fail += 1;
                     println!("FAIL {suite}.{}", case.name);
+                    // Why, as the case said it (the console log has the rest).
+                    for note in case.diagnostics.iter().rev().take(12).rev() {
+                        println!("  # {note}");
+                    }
                 }
                 ktap::Status::Skip => skip += 1,
             }
