@@ -29,7 +29,7 @@ use crate::{
     glue,
     mm_pfnmap::{self, VmFault},
     ownership::{self, Decision, Device, Event, Lines, Ownership, Policy, Range},
-    pages::PAGE_SIZE,
+    pages::{PageChunk, PAGE_SIZE},
     pool::Memory,
     sg_table::BlockTable,
     stats::CacheStats,
@@ -169,9 +169,12 @@ impl HeapBuffer {
         // Under `always` unbracketed access is as safe as with the system
         // heap already.
         let trap_user = policy == Policy::Tracked && glue::trap_user_access();
-        let memory = heap.pool().allocate(len)?;
+        let memory = if policy == Policy::Uncached {
+            Self::uncached_memory(&heap, len)?
+        } else {
+            heap.pool().allocate(len)?
+        };
         let lines = if policy == Policy::Uncached {
-            Self::flush(&heap, &memory)?;
             Lines::CLEAN
         } else if memory.is_clean() {
             // Pooled chunks were cleaned: a first map needs no clean.
@@ -211,24 +214,38 @@ impl HeapBuffer {
         Ok(buffer)
     }
 
-    /// Flushes a new uncached buffer's chunks (its zeroes reach memory, no
-    /// line stays cached, see `ownership.rs`, "Uncached buffers"): pooled
-    /// ones too, whose clean lines the CPU's write-combined writes would
-    /// leave older than memory.
-    fn flush(heap: &HeapContext, memory: &Memory) -> Result {
+    /// An uncached buffer's memory: zeroes in memory and no dirty line
+    /// (see `ownership.rs`, "Uncached buffers"). Chunks from the pool are
+    /// so already (its worker zeroed and cleaned them; clean copies left in
+    /// the cache are no worse than the speculative fills the rules allow
+    /// for); fresh ones are flushed here, counted as the heap's
+    /// `allocation_flush_bytes`.
+    fn uncached_memory(heap: &HeapContext, len: usize) -> Result<Memory> {
         // The uncached heap exists only where the maintenance device does
         // not bounce (`Heap::uncached`).
         let cleaner = heap.maintenance().cleaner().ok_or(ENODEV)?;
-        for chunk in memory.chunks() {
+        let pool = heap.pool();
+        let mut flushed = 0;
+        let mut flush = |chunk: &PageChunk| {
             if !cleaner.flush(chunk) {
                 return Err(ENOMEM);
             }
-        }
-        heap.totals().allocation_flush_bytes.fetch_add(
-            memory.chunks().iter().map(|c| c.size() as u64).sum(),
-            Ordering::Relaxed,
-        );
-        Ok(())
+            flushed += chunk.size() as u64;
+            Ok(())
+        };
+        let memory = if pool.cleans() {
+            pool.allocate_then(len, &mut flush)?
+        } else {
+            // Cannot happen (the pool cleans on the same device), but a
+            // pool that did not clean would hand out dirty lines.
+            let memory = pool.allocate(len)?;
+            memory.chunks().iter().try_for_each(&mut flush)?;
+            memory
+        };
+        heap.totals()
+            .allocation_flush_bytes
+            .fetch_add(flushed, Ordering::Relaxed);
+        Ok(memory)
     }
 
     /// Buffer size in bytes.

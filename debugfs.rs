@@ -9,12 +9,14 @@
 //!   bytes in live buffers, bytes the page pool holds, bytes cleaned and
 //!   invalidated, operations skipped by reason, user access trapped by
 //!   faults.
-//! - `pool`: the page pool (`pool.rs`): its limit, zeroed chunks per order,
+//! - `pool`: the page pool (`pool.rs`): its cap, zeroed chunks per order,
 //!   bytes ready (zeroed), on the backlog (freed, not yet zeroed), being zeroed,
-//!   and all it holds (`pool_bytes`), and since
-//!   load bytes taken from it (hits) or from the page allocator instead
-//!   (misses), zeroed and cleaned by its worker, freed by the shrinker, and
-//!   freed instead of pooled (bypassed).
+//!   and all it holds (`pool_bytes`); its demand (`demand.rs`): bytes of its
+//!   buffers in use, the most allocated within a fifth of the window lately
+//!   (wanted) and what it may keep now; and since load bytes taken from it (hits) or from the page
+//!   allocator instead (misses), zeroed and cleaned by its worker, freed by
+//!   the shrinker, freed instead of pooled (bypassed), and pooled, then
+//!   freed because demand no longer asked for them (released).
 //! - `buffers/<ino>`: one file per live buffer allocated while the
 //!   `debugfs_buffers` parameter was on, named after its dma-buf inode
 //!   (what `fstat` on the fd reports as `st_ino`): size, policy, ownership
@@ -163,12 +165,16 @@ fn show_pool(heap: &Arc<HeapContext>, f: &mut fmt::Formatter<'_>) -> fmt::Result
     writeln!(f, "backlog_bytes: {}", levels.backlog_pages * PAGE_SIZE)?;
     writeln!(f, "working_bytes: {}", levels.working_pages * PAGE_SIZE)?;
     writeln!(f, "pool_bytes: {}", levels.held_bytes())?;
+    writeln!(f, "in_use_bytes: {}", levels.in_use_pages * PAGE_SIZE)?;
+    writeln!(f, "wanted_bytes: {}", levels.wanted_pages * PAGE_SIZE)?;
+    writeln!(f, "keep_bytes: {}", levels.keep_pages * PAGE_SIZE)?;
     writeln!(f, "hit_bytes: {}", load(&counters.hit_bytes))?;
     writeln!(f, "miss_bytes: {}", load(&counters.miss_bytes))?;
     writeln!(f, "zeroed_bytes: {}", load(&counters.zeroed_bytes))?;
     writeln!(f, "cleaned_bytes: {}", load(&counters.cleaned_bytes))?;
     writeln!(f, "shrunk_bytes: {}", load(&counters.shrunk_bytes))?;
-    writeln!(f, "bypassed_bytes: {}", load(&counters.bypassed_bytes))
+    writeln!(f, "bypassed_bytes: {}", load(&counters.bypassed_bytes))?;
+    writeln!(f, "released_bytes: {}", load(&counters.released_bytes))
 }
 
 /// Shows one buffer.

@@ -86,10 +86,16 @@ pub(crate) fn debugfs_buffers() -> bool {
     unsafe { sys::rdh_debugfs_buffers_enabled() }
 }
 
-/// `pool_limit_mib` in bytes (-1: 1/16 of RAM).
+/// `pool_limit_mib` in bytes (-1: 1/2 of RAM).
 pub(crate) fn pool_limit_bytes() -> usize {
     // SAFETY: Reads a module parameter; no preconditions.
     unsafe { sys::rdh_pool_limit_bytes() as usize }
+}
+
+/// `pool_window_ms`: how long a pool remembers its heap's peak use.
+pub(crate) fn pool_window_ms() -> u64 {
+    // SAFETY: Reads a module parameter; no preconditions.
+    u64::from(unsafe { sys::rdh_pool_window_ms() })
 }
 
 #[cfg(MODULE)]
@@ -201,6 +207,13 @@ impl Worker {
     pub(crate) fn kick(&self) {
         // SAFETY: `raw` is live (type invariant).
         unsafe { sys::rdh_worker_kick(self.raw.as_ptr()) };
+    }
+
+    /// Has the job run in about `ms` milliseconds, unless a kick runs it
+    /// sooner.
+    pub(crate) fn kick_after(&self, ms: u32) {
+        // SAFETY: `raw` is live (type invariant).
+        unsafe { sys::rdh_worker_kick_after(self.raw.as_ptr(), ms) };
     }
 }
 

@@ -118,7 +118,9 @@
 //! # Uncached buffers (policy `Uncached`)
 //!
 //! The uncached heap's buffers are mapped write-combined for the CPU, user
-//! and kernel, and flushed once at allocation: the CPU then neither dirties
+//! and kernel, and flushed once at allocation (fresh chunks; pooled ones
+//! were zeroed and cleaned by the pool, which leaves at most clean copies,
+//! like a speculative fill): the CPU then neither dirties
 //! lines of its own nor reads stale ones, and non-coherent devices need no
 //! maintenance at all. The cache may still hold lines of the buffer,
 //! filled speculatively through the kernel's cacheable linear alias; after

@@ -149,6 +149,13 @@ fn leaves_reserve(pages: usize) -> bool {
     pages <= available_pages().saturating_sub(reserve)
 }
 
+/// Pages missing for free memory to be comfortable: twice the reserve,
+/// well above the watermarks. Page pools keep nothing more while any are
+/// missing, and give back what they hold until none are.
+pub(crate) fn short_of_comfort() -> usize {
+    (2 * (mm_stat::totalram_pages() / RESERVE_DIVISOR)).saturating_sub(free_pages())
+}
+
 /// The share of RAM an allocation must leave available to everything else:
 /// 1/24. Without it, buffers could take memory down to the watermarks, and
 /// the next ordinary allocation (a page fault, a slab refill) would invoke
@@ -220,8 +227,9 @@ impl Chunks {
 /// Allocates `len` bytes (a non-zero multiple of the page size) as zeroed
 /// chunks in `zone`, each no larger than the previous one, like the system
 /// heap; each chunk comes from `pooled` (which must hold chunks of `zone`)
-/// if it has one of that order, else from the page allocator. Returns the
-/// chunks and how many came from `pooled`.
+/// if it has one of that order, else from the page allocator, and is then
+/// given to `fresh` (which may fail the allocation). Returns the chunks and
+/// how many came from `pooled`.
 ///
 /// Fails with `ENOMEM` up front when `len` would leave less than the reserve
 /// available (so always for more than the machine's RAM), whenever the page
@@ -232,6 +240,7 @@ pub(crate) fn alloc_chunks(
     len: usize,
     zone: Zone,
     mut pooled: impl FnMut(u32) -> Option<PageChunk>,
+    mut fresh: impl FnMut(&PageChunk) -> Result,
 ) -> Result<(Chunks, usize)> {
     if len == 0 || len % PAGE_SIZE != 0 {
         return Err(EINVAL);
@@ -251,17 +260,19 @@ pub(crate) fn alloc_chunks(
         // Per order, largest first: the pool, then the page allocator (a
         // pooled small chunk must not stand in for a large one).
         let fits = |order: u32| order <= max_order && PAGE_SIZE << order <= remaining;
-        let chunk = ORDERS
+        let (chunk, was_pooled) = ORDERS
             .iter()
             .filter(|&&order| fits(order))
             .find_map(|&order| match pooled(order) {
-                Some(chunk) => {
-                    from_pool += 1;
-                    Some(chunk)
-                }
-                None => alloc_chunk(order, zone),
+                Some(chunk) => Some((chunk, true)),
+                None => alloc_chunk(order, zone).map(|chunk| (chunk, false)),
             })
             .ok_or(ENOMEM)?;
+        if was_pooled {
+            from_pool += 1;
+        } else {
+            fresh(&chunk)?;
+        }
         remaining -= chunk.size();
         max_order = chunk.order();
         chunks.push(chunk)?;
@@ -284,7 +295,7 @@ mod tests {
 
     /// `len` bytes of fresh chunks (no pool).
     fn fresh(len: usize) -> Result<Chunks> {
-        Ok(alloc_chunks(len, Zone::Any, |_| None)?.0)
+        Ok(alloc_chunks(len, Zone::Any, |_| None, |_| Ok(()))?.0)
     }
 
     fn orders(chunks: &Chunks) -> Result<KVec<u32>> {
@@ -318,13 +329,21 @@ mod tests {
     #[test]
     fn a_pooled_chunk_of_each_order_comes_first() -> Result {
         let mut offered = KVec::new();
-        let (chunks, from_pool) = alloc_chunks(MIB + 64 * KIB, Zone::Any, |order| {
-            let _ = offered.push(order, GFP_KERNEL);
-            // The pool has 64 KiB chunks only.
-            (order == 4).then(|| alloc_chunk(4, Zone::Any)).flatten()
-        })?;
+        let mut fresh = KVec::new();
+        let (chunks, from_pool) = alloc_chunks(
+            MIB + 64 * KIB,
+            Zone::Any,
+            |order| {
+                let _ = offered.push(order, GFP_KERNEL);
+                // The pool has 64 KiB chunks only.
+                (order == 4).then(|| alloc_chunk(4, Zone::Any)).flatten()
+            },
+            |chunk| fresh.push(chunk.order(), GFP_KERNEL).map_err(Into::into),
+        )?;
         assert_eq!(&orders(&chunks)?[..], &[8, 4][..]);
         assert_eq!(from_pool, 1);
+        // Only the chunk from the page allocator was handed to `fresh`.
+        assert_eq!(&fresh[..], &[8][..]);
         // The pool is asked first for every chunk, largest order first.
         assert_eq!(&offered[..], &[8, 4][..]);
         Ok(())
@@ -400,7 +419,7 @@ mod tests {
             }
         }
         let len = 8 * MIB + 64 * KIB + 4 * KIB;
-        let dma32 = alloc_chunks(len, Zone::Dma32, |_| None)?.0;
+        let dma32 = alloc_chunks(len, Zone::Dma32, |_| None, |_| Ok(()))?.0;
         let sizes = dma32.as_slice().iter().map(|c| c.size());
         assert_eq!(sizes.sum::<usize>(), len);
         assert_eq!(nonzero_pages(dma32.as_slice())?, 0);

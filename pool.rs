@@ -17,8 +17,14 @@
 //!   kernel memory (`NR_KERNEL_MISC_RECLAIMABLE`, part of `MemAvailable`,
 //!   charged to no memory cgroup), a shrinker frees them on demand (the
 //!   backlog first: it needs no zeroing), and for a second after the
-//!   shrinker ran, freeing bypasses the pool. Pool and backlog together
-//!   stay under `pool_limit_mib` (default 1/16 of RAM, 0 disables the pool).
+//!   shrinker ran, freeing bypasses the pool.
+//! - The pool keeps what demand asks for (`demand.rs`): as much as its
+//!   heap allocated within a fifth of `pool_window_ms` (5 s), the busiest
+//!   such stretch of the window, while free memory is comfortable
+//!   (`pages::short_of_comfort`). The worker looks again every fifth of
+//!   the window while the pool holds anything, so what nobody asked for
+//!   goes back within about 6 s. Pool and backlog together never exceed
+//!   `pool_limit_mib` (default 1/2 of RAM, 0 disables the pool).
 //! - Under the dma-heap core's `mem_accounting` the pool is bypassed:
 //!   pooled pages would have to be uncharged when they come back and
 //!   charged to the next allocating cgroup, and the kernel does not export
@@ -26,6 +32,7 @@
 
 use crate::{
     cache_ops::Cleaner,
+    demand::Demand,
     dma_heap,
     glue::{self, Running, Worker},
     page_block::BlockList,
@@ -67,6 +74,8 @@ struct Lists {
     working: usize,
     /// Freeing bypasses the pool until this time (set by the shrinker).
     bypass_until: Option<Instant<Monotonic>>,
+    /// Pages of the pool's buffers in use, and allocated lately.
+    demand: Demand,
 }
 
 impl Lists {
@@ -84,6 +93,7 @@ impl Lists {
             pages: [0; LISTS],
             working: 0,
             bypass_until: None,
+            demand: Demand::new(glue::pool_window_ms()),
         })
     }
 
@@ -103,6 +113,12 @@ impl Lists {
         // INVARIANT: Off the list, no longer counted.
         self.pages[list] -= chunk.page_count();
         Some(chunk)
+    }
+
+    /// The demand, on the window set now.
+    fn demand(&mut self) -> &mut Demand {
+        self.demand.set_window(glue::pool_window_ms());
+        &mut self.demand
     }
 
     fn under_pressure(&self) -> bool {
@@ -144,6 +160,9 @@ pub(crate) struct PoolCounters {
     /// pressure, pool off).
     pub(crate) shrunk_bytes: AtomicU64,
     pub(crate) bypassed_bytes: AtomicU64,
+    /// Bytes pooled, then freed by the worker because demand no longer
+    /// asked for them (or free memory ran short).
+    pub(crate) released_bytes: AtomicU64,
 }
 
 /// A pool's state at one moment (debugfs `pool`, KUnit).
@@ -159,6 +178,13 @@ pub(crate) struct PoolLevels {
     /// pool: those of live buffers, if no other pool of the zone holds any
     /// (KUnit pools are gone by then).
     pub(crate) unpooled_bytes: usize,
+    /// Pages of this pool's buffers in use, the most allocated within a
+    /// fifth of the window lately (what demand asks the pool to keep), and
+    /// what the pool may keep now (demand, the cap and free memory
+    /// allowing).
+    pub(crate) in_use_pages: usize,
+    pub(crate) wanted_pages: usize,
+    pub(crate) keep_pages: usize,
 }
 
 impl PoolLevels {
@@ -185,6 +211,8 @@ pub(crate) struct Pool {
     /// stops before the maintenance device goes.
     cleaner: Option<Cleaner>,
     worker: Worker,
+    /// The origin of the pool's clock (see [`Self::now_ms`]).
+    born: Instant<Monotonic>,
     pub(crate) counters: PoolCounters,
 }
 
@@ -199,6 +227,7 @@ impl Pool {
                 zone,
                 cleaner,
                 worker: Worker::new()?,
+                born: Instant::now(),
                 counters: PoolCounters::default(),
             }),
             GFP_KERNEL,
@@ -232,6 +261,24 @@ impl Pool {
         glue::pool_limit_bytes()
     }
 
+    /// Milliseconds since the pool was made: the clock of its demand.
+    fn now_ms(&self) -> u64 {
+        self.born.elapsed().as_millis().max(0) as u64
+    }
+
+    /// Pages the pool may hold at `now_ms`: what demand asks for, within
+    /// the cap, less what free memory is short of (`short`, from
+    /// [`pages::short_of_comfort`]).
+    fn keep_pages(&self, lists: &Lists, now_ms: u64, short: usize) -> usize {
+        let cap = self.usable_limit_bytes() / PAGE_SIZE;
+        let wanted = lists.demand.wanted(now_ms).min(cap);
+        if short == 0 {
+            wanted
+        } else {
+            wanted.min(lists.total_pages().saturating_sub(short))
+        }
+    }
+
     /// Whether pooled chunks are cleaned (their buffers start clean).
     pub(crate) fn cleans(&self) -> bool {
         self.cleaner.is_some()
@@ -244,6 +291,17 @@ impl Pool {
 
     /// Allocates `len` bytes of zeroed chunks, pooled ones first.
     pub(crate) fn allocate(self: &Arc<Self>, len: usize) -> Result<Memory> {
+        self.allocate_then(len, |_| Ok(()))
+    }
+
+    /// Allocates as [`Self::allocate`], and hands every chunk that did not
+    /// come from the pool to `fresh` (the uncached heap cleans those),
+    /// which may fail the allocation.
+    pub(crate) fn allocate_then(
+        self: &Arc<Self>,
+        len: usize,
+        fresh: impl FnMut(&PageChunk) -> Result,
+    ) -> Result<Memory> {
         let in_use = self.in_use();
         let take = |order: u32| {
             if !in_use {
@@ -257,7 +315,9 @@ impl Pool {
             counter.fetch_add((PAGE_SIZE << order) as u64, Ordering::Relaxed);
             chunk
         };
-        let (chunks, from_pool) = pages::alloc_chunks(len, self.zone, take)?;
+        let (chunks, from_pool) = pages::alloc_chunks(len, self.zone, take, fresh)?;
+        let now = self.now_ms();
+        self.lists.lock().demand().took(len / PAGE_SIZE, now);
         Ok(Memory {
             clean: self.cleans() && from_pool == chunks.as_slice().len(),
             chunks,
@@ -267,14 +327,18 @@ impl Pool {
 
     /// Takes back the chunks of a freed buffer: on the backlog for the
     /// worker, or freed at once if the pool is not in use, under pressure,
-    /// or would grow beyond its limit. The worker is kicked to zero them,
-    /// or to trim the pool to a limit lowered since.
+    /// or would grow beyond what it may keep. The worker is kicked to zero
+    /// them, or to trim the pool to what it may keep now.
     fn give_back(&self, chunks: Chunks) {
         let bytes: usize = chunks.as_slice().iter().map(PageChunk::size).sum();
-        let limit_pages = self.usable_limit_bytes() / PAGE_SIZE;
+        let now = self.now_ms();
         let mut lists = self.lists.lock();
-        let pooling = limit_pages > 0 && !lists.under_pressure();
-        let fits = pooling && lists.total_pages() + bytes / PAGE_SIZE <= limit_pages;
+        lists.demand().gave_back(bytes / PAGE_SIZE);
+        // While free memory is short nothing more is pooled.
+        let short = pages::short_of_comfort();
+        let keep_pages = self.keep_pages(&lists, now, short);
+        let pooling = keep_pages > 0 && short == 0 && !lists.under_pressure();
+        let fits = pooling && lists.total_pages() + bytes / PAGE_SIZE <= keep_pages;
         // Only the chunks move under the lock: their vector may live in
         // vmalloc memory, whose free may sleep.
         let rest = if fits {
@@ -282,7 +346,7 @@ impl Pool {
         } else {
             chunks
         };
-        let over = lists.total_pages() > limit_pages;
+        let over = lists.total_pages() > keep_pages;
         drop(lists);
         drop(rest);
         if !fits {
@@ -301,9 +365,22 @@ impl Pool {
     }
 
     /// The worker's job: zero and clean the backlog into the lists, then
-    /// trim the lists to the limit. Chunks the pool holds are freed under
-    /// its lock, so that [`Self::levels`] always adds up.
+    /// trim the lists to what the pool may keep, and look again in a
+    /// second while it holds anything. Chunks the pool holds are freed
+    /// under its lock, so that [`Self::levels`] always adds up.
     pub(crate) fn work(&self) {
+        self.work_at(self.now_ms());
+        let lists = self.lists.lock();
+        if lists.total_pages() > 0 {
+            let later = lists.demand.bucket_ms().min(u32::MAX.into()) as u32;
+            drop(lists);
+            self.worker.kick_after(later);
+        }
+    }
+
+    /// [`Self::work`] as at `now_ms` on the pool's clock, without looking
+    /// again (KUnit plays timelines with it).
+    fn work_at(&self, now_ms: u64) {
         loop {
             let chunk = {
                 let mut lists = self.lists.lock();
@@ -325,9 +402,16 @@ impl Pool {
                 self.bypassed(bytes);
             }
         }
-        let limit = self.limit_bytes() / PAGE_SIZE;
-        let excess = self.lists.lock().total_pages().saturating_sub(limit);
-        self.free_pages(excess, &self.counters.bypassed_bytes);
+        let excess = {
+            let mut lists = self.lists.lock();
+            lists.demand();
+            lists.total_pages().saturating_sub(self.keep_pages(
+                &lists,
+                now_ms,
+                pages::short_of_comfort(),
+            ))
+        };
+        self.free_pages(excess, &self.counters.released_bytes);
     }
 
     /// Zeroes `chunk` and cleans it (if this pool cleans); `false` if it
@@ -379,11 +463,16 @@ impl Pool {
 
     /// What the pool holds now.
     pub(crate) fn levels(&self) -> PoolLevels {
-        let lists = self.lists.lock();
+        let now = self.now_ms();
+        let mut lists = self.lists.lock();
+        lists.demand();
         let mut levels = PoolLevels {
             zeroed_pages: lists.zeroed_pages(),
             backlog_pages: lists.pages[BACKLOG],
             working_pages: lists.working,
+            in_use_pages: lists.demand.in_use(),
+            wanted_pages: lists.demand.wanted(now),
+            keep_pages: self.keep_pages(&lists, now, pages::short_of_comfort()),
             ..PoolLevels::default()
         };
         levels.unpooled_bytes = self
@@ -695,6 +784,41 @@ mod tests {
         drop(pool);
         drop(maintenance);
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), live);
+        Ok(())
+    }
+
+    /// A pool keeps what its heap freed while demand asks for it (the
+    /// allocations of the window), and the worker gives it back once the window
+    /// has passed with nobody asking.
+    #[test]
+    fn what_nobody_asks_for_goes_back_after_the_window() -> Result {
+        let Some((pool, _maintenance)) = manual_pool()? else {
+            return Ok(());
+        };
+        let len = 2 * MIB + 64 * KIB;
+        let kept = pool.allocate(MIB)?;
+        let before = pool.now_ms();
+        drop(pool.allocate(len)?);
+        let now = pool.now_ms();
+        pool.work_at(now);
+        assert_eq!(pooled_pages(&pool), len / PAGE_SIZE);
+        let levels = pool.levels();
+        assert_eq!(levels.in_use_pages, MIB / PAGE_SIZE);
+        // Both allocations, unless a fifth of the window ended between them.
+        assert!(levels.wanted_pages >= len / PAGE_SIZE);
+        let released = pool.counters.released_bytes.load(Ordering::Relaxed);
+        let window = pool.lists.lock().demand.window_ms();
+        pool.work_at(before + window - window / 5 - 1);
+        assert_eq!(pooled_pages(&pool), len / PAGE_SIZE);
+        pool.work_at(now + window);
+        assert_eq!(pooled_pages(&pool), 0);
+        assert_eq!(
+            pool.counters.released_bytes.load(Ordering::Relaxed) - released,
+            len as u64
+        );
+        // The buffer still in use is no reason to keep anything.
+        assert_eq!(pool.lists.lock().demand.wanted(now + window), 0);
+        drop(kept);
         Ok(())
     }
 

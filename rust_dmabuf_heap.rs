@@ -36,6 +36,7 @@ mod coherence;
 mod context;
 mod control;
 mod debugfs;
+mod demand;
 mod fence_hooks;
 mod glue;
 mod heap;

@@ -41,6 +41,7 @@ bool rdh_sync_policy_always(void);
 bool rdh_debugfs_buffers_enabled(void);
 bool rdh_trap_user_access(void);
 unsigned long rdh_pool_limit_bytes(void);
+unsigned int rdh_pool_window_ms(void);
 
 /* maintenance_device.c, report.c */
 struct device *rdh_maintenance_device_create(void);
@@ -53,6 +54,7 @@ struct rdh_worker *rdh_worker_create(void);
 int rdh_worker_run(struct rdh_worker *worker, void (*job)(void *data),
 		   void *data, const char *name);
 void rdh_worker_kick(struct rdh_worker *worker);
+void rdh_worker_kick_after(struct rdh_worker *worker, unsigned int msecs);
 void rdh_worker_halt(struct rdh_worker *worker);
 void rdh_worker_destroy(struct rdh_worker *worker);
 

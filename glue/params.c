@@ -161,13 +161,23 @@ bool rdh_debugfs_buffers_enabled(void)
 static int pool_limit_mib = -1;
 module_param(pool_limit_mib, int, 0644);
 MODULE_PARM_DESC(pool_limit_mib,
-		 "Most memory each page pool (one per zone: any, DMA32) keeps zeroed for new buffers, in MiB: -1 (default) for 1/16 of RAM, 0 disables the pools; a lower limit applies from the next free on, which also releases what a pool holds beyond it");
+		 "Hard cap on the memory each page pool (one per zone: any, DMA32) keeps zeroed for new buffers, in MiB: -1 (default) for 1/2 of RAM, 0 disables the pools. Below it a pool keeps only as much as its heap allocated within a fifth of pool_window_ms, the busiest such stretch of the window, less what free memory is short of 1/12 of RAM; a lower cap applies from the next free on, which also releases what a pool holds beyond it");
+
+static unsigned int pool_window_ms = 5000;
+module_param(pool_window_ms, uint, 0644);
+MODULE_PARM_DESC(pool_window_ms,
+		 "How long a page pool remembers its heap's allocations, in ms (default 5000, at least 5): it keeps as much as the heap allocated within a fifth of the window, the busiest such stretch of it, so what nobody asks for goes back within about the window plus a fifth of it; a change forgets what was allocated");
+
+unsigned int rdh_pool_window_ms(void)
+{
+	return max(READ_ONCE(pool_window_ms), 5U);
+}
 
 unsigned long rdh_pool_limit_bytes(void)
 {
 	int mib = READ_ONCE(pool_limit_mib);
 
 	if (mib < 0)
-		return (totalram_pages() / 16) << PAGE_SHIFT;
+		return (totalram_pages() / 2) << PAGE_SHIFT;
 	return (unsigned long)mib << 20;
 }

@@ -79,8 +79,15 @@ int rdh_worker_run(struct rdh_worker *worker, void (*job)(void *data),
 
 void rdh_worker_kick(struct rdh_worker *worker)
 {
-	if (!timer_pending(&worker->timer) && !atomic_read(&worker->kicked))
-		mod_timer(&worker->timer, jiffies + 1);
+	/* Cheap when armed already; a later wake-up (kick_after) comes sooner. */
+	if (!atomic_read(&worker->kicked))
+		timer_reduce(&worker->timer, jiffies + 1);
+}
+
+/* Runs the job in about @msecs, unless a kick runs it sooner. */
+void rdh_worker_kick_after(struct rdh_worker *worker, unsigned int msecs)
+{
+	timer_reduce(&worker->timer, jiffies + msecs_to_jiffies(msecs));
 }
 
 /*

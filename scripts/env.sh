@@ -36,7 +36,7 @@ QEMU=$QEMU_DIR/usr/bin/qemu-system-aarch64
 RDH_PROFILE=${RDH_PROFILE:-test}
 # The module's KUnit suites (#[kunit_tests(...)] in the driver's files and
 # tests/kunit/): every one must report in a boot of the test build.
-KUNIT_SUITES=(rust_dmabuf_heap_ownership rust_dmabuf_heap_pages rust_dmabuf_heap_pool
+KUNIT_SUITES=(rust_dmabuf_heap_ownership rust_dmabuf_heap_pages rust_dmabuf_heap_demand rust_dmabuf_heap_pool
 	rust_dmabuf_heap_buffer rust_dmabuf_heap_exporter rust_dmabuf_heap_fences
 	rust_dmabuf_heap_maintenance)
 # Runner arguments that name them: kunit_suite_args --expect-suite

@@ -17,7 +17,11 @@ use rdh::{
     pipeline::{self, Target},
     scenarios::SCENARIOS,
 };
-use std::{os::fd::AsRawFd, path::PathBuf, time::Instant};
+use std::{
+    os::fd::AsRawFd,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 fn ours() -> String {
     crate::cached_heap_name()
@@ -130,15 +134,13 @@ pub fn run() {
     // re-allocating its frames), heaps alternating round by round, at
     // least 32 calls each; the first call of a round only warms up. Ours
     // twice: cold (the pool off: fresh pages, freed at once) and warm (the
-    // pool on, filled with n buffers' worth before the round; n fits its
-    // limit). Between rounds the pool's worker finishes (not timed).
-    let default_limit = pool::set_limit_mib(-1).and_then(|()| pool::number("limit_bytes"));
-    let Ok(default_limit) = default_limit else {
-        println!("rdh: cannot read the pool's limit");
-        return;
-    };
+    // pool at its defaults, filled with n buffers' worth before the round).
+    // A round holds at most 1/8 of RAM (and 32 buffers), so that the
+    // system heap's round next to a full pool leaves free memory
+    // comfortable. Between rounds the pool's worker finishes (not timed).
+    let round_bytes = sys::total_ram() / 8;
     for size in [4u64 << 10, 64 << 10, 1 << 20, 8 << 20, 32 << 20] {
-        let n = (default_limit / size).saturating_sub(1).clamp(1, 32) as usize;
+        let n = (round_bytes / size).clamp(1, 32) as usize;
         for (pool, limit) in [("cold", 0), ("warm", -1)] {
             if let Err(e) = pool::apply_limit_mib(limit).and_then(|()| {
                 let mut times: [(Vec<u128>, Vec<u128>); 2] = Default::default();
@@ -173,13 +175,62 @@ pub fn run() {
     // all closed, 20 times per heap, the heaps alternating round by round
     // after a warm-up round each (QEMU's first touch of guest memory is not
     // a heap's cost); total time and the peak of memory in use (MemTotal -
-    // MemAvailable) above what it was before.
-    // Ours with the page pool at its default limit (1/16 of RAM: the
-    // benchmark boots with 4 GiB, so the 256 MiB fit).
-    if let Err(e) = pool::set_limit_mib(-1) {
+    // MemAvailable) above what it was before. Ours under three pool
+    // policies: the default (sized by demand), a fixed share of 1/16 of
+    // RAM kept for ever (the policy before), and keeping everything (a cap
+    // of all RAM, kept for ever: the Android pooled heap's policy, whose
+    // pools only the shrinker takes back). After each churn: what the pool
+    // holds then, 10 s and 60 s later, and what an ordinary process
+    // touching 5/8 of RAM pays then.
+    let ram_mib = sys::total_ram() >> 20;
+    let policies = [
+        ("demand", -1, pool::DEFAULT_WINDOW_MS),
+        ("fixed_1/16", (ram_mib / 16) as i64, 600_000),
+        ("keep_all", ram_mib as i64, 600_000),
+    ];
+    let touch = (sys::total_ram() * 5 / 8) as usize;
+    if let Err(e) = pool::turn_off() {
         println!("rdh: {e}");
         return;
     }
+    match timed_touch(touch) {
+        Ok(ns) => {
+            println!("BENCH {{\"touch_bytes\":{touch},\"pool\":\"empty\",\"touch_ns\":{ns}}}")
+        }
+        Err(e) => {
+            println!("rdh: {e}");
+            return;
+        }
+    }
+    for (policy, limit, window) in policies {
+        if let Err(e) = churn(&system, &tracked, policy, (limit, window), touch) {
+            println!("rdh: churn ({policy}): {e}");
+            return;
+        }
+    }
+    // The defaults again.
+    if let Err(e) =
+        pool::set_limit_mib(-1).and_then(|()| pool::set_window_ms(pool::DEFAULT_WINDOW_MS))
+    {
+        println!("rdh: {e}");
+        return;
+    }
+    println!("rdh: benchmark done");
+}
+
+/// The churn of [`run`] on `system` and `ours` with the pool `(limit,
+/// window)` (`pool_limit_mib`, `pool_window_ms`), named `policy`; prints
+/// its `BENCH` lines.
+fn churn(
+    system: &Heap,
+    ours_heap: &Heap,
+    policy: &str,
+    (limit, window): (i64, u64),
+    touch: usize,
+) -> Result<(), String> {
+    pool::turn_off()?;
+    pool::set_window_ms(window)?;
+    pool::set_limit_mib(limit)?;
     let used = || {
         sys::meminfo_kib("MemTotal").unwrap_or(0) - sys::meminfo_kib("MemAvailable").unwrap_or(0)
     };
@@ -187,18 +238,12 @@ pub fn run() {
     let mut totals = [0u128; 2];
     let mut peaks = [0u64; 2];
     for round in 0..21 {
-        for (i, heap) in [&system, &tracked].into_iter().enumerate() {
+        for (i, heap) in [system, ours_heap].into_iter().enumerate() {
             let start = Instant::now();
-            let mut fds = Vec::with_capacity(32);
-            for _ in 0..32 {
-                match heap.allocate(8 << 20) {
-                    Ok(fd) => fds.push(fd),
-                    Err(err) => {
-                        println!("rdh: churn allocation failed: {err}");
-                        return;
-                    }
-                }
-            }
+            let fds = (0..32)
+                .map(|_| heap.allocate(8 << 20))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("allocation failed: {e}"))?;
             peaks[i] = peaks[i].max(used().saturating_sub(before));
             drop(fds);
             if round > 0 {
@@ -206,13 +251,39 @@ pub fn run() {
             }
         }
     }
-    for (i, name) in ["system".to_string(), ours()].into_iter().enumerate() {
-        println!(
-            "BENCH {{\"churn\":\"32x8MiB x20\",\"heap\":\"{name}\",\"total_ns\":{},\"peak_kib\":{}}}",
-            totals[i], peaks[i]
-        );
+    // How fast the worker zeroes (and cleans): it drains the last round's
+    // frees now with nothing else running.
+    let zeroed = pool::number("zeroed_bytes")?;
+    let drain = Instant::now();
+    pool::wait_idle()?;
+    let worker_mib_per_s = (pool::number("zeroed_bytes")? - zeroed) as f64
+        / (1 << 20) as f64
+        / drain.elapsed().as_secs_f64().max(1e-6);
+    let end = Instant::now();
+    let mut held = [0u64; 3];
+    for (slot, at) in [0u64, 10, 60].into_iter().enumerate() {
+        let wait = Duration::from_secs(at).saturating_sub(end.elapsed());
+        std::thread::sleep(wait);
+        held[slot] = pool::number("pool_bytes")?;
     }
-    println!("rdh: benchmark done");
+    let touch_ns = timed_touch(touch)?;
+    println!(
+        "BENCH {{\"churn\":\"32x8MiB x20\",\"heap\":\"system\",\"pool_policy\":\"{policy}\",\"total_ns\":{},\"peak_kib\":{}}}",
+        totals[0], peaks[0]
+    );
+    println!(
+        "BENCH {{\"churn\":\"32x8MiB x20\",\"heap\":\"{}\",\"pool_policy\":\"{policy}\",\"total_ns\":{},\"peak_kib\":{},\"pool_bytes_after_churn_0s\":{},\"pool_bytes_after_churn_10s\":{},\"pool_bytes_after_churn_60s\":{},\"touch_bytes\":{touch},\"touch_ns\":{touch_ns},\"worker_mib_per_s\":{worker_mib_per_s:.0}}}",
+        ours(), totals[1], peaks[1], held[0], held[1], held[2]
+    );
+    Ok(())
+}
+
+/// How long a process takes to touch `len` bytes of fresh memory (and
+/// exit), in ns.
+fn timed_touch(len: usize) -> Result<u128, String> {
+    let start = Instant::now();
+    crate::pressure::touch_in_child(len)?;
+    Ok(start.elapsed().as_nanos())
 }
 
 /// One round of the allocation benchmark (see [`run`]): `n` allocations of
@@ -276,6 +347,9 @@ fn first_map() -> Result<(), String> {
     let target = Target::ours(&ours(), "tracked");
     let cleans = pool::cleans()?;
     for (start, limit) in [("fresh", 0), ("pooled", -1)] {
+        // From an empty pool: what the timing left there may be given back
+        // meanwhile (free memory short of comfort beside it).
+        pool::turn_off()?;
         pool::apply_limit_mib(limit)?;
         // Something of this size in the pool (when on), the worker idle.
         drop(target.allocate(len)?);

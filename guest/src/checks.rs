@@ -107,6 +107,10 @@ const CHECKS: &[Check] = &[
         uncached::uncached_buffer_is_flushed_once_then_costs_nothing_with_noncoherent_importers,
     ),
     (
+        "uncached_buffer_from_the_pool_is_not_flushed",
+        uncached::uncached_buffer_from_the_pool_is_not_flushed,
+    ),
+    (
         "uncached_coherent_importer_costs_an_invalidate_per_map_and_cpu_write_only",
         uncached::uncached_coherent_importer_costs_an_invalidate_per_map_and_cpu_write_only,
     ),
@@ -221,6 +225,10 @@ const CHECKS: &[Check] = &[
     (
         "freed_buffers_fill_the_pool_up_to_its_limit",
         pool::freed_buffers_fill_the_pool_up_to_its_limit,
+    ),
+    (
+        "an_idle_pool_goes_back_within_the_window",
+        pool::an_idle_pool_goes_back_within_the_window,
     ),
     (
         "full_pool_is_given_back_to_an_ordinary_process",

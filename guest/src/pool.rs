@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The heap's page pool (`pool.rs` in the module), seen from user space:
-//! its debugfs file and its `pool_limit_mib` parameter, and the checks
-//! that freed buffers go back to it, that it respects its limit, and that
-//! its memory comes back when the system needs it.
+//! its debugfs file and its `pool_limit_mib` and `pool_window_ms`
+//! parameters, and the checks that freed buffers go back to it, that it
+//! respects its cap, that what nobody asks for goes back on its own, and
+//! that its memory comes back when the system needs it.
 
 use crate::{
     checks::{allocate, debugfs_dir, debugfs_number, ensure},
@@ -14,6 +15,9 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 const LIMIT: &str = "/sys/module/rust_dmabuf_heap/parameters/pool_limit_mib";
+const WINDOW: &str = "/sys/module/rust_dmabuf_heap/parameters/pool_window_ms";
+/// The module's default `pool_window_ms`.
+pub const DEFAULT_WINDOW_MS: u64 = 5000;
 
 /// One number of the pool's debugfs file.
 pub fn number(key: &str) -> Result<u64, String> {
@@ -76,51 +80,61 @@ fn trimmed_to(bytes: u64) -> Outcome {
     }
 }
 
-/// Sets `pool_limit_mib` (-1: the default, 1/16 of RAM).
+/// Sets `pool_limit_mib` (-1: the default, 1/2 of RAM).
 pub fn set_limit_mib(mib: i64) -> Outcome {
     std::fs::write(LIMIT, mib.to_string()).map_err(|e| format!("set pool_limit_mib={mib}: {e}"))
 }
 
-/// Fills the pool up to its limit with buffers of 8 MiB (large chunks)
-/// allocated, then closed, and waits for the worker; returns the bytes
-/// pooled.
-pub fn fill() -> Result<u64, String> {
-    fill_with(8 * MIB)
+/// Sets `pool_window_ms` (a change forgets what the pool saw allocated).
+pub fn set_window_ms(ms: u64) -> Outcome {
+    std::fs::write(WINDOW, ms.to_string()).map_err(|e| format!("set pool_window_ms={ms}: {e}"))
 }
 
-/// Fills the pool up to its limit with buffers of `len` bytes; returns the
-/// bytes pooled. For a second after the shrinker ran, frees bypass the
-/// pool: then it tries again.
-pub fn fill_with(len: u64) -> Result<u64, String> {
-    let limit = number("limit_bytes")?;
+/// Fills the pool up to its cap with buffers of 8 MiB (large chunks)
+/// allocated, then closed (a churn), and waits for the worker;
+/// returns the bytes pooled.
+pub fn fill() -> Result<u64, String> {
+    fill_with(8 * MIB, number("limit_bytes")?)
+}
+
+/// Fills the pool up to `bytes` (at most its cap) with buffers of `len`
+/// bytes; returns the bytes pooled. The pool then remembers the churn for a
+/// minute (`pool_window_ms`), however slowly its worker zeroes; the checks
+/// that need the default set it again. For a second after the shrinker
+/// ran, frees bypass the pool: then it tries again.
+pub fn fill_with(len: u64, bytes: u64) -> Result<u64, String> {
+    let target = bytes.min(number("limit_bytes")?);
+    set_window_ms(60_000)?;
     for _ in 0..3 {
-        let held = (0..limit / len)
+        let held = (0..target / len)
             .map(|_| allocate(len))
             .collect::<Result<Vec<_>, _>>()?;
         drop(held);
         wait_idle()?;
         let pooled = number("pool_bytes")?;
-        if pooled + len.max(4 * MIB) > limit {
+        if pooled + len.max(4 * MIB) > target {
             return Ok(pooled);
         }
         std::thread::sleep(Duration::from_millis(1100));
     }
     Err(format!(
-        "the pool holds {} of {limit} bytes after three fills",
+        "the pool holds {} of {target} bytes after three fills",
         number("pool_bytes")?
     ))
 }
 
-/// Freed buffers fill the pool up to its limit, zeroed and (with a direct
-/// maintenance device) cleaned; the limit is writable at run time, and 0
-/// turns the pool off and empties it.
+/// Freed buffers fill the pool up to its cap, zeroed and (with a direct
+/// maintenance device) cleaned; the cap is writable at run time (1/2 of
+/// RAM by default), and 0 turns the pool off and empties it.
 pub fn freed_buffers_fill_the_pool_up_to_its_limit() -> Outcome {
     set_limit_mib(-1)?;
+    let default = sys::total_ram() / 4096 / 2 * 4096;
     let limit = number("limit_bytes")?;
-    let default = sys::total_ram() / 4096 / 16 * 4096;
     ensure(limit == default, || {
-        format!("default limit {limit} bytes, want 1/16 of RAM: {default}")
+        format!("default cap {limit} bytes, want 1/2 of RAM: {default}")
     })?;
+    set_limit_mib(64)?;
+    let limit = number("limit_bytes")?;
     let pooled = fill()?;
     ensure(pooled + 8 * MIB > limit && pooled <= limit, || {
         format!("{pooled} bytes pooled, limit {limit}")
@@ -141,15 +155,16 @@ pub fn freed_buffers_fill_the_pool_up_to_its_limit() -> Outcome {
     set_limit_mib(16)?;
     drop(allocate(8 * MIB)?);
     let trimmed = trimmed_to(16 * MIB);
-    let (held, bypassed) = (number("pool_bytes")?, number("bypassed_bytes")?);
+    let given_back = || Ok::<_, String>(number("bypassed_bytes")? + number("released_bytes")?);
+    let (held, bypassed) = (number("pool_bytes")?, given_back()?);
     let off = turn_off();
-    let bypassed_now = number("bypassed_bytes")?;
+    let bypassed_now = given_back()?;
     set_limit_mib(-1)?;
     trimmed.map_err(|e| format!("pool_limit_mib=16: {e}"))?;
     off.map_err(|e| format!("pool_limit_mib=0: {e}"))?;
-    // What it held and the buffer freed meanwhile bypassed it.
+    // What it held was released, the buffer freed meanwhile bypassed it.
     ensure(bypassed_now >= bypassed + held + 4096, || {
-        format!("pool_limit_mib=0: bypassed_bytes {bypassed} -> {bypassed_now}")
+        format!("pool_limit_mib=0: bypassed + released bytes {bypassed} -> {bypassed_now}")
     })?;
     ensure(std::fs::write(LIMIT, "many").is_err(), || {
         "pool_limit_mib accepted a word".into()
@@ -185,6 +200,60 @@ pub fn full_pool_is_given_back_to_an_ordinary_process() -> Outcome {
     })?;
     ensure(shrunk_now >= shrunk + pooled / 4, || {
         format!("the shrinker freed only {} bytes", shrunk_now - shrunk)
+    })
+}
+
+/// A churn fills the pool with what it frees; once nobody allocates, the
+/// worker gives it all back within the window (`pool_window_ms`, 5 s by
+/// default) and a fifth of it, without memory pressure. Prints the pool
+/// over time.
+pub fn an_idle_pool_goes_back_within_the_window() -> Outcome {
+    set_limit_mib(-1)?;
+    set_window_ms(DEFAULT_WINDOW_MS)?;
+    let (len, count) = (8 * MIB, 16);
+    let released = number("released_bytes")?;
+    let mut last_free = Instant::now();
+    for _ in 0..3 {
+        let held = (0..count)
+            .map(|_| allocate(len))
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(held);
+        last_free = Instant::now();
+    }
+    let wanted = number("wanted_bytes")?;
+    let mut timeline = Vec::new();
+    let floor = sys::total_ram() / 64;
+    let deadline = Duration::from_millis(DEFAULT_WINDOW_MS * 6 / 5 + 1500);
+    let outcome = loop {
+        let (at, held) = (last_free.elapsed(), number("pool_bytes")?);
+        timeline.push(format!("{:.1} s {} MiB", at.as_secs_f64(), held / MIB));
+        // Within 4/5 of the window the allocations are remembered: the pool
+        // keeps at least those of a fifth of it (half the churn, however
+        // slow the machine).
+        if at < Duration::from_millis(DEFAULT_WINDOW_MS * 4 / 5 - 200) && held < count * len / 2 {
+            break Err(format!("only {held} bytes pooled {at:?} after the churn"));
+        }
+        if at > Duration::from_millis(DEFAULT_WINDOW_MS) && held <= floor {
+            break Ok(());
+        }
+        if at > deadline {
+            break Err(format!("{held} bytes still pooled {at:?} after the churn"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    println!(
+        "# pool after a churn of 3 x {count} x {} MiB (wanted {} MiB), time since the last free: {}",
+        len / MIB,
+        wanted / MIB,
+        timeline.join(", ")
+    );
+    outcome?;
+    ensure(wanted >= count * len / 2, || {
+        format!("wanted_bytes {wanted} after the churn")
+    })?;
+    let released_now = number("released_bytes")?;
+    ensure(released_now >= released + count * len - floor, || {
+        format!("released_bytes {released} -> {released_now}")
     })
 }
 

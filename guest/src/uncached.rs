@@ -2,7 +2,8 @@
 
 //! The uncached heap (`<heap_name>-uncached`) seen from user space, in
 //! every boot: it exists unless turned off (or DMA bounces), its buffers
-//! are flushed once at allocation and then cost nothing with non-coherent
+//! are flushed once at allocation (fresh chunks; pooled ones the pool
+//! cleaned already) and then cost nothing with non-coherent
 //! importers, with or without SYNC, and a coherent importer costs one
 //! invalidate at its map and per CPU write, none per read. (With `rdh_heap=uncached` the
 //! whole suite runs on it too.)
@@ -14,7 +15,7 @@ use crate::{
     importer::{self, Dir, Session},
     ktap::{Outcome, SKIP},
     pipelines::{cpu_access, importer_err, map_three_noncoherent, sync},
-    sys, uncached_heap_name,
+    pool, sys, uncached_heap_name,
 };
 use dma_heap::{Heap, HeapKind};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -89,16 +90,20 @@ pub fn uncached_heap_is_registered_unless_turned_off_or_bouncing() -> Outcome {
     )
 }
 
-/// One 1 MiB buffer through the cached heap's pipelines: allocation
-/// flushes it (1 MiB, counted apart); then three non-coherent importers
+/// One 1 MiB buffer through the cached heap's pipelines: allocation of
+/// fresh pages (the pool off) flushes it (1 MiB, counted apart); then three
+/// non-coherent importers
 /// mapped across a CPU read-write, camera → GPU → display with a CPU
 /// readback for 8 frames, and 6 CPU fills for a display cost nothing.
 /// The data goes through: user space writes a pattern the kernel's
 /// (write-combined) mapping verifies, and the other way round.
 pub fn uncached_buffer_is_flushed_once_then_costs_nothing_with_noncoherent_importers() -> Outcome {
     expected()?;
+    pool::turn_off()?;
     let flushed = stats_number("allocation_flush_bytes")?;
-    let fd = allocate(MIB)?;
+    let fd = allocate(MIB);
+    pool::set_limit_mib(-1)?;
+    let fd = fd?;
     let flush = stats_number("allocation_flush_bytes")? - flushed;
     ensure(flush == MIB, || {
         format!("allocation flushed {flush} bytes, want {MIB}")
@@ -157,6 +162,55 @@ pub fn uncached_buffer_is_flushed_once_then_costs_nothing_with_noncoherent_impor
         format!(
             "the buffer cost {got:?} operations, the heap {before:?} -> {after:?} bytes; want none"
         )
+    })
+}
+
+/// An uncached buffer of pooled chunks is not flushed: the pool's worker
+/// zeroed and cleaned them (the cache model's `uncached, pooled` rows show
+/// that a clean, present line is no worse than a speculative fill). It
+/// reads zero through its write-combined mapping after a patterned free,
+/// and what user space writes, the kernel's mapping reads.
+pub fn uncached_buffer_from_the_pool_is_not_flushed() -> Outcome {
+    expected()?;
+    if !pool::cleans()? {
+        return Err(format!("{SKIP}the pool does not clean on this boot"));
+    }
+    let accounting = std::fs::read_to_string("/sys/module/dma_heap/parameters/mem_accounting")
+        .is_ok_and(|v| v.trim() == "Y");
+    if accounting {
+        return Err(format!("{SKIP}mem_accounting bypasses the pool"));
+    }
+    pool::set_limit_mib(-1)?;
+    let len = MIB + 64 * 1024;
+    {
+        let fd = allocate(len)?;
+        let mut map = sys::Mapping::new(&fd, len as usize, 0).map_err(|e| format!("mmap: {e}"))?;
+        map.bytes_mut().fill(0xa5);
+    }
+    pool::wait_idle()?;
+    let (flushed, hits) = (
+        stats_number("allocation_flush_bytes")?,
+        pool::number("hit_bytes")?,
+    );
+    let fd = allocate(len)?;
+    let (flush, hit) = (
+        stats_number("allocation_flush_bytes")? - flushed,
+        pool::number("hit_bytes")? - hits,
+    );
+    ensure(hit == len && flush == 0, || {
+        format!("{hit} bytes from the pool, {flush} flushed; want {len} and 0")
+    })?;
+    let mut map = sys::Mapping::new(&fd, len as usize, 0).map_err(|e| format!("mmap: {e}"))?;
+    let nonzero = map.bytes().iter().filter(|&&b| b != 0).count();
+    ensure(nonzero == 0, || {
+        format!("{nonzero} bytes of a pooled uncached buffer are not zero")
+    })?;
+    importer::fill_pattern(map.bytes_mut(), 0, 0x7171);
+    let session = Session::open().map_err(importer_err)?;
+    let kernel = session.vmap(fd.as_raw_fd()).map_err(importer_err)?;
+    let seen = session.verify(kernel, 0x7171).map_err(importer_err)?;
+    ensure(seen.is_none(), || {
+        format!("the kernel mapping differs at byte {seen:?}")
     })
 }
 

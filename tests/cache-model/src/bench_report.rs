@@ -898,26 +898,72 @@ fn first_map_rows(records: &[Record], json: &mut String, problems: &mut Vec<Stri
     }
 }
 
-/// The churn scenario: total time and peak memory per heap.
+/// The churn scenario per pool policy: total time and peak memory per
+/// heap, ours as a ratio to the system heap's in the same rounds; what the
+/// pool holds after it, 10 s and 60 s later, and what an ordinary process
+/// touching 5/8 of RAM then pays, against the same with no pool.
 fn churn_rows(records: &[Record], json: &mut String, problems: &mut Vec<String>) {
     let churn: Vec<_> = records.iter().filter(|r| r.contains_key("churn")).collect();
     if churn.is_empty() {
         problems.push("churn: not measured".into());
         return;
     }
+    let empty_touch = records
+        .iter()
+        .find(|r| r.contains_key("touch_ns") && !r.contains_key("churn"))
+        .map(|r| number(r, "touch_ns"));
     println!();
-    println!("churn: 32 x 8 MiB allocated then closed, 20 times per heap, heaps alternating after a warm-up (total time; peak of MemTotal - MemAvailable above the start)");
-    for r in churn {
+    println!("churn: 32 x 8 MiB allocated then closed, 20 times per heap, heaps alternating after a warm-up (total time, ratio to the system heap in the same rounds; peak of MemTotal - MemAvailable above the start; MiB the pool holds after the churn; a process touching 5/8 of RAM 60 s after)");
+    println!(
+        "{:>12} {:>11} {:>11} {:>6} {:>9} {:>15} {:>10} {:>8}",
+        "pool policy", "system", "ours", "ratio", "peak", "pool 0/10/60 s", "touch", "worker"
+    );
+    if let Some(ns) = empty_touch {
+        println!("{:>12} {:>66.1} ms", "(no pool)", ns as f64 / 1e6);
+        let _ = writeln!(json, "  {{\"touch\":\"no pool\",\"touch_ns\":{ns}}},");
+    }
+    let system_of = |policy: &str| {
+        churn
+            .iter()
+            .find(|r| {
+                r.get("heap").map(String::as_str) == Some("system")
+                    && r.get("pool_policy").map(String::as_str) == Some(policy)
+            })
+            .map(|r| number(r, "total_ns"))
+    };
+    for r in churn
+        .iter()
+        .filter(|r| r.get("heap").map(String::as_str) != Some("system"))
+    {
         let heap = r.get("heap").map_or("?", String::as_str);
+        let policy = r.get("pool_policy").map_or("?", String::as_str);
         let (ns, peak) = (number(r, "total_ns"), number(r, "peak_kib"));
+        let held: Vec<u64> = ["0s", "10s", "60s"]
+            .iter()
+            .map(|at| number(r, &format!("pool_bytes_after_churn_{at}")))
+            .collect();
+        let touch_ns = number(r, "touch_ns");
+        let worker = number(r, "worker_mib_per_s");
+        let Some(system_ns) = system_of(policy).filter(|&ns| ns > 0) else {
+            problems.push(format!("churn ({policy}): no system heap rounds"));
+            continue;
+        };
+        let ratio = ns as f64 / system_ns as f64;
         println!(
-            "{heap:>12} {:>10.1} ms {:>8} MiB",
+            "{:>12} {:>8.1} ms {:>8.1} ms {:>6.3} {:>5} MiB {:>15} {:>7.1} ms {:>4} MiB/s",
+            policy,
+            system_ns as f64 / 1e6,
             ns as f64 / 1e6,
-            peak / 1024
+            ratio,
+            peak / 1024,
+            format!("{}/{}/{} MiB", held[0] >> 20, held[1] >> 20, held[2] >> 20),
+            touch_ns as f64 / 1e6,
+            worker
         );
         let _ = writeln!(
             json,
-            "  {{\"churn\":\"32x8MiB x20\",\"heap\":\"{heap}\",\"total_ns\":{ns},\"peak_kib\":{peak}}},"
+            "  {{\"churn\":\"32x8MiB x20\",\"heap\":\"{heap}\",\"pool_policy\":\"{policy}\",\"total_ns\":{ns},\"system_total_ns\":{system_ns},\"ratio\":{ratio:.4},\"peak_kib\":{peak},\"pool_bytes_after_churn_0s\":{},\"pool_bytes_after_churn_10s\":{},\"pool_bytes_after_churn_60s\":{},\"touch_ns\":{touch_ns},\"worker_mib_per_s\":{worker}}},",
+            held[0], held[1], held[2]
         );
     }
 }

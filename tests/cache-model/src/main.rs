@@ -712,12 +712,14 @@ fn main() {
     // invalidates must be caught.
     println!();
     header(&format!(
-        "uncached buffers (write-combined CPU mappings, flushed at allocation): {} random sequences each, any usage",
+        "uncached buffers (write-combined CPU mappings; fresh chunks flushed at allocation, pooled ones taken as the pool cleaned them): {} random sequences each, any usage",
         a.sequences
     ));
     let uncached_configs = [
         Config::UNCACHED,
         Config::UNCACHED.with(Mutation::DropInvalidates),
+        Config::UNCACHED.pooled(),
+        Config::UNCACHED.pooled().with(Mutation::PoolSkipsClean),
     ];
     let mut uncached_sequences = 0;
     let sets: [(&str, Comparison); 4] = [
@@ -764,6 +766,18 @@ fn main() {
         rows(c, false);
         let s = c.get(Config::UNCACHED);
         check(&mut failed, &format!("uncached, {what}"), s, false);
+        let pooled = c.get(Config::UNCACHED.pooled());
+        check(
+            &mut failed,
+            &format!("uncached, pooled, {what}"),
+            pooled,
+            false,
+        );
+        if pooled.cost != s.cost {
+            failed.push(format!(
+                "uncached, pooled, {what}: maintenance differs from fresh chunks'"
+            ));
+        }
         if i == 3 && !s.safe() {
             let id = s.first_failure.as_ref().map_or(0, |f| f.0);
             failed.push(format!(
@@ -774,6 +788,9 @@ fn main() {
     }
     if sets.iter().any(|(_, c)| c.get(uncached_configs[1]).safe()) {
         failed.push("uncached: dropping its invalidates goes unnoticed".into());
+    }
+    if sets.iter().all(|(_, c)| c.get(uncached_configs[3]).safe()) {
+        failed.push("uncached: pooled chunks that were not cleaned go unnoticed".into());
     }
 
     // Fence signals take effect where they happen (the exporter applies

@@ -610,8 +610,13 @@ fn drive(scenario: &Scenario, config: Config, traced: bool) -> (Outcome, Option<
         line_bytes,
     } = config;
     let (lines, machine) = match start {
-        // The uncached heap flushes every buffer at allocation.
-        _ if policy == Policy::Uncached => (Lines::CLEAN, Machine::flushed()),
+        // The uncached heap flushes fresh chunks at allocation, and takes
+        // pooled ones as the pool's worker left them: zeroed and cleaned.
+        Start::Fresh if policy == Policy::Uncached => (Lines::CLEAN, Machine::flushed()),
+        Start::Pooled if policy == Policy::Uncached && mutation == Mutation::PoolSkipsClean => {
+            (Lines::CLEAN, Machine::new())
+        }
+        Start::Pooled if policy == Policy::Uncached => (Lines::CLEAN, Machine::cleaned()),
         Start::Fresh => (Lines::ZEROED, Machine::new()),
         Start::Pooled if mutation == Mutation::PoolSkipsClean => (Lines::CLEAN, Machine::new()),
         Start::Pooled => (Lines::CLEAN, Machine::cleaned()),
