@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The memory behind a buffer: physically contiguous chunks of order 8, 4 or
-//! 0 (1 MiB, 64 KiB, 4 KiB with 4 KiB pages), the sizes IOMMUs map
-//! efficiently, as the upstream system heap chooses them.
+//! The memory behind a buffer: physically contiguous chunks of order 9, 8,
+//! 4 or 0 (2 MiB, 1 MiB, 64 KiB, 4 KiB with 4 KiB pages), the sizes IOMMUs
+//! map efficiently: the upstream system heap's (8, 4, 0), and before them
+//! 2 MiB where the page allocator has such a block, which an IOMMU and the
+//! CPU's page tables map with one entry (a PMD's worth).
 
 use crate::{
     dma_heap, mm_stat,
@@ -16,7 +18,7 @@ use kernel::{
 };
 
 /// Page orders tried for each chunk, largest first.
-pub(crate) const ORDERS: [u32; 3] = [8, 4, 0];
+pub(crate) const ORDERS: [u32; 4] = [9, 8, 4, 0];
 
 /// Bytes of chunk memory of zone [`Zone::Any`] currently allocated by this
 /// module (all heaps, all buffers, the pool). Tests use it to prove that
@@ -308,11 +310,14 @@ mod tests {
 
     #[test]
     fn chunks_are_largest_first_and_cover_the_length() -> Result {
-        // 2 MiB + 3 * 64 KiB + 5 * 4 KiB: on a fresh machine every order is
+        // 5 MiB + 3 * 64 KiB + 5 * 4 KiB: on a fresh machine every order is
         // available, so the mix is exact.
-        let len = 2 * MIB + 3 * 64 * KIB + 5 * 4 * KIB;
+        let len = 5 * MIB + 3 * 64 * KIB + 5 * 4 * KIB;
         let chunks = fresh(len)?;
-        assert_eq!(&orders(&chunks)?[..], &[8, 8, 4, 4, 4, 0, 0, 0, 0, 0][..]);
+        assert_eq!(
+            &orders(&chunks)?[..],
+            &[9, 9, 8, 4, 4, 4, 0, 0, 0, 0, 0][..]
+        );
         let sizes = chunks.as_slice().iter().map(|c| c.size());
         assert_eq!(sizes.sum::<usize>(), len);
         Ok(())

@@ -6,7 +6,7 @@
 //! - Freeing a buffer puts its chunks on the *backlog* and returns at once
 //!   (deferred free). The worker (a kernel thread at the lowest priority)
 //!   zeroes each chunk, cleans it on the maintenance device and moves it to
-//!   the list of its order (8, 4, 0). Allocation takes a chunk of the order
+//!   the list of its order (9, 8, 4, 0). Allocation takes a chunk of the order
 //!   it wants from that list, else from the page allocator, so a chunk on
 //!   the backlog is never handed out: a pooled chunk is always zero.
 //! - A buffer made only of pooled chunks starts with clean cache lines
@@ -84,7 +84,9 @@ impl Lists {
         let live = Some(zone.live_bytes());
         // INVARIANT: Every list is empty.
         Ok(Self {
+            // One per order and the backlog.
             lists: [
+                BlockList::new(live)?,
                 BlockList::new(live)?,
                 BlockList::new(live)?,
                 BlockList::new(live)?,
@@ -622,7 +624,7 @@ mod tests {
     const KIB: usize = 1 << 10;
     const MIB: usize = 1 << 20;
     /// A buffer of each chunk order, one after the other.
-    const ONE_OF_EACH_ORDER: usize = MIB + 64 * KIB + 4 * KIB;
+    const ONE_OF_EACH_ORDER: usize = 2 * MIB + MIB + 64 * KIB + 4 * KIB;
 
     /// A pool without thread or shrinker, whose jobs ([`Pool::work`],
     /// [`Pool::shrink`]) the test runs itself (what is on the backlog stays
@@ -715,7 +717,10 @@ mod tests {
         };
         pool.work();
         let levels = pool.levels();
-        assert_eq!((levels.chunks, levels.backlog_pages), ([1, 1, 1], 0));
+        assert_eq!(
+            (levels.chunks, levels.backlog_pages),
+            ([1; ORDERS.len()], 0)
+        );
         let cleaned = pool.counters.cleaned_bytes.load(Ordering::Relaxed);
         assert_eq!(cleaned, if pool.cleans() { len as u64 } else { 0 });
         let memory = pool.allocate(len)?;
@@ -865,19 +870,23 @@ mod tests {
         drop(pool.allocate(ONE_OF_EACH_ORDER)?);
         pool.work();
         let hits = pool.counters.hit_bytes.load(Ordering::Relaxed);
-        let memory = pool.allocate(2 * ONE_OF_EACH_ORDER)?;
-        // Half pooled, half fresh: all of the zone.
+        let (pooled, fresh) = (
+            pool.allocate(ONE_OF_EACH_ORDER)?,
+            pool.allocate(ONE_OF_EACH_ORDER)?,
+        );
+        // One pooled, one fresh: all of the zone.
         assert_eq!(
             pool.counters.hit_bytes.load(Ordering::Relaxed) - hits,
             ONE_OF_EACH_ORDER as u64
         );
-        assert!(memory.chunks().iter().all(|c| c.phys_end() <= DMA32_END));
+        let below = |memory: &Memory| memory.chunks().iter().all(|c| c.phys_end() <= DMA32_END);
+        assert!(below(&pooled) && below(&fresh));
         assert_eq!(
             LIVE_DMA32_BYTES.load(Ordering::Relaxed),
             dma32 + 2 * ONE_OF_EACH_ORDER + pool.levels().held_bytes()
         );
         assert_eq!(LIVE_BYTES.load(Ordering::Relaxed), any);
-        drop(memory);
+        drop((pooled, fresh));
         drop(pool);
         drop(maintenance);
         assert_eq!(LIVE_DMA32_BYTES.load(Ordering::Relaxed), dma32);

@@ -9,7 +9,8 @@
 //! `<heap_name>-uncached-dma32`, whose memory lies below 4 GiB for 32-bit
 //! DMA masters (the names Android's libdmabufheap, Codec2 and Rockchip MPP
 //! open; each can be set by a parameter). Buffers are built from zeroed
-//! chunks of order 8, 4 and 0 like the upstream system heap, and exported
+//! chunks of order 9 where the page allocator has them, then 8, 4 and 0
+//! like the upstream system heap, and exported
 //! as dma-bufs whose operations are implemented by [`buffer::HeapBuffer`].
 //!
 //! This file holds the module. The heap object is in `heap.rs`, what its
