@@ -35,7 +35,7 @@ use crate::{
     stats::CacheStats,
     vmap::{KernelAddress, KernelMapping},
 };
-use core::sync::atomic::Ordering;
+use core::{cell::Cell, sync::atomic::Ordering};
 use kernel::{
     alloc::flags::GFP_KERNEL,
     debugfs,
@@ -218,33 +218,33 @@ impl HeapBuffer {
     /// (see `ownership.rs`, "Uncached buffers"). Chunks from the pool are
     /// so already (its worker zeroed and cleaned them; clean copies left in
     /// the cache are no worse than the speculative fills the rules allow
-    /// for); fresh ones are flushed here, counted as the heap's
-    /// `allocation_flush_bytes`.
+    /// for); fresh ones, and pooled ones not cleaned yet, are flushed here,
+    /// counted as the heap's `allocation_flush_bytes`.
     fn uncached_memory(heap: &HeapContext, len: usize) -> Result<Memory> {
         // The uncached heap exists only where the maintenance device does
         // not bounce (`Heap::uncached`).
         let cleaner = heap.maintenance().cleaner().ok_or(ENODEV)?;
         let pool = heap.pool();
-        let mut flushed = 0;
-        let mut flush = |chunk: &PageChunk| {
+        let flushed = Cell::new(0);
+        let flush = |chunk: &PageChunk| {
             if !cleaner.flush(chunk) {
                 return Err(ENOMEM);
             }
-            flushed += chunk.size() as u64;
+            flushed.set(flushed.get() + chunk.size() as u64);
             Ok(())
         };
         let memory = if pool.cleans() {
-            pool.allocate_then(len, &mut flush)?
+            pool.allocate_then(len, flush)?
         } else {
             // Cannot happen (the pool cleans on the same device), but a
             // pool that did not clean would hand out dirty lines.
             let memory = pool.allocate(len)?;
-            memory.chunks().iter().try_for_each(&mut flush)?;
+            memory.chunks().iter().try_for_each(flush)?;
             memory
         };
         heap.totals()
             .allocation_flush_bytes
-            .fetch_add(flushed, Ordering::Relaxed);
+            .fetch_add(flushed.get(), Ordering::Relaxed);
         Ok(memory)
     }
 

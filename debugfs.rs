@@ -162,6 +162,7 @@ fn show_pool(heap: &Arc<HeapContext>, f: &mut fmt::Formatter<'_>) -> fmt::Result
         writeln!(f, "order{order}_chunks: {chunks}")?;
     }
     writeln!(f, "ready_bytes: {}", levels.zeroed_pages * PAGE_SIZE)?;
+    writeln!(f, "unclean_bytes: {}", levels.unclean_pages * PAGE_SIZE)?;
     writeln!(f, "backlog_bytes: {}", levels.backlog_pages * PAGE_SIZE)?;
     writeln!(f, "working_bytes: {}", levels.working_pages * PAGE_SIZE)?;
     writeln!(f, "pool_bytes: {}", levels.held_bytes())?;

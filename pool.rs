@@ -6,7 +6,10 @@
 //! - Freeing a buffer puts its chunks on the *backlog* and returns at once
 //!   (deferred free). The worker (a kernel thread at the lowest priority)
 //!   zeroes each chunk, cleans it on the maintenance device and moves it to
-//!   the list of its order (9, 8, 4, 0). Allocation takes a chunk of the order
+//!   the list of its order (9, 8, 4, 0). While the backlog is long (a
+//!   churn's frees) it only zeroes, to a list of chunks not cleaned yet,
+//!   which it cleans once the backlog is gone; allocation takes them after
+//!   the cleaned ones, as it takes fresh chunks (not clean). Allocation takes a chunk of the order
 //!   it wants from that list, else from the page allocator, so a chunk on
 //!   the backlog is never handed out: a pooled chunk is always zero.
 //! - A buffer made only of pooled chunks starts with clean cache lines
@@ -39,7 +42,10 @@ use crate::{
     pages::{self, Chunks, PageChunk, Zone, ORDERS, PAGE_SIZE},
     shrinker::{self, Shrink},
 };
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::{
+    cell::Cell,
+    sync::atomic::{AtomicU64, Ordering},
+};
 use kernel::{
     new_spinlock,
     prelude::*,
@@ -48,9 +54,17 @@ use kernel::{
     time::{Delta, Instant, Monotonic},
 };
 
-/// List index of the backlog; the zeroed lists are `0..ORDERS.len()`.
-const BACKLOG: usize = ORDERS.len();
-const LISTS: usize = ORDERS.len() + 1;
+/// List indices: chunks of `ORDERS[i]` zeroed and cleaned (ready) at
+/// `i`, zeroed but not cleaned yet at `UNCLEAN + i`, the backlog last.
+const UNCLEAN: usize = ORDERS.len();
+const BACKLOG: usize = 2 * ORDERS.len();
+const LISTS: usize = BACKLOG + 1;
+
+/// While the backlog holds more than this, the worker only zeroes: a
+/// churn's frees become usable twice as fast, and their cleaning waits
+/// until the backlog is gone (allocations take such chunks as they take
+/// fresh ones: their first map cleans).
+const BEHIND_PAGES: usize = (16 << 20) / PAGE_SIZE;
 
 /// How long freeing bypasses the pool after the shrinker ran.
 const PRESSURE_MS: i64 = 1000;
@@ -84,8 +98,12 @@ impl Lists {
         let live = Some(zone.live_bytes());
         // INVARIANT: Every list is empty.
         Ok(Self {
-            // One per order and the backlog.
+            // Ready and unclean per order, and the backlog.
             lists: [
+                BlockList::new(live)?,
+                BlockList::new(live)?,
+                BlockList::new(live)?,
+                BlockList::new(live)?,
                 BlockList::new(live)?,
                 BlockList::new(live)?,
                 BlockList::new(live)?,
@@ -132,6 +150,20 @@ impl Lists {
         self.pages[..BACKLOG].iter().sum()
     }
 
+    fn unclean_pages(&self) -> usize {
+        self.pages[UNCLEAN..BACKLOG].iter().sum()
+    }
+
+    /// A zeroed chunk of `order`: a ready one (`true`), else one not
+    /// cleaned yet (`false`).
+    fn pop_zeroed(&mut self, order: u32) -> Option<(PageChunk, bool)> {
+        let list = list_of(order);
+        if let Some(chunk) = self.pop(list) {
+            return Some((chunk, true));
+        }
+        self.pop(UNCLEAN + list).map(|chunk| (chunk, false))
+    }
+
     fn total_pages(&self) -> usize {
         self.pages.iter().sum()
     }
@@ -170,9 +202,11 @@ pub(crate) struct PoolCounters {
 /// A pool's state at one moment (debugfs `pool`, KUnit).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PoolLevels {
-    /// Zeroed chunks per order (in [`ORDERS`] order) and their pages.
+    /// Zeroed chunks per order (in [`ORDERS`] order) and their pages, of
+    /// which not cleaned yet.
     pub(crate) chunks: [usize; ORDERS.len()],
     pub(crate) zeroed_pages: usize,
+    pub(crate) unclean_pages: usize,
     /// Pages freed but not yet zeroed, and pages the worker is zeroing.
     pub(crate) backlog_pages: usize,
     pub(crate) working_pages: usize,
@@ -296,32 +330,41 @@ impl Pool {
         self.allocate_then(len, |_| Ok(()))
     }
 
-    /// Allocates as [`Self::allocate`], and hands every chunk that did not
-    /// come from the pool to `fresh` (the uncached heap cleans those),
-    /// which may fail the allocation.
+    /// Allocates as [`Self::allocate`], and hands every chunk that is not
+    /// clean to `unclean`: fresh ones, and pooled ones the worker has not
+    /// cleaned yet (the uncached heap cleans those). `unclean` may fail the
+    /// allocation; a pooled chunk it fails on is freed, and a fresh one
+    /// tried instead.
     pub(crate) fn allocate_then(
         self: &Arc<Self>,
         len: usize,
-        fresh: impl FnMut(&PageChunk) -> Result,
+        unclean: impl Fn(&PageChunk) -> Result,
     ) -> Result<Memory> {
         let in_use = self.in_use();
+        let clean = Cell::new(self.cleans());
         let take = |order: u32| {
             if !in_use {
                 return None;
             }
-            let chunk = self.lists.lock().pop(list_of(order));
+            let chunk = self.lists.lock().pop_zeroed(order);
             let counter = match chunk {
                 Some(_) => &self.counters.hit_bytes,
                 None => &self.counters.miss_bytes,
             };
             counter.fetch_add((PAGE_SIZE << order) as u64, Ordering::Relaxed);
-            chunk
+            match chunk? {
+                (chunk, true) => Some(chunk),
+                (chunk, false) => {
+                    clean.set(false);
+                    unclean(&chunk).ok().map(|()| chunk)
+                }
+            }
         };
-        let (chunks, from_pool) = pages::alloc_chunks(len, self.zone, take, fresh)?;
+        let (chunks, from_pool) = pages::alloc_chunks(len, self.zone, take, &unclean)?;
         let now = self.now_ms();
         self.lists.lock().demand().took(len / PAGE_SIZE, now);
         Ok(Memory {
-            clean: self.cleans() && from_pool == chunks.as_slice().len(),
+            clean: clean.get() && from_pool == chunks.as_slice().len(),
             chunks,
             pool: self.clone(),
         })
@@ -366,9 +409,10 @@ impl Pool {
             .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// The worker's job: zero and clean the backlog into the lists, then
-    /// trim the lists to what the pool may keep, and look again in a
-    /// second while it holds anything. Chunks the pool holds are freed
+    /// The worker's job: zero the backlog into the lists, cleaning each
+    /// chunk unless far behind, then clean what it only zeroed, then trim
+    /// the lists to what the pool may keep, and look again in a fifth of
+    /// the window while it holds anything. Chunks the pool holds are freed
     /// under its lock, so that [`Self::levels`] always adds up.
     pub(crate) fn work(&self) {
         self.work_at(self.now_ms());
@@ -383,27 +427,7 @@ impl Pool {
     /// [`Self::work`] as at `now_ms` on the pool's clock, without looking
     /// again (KUnit plays timelines with it).
     fn work_at(&self, now_ms: u64) {
-        loop {
-            let chunk = {
-                let mut lists = self.lists.lock();
-                let chunk = lists.pop(BACKLOG);
-                lists.working += chunk.as_ref().map_or(0, PageChunk::page_count);
-                chunk
-            };
-            let Some(chunk) = chunk else {
-                break;
-            };
-            let keep = self.in_use() && !self.under_pressure() && self.zero_and_clean(&chunk);
-            let mut lists = self.lists.lock();
-            lists.working -= chunk.page_count();
-            if keep {
-                lists.push(list_of(chunk.order()), chunk);
-            } else {
-                let bytes = chunk.size();
-                drop(chunk);
-                self.bypassed(bytes);
-            }
-        }
+        while self.step() {}
         let excess = {
             let mut lists = self.lists.lock();
             lists.demand();
@@ -416,28 +440,71 @@ impl Pool {
         self.free_pages(excess, &self.counters.released_bytes);
     }
 
-    /// Zeroes `chunk` and cleans it (if this pool cleans); `false` if it
-    /// could not be cleaned, so is not for the pool.
-    fn zero_and_clean(&self, chunk: &PageChunk) -> bool {
-        let bytes = chunk.size() as u64;
-        chunk.zero();
-        self.counters
-            .zeroed_bytes
-            .fetch_add(bytes, Ordering::Relaxed);
-        match &self.cleaner {
-            Some(cleaner) if !cleaner.clean(chunk) => false,
-            Some(_) => {
-                self.counters
-                    .cleaned_bytes
-                    .fetch_add(bytes, Ordering::Relaxed);
-                true
-            }
-            None => true,
+    /// One piece of the worker's job: zeroes a chunk of the backlog (and
+    /// cleans it, unless the backlog is still long), else cleans a chunk
+    /// that was only zeroed; `false` if there was nothing to do.
+    fn step(&self) -> bool {
+        let (chunk, from) = {
+            let mut lists = self.lists.lock();
+            let found = lists
+                .pop(BACKLOG)
+                .map(|chunk| (chunk, BACKLOG))
+                .or_else(|| {
+                    (UNCLEAN..BACKLOG).find_map(|list| lists.pop(list).map(|chunk| (chunk, list)))
+                });
+            let Some((chunk, from)) = found else {
+                return false;
+            };
+            lists.working += chunk.page_count();
+            let behind = lists.pages[BACKLOG] > BEHIND_PAGES;
+            (chunk, (from, behind))
+        };
+        let (from, behind) = from;
+        let mut keep = self.in_use() && !self.under_pressure();
+        if keep && from == BACKLOG {
+            chunk.zero();
+            self.counters
+                .zeroed_bytes
+                .fetch_add(chunk.size() as u64, Ordering::Relaxed);
         }
+        // Where the pool cannot clean, zeroed chunks are as ready as they get.
+        let cleaned = keep && !behind && self.cleaner.is_some();
+        if cleaned {
+            keep = self.clean(&chunk);
+        }
+        let list = list_of(chunk.order());
+        let mut lists = self.lists.lock();
+        lists.working -= chunk.page_count();
+        if !keep {
+            let bytes = chunk.size();
+            drop(chunk);
+            self.bypassed(bytes);
+        } else if cleaned || self.cleaner.is_none() {
+            lists.push(list, chunk);
+        } else {
+            lists.push(UNCLEAN + list, chunk);
+        }
+        true
+    }
+
+    /// Cleans `chunk` on the maintenance device; `false` if it could not
+    /// be (then it is not for the pool).
+    fn clean(&self, chunk: &PageChunk) -> bool {
+        let Some(cleaner) = &self.cleaner else {
+            return false;
+        };
+        let done = cleaner.clean(chunk);
+        if done {
+            self.counters
+                .cleaned_bytes
+                .fetch_add(chunk.size() as u64, Ordering::Relaxed);
+        }
+        done
     }
 
     /// Frees at least `pages` pages (if there are so many), the backlog
-    /// first, then small chunks before large ones; returns how many.
+    /// first, then chunks not cleaned yet, small chunks before large ones;
+    /// returns how many.
     fn free_pages(&self, pages: usize, counter: &AtomicU64) -> usize {
         let mut freed = 0;
         for list in (0..LISTS).rev() {
@@ -470,6 +537,7 @@ impl Pool {
         lists.demand();
         let mut levels = PoolLevels {
             zeroed_pages: lists.zeroed_pages(),
+            unclean_pages: lists.unclean_pages(),
             backlog_pages: lists.pages[BACKLOG],
             working_pages: lists.working,
             in_use_pages: lists.demand.in_use(),
@@ -483,7 +551,7 @@ impl Pool {
             .load(Ordering::Relaxed)
             .saturating_sub(levels.held_bytes());
         for (list, &order) in ORDERS.iter().enumerate() {
-            levels.chunks[list] = lists.pages[list] >> order;
+            levels.chunks[list] = (lists.pages[list] + lists.pages[UNCLEAN + list]) >> order;
         }
         levels
     }
@@ -824,6 +892,41 @@ mod tests {
         // The buffer still in use is no reason to keep anything.
         assert_eq!(pool.lists.lock().demand.wanted(now + window), 0);
         drop(kept);
+        Ok(())
+    }
+
+    /// A long backlog (a churn's frees) is only zeroed at first: its chunks
+    /// are handed out as not clean, and to the hook for unclean chunks
+    /// (the uncached heap's flush); once the backlog is short the worker
+    /// cleans again, and what it only zeroed it cleans afterwards.
+    #[test]
+    fn a_long_backlog_is_zeroed_first_and_cleaned_afterwards() -> Result {
+        let Some((pool, _maintenance)) = manual_pool()? else {
+            return Ok(());
+        };
+        if !pool.cleans() {
+            support::skip(c"the pool does not clean on this boot");
+            return Ok(());
+        }
+        let len = (BEHIND_PAGES * PAGE_SIZE) + 6 * MIB;
+        drop(pool.allocate(len)?);
+        assert!(pool.step());
+        let chunk = 2 * MIB / PAGE_SIZE;
+        assert_eq!(pool.levels().unclean_pages, chunk);
+        let unclean = Cell::new(0);
+        let memory = pool.allocate_then(2 * MIB, |_| {
+            unclean.set(unclean.get() + 1);
+            Ok(())
+        })?;
+        assert!(!memory.is_clean());
+        assert_eq!(unclean.get(), 1);
+        assert_eq!(nonzero_pages(memory.chunks())?, 0);
+        drop(memory);
+        pool.work_at(pool.now_ms());
+        let levels = pool.levels();
+        assert_eq!((levels.unclean_pages, levels.backlog_pages), (0, 0));
+        assert_eq!(levels.zeroed_pages * PAGE_SIZE, len);
+        assert!(pool.allocate(len)?.is_clean());
         Ok(())
     }
 

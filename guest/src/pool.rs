@@ -28,7 +28,8 @@ pub fn number(key: &str) -> Result<u64, String> {
 pub fn wait_idle() -> Outcome {
     let start = Instant::now();
     loop {
-        if number("backlog_bytes")? + number("working_bytes")? == 0 {
+        // Zeroed, and cleaned (a long backlog is cleaned after it is gone).
+        if number("backlog_bytes")? + number("working_bytes")? + number("unclean_bytes")? == 0 {
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(20) {
