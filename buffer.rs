@@ -754,6 +754,8 @@ impl HeapBuffer {
     /// bracket that holds the page, or the whole buffer. Then maps what was
     /// granted.
     pub(crate) fn fault(&self, fault: &Fault<'_>) -> VmFault {
+        let totals = self.heap.totals();
+        totals.fault_calls.fetch_add(1, Ordering::Relaxed);
         let mut guard = self.state.lock();
         let state = &mut *guard;
         let write = fault.write;
@@ -801,13 +803,17 @@ impl HeapBuffer {
         if fault.upgrade {
             mm_pfnmap::zap(fault.vma);
         }
-        mm_pfnmap::insert_pages(
+        let (result, entries) = mm_pfnmap::insert_pages(
             fault.vma,
             self.memory.chunks(),
             pages.start as usize,
             pages.end as usize,
             writable,
-        )
+        );
+        totals
+            .user_entries
+            .fetch_add(entries as u64, Ordering::Relaxed);
+        result
     }
 
     /// Returns a kernel virtual address for the whole buffer.

@@ -147,7 +147,9 @@ fn show_heap(heap: &Arc<HeapContext>, f: &mut fmt::Formatter<'_>) -> fmt::Result
         "unbracketed_faults: {}",
         load(&totals.unbracketed_faults)
     )?;
-    writeln!(f, "user_revokes: {}", load(&totals.revokes))
+    writeln!(f, "user_revokes: {}", load(&totals.revokes))?;
+    writeln!(f, "fault_calls: {}", load(&totals.fault_calls))?;
+    writeln!(f, "user_entries: {}", load(&totals.user_entries))
 }
 
 /// Shows the page pool.

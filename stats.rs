@@ -130,6 +130,10 @@ pub(crate) struct Totals {
     pub(crate) user_faults: AtomicU64,
     pub(crate) unbracketed_faults: AtomicU64,
     pub(crate) revokes: AtomicU64,
+    /// Calls of the fault handler (every user fault, told to the rules or
+    /// not), and the user page-table entries they wrote.
+    pub(crate) fault_calls: AtomicU64,
+    pub(crate) user_entries: AtomicU64,
 }
 
 impl Totals {
@@ -165,6 +169,8 @@ impl Totals {
             user_faults: AtomicU64::new(0),
             unbracketed_faults: AtomicU64::new(0),
             revokes: AtomicU64::new(0),
+            fault_calls: AtomicU64::new(0),
+            user_entries: AtomicU64::new(0),
         }
     }
 

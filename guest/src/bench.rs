@@ -18,7 +18,7 @@ use rdh::{
     scenarios::SCENARIOS,
 };
 use std::{
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, OwnedFd},
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -169,6 +169,10 @@ pub fn run() {
     }
     if let Err(e) = first_map() {
         println!("rdh: first map: {e}");
+        return;
+    }
+    if let Err(e) = frame_faults().and_then(|()| mmap_and_touch(&system)) {
+        println!("rdh: mapping: {e}");
         return;
     }
     // Churn, as camera and video pipelines do: 32 x 8 MiB allocated, then
@@ -335,6 +339,86 @@ fn uncached_flush() -> Result<(), String> {
     drop(fd);
     println!(
         "BENCH {{\"uncached_flush\":{len},\"clean_bytes\":{cleaned},\"invalidate_bytes\":{invalidated}}}"
+    );
+    Ok(())
+}
+
+const MODE: &str = "/sys/module/rust_dmabuf_heap/parameters/unbracketed_cpu";
+
+/// One number of our heap's debugfs `stats`.
+fn stats(key: &str) -> Result<u64, String> {
+    crate::checks::debugfs_number(&format!("{}/stats", crate::checks::debugfs_dir()), key)
+}
+
+/// Writes one `u64` into every page of `bytes` (a first touch).
+fn touch_pages(bytes: &mut [u8]) {
+    for page in bytes.chunks_exact_mut(4096) {
+        // SAFETY: The page is at least 8 bytes long and 4096-aligned.
+        unsafe { page.as_mut_ptr().cast::<u64>().write_volatile(1) };
+    }
+}
+
+/// An 8 MiB frame in trap mode (the default): the faults a first touch of
+/// every page takes and the page-table entries they write, then the same
+/// after a non-coherent device's map revoked them.
+fn frame_faults() -> Result<(), String> {
+    let e = |e: std::io::Error| format!("importer: {e}");
+    let len = 8usize << 20;
+    let fd = Target::ours(&ours(), "tracked").allocate(len as u64)?;
+    let mut map = sys::Mapping::new(&fd, len, 0).map_err(|e| format!("mmap: {e}"))?;
+    let counts = || Ok::<_, String>((stats("fault_calls")?, stats("user_entries")?));
+    let before = counts()?;
+    touch_pages(map.bytes_mut());
+    let first = counts()?;
+    let session = Session::open().map_err(e)?;
+    let device = session.device(false).map_err(e)?;
+    let a = session.attach(device, fd.as_raw_fd()).map_err(e)?;
+    session.map(a, importer::Dir::FromDevice).map_err(e)?;
+    session.unmap(a).map_err(e)?;
+    let revoked = counts()?;
+    touch_pages(map.bytes_mut());
+    let again = counts()?;
+    println!(
+        "BENCH {{\"frame_faults\":{len},\"faults\":{},\"page_table_entries\":{},\"refaults\":{},\"refault_page_table_entries\":{}}}",
+        first.0 - before.0,
+        first.1 - before.1,
+        again.0 - revoked.0,
+        again.1 - revoked.1
+    );
+    Ok(())
+}
+
+/// mmap + a first touch of every page of a 512 MiB buffer: the system
+/// heap (which maps everything at mmap), ours trapping user access (maps
+/// at the first fault) and ours trusting it (maps at mmap); allocation and
+/// close not timed, the heaps alternating, median of 3.
+fn mmap_and_touch(system: &Heap) -> Result<(), String> {
+    let len = 512usize << 20;
+    let ours_in = |mode: &str| -> Result<OwnedFd, String> {
+        std::fs::write(MODE, mode).map_err(|e| format!("unbracketed_cpu={mode}: {e}"))?;
+        let fd = Target::ours(&ours(), "tracked").allocate(len as u64);
+        std::fs::write(MODE, "trap").map_err(|e| format!("unbracketed_cpu=trap: {e}"))?;
+        fd
+    };
+    let mut times: [Vec<u128>; 3] = Default::default();
+    for _ in 0..3 {
+        for (i, times) in times.iter_mut().enumerate() {
+            let fd = match i {
+                0 => system
+                    .allocate(len)
+                    .map_err(|e| format!("system heap: {e}"))?,
+                1 => ours_in("trap")?,
+                _ => ours_in("trust")?,
+            };
+            let start = Instant::now();
+            let mut map = sys::Mapping::new(&fd, len, 0).map_err(|e| format!("mmap: {e}"))?;
+            touch_pages(map.bytes_mut());
+            times.push(start.elapsed().as_nanos());
+        }
+    }
+    let [system_ns, trap_ns, trust_ns] = times.map(median);
+    println!(
+        "BENCH {{\"mmap_touch_bytes\":{len},\"system_ns\":{system_ns},\"trap_ns\":{trap_ns},\"trust_ns\":{trust_ns}}}"
     );
     Ok(())
 }

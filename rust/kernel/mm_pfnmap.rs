@@ -138,20 +138,22 @@ pub fn pgoff(vma: &VmaRef) -> usize {
 /// Maps buffer pages `first..end` of `blocks` into `vma` (of a
 /// [`PfnMap::with_faults`] mapping), as far as the vma covers them,
 /// writable or read-only. Called from its fault handler; the caller keeps
-/// the blocks allocated while the vma exists.
+/// the blocks allocated while the vma exists. Returns the result and how
+/// many page-table entries were written.
 pub fn insert_pages<B: AsRef<PageBlock>>(
     vma: &VmaRef,
     blocks: &[B],
     first: usize,
     end: usize,
     writable: bool,
-) -> VmFault {
+) -> (VmFault, usize) {
     let (start, vma_end, pgoff) = (vma.start(), vma.end(), pgoff(vma));
     let first = first.max(pgoff);
     let end = end.min(pgoff + (vma_end - start) / PAGE_SIZE);
     if first >= end {
-        return VmFault::NOPAGE;
+        return (VmFault::NOPAGE, 0);
     }
+    let mut written = 0;
     let mut page = first;
     let mut addr = start + (page - pgoff) * PAGE_SIZE;
     // SAFETY: The vma is live and locked (`&VmaRef`).
@@ -165,7 +167,7 @@ pub fn insert_pages<B: AsRef<PageBlock>>(
     for (block, from) in block_pages(blocks, page) {
         for n in from..block.page_count() {
             if page >= end {
-                return VmFault::NOPAGE;
+                return (VmFault::NOPAGE, written);
             }
             let (raw, pfn) = (vma.as_ptr(), block.pfn(n));
             // SAFETY: `addr` lies inside the vma, a PFN mapping that is not
@@ -173,13 +175,14 @@ pub fn insert_pages<B: AsRef<PageBlock>>(
             // vma exists (the caller's promise).
             let ret = unsafe { bindings::vmf_insert_pfn_prot(raw, addr, pfn, prot) };
             if ret & !VmFault::NOPAGE.0 != 0 {
-                return VmFault(ret);
+                return (VmFault(ret), written);
             }
+            written += 1;
             addr += PAGE_SIZE;
             page += 1;
         }
     }
-    VmFault::NOPAGE
+    (VmFault::NOPAGE, written)
 }
 
 /// Removes every entry of `vma` (to map it again writable).

@@ -776,6 +776,7 @@ fn main() {
     allocation_table(&records, &mut json, &mut problems);
     first_map_rows(&records, &mut json, &mut problems);
     churn_rows(&records, &mut json, &mut problems);
+    mapping_rows(&records, &mut json, &mut problems);
     if json.ends_with(",\n") {
         json.truncate(json.len() - 2);
         json.push('\n');
@@ -966,6 +967,52 @@ fn churn_rows(records: &[Record], json: &mut String, problems: &mut Vec<String>)
             held[0], held[1], held[2]
         );
     }
+}
+
+/// User mappings: the faults and page-table entries of an 8 MiB frame in
+/// trap mode, and mmap + first touch of 512 MiB against the system heap.
+fn mapping_rows(records: &[Record], json: &mut String, problems: &mut Vec<String>) {
+    let frame = records.iter().find(|r| r.contains_key("frame_faults"));
+    let touch = records.iter().find(|r| r.contains_key("mmap_touch_bytes"));
+    let (Some(frame), Some(touch)) = (frame, touch) else {
+        problems.push("user mappings: not measured".into());
+        return;
+    };
+    println!();
+    println!("user mappings (trap mode, the default: entries are written at faults)");
+    let (faults, entries) = (number(frame, "faults"), number(frame, "page_table_entries"));
+    let (refaults, reentries) = (
+        number(frame, "refaults"),
+        number(frame, "refault_page_table_entries"),
+    );
+    println!(
+        "  8 MiB frame, first touch of every page: {faults} faults, {entries} page-table entries"
+    );
+    println!("  after a device's map revoked them:      {refaults} faults, {reentries} page-table entries");
+    let (system, trap, trust) = (
+        number(touch, "system_ns"),
+        number(touch, "trap_ns"),
+        number(touch, "trust_ns"),
+    );
+    let ratio = |ns: u64| ns as f64 / system.max(1) as f64;
+    println!(
+        "  mmap + first touch of 512 MiB (median of 3): system {:.1} ms, ours trap {:.1} ms ({:.2}x), trust {:.1} ms ({:.2}x)",
+        system as f64 / 1e6,
+        trap as f64 / 1e6,
+        ratio(trap),
+        trust as f64 / 1e6,
+        ratio(trust)
+    );
+    let _ = writeln!(
+        json,
+        "  {{\"frame\":\"8 MiB\",\"faults\":{faults},\"page_table_entries\":{entries},\"refaults\":{refaults},\"refault_page_table_entries\":{reentries}}},"
+    );
+    let _ = writeln!(
+        json,
+        "  {{\"mmap_touch\":\"512 MiB\",\"system_ns\":{system},\"trap_ns\":{trap},\"trust_ns\":{trust},\"trap_ratio\":{:.3},\"trust_ratio\":{:.3}}},",
+        ratio(trap),
+        ratio(trust)
+    );
 }
 
 /// Prints the rule gaps and problems; exits 1 if there is a problem.
