@@ -171,6 +171,7 @@ fn show_pool(heap: &Arc<HeapContext>, f: &mut fmt::Formatter<'_>) -> fmt::Result
     writeln!(f, "in_use_bytes: {}", levels.in_use_pages * PAGE_SIZE)?;
     writeln!(f, "wanted_bytes: {}", levels.wanted_pages * PAGE_SIZE)?;
     writeln!(f, "keep_bytes: {}", levels.keep_pages * PAGE_SIZE)?;
+    writeln!(f, "window_ms: {}", levels.window_ms)?;
     writeln!(f, "hit_bytes: {}", load(&counters.hit_bytes))?;
     writeln!(f, "miss_bytes: {}", load(&counters.miss_bytes))?;
     writeln!(f, "zeroed_bytes: {}", load(&counters.zeroed_bytes))?;

@@ -221,6 +221,8 @@ pub(crate) struct PoolLevels {
     pub(crate) in_use_pages: usize,
     pub(crate) wanted_pages: usize,
     pub(crate) keep_pages: usize,
+    /// The window demand looks back on (`pool_window_ms`).
+    pub(crate) window_ms: u64,
 }
 
 impl PoolLevels {
@@ -542,6 +544,7 @@ impl Pool {
             working_pages: lists.working,
             in_use_pages: lists.demand.in_use(),
             wanted_pages: lists.demand.wanted(now),
+            window_ms: lists.demand.window_ms(),
             keep_pages: self.keep_pages(&lists, now, pages::short_of_comfort()),
             ..PoolLevels::default()
         };
