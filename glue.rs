@@ -92,7 +92,7 @@ pub(crate) fn pool_limit_bytes() -> usize {
     unsafe { sys::rdh_pool_limit_bytes() as usize }
 }
 
-/// `pool_window_ms`: how long a pool remembers its heap's peak use.
+/// `pool_window_ms`: how long a pool remembers its heap's allocations.
 pub(crate) fn pool_window_ms() -> u64 {
     // SAFETY: Reads a module parameter; no preconditions.
     u64::from(unsafe { sys::rdh_pool_window_ms() })

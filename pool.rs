@@ -6,12 +6,13 @@
 //! - Freeing a buffer puts its chunks on the *backlog* and returns at once
 //!   (deferred free). The worker (a kernel thread at the lowest priority)
 //!   zeroes each chunk, cleans it on the maintenance device and moves it to
-//!   the list of its order (9, 8, 4, 0). While the backlog is long (a
-//!   churn's frees) it only zeroes, to a list of chunks not cleaned yet,
-//!   which it cleans once the backlog is gone; allocation takes them after
-//!   the cleaned ones, as it takes fresh chunks (not clean). Allocation takes a chunk of the order
-//!   it wants from that list, else from the page allocator, so a chunk on
-//!   the backlog is never handed out: a pooled chunk is always zero.
+//!   the list of its order (9, 8, 4, 0). Allocation takes a chunk of the
+//!   order it wants from that list, else from the page allocator, so a
+//!   chunk on the backlog is never handed out: a pooled chunk is always
+//!   zero. While the backlog is long (a churn's frees) the worker only
+//!   zeroes, to a list of chunks not cleaned yet, which it cleans once the
+//!   backlog is gone; allocation takes those after the cleaned ones, as
+//!   not clean (like fresh chunks).
 //! - A buffer made only of pooled chunks starts with clean cache lines
 //!   (`ownership::Lines::CLEAN`): its first map by a non-coherent device
 //!   needs no clean. If the maintenance device would bounce, nothing is
@@ -380,7 +381,9 @@ impl Pool {
         let bytes: usize = chunks.as_slice().iter().map(PageChunk::size).sum();
         let now = self.now_ms();
         let mut lists = self.lists.lock();
-        lists.demand().gave_back(bytes / PAGE_SIZE);
+        // Counting needs no window: the next allocation or worker run
+        // applies a changed one.
+        lists.demand.gave_back(bytes / PAGE_SIZE);
         // While free memory is short nothing more is pooled.
         let short = pages::short_of_comfort();
         let keep_pages = self.keep_pages(&lists, now, short);
@@ -446,7 +449,7 @@ impl Pool {
     /// cleans it, unless the backlog is still long), else cleans a chunk
     /// that was only zeroed; `false` if there was nothing to do.
     fn step(&self) -> bool {
-        let (chunk, from) = {
+        let (chunk, from, behind) = {
             let mut lists = self.lists.lock();
             let found = lists
                 .pop(BACKLOG)
@@ -458,10 +461,8 @@ impl Pool {
                 return false;
             };
             lists.working += chunk.page_count();
-            let behind = lists.pages[BACKLOG] > BEHIND_PAGES;
-            (chunk, (from, behind))
+            (chunk, from, lists.pages[BACKLOG] > BEHIND_PAGES)
         };
-        let (from, behind) = from;
         let mut keep = self.in_use() && !self.under_pressure();
         if keep && from == BACKLOG {
             chunk.zero();

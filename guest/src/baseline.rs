@@ -6,7 +6,7 @@
 //! holds).
 
 use crate::{
-    checks::{debugfs_dir, debugfs_number, ensure, exported_bytes},
+    checks::{ensure, exported_bytes, stats_number},
     heap_name,
     ktap::Outcome,
     pool, sys,
@@ -49,7 +49,7 @@ fn free_kib() -> Result<u64, String> {
 }
 
 fn live_bytes() -> Result<u64, String> {
-    debugfs_number(&format!("{}/stats", debugfs_dir()), "live_bytes")
+    stats_number("live_bytes")
 }
 
 impl Baseline {

@@ -18,7 +18,7 @@ use rdh::{
     scenarios::SCENARIOS,
 };
 use std::{
-    os::fd::{AsRawFd, OwnedFd},
+    os::fd::AsRawFd,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -343,13 +343,6 @@ fn uncached_flush() -> Result<(), String> {
     Ok(())
 }
 
-const MODE: &str = "/sys/module/rust_dmabuf_heap/parameters/unbracketed_cpu";
-
-/// One number of our heap's debugfs `stats`.
-fn stats(key: &str) -> Result<u64, String> {
-    crate::checks::debugfs_number(&format!("{}/stats", crate::checks::debugfs_dir()), key)
-}
-
 /// Writes one `u64` into every page of `bytes` (a first touch).
 fn touch_pages(bytes: &mut [u8]) {
     for page in bytes.chunks_exact_mut(4096) {
@@ -366,6 +359,7 @@ fn frame_faults() -> Result<(), String> {
     let len = 8usize << 20;
     let fd = Target::ours(&ours(), "tracked").allocate(len as u64)?;
     let mut map = sys::Mapping::new(&fd, len, 0).map_err(|e| format!("mmap: {e}"))?;
+    let stats = crate::checks::stats_number;
     let counts = || Ok::<_, String>((stats("fault_calls")?, stats("user_entries")?));
     let before = counts()?;
     touch_pages(map.bytes_mut());
@@ -394,12 +388,7 @@ fn frame_faults() -> Result<(), String> {
 /// close not timed, the heaps alternating, median of 3.
 fn mmap_and_touch(system: &Heap) -> Result<(), String> {
     let len = 512usize << 20;
-    let ours_in = |mode: &str| -> Result<OwnedFd, String> {
-        std::fs::write(MODE, mode).map_err(|e| format!("unbracketed_cpu={mode}: {e}"))?;
-        let fd = Target::ours(&ours(), "tracked").allocate(len as u64);
-        std::fs::write(MODE, "trap").map_err(|e| format!("unbracketed_cpu=trap: {e}"))?;
-        fd
-    };
+    let ours_in = |mode| crate::unbracketed::allocate_in(mode, len as u64);
     let mut times: [Vec<u128>; 3] = Default::default();
     for _ in 0..3 {
         for (i, times) in times.iter_mut().enumerate() {

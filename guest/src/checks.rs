@@ -938,6 +938,11 @@ pub fn debugfs_dir() -> String {
     debugfs_dir_of(&heap_name())
 }
 
+/// One number of the heap's debugfs `stats`.
+pub fn stats_number(key: &str) -> Result<u64, String> {
+    debugfs_number(&format!("{}/stats", debugfs_dir()), key)
+}
+
 pub use rdh::debugfs::dir_of as debugfs_dir_of;
 
 /// One number from a `key: value` debugfs file.

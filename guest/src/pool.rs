@@ -263,7 +263,7 @@ pub fn an_idle_pool_goes_back_within_the_window() -> Outcome {
 /// pool nothing. Turns it on again.
 pub fn pool_turned_off_leaves_no_page_behind() -> Outcome {
     turn_off()?;
-    let live = debugfs_number(&format!("{}/stats", debugfs_dir()), "live_bytes")?;
+    let live = crate::checks::stats_number("live_bytes")?;
     set_limit_mib(-1)?;
     ensure(live == 0, || {
         format!("{live} bytes of chunks still allocated with no buffer and the pool off")

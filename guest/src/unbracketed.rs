@@ -56,11 +56,16 @@ impl Counters {
     }
 }
 
-/// Allocates 1 MiB under `unbracketed_cpu=mode` (the parameter applies to
-/// new buffers), then sets the default back.
+/// Allocates 1 MiB under `unbracketed_cpu=mode`.
 fn allocate_with(mode: &str) -> Result<OwnedFd, String> {
+    allocate_in(mode, MIB as u64)
+}
+
+/// Allocates `len` bytes under `unbracketed_cpu=mode` (the parameter
+/// applies to new buffers), then sets the default back.
+pub fn allocate_in(mode: &str, len: u64) -> Result<OwnedFd, String> {
     std::fs::write(MODE, mode).map_err(|e| format!("set unbracketed_cpu={mode}: {e}"))?;
-    let fd = allocate(MIB as u64);
+    let fd = allocate(len);
     std::fs::write(MODE, "trap").map_err(|e| format!("reset unbracketed_cpu: {e}"))?;
     fd
 }
