@@ -210,7 +210,16 @@ pub fn full_pool_is_given_back_to_an_ordinary_process() -> Outcome {
 /// over time.
 pub fn an_idle_pool_goes_back_within_the_window() -> Outcome {
     set_limit_mib(-1)?;
+    ensure(std::fs::write(WINDOW, "soon").is_err(), || {
+        "pool_window_ms accepted a word".into()
+    })?;
+    // Below the least window: taken as 5 ms, not as 0.
+    set_window_ms(0)?;
+    let least = number("window_ms")?;
     set_window_ms(DEFAULT_WINDOW_MS)?;
+    ensure(least == 5, || {
+        format!("pool_window_ms=0 gave a window of {least} ms")
+    })?;
     let (len, count) = (8 * MIB, 16);
     let released = number("released_bytes")?;
     let mut last_free = Instant::now();
