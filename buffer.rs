@@ -27,7 +27,7 @@ use crate::{
     dma_resv::Resv,
     fence_hooks::{self, FenceHooks, Reservation, Watch, WriteFences},
     glue,
-    mm_pfnmap::{self, VmFault},
+    mm_pfnmap::{self, VmFault, HUGE_PAGES},
     ownership::{self, Decision, Device, Event, Lines, Ownership, Policy, Range},
     pages::{PageChunk, PAGE_SIZE},
     pool::Memory,
@@ -261,6 +261,15 @@ impl HeapBuffer {
     /// Whether user mappings get their entries from faults.
     pub(crate) fn traps_user_access(&self) -> bool {
         self.trap_user
+    }
+
+    /// How many 2 MiB runs of the buffer one huge user entry can map each
+    /// (its chunks of order 9 or more, which are naturally aligned).
+    pub(crate) fn huge_runs(&self) -> usize {
+        let chunks = self.memory.chunks().iter();
+        chunks
+            .map(|chunk| chunk.as_ref().page_count() / HUGE_PAGES)
+            .sum()
     }
 
     /// Makes the maintenance mapping if there is none yet and the buffer
@@ -752,7 +761,9 @@ impl HeapBuffer {
     /// rules saw granted that page's entries (see `ownership.rs`), tells
     /// them (an implicit CPU access begin): for the range of an open range
     /// bracket that holds the page, or the whole buffer. Then maps what was
-    /// granted.
+    /// granted: asked for a huge entry, the 2 MiB run around the page if it
+    /// was granted whole, else the granted pages but other runs that can
+    /// have a huge entry of their own (`mm_pfnmap::insert_pages`).
     pub(crate) fn fault(&self, fault: &Fault<'_>) -> VmFault {
         let totals = self.heap.totals();
         totals.fault_calls.fetch_add(1, Ordering::Relaxed);
@@ -803,13 +814,29 @@ impl HeapBuffer {
         if fault.upgrade {
             mm_pfnmap::zap(fault.vma);
         }
-        let (result, entries) = mm_pfnmap::insert_pages(
-            fault.vma,
-            self.memory.chunks(),
-            pages.start as usize,
-            pages.end as usize,
-            writable,
-        );
+        let (result, entries) = match &fault.huge {
+            // One entry for the run, if it is granted whole (alike), and
+            // its pages allow it; else the PTE fault that follows maps it.
+            Some(huge) => {
+                let run = huge.first_page() as u64..(huge.first_page() + HUGE_PAGES) as u64;
+                if pages.start > run.start || run.end > pages.end {
+                    return VmFault::FALLBACK;
+                }
+                let result = huge.insert(self.memory.chunks(), writable);
+                let written = usize::from(result == VmFault::NOPAGE);
+                totals
+                    .user_huge_entries
+                    .fetch_add(written as u64, Ordering::Relaxed);
+                (result, written)
+            }
+            None => mm_pfnmap::insert_pages(
+                fault.vma,
+                self.memory.chunks(),
+                pages.start as usize..pages.end as usize,
+                fault.page,
+                writable,
+            ),
+        };
         totals
             .user_entries
             .fetch_add(entries as u64, Ordering::Relaxed);

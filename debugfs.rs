@@ -149,7 +149,8 @@ fn show_heap(heap: &Arc<HeapContext>, f: &mut fmt::Formatter<'_>) -> fmt::Result
     )?;
     writeln!(f, "user_revokes: {}", load(&totals.revokes))?;
     writeln!(f, "fault_calls: {}", load(&totals.fault_calls))?;
-    writeln!(f, "user_entries: {}", load(&totals.user_entries))
+    writeln!(f, "user_entries: {}", load(&totals.user_entries))?;
+    writeln!(f, "user_huge_entries: {}", load(&totals.user_huge_entries))
 }
 
 /// Shows the page pool.
@@ -202,6 +203,7 @@ fn show_buffer(buffer: &Arc<HeapBuffer>, f: &mut fmt::Formatter<'_>) -> fmt::Res
     }
     writeln!(f, "write_combined: {}", buffer.write_combined())?;
     writeln!(f, "traps_user_access: {}", buffer.traps_user_access())?;
+    writeln!(f, "huge_runs: {}", buffer.huge_runs())?;
     writeln!(f, "user_access: {:?}", ownership.user_access())?;
     writeln!(f, "user_faults: {}", stats.user_faults)?;
     writeln!(f, "unbracketed_faults: {}", stats.unbracketed_faults)?;

@@ -130,10 +130,12 @@ pub(crate) struct Totals {
     pub(crate) user_faults: AtomicU64,
     pub(crate) unbracketed_faults: AtomicU64,
     pub(crate) revokes: AtomicU64,
-    /// Calls of the fault handler (every user fault, told to the rules or
-    /// not), and the user page-table entries they wrote.
+    /// Calls of the fault handlers (every user fault, told to the rules or
+    /// not; a huge one that falls back calls twice), the user page-table
+    /// entries they wrote, and of them the huge ones (a PMD each).
     pub(crate) fault_calls: AtomicU64,
     pub(crate) user_entries: AtomicU64,
+    pub(crate) user_huge_entries: AtomicU64,
 }
 
 impl Totals {
@@ -171,6 +173,7 @@ impl Totals {
             revokes: AtomicU64::new(0),
             fault_calls: AtomicU64::new(0),
             user_entries: AtomicU64::new(0),
+            user_huge_entries: AtomicU64::new(0),
         }
     }
 

@@ -12,6 +12,7 @@
 #include <linux/dma-resv.h>
 #include <linux/gfp.h>
 #include <linux/highmem.h>
+#include <linux/huge_mm.h>
 #include <linux/iosys-map.h>
 #include <linux/mm.h>
 #include <linux/scatterlist.h>
@@ -29,4 +30,5 @@ const gfp_t RUST_CONST_HELPER___GFP_RETRY_MAYFAIL = __GFP_RETRY_MAYFAIL;
 const gfp_t RUST_CONST_HELPER___GFP_RECLAIM = __GFP_RECLAIM;
 const gfp_t RUST_CONST_HELPER___GFP_COMP = __GFP_COMP;
 const gfp_t RUST_CONST_HELPER___GFP_ACCOUNT = __GFP_ACCOUNT;
+const unsigned int RUST_CONST_HELPER_PMD_ORDER = PMD_ORDER;
 #endif

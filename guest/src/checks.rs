@@ -6,7 +6,7 @@
 
 use crate::{
     baseline::Baseline,
-    dma, faults, heap_name, isolation, kmemleak,
+    dma, faults, heap_name, huge, isolation, kmemleak,
     kmsg::Kmsg,
     ktap::{Outcome, Suite, SKIP},
     misuse, module_params, pipelines, pool, pressure, ranges, selftest, stress, sys, tool,
@@ -169,6 +169,13 @@ const CHECKS: &[Check] = &[
         "trapped_mappings_survive_mprotect_madvise_munmap_and_mremap",
         unbracketed::trapped_mappings_survive_mprotect_madvise_munmap_and_mremap,
     ),
+    (
+        "an_aligned_frame_of_2_mib_chunks_maps_one_entry_per_chunk",
+        || needs_traps(huge::an_aligned_frame_of_2_mib_chunks_maps_one_entry_per_chunk),
+    ),
+    ("huge_entries_survive_fork_mprotect_and_half_munmap", || {
+        needs_traps(huge::huge_entries_survive_fork_mprotect_and_half_munmap)
+    }),
     (
         "unbalanced_and_mismatched_syncs_keep_the_data",
         misuse::unbalanced_and_mismatched_syncs_keep_the_data,

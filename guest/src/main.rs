@@ -23,6 +23,7 @@ mod clients;
 mod demo;
 mod dma;
 mod faults;
+mod huge;
 mod isolation;
 mod kmemleak;
 mod kmsg;

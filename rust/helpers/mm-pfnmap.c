@@ -25,3 +25,8 @@ __rust_helper pgprot_t rust_helper_vma_write_prot(struct vm_area_struct *vma)
 {
 	return pgprot_modify(vma->vm_page_prot, vm_get_page_prot(vma->vm_flags));
 }
+
+__rust_helper bool rust_helper_pmd_none(pmd_t pmd)
+{
+	return pmd_none(pmd);
+}

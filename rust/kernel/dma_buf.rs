@@ -20,7 +20,7 @@
 use crate::bindings;
 use crate::{
     dma_resv::Resv,
-    mm_pfnmap::{PfnMap, VmFault},
+    mm_pfnmap::{HugeEntry, PfnMap, VmFault, HUGE_ENTRIES},
     vmap::KernelAddress,
 };
 use core::{marker::PhantomData, ptr::NonNull};
@@ -196,6 +196,10 @@ pub struct Fault<'a> {
     pub write: bool,
     /// A write to an entry that was mapped read-only.
     pub upgrade: bool,
+    /// The mm core asks for one huge entry around the access (`huge_fault`
+    /// at PMD order): map it with [`HugeEntry::insert`], or return
+    /// [`VmFault::FALLBACK`] for PTEs.
+    pub huge: Option<HugeEntry<'a>>,
 }
 
 /// Every user mapping of one dma-buf: its file's address space.
@@ -454,6 +458,9 @@ impl<T: Exporter> BufOps<T> {
         if T::HAS_FAULT {
             ops.fault = Some(Self::fault);
             ops.pfn_mkwrite = Some(Self::pfn_mkwrite);
+            if HUGE_ENTRIES {
+                ops.huge_fault = Some(Self::huge_fault);
+            }
         }
         ops
     };
@@ -583,6 +590,7 @@ impl<T: Exporter> BufOps<T> {
     unsafe fn faulting<'a>(
         vmf: *mut bindings::vm_fault,
         upgrade: bool,
+        huge: Option<HugeEntry<'a>>,
     ) -> (ArcBorrow<'a, T>, Fault<'a>) {
         // SAFETY: The vma of a fault is valid and read-locked; its file is
         // the dma-buf's and holds a reference on it, so the exporter object
@@ -596,6 +604,7 @@ impl<T: Exporter> BufOps<T> {
                 page: (*vmf).__bindgen_anon_1.pgoff,
                 write: write || upgrade,
                 upgrade,
+                huge,
             };
             (borrow::<T>(dmabuf), fault)
         }
@@ -608,7 +617,7 @@ impl<T: Exporter> BufOps<T> {
     /// Called by the mm core for a vma set up by [`Self::mmap`].
     unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
         // SAFETY: See the function's safety section.
-        let (exporter, fault) = unsafe { Self::faulting(vmf, false) };
+        let (exporter, fault) = unsafe { Self::faulting(vmf, false, None) };
         exporter.fault(&fault).as_raw()
     }
 
@@ -621,7 +630,33 @@ impl<T: Exporter> BufOps<T> {
     /// page-table lock.
     unsafe extern "C" fn pfn_mkwrite(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
         // SAFETY: See the function's safety section.
-        let (exporter, fault) = unsafe { Self::faulting(vmf, true) };
+        let (exporter, fault) = unsafe { Self::faulting(vmf, true, None) };
+        exporter.fault(&fault).as_raw()
+    }
+
+    /// `vm_operations_struct.huge_fault`: a user access found no entry, or
+    /// wrote to a read-only huge one, where one entry of `order` could map
+    /// it. Only PMD order is served, where the entry's address range lies in
+    /// the vma.
+    ///
+    /// # Safety
+    ///
+    /// Called by the mm core for a vma set up by [`Self::mmap`].
+    unsafe extern "C" fn huge_fault(
+        vmf: *mut bindings::vm_fault,
+        order: c_uint,
+    ) -> bindings::vm_fault_t {
+        if order != bindings::PMD_ORDER {
+            return VmFault::FALLBACK.as_raw();
+        }
+        // SAFETY: A PMD-order fault of such a vma (the function's safety
+        // section); `vmf` is not null.
+        let Some(huge) = (unsafe { HugeEntry::new(NonNull::new_unchecked(vmf)) }) else {
+            return VmFault::FALLBACK.as_raw();
+        };
+        let upgrade = huge.upgrade();
+        // SAFETY: See the function's safety section.
+        let (exporter, fault) = unsafe { Self::faulting(vmf, upgrade, Some(huge)) };
         exporter.fault(&fault).as_raw()
     }
 

@@ -8,21 +8,39 @@
 //! [`kernel::mm::virt`] lets a driver set up a vma ([`VmaNew`]) and insert
 //! `struct page`s into a mixed map; an exporter whose faults must see every
 //! user access maps PFNs, from a fault handler, read-only or writable, and
-//! zaps them again (TODO(vma-pfnmap) in `rust/todo.rst`).
+//! zaps them again (TODO(vma-pfnmap) in `rust/todo.rst`). Where the kernel
+//! maps PFNs with PMD entries (transparent huge pages), a naturally aligned
+//! run of [`HUGE_PAGES`] contiguous pages at a matching user address is
+//! left to the `huge_fault` handler ([`HugeEntry`]), which maps it with one
+//! entry.
 
 use crate::bindings;
 use crate::page_block::PageBlock;
+use core::{marker::PhantomData, ptr::NonNull};
 use kernel::{
     mm::virt::{VmaNew, VmaRef},
     page::PAGE_SIZE,
     prelude::*,
 };
 
+/// Whether this kernel maps PFNs with PMD entries (`huge_fault` at PMD
+/// order; `vmf_insert_pfn_pmd`).
+pub const HUGE_ENTRIES: bool = cfg!(all(
+    CONFIG_TRANSPARENT_HUGEPAGE,
+    CONFIG_ARCH_SUPPORTS_PMD_PFNMAP
+));
+
+/// The pages one PMD entry maps (512 of 4 KiB: 2 MiB).
+pub const HUGE_PAGES: usize = 1 << bindings::PMD_ORDER;
+
 /// What a fault handler returns (`vm_fault_t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VmFault(bindings::vm_fault_t);
 
 impl VmFault {
+    /// The handler maps no huge entry here: the mm core maps PTEs instead
+    /// (`VM_FAULT_FALLBACK`).
+    pub const FALLBACK: VmFault = VmFault(bindings::vm_fault_reason_VM_FAULT_FALLBACK);
     /// The handler mapped the page itself (`VM_FAULT_NOPAGE`).
     pub const NOPAGE: VmFault = VmFault(bindings::vm_fault_reason_VM_FAULT_NOPAGE);
     /// The access is outside what can be mapped (`VM_FAULT_SIGBUS`).
@@ -137,19 +155,22 @@ pub fn pgoff(vma: &VmaRef) -> usize {
 
 /// Maps buffer pages `first..end` of `blocks` into `vma` (of a
 /// [`PfnMap::with_faults`] mapping), as far as the vma covers them,
-/// writable or read-only. Called from its fault handler; the caller keeps
-/// the blocks allocated while the vma exists. Returns the result and how
-/// many page-table entries were written.
+/// writable or read-only. Called from its fault handler for an access to
+/// buffer page `accessed`; the caller keeps the blocks allocated while the
+/// vma exists. A huge run (see [`huge_run`]) other than the accessed page's
+/// is left for its own fault, which maps it with one entry (a page-table
+/// page filled with PTEs would keep it from ever getting one). Returns the
+/// result and how many page-table entries were written.
 pub fn insert_pages<B: AsRef<PageBlock>>(
     vma: &VmaRef,
     blocks: &[B],
-    first: usize,
-    end: usize,
+    pages: core::ops::Range<usize>,
+    accessed: usize,
     writable: bool,
 ) -> (VmFault, usize) {
     let (start, vma_end, pgoff) = (vma.start(), vma.end(), pgoff(vma));
-    let first = first.max(pgoff);
-    let end = end.min(pgoff + (vma_end - start) / PAGE_SIZE);
+    let first = pages.start.max(pgoff);
+    let end = pages.end.min(pgoff + (vma_end - start) / PAGE_SIZE);
     if first >= end {
         return (VmFault::NOPAGE, 0);
     }
@@ -165,9 +186,17 @@ pub fn insert_pages<B: AsRef<PageBlock>>(
         }
     };
     for (block, from) in block_pages(blocks, page) {
-        for n in from..block.page_count() {
+        let mut n = from;
+        while n < block.page_count() {
             if page >= end {
                 return (VmFault::NOPAGE, written);
+            }
+            let own_run = page / HUGE_PAGES == accessed / HUGE_PAGES;
+            if !own_run && addr + HUGE_PAGES * PAGE_SIZE <= vma_end && huge_run(addr, block, n) {
+                n += HUGE_PAGES;
+                page += HUGE_PAGES;
+                addr += HUGE_PAGES * PAGE_SIZE;
+                continue;
             }
             let (raw, pfn) = (vma.as_ptr(), block.pfn(n));
             // SAFETY: `addr` lies inside the vma, a PFN mapping that is not
@@ -178,11 +207,115 @@ pub fn insert_pages<B: AsRef<PageBlock>>(
                 return (VmFault(ret), written);
             }
             written += 1;
+            n += 1;
             addr += PAGE_SIZE;
             page += 1;
         }
     }
     (VmFault::NOPAGE, written)
+}
+
+/// Whether user address `addr` and page `n` of `block` start a run that
+/// one PMD entry can map: the kernel maps PFNs with them, the address is
+/// aligned to one, and the block holds [`HUGE_PAGES`] pages from `n` on at
+/// a physical address aligned like it (an order-9 chunk is).
+fn huge_run(addr: usize, block: &PageBlock, n: usize) -> bool {
+    HUGE_ENTRIES
+        && addr % (HUGE_PAGES * PAGE_SIZE) == 0
+        && n + HUGE_PAGES <= block.page_count()
+        && block.pfn(n) % HUGE_PAGES == 0
+}
+
+/// A `huge_fault` at PMD order: the mm core asks for one entry mapping
+/// the naturally aligned [`HUGE_PAGES`] pages of address space around an
+/// access. It does not check that they lie in the vma (a vma split in the
+/// middle of an entry by `mprotect` or `munmap` leaves them partly
+/// outside); [`HugeEntry::new`] does.
+///
+/// # Invariants
+///
+/// `vmf` is such a fault, valid and with the vma locked for `'a`, and the
+/// entry's address range lies in the vma.
+pub struct HugeEntry<'a> {
+    vmf: NonNull<bindings::vm_fault>,
+    _fault: PhantomData<&'a bindings::vm_fault>,
+}
+
+impl<'a> HugeEntry<'a> {
+    /// The entry `vmf` asks for, if its address range lies in the vma.
+    ///
+    /// # Safety
+    ///
+    /// `vmf` is a `huge_fault` at PMD order of a [`PfnMap::with_faults`]
+    /// mapping, valid and with its vma locked for `'a`.
+    pub unsafe fn new(vmf: NonNull<bindings::vm_fault>) -> Option<Self> {
+        // SAFETY: The fault is valid, its vma locked (the caller's promise).
+        let (vma, address) = unsafe {
+            let vmf = vmf.as_ptr();
+            let vma = VmaRef::from_raw((*vmf).__bindgen_anon_1.vma);
+            (vma, (*vmf).__bindgen_anon_1.address)
+        };
+        let (start, end) = (vma.start(), vma.end());
+        let first = address & !(HUGE_PAGES * PAGE_SIZE - 1);
+        // INVARIANT: The caller's promise, and the range just checked.
+        (start <= first && first + HUGE_PAGES * PAGE_SIZE <= end).then_some(Self {
+            vmf,
+            _fault: PhantomData,
+        })
+    }
+
+    /// The vma.
+    fn vma(&self) -> &'a VmaRef {
+        // SAFETY: The fault is valid, its vma locked for `'a` (type
+        // invariant).
+        unsafe { VmaRef::from_raw((*self.vmf.as_ptr()).__bindgen_anon_1.vma) }
+    }
+
+    /// The entry's first address.
+    fn addr(&self) -> usize {
+        // SAFETY: The fault is valid (type invariant).
+        let address = unsafe { (*self.vmf.as_ptr()).__bindgen_anon_1.address };
+        address & !(HUGE_PAGES * PAGE_SIZE - 1)
+    }
+
+    /// The buffer page the entry's first address maps.
+    pub fn first_page(&self) -> usize {
+        let vma = self.vma();
+        let (start, pgoff) = (vma.start(), pgoff(vma));
+        // The address lies in the vma (type invariant).
+        pgoff + (self.addr() - start) / PAGE_SIZE
+    }
+
+    /// Whether the access hit an entry that was mapped read-only (else
+    /// there was none).
+    pub fn upgrade(&self) -> bool {
+        // SAFETY: The fault is valid (type invariant); `orig_pmd` is what
+        // the mm core read of the entry (zero if it found none).
+        !unsafe { bindings::pmd_none((*self.vmf.as_ptr()).__bindgen_anon_2.orig_pmd) }
+    }
+
+    /// Maps pages `first_page()..` of `blocks` (the buffer, from its first
+    /// page) with one entry, writable or read-only, if they are a
+    /// [`huge_run`]; else returns [`VmFault::FALLBACK`]. The caller keeps
+    /// the blocks allocated while the vma exists.
+    pub fn insert<B: AsRef<PageBlock>>(&self, blocks: &[B], writable: bool) -> VmFault {
+        match block_pages(blocks, self.first_page()).next() {
+            // Without huge entries `huge_run` is never true, and the kernel
+            // has no `vmf_insert_pfn_pmd`.
+            #[cfg(all(CONFIG_TRANSPARENT_HUGEPAGE, CONFIG_ARCH_SUPPORTS_PMD_PFNMAP))]
+            Some((block, n)) if huge_run(self.addr(), block, n) => {
+                // SAFETY: A PMD-order fault of a PFN mapping that is not
+                // copy-on-write (type invariant, `PfnMap`); the run's pages
+                // stay allocated while the vma exists (the caller's
+                // promise). An entry already there is made writable or
+                // left as it is.
+                VmFault(unsafe {
+                    bindings::vmf_insert_pfn_pmd(self.vmf.as_ptr(), block.pfn(n), writable)
+                })
+            }
+            _ => VmFault::FALLBACK,
+        }
+    }
 }
 
 /// Removes every entry of `vma` (to map it again writable).

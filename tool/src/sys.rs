@@ -190,6 +190,64 @@ impl Mapping {
         })
     }
 
+    /// Maps the first `len` bytes of `buf` at an address aligned to
+    /// `align` (a power of two): what a page-table entry bigger than a page
+    /// needs, and an address the kernel picks for a dma-buf is not (its
+    /// file has no `get_unmapped_area`).
+    pub fn aligned(buf: &impl AsFd, len: usize, align: usize) -> io::Result<Self> {
+        Self::placed(buf, len, align, 0)
+    }
+
+    /// Maps the first `len` bytes of `buf` at `skew` bytes past a multiple
+    /// of `align` (a power of two). Reserves `len + 2 * align` bytes of address
+    /// space, maps the buffer over the chosen part, and gives the rest
+    /// back.
+    pub fn placed(buf: &impl AsFd, len: usize, align: usize, skew: usize) -> io::Result<Self> {
+        let span = len + 2 * align;
+        // SAFETY: A fresh reservation at an address the kernel picks,
+        // inaccessible, so no memory of ours is replaced.
+        let reserved = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                span,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }?;
+        let base = reserved as usize;
+        let start = base.next_multiple_of(align) + skew % align;
+        // SAFETY: `start..start + len` lies in the reservation made above,
+        // which only this function uses; `FIXED` replaces that part.
+        let mapped = unsafe {
+            rustix::mm::mmap(
+                start as *mut c_void,
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED | MapFlags::FIXED,
+                buf,
+                0,
+            )
+        };
+        // SAFETY: What is left of the reservation around the mapping (all
+        // of it if mapping failed); nothing else uses it.
+        unsafe {
+            let ends = match &mapped {
+                Ok(_) => [
+                    (base, start - base),
+                    (start + len, base + span - start - len),
+                ],
+                Err(_) => [(base, span), (0, 0)],
+            };
+            for (addr, size) in ends.into_iter().filter(|&(_, size)| size > 0) {
+                let _ = rustix::mm::munmap(addr as *mut c_void, size);
+            }
+        }
+        Ok(Self {
+            ptr: mapped?.cast(),
+            len,
+        })
+    }
+
     /// The mapping's address, for system calls on it (`mprotect`, a
     /// partial `munmap`); dropping the value unmaps the whole range.
     pub fn as_ptr(&self) -> *mut c_void {
