@@ -171,7 +171,10 @@ pub fn run() {
         println!("rdh: first map: {e}");
         return;
     }
-    if let Err(e) = frame_faults().and_then(|()| mmap_and_touch(&system)) {
+    let mapping = frame_faults()
+        .and_then(|()| iommu_segments(&system))
+        .and_then(|()| mmap_and_touch(&system));
+    if let Err(e) = mapping {
         println!("rdh: mapping: {e}");
         return;
     }
@@ -353,61 +356,111 @@ fn touch_pages(bytes: &mut [u8]) {
 
 /// An 8 MiB frame in trap mode (the default): the faults a first touch of
 /// every page takes and the page-table entries they write, then the same
-/// after a non-coherent device's map revoked them.
+/// after a non-coherent device's map revoked them; mapped at a 2 MiB-aligned
+/// address (huge entries for its 2 MiB chunks) and at an unaligned one (the
+/// address the kernel picks for a dma-buf: PTEs).
 fn frame_faults() -> Result<(), String> {
     let e = |e: std::io::Error| format!("importer: {e}");
     let len = 8usize << 20;
+    let huge = 2usize << 20;
     let fd = Target::ours(&ours(), "tracked").allocate(len as u64)?;
-    let mut map = sys::Mapping::new(&fd, len, 0).map_err(|e| format!("mmap: {e}"))?;
-    let stats = crate::checks::stats_number;
-    let counts = || Ok::<_, String>((stats("fault_calls")?, stats("user_entries")?));
-    let before = counts()?;
-    touch_pages(map.bytes_mut());
-    let first = counts()?;
+    let file = crate::checks::buffer_file(&fd)?;
+    let runs = crate::checks::debugfs_number(&file, "huge_runs")?;
     let session = Session::open().map_err(e)?;
     let device = session.device(false).map_err(e)?;
-    let a = session.attach(device, fd.as_raw_fd()).map_err(e)?;
-    session.map(a, importer::Dir::FromDevice).map_err(e)?;
-    session.unmap(a).map_err(e)?;
-    let revoked = counts()?;
-    touch_pages(map.bytes_mut());
-    let again = counts()?;
-    println!(
-        "BENCH {{\"frame_faults\":{len},\"faults\":{},\"page_table_entries\":{},\"refaults\":{},\"refault_page_table_entries\":{}}}",
-        first.0 - before.0,
-        first.1 - before.1,
-        again.0 - revoked.0,
-        again.1 - revoked.1
-    );
+    let stats = crate::checks::stats_number;
+    let counts = || Ok::<_, String>((stats("fault_calls")?, stats("user_entries")?));
+    for (placement, skew) in [("aligned", 0), ("unaligned", 4096)] {
+        let mut map =
+            sys::Mapping::placed(&fd, len, huge, skew).map_err(|e| format!("mmap: {e}"))?;
+        // Nothing of an earlier mapping left granted: revoke first.
+        session
+            .job(device, fd.as_raw_fd(), importer::Dir::FromDevice)
+            .map_err(e)?;
+        let before = counts()?;
+        touch_pages(map.bytes_mut());
+        let first = counts()?;
+        session
+            .job(device, fd.as_raw_fd(), importer::Dir::FromDevice)
+            .map_err(e)?;
+        let revoked = counts()?;
+        touch_pages(map.bytes_mut());
+        let again = counts()?;
+        println!(
+            "BENCH {{\"frame_faults\":{len},\"placement\":\"{placement}\",\"huge_runs\":{runs},\"faults\":{},\"page_table_entries\":{},\"refaults\":{},\"refault_page_table_entries\":{}}}",
+            first.0 - before.0,
+            first.1 - before.1,
+            again.0 - revoked.0,
+            again.1 - revoked.1
+        );
+    }
     Ok(())
 }
 
-/// mmap + a first touch of every page of a 512 MiB buffer: the system
-/// heap (which maps everything at mmap), ours trapping user access (maps
-/// at the first fault) and ours trusting it (maps at mmap); allocation and
-/// close not timed, the heaps alternating, median of 3.
+/// An 8 MiB frame mapped by QEMU's edu device behind an SMMUv3 (the bench
+/// boot's IOMMU), from each heap: the CPU segments its table hands the
+/// IOMMU, which maps each with the biggest blocks their alignment allows
+/// (2 MiB ones for a 2 MiB chunk), the smallest of them, and the DMA
+/// segments the device sees.
+fn iommu_segments(system: &Heap) -> Result<(), String> {
+    let e = |e: std::io::Error| format!("importer: {e}");
+    let session = Session::open().map_err(e)?;
+    match session.edu_info() {
+        Ok((_, true)) => {}
+        _ => {
+            println!("rdh: no edu device behind an IOMMU: IOMMU segments not measured");
+            return Ok(());
+        }
+    }
+    let len = 8usize << 20;
+    for heap in ["system", "ours"] {
+        let fd = match heap {
+            "system" => system
+                .allocate(len)
+                .map_err(|e| format!("system heap: {e}"))?,
+            _ => Target::ours(&ours(), "tracked").allocate(len as u64)?,
+        };
+        let a = session.edu_attach(fd.as_raw_fd()).map_err(e)?;
+        session.map(a, importer::Dir::ToDevice).map_err(e)?;
+        let (cpu, dma, smallest) = session.segments(a).map_err(e)?;
+        session.unmap(a).map_err(e)?;
+        println!(
+            "BENCH {{\"iommu_segments\":{len},\"heap\":\"{heap}\",\"cpu_segments\":{cpu},\"smallest_cpu_segment\":{smallest},\"dma_segments\":{dma}}}"
+        );
+    }
+    Ok(())
+}
+
+/// mmap + a first touch of every page of a 512 MiB buffer, at a 2 MiB-aligned
+/// address: the system heap (which maps everything at mmap), ours trapping
+/// user access (maps at the first fault: huge entries), ours trusting it
+/// (maps at mmap), and ours trapping at an unaligned address (PTEs);
+/// allocation and close not timed, the heaps alternating, median of 3.
 fn mmap_and_touch(system: &Heap) -> Result<(), String> {
     let len = 512usize << 20;
+    let huge = 2usize << 20;
     let ours_in = |mode| crate::unbracketed::allocate_in(mode, len as u64);
-    let mut times: [Vec<u128>; 3] = Default::default();
+    let mut times: [Vec<u128>; 4] = Default::default();
     for _ in 0..3 {
         for (i, times) in times.iter_mut().enumerate() {
             let fd = match i {
                 0 => system
                     .allocate(len)
                     .map_err(|e| format!("system heap: {e}"))?,
-                1 => ours_in("trap")?,
+                1 | 3 => ours_in("trap")?,
                 _ => ours_in("trust")?,
             };
+            let skew = if i == 3 { 4096 } else { 0 };
             let start = Instant::now();
-            let mut map = sys::Mapping::new(&fd, len, 0).map_err(|e| format!("mmap: {e}"))?;
+            let mut map =
+                sys::Mapping::placed(&fd, len, huge, skew).map_err(|e| format!("mmap: {e}"))?;
             touch_pages(map.bytes_mut());
             times.push(start.elapsed().as_nanos());
         }
     }
-    let [system_ns, trap_ns, trust_ns] = times.map(median);
+    let [system_ns, trap_ns, trust_ns, unaligned_ns] = times.map(median);
     println!(
-        "BENCH {{\"mmap_touch_bytes\":{len},\"system_ns\":{system_ns},\"trap_ns\":{trap_ns},\"trust_ns\":{trust_ns}}}"
+        "BENCH {{\"mmap_touch_bytes\":{len},\"system_ns\":{system_ns},\"trap_ns\":{trap_ns},\"trust_ns\":{trust_ns},\"trap_unaligned_ns\":{unaligned_ns}}}"
     );
     Ok(())
 }

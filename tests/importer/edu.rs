@@ -27,6 +27,12 @@ mod ffi {
         pub(crate) fn rdi_edu_page() -> *mut u64;
         pub(crate) fn rdi_edu_copy(ram: u64, to_ram: bool) -> c_int;
         pub(crate) fn rdi_edu_copy_page(to_page: bool) -> c_int;
+        pub(crate) fn rdi_sg_segments(
+            table: *mut sg_table,
+            cpu: *mut u32,
+            dma: *mut u32,
+            smallest_cpu: *mut u64,
+        );
         pub(crate) fn rdi_sg_dma_segment(
             table: *mut sg_table,
             index: u32,
@@ -49,6 +55,20 @@ pub(crate) fn device() -> Result<*mut sys::device> {
     } else {
         Ok(dev)
     }
+}
+
+/// The segments of a mapped table: (CPU segments, which an IOMMU maps one
+/// by one; DMA segments; the smallest CPU segment in bytes).
+///
+/// # Safety
+///
+/// `table` must be a mapped table.
+pub(crate) unsafe fn segments(table: *mut sys::sg_table) -> (u32, u32, u64) {
+    let (mut cpu, mut dma, mut smallest) = (0u32, 0u32, 0u64);
+    // SAFETY: `table` is mapped (the caller's promise); the outputs are
+    // valid for writes.
+    unsafe { ffi::rdi_sg_segments(table, &mut cpu, &mut dma, &mut smallest) };
+    (cpu, dma, smallest)
 }
 
 /// What the DMA layer made of the device: bit 0 coherent, bit 1 behind an

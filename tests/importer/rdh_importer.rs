@@ -27,6 +27,7 @@
 //! | `RDI_EDU_WRITE` | `attachment << 32 \| seed` | pages the engine wrote (see `edu.rs`); the edu attachment must be mapped |
 //! | `RDI_EDU_READ` | `attachment << 32 \| seed` | `pages read \| pages wrong << 32` |
 //! | `RDI_EDU_INFO` | — | bit 0: the edu device is DMA-coherent, bit 1: behind an IOMMU |
+//! | `RDI_SEGMENTS` | `attachment << 8 \| what` (mapped) | what = 0: CPU segments of its table (an IOMMU maps each with the biggest blocks their alignment allows), 1: DMA segments, 2: the smallest CPU segment in KiB |
 //!
 //! | `RDI_USER_WRITECOMBINE` | an address of the caller | 1 if its page-table entry is write-combined, else 0; `EFAULT` outside a vma, `EINVAL` outside a mapped pfn mapping |
 //!
@@ -120,6 +121,7 @@ const RDI_EDU_WRITE: u32 = _IO(b'R' as u32, 16);
 const RDI_EDU_READ: u32 = _IO(b'R' as u32, 17);
 const RDI_EDU_INFO: u32 = _IO(b'R' as u32, 18);
 const RDI_USER_WRITECOMBINE: u32 = _IO(b'R' as u32, 19);
+const RDI_SEGMENTS: u32 = _IO(b'R' as u32, 20);
 
 /// `RDI_FENCE` flag: declare the fence through the heap's explicit API.
 const FENCE_EXPLICIT: usize = 1;
@@ -488,6 +490,18 @@ impl Session {
                 Ok(state.importers.len() as isize - 1)
             }
             RDI_EDU_INFO => edu::info(),
+            RDI_SEGMENTS => {
+                let importer = Self::importer(&mut state, arg >> 8)?;
+                let (table, _) = importer.mapping.ok_or(EINVAL)?;
+                // SAFETY: The attachment's live mapping.
+                let (cpu, dma, smallest) = unsafe { edu::segments(table) };
+                match arg & 0xff {
+                    0 => Ok(cpu as isize),
+                    1 => Ok(dma as isize),
+                    2 => Ok((smallest / 1024) as isize),
+                    _ => Err(EINVAL),
+                }
+            }
             RDI_EDU_WRITE | RDI_EDU_READ => {
                 let (which, seed) = (arg >> 32, (arg & 0xffff_ffff) as u64);
                 let importer = Self::importer(&mut state, which)?;

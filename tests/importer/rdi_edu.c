@@ -50,6 +50,7 @@ int rdi_edu_register(void);
 void rdi_edu_unregister(void);
 int rdi_sg_dma_segment(struct sg_table *sgt, unsigned int index, u64 *addr, u64 *len);
 int rdi_edu_info(void);
+void rdi_sg_segments(struct sg_table *sgt, u32 *cpu, u32 *dma, u64 *smallest_cpu);
 
 /* What the DMA layer made of the device: bit 0 coherent, bit 1 behind an IOMMU. */
 int rdi_edu_info(void)
@@ -75,6 +76,23 @@ int rdi_sg_dma_segment(struct sg_table *sgt, unsigned int index, u64 *addr, u64 
 		}
 	}
 	return -ENOENT;
+}
+
+/*
+ * The segments of a mapped table: the CPU's (what an IOMMU maps one by one,
+ * each with the biggest page-table blocks its alignment allows), the DMA
+ * segments the device sees, and the smallest CPU segment in bytes.
+ */
+void rdi_sg_segments(struct sg_table *sgt, u32 *cpu, u32 *dma, u64 *smallest_cpu)
+{
+	struct scatterlist *sg;
+	unsigned int i;
+
+	*smallest_cpu = U64_MAX;
+	for_each_sgtable_sg(sgt, sg, i)
+		*smallest_cpu = min_t(u64, *smallest_cpu, sg->length);
+	*cpu = sgt->orig_nents;
+	*dma = sgt->nents;
 }
 
 /* The edu device, or NULL if the machine has none. */

@@ -33,6 +33,7 @@ const EDU_WRITE: Opcode = io(16);
 const EDU_READ: Opcode = io(17);
 const EDU_INFO: Opcode = io(18);
 const USER_WRITECOMBINE: Opcode = io(19);
+const SEGMENTS: Opcode = io(20);
 
 /// The driver's test pattern: the little-endian 64-bit word at word index
 /// `index` of a buffer filled with `seed` (splitmix64, as in the driver).
@@ -196,6 +197,14 @@ impl Session {
     /// IOMMU).
     pub fn edu_info(&self) -> io::Result<(bool, bool)> {
         self.ioctl(EDU_INFO, 0).map(|r| (r & 1 != 0, r & 2 != 0))
+    }
+
+    /// The segments of mapped attachment `a`: (CPU segments, which an
+    /// IOMMU maps one by one; DMA segments; the smallest CPU segment in
+    /// bytes).
+    pub fn segments(&self, a: Attachment) -> io::Result<(u64, u64, u64)> {
+        let what = |n: u64| self.ioctl(SEGMENTS, (a.0 << 8) | n);
+        Ok((what(0)?, what(1)?, what(2)? << 10))
     }
 
     /// Whether this process's page-table entry at `addr` (a mapped page of

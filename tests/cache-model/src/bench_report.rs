@@ -970,48 +970,90 @@ fn churn_rows(records: &[Record], json: &mut String, problems: &mut Vec<String>)
 }
 
 /// User mappings: the faults and page-table entries of an 8 MiB frame in
-/// trap mode, and mmap + first touch of 512 MiB against the system heap.
+/// trap mode, at a 2 MiB-aligned address and not; the segments an IOMMU
+/// maps for an 8 MiB frame of each heap; mmap + first touch of 512 MiB
+/// against the system heap.
 fn mapping_rows(records: &[Record], json: &mut String, problems: &mut Vec<String>) {
-    let frame = records.iter().find(|r| r.contains_key("frame_faults"));
+    let frame = |placement: &str| {
+        records.iter().find(|r| {
+            r.contains_key("frame_faults")
+                && r.get("placement").map(String::as_str) == Some(placement)
+        })
+    };
     let touch = records.iter().find(|r| r.contains_key("mmap_touch_bytes"));
-    let (Some(frame), Some(touch)) = (frame, touch) else {
+    let (Some(aligned), Some(unaligned), Some(touch)) =
+        (frame("aligned"), frame("unaligned"), touch)
+    else {
         problems.push("user mappings: not measured".into());
         return;
     };
     println!();
     println!("user mappings (trap mode, the default: entries are written at faults)");
-    let (faults, entries) = (number(frame, "faults"), number(frame, "page_table_entries"));
-    let (refaults, reentries) = (
-        number(frame, "refaults"),
-        number(frame, "refault_page_table_entries"),
-    );
     println!(
-        "  8 MiB frame, first touch of every page: {faults} faults, {entries} page-table entries"
+        "  8 MiB frame ({} chunks of 2 MiB)    first touch of every page     after a device's map revoked them",
+        number(aligned, "huge_runs")
     );
-    println!("  after a device's map revoked them:      {refaults} faults, {reentries} page-table entries");
-    let (system, trap, trust) = (
+    for (placement, frame) in [("aligned", aligned), ("unaligned", unaligned)] {
+        let (faults, entries) = (number(frame, "faults"), number(frame, "page_table_entries"));
+        let (refaults, reentries) = (
+            number(frame, "refaults"),
+            number(frame, "refault_page_table_entries"),
+        );
+        println!(
+            "  at a 2 MiB-{placement:<9} address      {faults:>5} faults {entries:>5} entries    {refaults:>5} faults {reentries:>5} entries"
+        );
+        let _ = writeln!(
+            json,
+            "  {{\"frame\":\"8 MiB\",\"placement\":\"{placement}\",\"huge_runs\":{},\"faults\":{faults},\"page_table_entries\":{entries},\"refaults\":{refaults},\"refault_page_table_entries\":{reentries}}},",
+            number(frame, "huge_runs")
+        );
+    }
+    let segments: Vec<_> = records
+        .iter()
+        .filter(|r| r.contains_key("iommu_segments"))
+        .collect();
+    if segments.is_empty() {
+        problems.push("IOMMU segments: not measured (no edu device behind an SMMUv3)".into());
+    }
+    for r in segments {
+        let heap = r.get("heap").map_or("?", String::as_str);
+        let (cpu, smallest, dma) = (
+            number(r, "cpu_segments"),
+            number(r, "smallest_cpu_segment"),
+            number(r, "dma_segments"),
+        );
+        println!(
+            "  8 MiB frame behind an SMMUv3, {heap:<6}: {cpu} segments for the IOMMU (smallest {} KiB), {dma} DMA segment(s)",
+            smallest >> 10
+        );
+        let _ = writeln!(
+            json,
+            "  {{\"iommu_frame\":\"8 MiB\",\"heap\":\"{heap}\",\"iommu_segments\":{cpu},\"smallest_segment_bytes\":{smallest},\"dma_segments\":{dma}}},"
+        );
+    }
+    let (system, trap, trust, unaligned) = (
         number(touch, "system_ns"),
         number(touch, "trap_ns"),
         number(touch, "trust_ns"),
+        number(touch, "trap_unaligned_ns"),
     );
     let ratio = |ns: u64| ns as f64 / system.max(1) as f64;
     println!(
-        "  mmap + first touch of 512 MiB (median of 3): system {:.1} ms, ours trap {:.1} ms ({:.2}x), trust {:.1} ms ({:.2}x)",
+        "  mmap + first touch of 512 MiB, 2 MiB-aligned (median of 3): system {:.1} ms, ours trap {:.1} ms ({:.2}x), trust {:.1} ms ({:.2}x); trap unaligned {:.1} ms ({:.2}x)",
         system as f64 / 1e6,
         trap as f64 / 1e6,
         ratio(trap),
         trust as f64 / 1e6,
-        ratio(trust)
+        ratio(trust),
+        unaligned as f64 / 1e6,
+        ratio(unaligned)
     );
     let _ = writeln!(
         json,
-        "  {{\"frame\":\"8 MiB\",\"faults\":{faults},\"page_table_entries\":{entries},\"refaults\":{refaults},\"refault_page_table_entries\":{reentries}}},"
-    );
-    let _ = writeln!(
-        json,
-        "  {{\"mmap_touch\":\"512 MiB\",\"system_ns\":{system},\"trap_ns\":{trap},\"trust_ns\":{trust},\"trap_ratio\":{:.3},\"trust_ratio\":{:.3}}},",
+        "  {{\"mmap_touch\":\"512 MiB\",\"system_ns\":{system},\"trap_ns\":{trap},\"trust_ns\":{trust},\"trap_unaligned_ns\":{unaligned},\"trap_ratio\":{:.3},\"trust_ratio\":{:.3},\"trap_unaligned_ratio\":{:.3}}},",
         ratio(trap),
-        ratio(trust)
+        ratio(trust),
+        ratio(unaligned)
     );
 }
 

@@ -62,7 +62,7 @@ struct Args {
     trap_cost_fatal: bool,
 }
 
-const USAGE: &str = "usage: cache-model [--sequences N] [--seed S] [--length L] [--depth D] [--bounce-seed S] [--undisciplined-seed S] [--trap-cost report|fatal] [--replay SEED] [--replay-bounce SEED] [--replay-undisciplined SEED] [--replay-undisciplined-bounce SEED] [--replay-uncached-undisciplined SEED] [--replay-dying SEED] [--replay-ranged SEED [--unbracketed yes|no]] [--usage any|strict] [--policy tracked|always] [--mode trap|trust]";
+const USAGE: &str = "usage: cache-model [--sequences N] [--seed S] [--length L] [--depth D] [--bounce-seed S] [--undisciplined-seed S] [--trap-cost report|fatal] [--replay SEED] [--replay-bounce SEED] [--replay-undisciplined SEED] [--replay-undisciplined-bounce SEED] [--replay-uncached-undisciplined SEED] [--replay-dying SEED] [--replay-ranged SEED [--unbracketed yes|no]] [--usage any|strict] [--policy tracked|always] [--mode trap|trust|trap-huge]";
 
 fn parse() -> Args {
     let mut a = Args {
@@ -136,6 +136,7 @@ fn parse() -> Args {
             "--mode" => {
                 a.mode = Some(match value.as_str() {
                     "trap" => Mode::Trap,
+                    "trap-huge" => Mode::TrapHuge,
                     "trust" => Mode::Trust,
                     _ => bad(),
                 })
@@ -179,6 +180,7 @@ fn name(config: Config) -> String {
         Mutation::RangesMissLastLine => format!("{base}, range one line short"),
         Mutation::FencesAtNextCall => format!("{base}, fences at next call"),
         Mutation::AssumeReach => format!("{base}, reach assumed"),
+        Mutation::HugeBeyondGrant => format!("{base}, huge entry beyond its grant"),
         m => format!("{base}, {m:?}"),
     }
 }
@@ -308,6 +310,9 @@ fn replay_scenario(scenario: &Scenario, traced: Config, configs: &[Config]) {
 /// Mixed into the seed of the range campaign, so that its sequences differ
 /// from the others'.
 const RANGES_SEED: u64 = 0x4a4e_6e5e;
+
+/// Mixed into the seed of the campaign of huge user entries.
+const HUGE_SEED: u64 = 0x2a1b_9e00;
 
 /// Mixed into the seed of the campaign of dying processes.
 const DYING_SEED: u64 = 0xd1e5_0f0c;
@@ -706,6 +711,69 @@ fn main() {
         ranged_sequences += c.summaries[0].sequences;
     }
 
+    // Huge user entries: faults that map a 2 MiB chunk with one entry are
+    // as safe as PTEs and cost the same maintenance; one mapped beyond its
+    // grant must be caught.
+    println!();
+    header(&format!(
+        "huge user entries (trap; lines 0..{} are a 2 MiB chunk a fault maps with one entry when granted whole): {} random sequences of ~{} steps with range brackets (seed {:#x})",
+        run::HUGE_LINES,
+        a.sequences,
+        a.length,
+        a.seed ^ HUGE_SEED
+    ));
+    let huge = Config::new(Policy::Tracked, Mode::TrapHuge);
+    let huge_configs = [
+        Config::TRACKED_TRAP,
+        huge,
+        huge.with(Mutation::HugeBeyondGrant),
+    ];
+    let mut huge_sequences = 0;
+    let mut beyond_caught = false;
+    for (what, usage, unbracketed) in [
+        ("strict brackets", Usage::STRICT, false),
+        ("any usage, user space that skips SYNC", Usage::ANY, true),
+    ] {
+        println!("  {what}:");
+        let c = campaign::ranged(
+            a.seed ^ HUGE_SEED,
+            a.sequences,
+            a.length,
+            usage,
+            unbracketed,
+            &huge_configs,
+        );
+        rows(&c, false);
+        let (trap, with_huge) = (c.get(Config::TRACKED_TRAP), c.get(huge));
+        let id = with_huge.first_failure.as_ref().map_or(0, |f| f.0);
+        must_be_safe(
+            &mut failed,
+            &format!("huge entries, {what}"),
+            with_huge,
+            format!(
+                "cache-model --replay-ranged {id:#x} --unbracketed {} --usage {} --mode trap-huge",
+                if unbracketed { "yes" } else { "no" },
+                if usage == Usage::STRICT {
+                    "strict"
+                } else {
+                    "any"
+                }
+            ),
+        );
+        if with_huge.cost.bytes() != trap.cost.bytes() {
+            failed.push(format!(
+                "huge entries, {what}: maintenance {:?} differs from PTEs' {:?}",
+                with_huge.cost.bytes(),
+                trap.cost.bytes()
+            ));
+        }
+        beyond_caught |= !c.get(huge_configs[2]).safe();
+        huge_sequences += c.summaries[0].sequences;
+    }
+    if !beyond_caught {
+        failed.push("huge entries: one mapped beyond its grant goes unnoticed".into());
+    }
+
     // Uncached buffers (write-combined CPU mappings): safe with coherent,
     // non-coherent and bouncing importers, ranges included; maintenance
     // only for coherent importers and bounce copies; dropping those
@@ -912,6 +980,7 @@ fn main() {
         + undisciplined_strict.summaries[0].sequences * 2
         + undisciplined_bouncing.summaries[0].sequences
         + ranged_sequences
+        + huge_sequences
         + uncached_sequences
         + dying.summaries[0].sequences
         + late_any.summaries[0].sequences

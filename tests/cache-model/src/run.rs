@@ -45,6 +45,12 @@
 //! A decision that revokes removes the entries *before* its maintenance.
 //! Under [`Mode::Trust`] entries always exist and accesses go straight to
 //! the machine (the exporter sees nothing of them).
+//!
+//! Under [`Mode::TrapHuge`] lines `0..HUGE_LINES` stand for a 2 MiB chunk
+//! mapped at an aligned address, which one huge entry maps: as in
+//! `buffer.rs`, a fault there maps the whole block with one entry if its
+//! grant covers the block, else the granted lines one by one; a fault
+//! elsewhere maps the granted lines but that block (its own fault maps it).
 
 use crate::{
     ownership::{Device, Direction, Event, Lines, Ownership, Policy, Range, Spans, UserAccess},
@@ -107,7 +113,12 @@ pub enum Mode {
     /// decision revokes them. The exporter traps only under `Tracked`
     /// (`buffer.rs`); the model lets any policy trap.
     Trap,
+    /// [`Mode::Trap`], with huge entries for lines `0..HUGE_LINES`.
+    TrapHuge,
 }
+
+/// The lines one huge entry maps under [`Mode::TrapHuge`] (from line 0).
+pub const HUGE_LINES: usize = 2;
 
 impl Mode {
     /// The mode's name, as the `unbracketed_cpu` module parameter spells it.
@@ -115,6 +126,7 @@ impl Mode {
         match self {
             Mode::Trust => "trust",
             Mode::Trap => "trap",
+            Mode::TrapHuge => "trap-huge",
         }
     }
 }
@@ -155,6 +167,10 @@ pub enum Mutation {
     /// Deliver a fence's signal only at the next exporter call, as an
     /// exporter whose fence callback merely sets a flag would.
     FencesAtNextCall,
+    /// [`Mode::TrapHuge`]: map the huge block with one entry even where
+    /// the grant covers only part of it (the check that it is granted
+    /// whole, dropped).
+    HugeBeyondGrant,
 }
 
 /// How a buffer's memory starts.
@@ -438,11 +454,29 @@ impl Driver<'_> {
                     }
                 }
             };
-            for line in lines.start as usize..lines.end as usize {
+            for line in self.mapped_by_fault(word / WORDS_PER_LINE, lines) {
                 self.entries[line] = self.entries[line].max(UserAccess::of(dir));
             }
         }
         self.access(word, write);
+    }
+
+    /// The lines a fault on `line` maps, of the `granted` ones: all of
+    /// them, or under [`Mode::TrapHuge`] what `buffer.rs` maps (see the
+    /// module comment).
+    fn mapped_by_fault(&self, line: usize, granted: Range) -> Vec<usize> {
+        let granted = granted.start as usize..granted.end as usize;
+        let huge = 0..HUGE_LINES;
+        if self.mode != Mode::TrapHuge {
+            return granted.collect();
+        }
+        let whole = granted.start <= huge.start && huge.end <= granted.end;
+        if huge.contains(&line) && (whole || self.mutation == Mutation::HugeBeyondGrant) {
+            return huge.collect();
+        }
+        granted
+            .filter(|l| huge.contains(&line) || !huge.contains(l))
+            .collect()
     }
 
     /// The access itself, on the machine (write-combined for an uncached
@@ -665,7 +699,7 @@ fn drive(scenario: &Scenario, config: Config, traced: bool) -> (Outcome, Option<
         if mutation != Mutation::IgnoreRevoke {
             assert_eq!(
                 d.entries_max(),
-                if mode == Mode::Trap {
+                if mode != Mode::Trust {
                     d.own.user_access()
                 } else {
                     UserAccess::None
