@@ -32,6 +32,14 @@ fn median(mut v: Vec<u128>) -> u128 {
     v[v.len() / 2]
 }
 
+/// Whether to run part `part` of the benchmark: all parts, or with
+/// `rdh_bench_only=PART[,PART]...` on the kernel command line those listed
+/// (for quick experiments; the report then lists the others as missing):
+/// `scenarios`, `alloc`, `first_map`, `mapping`, `churn`.
+fn only(part: &str) -> bool {
+    std::env::var("rdh_bench_only").map_or(true, |parts| parts.split(',').any(|p| p == part))
+}
+
 /// Runs the benchmark, printing `BENCH` lines.
 pub fn run() {
     if let Err(e) = crate::checks::load_modules() {
@@ -52,14 +60,7 @@ pub fn run() {
         .map(|t| (t, true))
         .chain([&targets[0], &targets[1], &targets[3]].map(|t| (t, false)));
     let runs: Vec<_> = runs.collect();
-    // `rdh_bench_only=alloc` on the kernel command line: only the
-    // allocation timing (for quick experiments; the report then lists the
-    // scenarios as missing).
-    let scenarios = if std::env::var("rdh_bench_only").as_deref() == Ok("alloc") {
-        &[]
-    } else {
-        SCENARIOS
-    };
+    let scenarios = if only("scenarios") { SCENARIOS } else { &[] };
     // The scenarios start from fresh pages, as the model's minimum does
     // (pooled buffers start clean: `first_map` below shows that), and the
     // pool's worker must not clean in the background while kprobes count.
@@ -139,7 +140,12 @@ pub fn run() {
     // system heap's round next to a full pool leaves free memory
     // comfortable. Between rounds the pool's worker finishes (not timed).
     let round_bytes = sys::total_ram() / 8;
-    for size in [4u64 << 10, 64 << 10, 1 << 20, 8 << 20, 32 << 20] {
+    let sizes = if only("alloc") {
+        &[4u64 << 10, 64 << 10, 1 << 20, 8 << 20, 32 << 20][..]
+    } else {
+        &[]
+    };
+    for &size in sizes {
         let n = (round_bytes / size).clamp(1, 32) as usize;
         for (pool, limit) in [("cold", 0), ("warm", -1)] {
             if let Err(e) = pool::apply_limit_mib(limit).and_then(|()| {
@@ -167,15 +173,22 @@ pub fn run() {
             }
         }
     }
-    if let Err(e) = first_map() {
-        println!("rdh: first map: {e}");
-        return;
+    if only("first_map") {
+        if let Err(e) = first_map() {
+            println!("rdh: first map: {e}");
+            return;
+        }
     }
-    let mapping = frame_faults()
-        .and_then(|()| iommu_segments(&system))
-        .and_then(|()| mmap_and_touch(&system));
-    if let Err(e) = mapping {
-        println!("rdh: mapping: {e}");
+    if only("mapping") {
+        let mapping = frame_faults()
+            .and_then(|()| iommu_segments(&system))
+            .and_then(|()| mmap_and_touch(&system));
+        if let Err(e) = mapping {
+            println!("rdh: mapping: {e}");
+            return;
+        }
+    }
+    if !only("churn") {
         return;
     }
     // Churn, as camera and video pipelines do: 32 x 8 MiB allocated, then
