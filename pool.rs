@@ -42,6 +42,7 @@ use crate::{
     page_block::BlockList,
     pages::{self, Chunks, PageChunk, Zone, ORDERS, PAGE_SIZE},
     shrinker::{self, Shrink},
+    task_signal,
 };
 use core::{
     cell::Cell,
@@ -432,7 +433,10 @@ impl Pool {
     /// [`Self::work`] as at `now_ms` on the pool's clock, without looking
     /// again (KUnit plays timelines with it).
     fn work_at(&self, now_ms: u64) {
-        while self.step() {}
+        // Cleaning alone never sleeps: let others run between chunks.
+        while self.step() {
+            task_signal::cond_resched();
+        }
         let excess = {
             let mut lists = self.lists.lock();
             lists.demand();
