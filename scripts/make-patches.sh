@@ -149,10 +149,11 @@ takes them: RAM, free pages, free CMA pages (which serve movable
 allocations only) and MemAvailable. Add those counters."
 
 abstraction task_signal "" "signal-fatal.c" "linux/sched/signal.h" "" \
-	"rust: add task_signal: fatal_signal_pending" \
+	"rust: add task_signal: fatal_signal_pending and cond_resched" \
 	"A long allocation loop stops early for a killed task, as the system
 dma-buf heap does; kernel::task::Task has signal_pending only. Add
-fatal_signal_pending() for the current task."
+fatal_signal_pending() for the current task, and cond_resched() for a
+long job's loop to let others run on kernels without preemption."
 
 abstraction vmap "" "vmap.c" "linux/vmalloc.h linux/highmem.h" "" \
 	"rust: add vmap: kernel mappings of page blocks" \
@@ -177,13 +178,16 @@ coherence, why its mappings may bounce, whether memory below an address
 is within its direct reach (so that a 32-bit device mapping memory below
 4 GiB does not bounce), its longest segment."
 
-abstraction mm_pfnmap "CONFIG_MMU" "mm-pfnmap.c" "" "" \
+abstraction mm_pfnmap "CONFIG_MMU" "mm-pfnmap.c" "linux/huge_mm.h" "unsigned+int:PMD_ORDER" \
 	"rust: add mm_pfnmap: PFN mappings filled at mmap or by faults" \
 	"An exporter that must see every user access maps PFNs from a fault
 handler, read-only or writable, and zaps them again; one that need not
 remaps the vma at mmap. kernel::mm::virt sets up mixed maps of struct
 page only. Add PfnMap for a VmaNew, and the fault-side insert and zap on
-a VmaRef."
+a VmaRef. Where the kernel maps PFNs with PMD entries, a huge_fault
+handler maps a naturally aligned 2 MiB run with one (HugeEntry, which
+also checks what the mm core leaves to the handler: that the entry lies
+in the vma)."
 
 abstraction shrinker "" "" "linux/shrinker.h" "" \
 	"rust: add shrinker: registration of a Shrink implementation" \
