@@ -137,6 +137,17 @@ fn main() {
             println!("rdh-guest: mount {target}: {err}");
         }
     }
+    // Anonymous memory by the page, as before the kernels had transparent
+    // huge pages: the checks compare free memory to the page, and a
+    // process's heap growing by 2 MiB at a time would blur it. The heap's
+    // huge user entries do not depend on this setting (the mm core leaves
+    // PFN mappings with a huge-fault handler to that handler), so its
+    // huge-entry checks also show that.
+    if let Err(err) = std::fs::write("/sys/kernel/mm/transparent_hugepage/enabled", "never") {
+        if err.kind() != std::io::ErrorKind::NotFound {
+            println!("rdh-guest: transparent_hugepage/enabled: {err}");
+        }
+    }
     // From here on the kernel logs only to its buffer; we replay it at the end.
     let kmsg = kmsg::Kmsg::open_and_skip_backlog();
     let _ = std::fs::write("/proc/sys/kernel/printk", "1");
