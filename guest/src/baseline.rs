@@ -34,20 +34,6 @@ pub struct Baseline {
     free_kib: u64,
 }
 
-/// Free memory in KiB: MemFree plus the pages waiting on the per-CPU free
-/// lists (`count` in /proc/zoneinfo), which MemFree leaves out and which
-/// hold many MiB right after a large free.
-fn free_kib() -> Result<u64, String> {
-    let mem_free = sys::meminfo_kib("MemFree").ok_or("no MemFree")?;
-    let zoneinfo = std::fs::read_to_string("/proc/zoneinfo")
-        .map_err(|e| format!("read /proc/zoneinfo: {e}"))?;
-    let per_cpu_pages: u64 = zoneinfo
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("count:")?.trim().parse::<u64>().ok())
-        .sum();
-    Ok(mem_free + per_cpu_pages * 4)
-}
-
 fn live_bytes() -> Result<u64, String> {
     stats_number("live_bytes")
 }
@@ -60,7 +46,7 @@ impl Baseline {
         Ok(Self {
             exported: exported_bytes(&heap_name())?,
             live: live_bytes()?,
-            free_kib: free_kib()? + pool::number("pool_bytes")? / 1024,
+            free_kib: sys::free_kib()? + pool::number("pool_bytes")? / 1024,
         })
     }
 

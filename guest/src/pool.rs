@@ -180,7 +180,7 @@ pub fn full_pool_is_given_back_to_an_ordinary_process() -> Outcome {
     let pooled = fill()?;
     let kills = pressure::oom_kills()?;
     let shrunk = number("shrunk_bytes")?;
-    let free = sys::meminfo_kib("MemFree").ok_or("no MemFree")? * 1024;
+    let free = sys::free_kib()? * 1024;
     // More than is free, less than is free plus pooled, with room for the
     // watermarks and the child's page tables (with half the pool as the
     // margin, one boot in five on a loaded host was OOM-killed).

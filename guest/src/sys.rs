@@ -60,3 +60,18 @@ pub fn power_off() -> ! {
     }
     std::process::exit(1)
 }
+
+/// Free memory in KiB: MemFree plus the pages waiting on the per-CPU free
+/// lists (`count` in /proc/zoneinfo), which MemFree leaves out and which
+/// hold many MiB right after a large free (2 MiB blocks too, on kernels
+/// with transparent huge pages).
+pub fn free_kib() -> Result<u64, String> {
+    let mem_free = meminfo_kib("MemFree").ok_or("no MemFree")?;
+    let zoneinfo = std::fs::read_to_string("/proc/zoneinfo")
+        .map_err(|e| format!("read /proc/zoneinfo: {e}"))?;
+    let per_cpu_pages: u64 = zoneinfo
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("count:")?.trim().parse::<u64>().ok())
+        .sum();
+    Ok(mem_free + per_cpu_pages * 4)
+}
