@@ -376,7 +376,11 @@ fn frame_faults() -> Result<(), String> {
     let e = |e: std::io::Error| format!("importer: {e}");
     let len = 8usize << 20;
     let huge = 2usize << 20;
-    let fd = Target::ours(&ours(), "tracked").allocate(len as u64)?;
+    // Its debugfs file (off while allocations are timed) shows its chunks.
+    crate::checks::debugfs_buffers(true)?;
+    let fd = Target::ours(&ours(), "tracked").allocate(len as u64);
+    crate::checks::debugfs_buffers(false)?;
+    let fd = fd?;
     let file = crate::checks::buffer_file(&fd)?;
     let runs = crate::checks::debugfs_number(&file, "huge_runs")?;
     let session = Session::open().map_err(e)?;
