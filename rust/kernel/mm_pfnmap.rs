@@ -153,14 +153,14 @@ pub fn pgoff(vma: &VmaRef) -> usize {
     unsafe { (*vma.as_ptr()).vm_pgoff }
 }
 
-/// Maps buffer pages `first..end` of `blocks` into `vma` (of a
+/// Maps buffer `pages` of `blocks` into `vma` (of a
 /// [`PfnMap::with_faults`] mapping), as far as the vma covers them,
 /// writable or read-only. Called from its fault handler for an access to
 /// buffer page `accessed`; the caller keeps the blocks allocated while the
-/// vma exists. A huge run (see [`huge_run`]) other than the accessed page's
-/// is left for its own fault, which maps it with one entry (a page-table
-/// page filled with PTEs would keep it from ever getting one). Returns the
-/// result and how many page-table entries were written.
+/// vma exists. A run that one PMD entry can map, other than the accessed
+/// page's, is left for its own fault, which maps it with one entry (a
+/// page-table page filled with PTEs would keep it from ever getting one).
+/// Returns the result and how many page-table entries were written.
 pub fn insert_pages<B: AsRef<PageBlock>>(
     vma: &VmaRef,
     blocks: &[B],
@@ -295,9 +295,10 @@ impl<'a> HugeEntry<'a> {
     }
 
     /// Maps pages `first_page()..` of `blocks` (the buffer, from its first
-    /// page) with one entry, writable or read-only, if they are a
-    /// [`huge_run`]; else returns [`VmFault::FALLBACK`]. The caller keeps
-    /// the blocks allocated while the vma exists.
+    /// page) with one entry, writable or read-only, if one entry can map
+    /// them (they lie in one block, physically aligned like the address);
+    /// else returns [`VmFault::FALLBACK`]. The caller keeps the blocks
+    /// allocated while the vma exists.
     pub fn insert<B: AsRef<PageBlock>>(&self, blocks: &[B], writable: bool) -> VmFault {
         match block_pages(blocks, self.first_page()).next() {
             // Without huge entries `huge_run` is never true, and the kernel
