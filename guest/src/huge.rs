@@ -17,15 +17,31 @@ use std::os::fd::{AsRawFd, OwnedFd};
 const PAGE: usize = 4096;
 const HUGE: usize = 2 << 20;
 
-/// The heap-wide fault counters, to take differences of.
+/// The heap-wide fault counters (debugfs `stats`), to take differences of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Entries {
-    fault_calls: u64,
-    entries: u64,
-    huge: u64,
+pub struct Entries {
+    pub fault_calls: u64,
+    pub entries: u64,
+    pub huge: u64,
 }
 
 impl Entries {
+    /// `n` fault calls, each writing one huge entry.
+    fn huge_faults(n: u64) -> Self {
+        Self {
+            fault_calls: n,
+            entries: n,
+            huge: n,
+        }
+    }
+
+    /// What `access` returned, and the counters it moved.
+    pub fn during<T>(access: impl FnOnce() -> T) -> Result<(T, Self), String> {
+        let before = Self::now()?;
+        let value = access();
+        Ok((value, Self::now()?.since(before)))
+    }
+
     fn now() -> Result<Self, String> {
         Ok(Self {
             fault_calls: stats_number("fault_calls")?,
@@ -100,39 +116,23 @@ pub fn an_aligned_frame_of_2_mib_chunks_maps_one_entry_per_chunk() -> Outcome {
             .job(device, fd.as_raw_fd(), Dir::ToDevice)
             .map_err(|e| format!("importer: {e}"))
     };
-    let before = Entries::now()?;
-    write_pages(&mut map, 1);
-    let written = Entries::now()?.since(before);
-    let four = Entries {
-        fault_calls: 4,
-        entries: 4,
-        huge: 4,
-    };
+    let ((), written) = Entries::during(|| write_pages(&mut map, 1))?;
+    let four = Entries::huge_faults(4);
     ensure(written == four, || {
         format!("writing the frame took {written:?}, want {four:?}")
     })?;
     job()?;
-    let before = Entries::now()?;
-    let wrong = first_wrong_page(map.bytes(), 1);
-    let read = Entries::now()?.since(before);
+    let (wrong, read) = Entries::during(|| first_wrong_page(map.bytes(), 1))?;
     ensure(wrong.is_none() && read == four, || {
         format!("after a revocation the frame reads page {wrong:?} wrong, taking {read:?} (want {four:?})")
     })?;
-    let before = Entries::now()?;
-    map.bytes_mut()[HUGE + 8] = 0x5a;
-    let upgraded = Entries::now()?.since(before);
-    let one = Entries {
-        fault_calls: 1,
-        entries: 1,
-        huge: 1,
-    };
+    let ((), upgraded) = Entries::during(|| map.bytes_mut()[HUGE + 8] = 0x5a)?;
+    let one = Entries::huge_faults(1);
     ensure(upgraded == one, || {
         format!("a write to a read-only huge entry took {upgraded:?}, want {one:?}")
     })?;
     let unaligned = Mapping::placed(&fd, len, HUGE, PAGE).map_err(|e| format!("mmap: {e}"))?;
-    let before = Entries::now()?;
-    let byte = unaligned.bytes()[HUGE + 8];
-    let small = Entries::now()?.since(before);
+    let (byte, small) = Entries::during(|| unaligned.bytes()[HUGE + 8])?;
     ensure(byte == 0x5a && small.huge == 0, || {
         format!(
             "an unaligned mapping reads {byte:#x} (want 0x5a), taking {small:?} (no huge entry)"
@@ -157,9 +157,8 @@ pub fn huge_entries_survive_fork_mprotect_and_half_munmap() -> Outcome {
     let child = in_child(
         || {
             let e = |e: std::io::Error| format!("importer: {e}");
-            let before = Entries::now()?;
-            let wrong = first_wrong_page(map.bytes(), 2);
-            let inherited = Entries::now()?.since(before).fault_calls;
+            let (wrong, inherited) = Entries::during(|| first_wrong_page(map.bytes(), 2))?;
+            let inherited = inherited.fault_calls;
             let session = Session::open().map_err(e)?;
             let device = session.device(false).map_err(e)?;
             session
@@ -184,9 +183,7 @@ pub fn huge_entries_survive_fork_mprotect_and_half_munmap() -> Outcome {
     };
     // Runs `access` and checks that it mapped `huge` huge entries.
     let mapping = |what: &str, huge: u64, access: &dyn Fn()| {
-        let before = Entries::now()?;
-        access();
-        let took = Entries::now()?.since(before);
+        let ((), took) = Entries::during(access)?;
         ensure(took.huge == huge, || {
             format!("{what} took {took:?}, want {huge} huge entries")
         })

@@ -305,14 +305,14 @@ impl<'a> HugeEntry<'a> {
             // has no `vmf_insert_pfn_pmd`.
             #[cfg(all(CONFIG_TRANSPARENT_HUGEPAGE, CONFIG_ARCH_SUPPORTS_PMD_PFNMAP))]
             Some((block, n)) if huge_run(self.addr(), block, n) => {
+                let (vmf, pfn) = (self.vmf.as_ptr(), block.pfn(n));
                 // SAFETY: A PMD-order fault of a PFN mapping that is not
                 // copy-on-write (type invariant, `PfnMap`); the run's pages
                 // stay allocated while the vma exists (the caller's
                 // promise). An entry already there is made writable or
                 // left as it is.
-                VmFault(unsafe {
-                    bindings::vmf_insert_pfn_pmd(self.vmf.as_ptr(), block.pfn(n), writable)
-                })
+                let ret = unsafe { bindings::vmf_insert_pfn_pmd(vmf, pfn, writable) };
+                VmFault(ret)
             }
             _ => VmFault::FALLBACK,
         }
