@@ -866,6 +866,49 @@ fn allocation_table(records: &[Record], json: &mut String, problems: &mut Vec<St
             "  {{\"alloc_size\":{size},\"system_ns\":{s},\"cold_ns\":{c},\"warm_ns\":{w},\"cold_ratio\":{ratio:.3},\"warm_speedup\":{speedup:.3}}},"
         );
     }
+    allocation_alone(records, json);
+}
+
+/// The allocation alone (the ioctl, without the close), warm, as a share
+/// of the system heap's in the same round, beside the floor every heap
+/// pays: the system heap's own 4 KiB allocation (the system call, the
+/// dma-buf's file and fd, one page) as a share of its allocation of that
+/// size. A share below the floor would be an allocation faster than the
+/// system heap's smallest.
+fn allocation_alone(records: &[Record], json: &mut String) {
+    let alloc = |size, pool, system| {
+        allocation_record(records, size, pool, system).map(|r| number(r, "alloc_median_ns"))
+    };
+    let Some(floor_ns) = alloc(4096, "warm", true) else {
+        return;
+    };
+    println!(
+        "allocation alone (the ioctl), warm, as a share of the system heap's in the same round;"
+    );
+    println!(
+        "  floor: the system heap's own 4 KiB allocation as a share of its allocation of that size"
+    );
+    println!(
+        "{:>10} {:>11} {:>11} {:>6} {:>6}",
+        "size", "system ns", "warm ns", "share", "floor"
+    );
+    let mut sizes: Vec<u64> = records
+        .iter()
+        .filter_map(|r| r.get("alloc_size")?.parse().ok())
+        .collect();
+    sizes.dedup();
+    for size in sizes {
+        let (Some(s), Some(w)) = (alloc(size, "warm", true), alloc(size, "warm", false)) else {
+            continue;
+        };
+        let share = w as f64 / s.max(1) as f64;
+        let floor = floor_ns as f64 / s.max(1) as f64;
+        println!("{size:>10} {s:>11} {w:>11} {share:>6.3} {floor:>6.3}");
+        let _ = writeln!(
+            json,
+            "  {{\"alloc_size\":{size},\"system_alloc_ns\":{s},\"warm_alloc_ns\":{w},\"warm_alloc_share\":{share:.4},\"system_4k_floor_share\":{floor:.4}}},"
+        );
+    }
 }
 
 /// The first map of a buffer by a non-coherent device, counted by the
