@@ -807,6 +807,16 @@ fn allocation_record<'a>(
         .find(|r| number(r, "alloc_size") == size && r.get(key).map(String::as_str) == Some(pool))
 }
 
+/// The sizes the allocation benchmark timed, in its order.
+fn allocation_sizes(records: &[Record]) -> Vec<u64> {
+    let mut sizes: Vec<u64> = records
+        .iter()
+        .filter_map(|r| r.get("alloc_size")?.parse().ok())
+        .collect();
+    sizes.dedup();
+    sizes
+}
+
 /// Allocation + free per size: the system heap, ours with an empty pool
 /// (cold) and ours served by the pool (warm), and `close()` alone.
 fn allocation_table(records: &[Record], json: &mut String, problems: &mut Vec<String>) {
@@ -830,12 +840,7 @@ fn allocation_table(records: &[Record], json: &mut String, problems: &mut Vec<St
         "close cold",
         "close warm"
     );
-    let mut sizes: Vec<u64> = records
-        .iter()
-        .filter_map(|r| r.get("alloc_size")?.parse().ok())
-        .collect();
-    sizes.dedup();
-    for size in sizes {
+    for size in allocation_sizes(records) {
         let found = [
             ("cold", true),
             ("cold", false),
@@ -892,12 +897,7 @@ fn allocation_alone(records: &[Record], json: &mut String) {
         "{:>10} {:>11} {:>11} {:>6} {:>6}",
         "size", "system ns", "warm ns", "share", "floor"
     );
-    let mut sizes: Vec<u64> = records
-        .iter()
-        .filter_map(|r| r.get("alloc_size")?.parse().ok())
-        .collect();
-    sizes.dedup();
-    for size in sizes {
+    for size in allocation_sizes(records) {
         let (Some(s), Some(w)) = (alloc(size, "warm", true), alloc(size, "warm", false)) else {
             continue;
         };
