@@ -103,7 +103,9 @@ for how in m y; do
 	echo "== the heap in-tree, =$how: boot"
 	extra=()
 	[ "$how" = y ] && extra=(rust_doctests_kernel)
-	RDH_KDIR=$KDIR RDH_KO=$ko RDH_BOOT_SUITES="${extra[*]}" \
+	# The series places dma-buf mappings for huge entries: the guest
+	# checks that unhinted mappings get them.
+	RDH_KDIR=$KDIR RDH_KO=$ko RDH_BOOT_SUITES="${extra[*]}" RDH_APPEND=rdh_placed_mappings=1 \
 		RDH_LOG=$REPO_ROOT/target/vm-intree-$how.log bash scripts/vm.sh check || rc=1
 	if [ "$how" = y ]; then
 		echo "== CLIPPY=1 (the kernel crate and the heap)"

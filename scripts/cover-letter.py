@@ -18,8 +18,10 @@ who owns them, so that CPU cache maintenance runs only when ownership
 really changes.
 
 Patches 1-12 add one kernel crate module each, with its C helpers, its
-bindings and its doctests (CONFIG_RUST_KERNEL_DOCTESTS). Patch 13 adds the
-heap as drivers/dma-buf/heaps/rust/ with its KUnit suites
+bindings and its doctests (CONFIG_RUST_KERNEL_DOCTESTS). Patch 13 gives
+dma-buf files thp_get_unmapped_area, so that mappings without a hint can
+take the huge entries of an exporter that faults them in. Patch 14 adds
+the heap as drivers/dma-buf/heaps/rust/ with its KUnit suites
 (CONFIG_DMABUF_HEAPS_RUST_KUNIT_TEST); in tree it uses the kernel crate's
 SpinLockIrq.
 
@@ -28,7 +30,7 @@ say so with a keyed TODO:
 
 {todos}
 
-checkpatch.pl --strict reports nothing for patches 1-12. For patch 13 it
+checkpatch.pl --strict reports nothing for patches 1-13. For patch 14 it
 reports:
 
 - EXPORT_SYMBOL (6): the exported C API (include/linux/rust_dmabuf_heap.h)

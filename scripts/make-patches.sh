@@ -5,9 +5,11 @@
 # first each abstraction of rust/kernel/ as a kernel crate module (one patch
 # each: the module, its C helpers, what it adds to the kernel crate's
 # bindings, its line in lib.rs), then the heap as drivers/dma-buf/heaps/rust/
-# with its Kconfig, Kbuild, C API and uAPI headers. Every file comes from
-# this checkout unchanged. The series is made in a scratch repository that
-# holds the kernel files the patches change (so it is quick); it applies to
+# with its Kconfig, Kbuild, C API and uAPI headers; between them one line
+# of the dma-buf core (dma_buf_fops' get_unmapped_area, made here). Every
+# file of ours comes from this checkout unchanged. The series is made in a
+# scratch repository that holds the kernel files the patches change (so it
+# is quick); it applies to
 # the whole tree with `git apply` or `patch -p1` (scripts/check-intree.sh
 # does, then builds and boots it). Prints the series' directory.
 set -euo pipefail
@@ -24,7 +26,7 @@ ident=$(git var GIT_AUTHOR_IDENT 2>/dev/null | sed 's/>.*/>/') ||
 
 # The kernel files the series changes, as the kernel has them.
 base_files=(MAINTAINERS rust/kernel/lib.rs rust/bindings/bindings_helper.h rust/helpers/helpers.c
-	drivers/dma-buf/heaps/Kconfig drivers/dma-buf/heaps/Makefile)
+	drivers/dma-buf/dma-buf.c drivers/dma-buf/heaps/Kconfig drivers/dma-buf/heaps/Makefile)
 
 rm -rf "$scratch" "$out"
 mkdir -p "$scratch" "$out"
@@ -222,6 +224,39 @@ abstraction dma_heap "CONFIG_DMABUF_HEAPS" "" "linux/dma-heap.h" "" \
 	"Add Allocator, a heap that allocates and exports dma-bufs of an
 Exporter type, and register(), which hands the heap to the dma-heap core
 for ever (there is no dma_heap_remove)."
+
+# The dma-buf core: one line of dma_buf_fops, the only change of the
+# kernel's own code in the series (so it is made here, not copied).
+python3 - "$scratch/drivers/dma-buf/dma-buf.c" <<'EOF'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+anchor = "\t.mmap\t\t= dma_buf_mmap_internal,\n"
+if anchor not in text:
+    sys.exit("make-patches: dma_buf_fops has no .mmap line to add get_unmapped_area after")
+text = text.replace(anchor, anchor + "\t.get_unmapped_area = thp_get_unmapped_area,\n", 1)
+open(path, "w").write(text)
+EOF
+commit "dma-buf: place mappings where huge entries fit" \
+	"An exporter can map a buffer's naturally aligned 2 MiB blocks with one
+PMD entry each (vmf_insert_pfn_pmd from a huge_fault handler, as TTM and
+vfio-pci do), but only at a virtual address congruent to the block
+modulo PMD_SIZE. dma_buf_fops has no get_unmapped_area, so a dma-buf
+mapped without a hint lands wherever the kernel finds room, 2 MiB-aligned
+by chance alone, and the exporter writes 512 PTEs where one PMD entry
+would do: user space has to reserve an aligned range and map over it
+with MAP_FIXED to get them.
+
+Use thp_get_unmapped_area, as ext4, xfs, erofs and fuse do: mappings of
+2 MiB and more are placed so that the buffer offset and the address agree
+modulo PMD_SIZE (the mapping's page offset is the buffer offset), and
+anything smaller, a compat task or a hint that fits is placed as before.
+mremap already treats this function as known good. Without
+CONFIG_TRANSPARENT_HUGEPAGE it is NULL, and nothing changes.
+
+The heap later in this series faults its 2 MiB chunks in with one entry
+each; an 8 MiB frame mapped without a hint then takes 4 faults and 4
+entries instead of 2048 of 4 KiB."
 
 # The heap: its sources as they are in this checkout.
 driver=$scratch/drivers/dma-buf/heaps/rust

@@ -176,6 +176,9 @@ const CHECKS: &[Check] = &[
     ("huge_entries_survive_fork_mprotect_and_half_munmap", || {
         needs_traps(huge::huge_entries_survive_fork_mprotect_and_half_munmap)
     }),
+    ("unhinted_mappings_are_placed_for_huge_entries", || {
+        needs_traps(huge::unhinted_mappings_are_placed_for_huge_entries)
+    }),
     (
         "unbalanced_and_mismatched_syncs_keep_the_data",
         misuse::unbalanced_and_mismatched_syncs_keep_the_data,

@@ -267,3 +267,51 @@ pub fn huge_entries_survive_fork_mprotect_and_half_munmap() -> Outcome {
         format!("a new mapping reads {seen:x?}, want [11, 22, 77, 33, 44]")
     })
 }
+
+/// On a kernel whose dma-buf files place mappings for huge entries (the
+/// patch series' dma-buf change; its in-tree boots say so with
+/// `rdh_placed_mappings=1`), a frame of 2 MiB chunks mapped without a hint,
+/// as clients map, gets the huge entries an aligned one gets: at offset 0
+/// the address is 2 MiB-aligned and the first touch of the 8 MiB takes four
+/// faults and four entries; at a page offset of 2 MiB the rest of the frame
+/// lies 2 MiB-aligned too and reads the same data with three.
+pub fn unhinted_mappings_are_placed_for_huge_entries() -> Outcome {
+    if std::env::var("rdh_placed_mappings").as_deref() != Ok("1") {
+        return Err(format!(
+            "{SKIP}the dma-buf core of this kernel places mappings anywhere (the series' dma-buf patch places them)"
+        ));
+    }
+    let len = 8 << 20;
+    let fd = huge_buffer(len)?;
+    let mut map = Mapping::new(&fd, len, 0).map_err(|e| format!("mmap: {e}"))?;
+    let at = map.as_ptr() as usize;
+    ensure(at.is_multiple_of(HUGE), || {
+        format!("an 8 MiB frame mapped without a hint lies at {at:#x}")
+    })?;
+    let ((), written) = Entries::during(|| write_pages(&mut map, 3))?;
+    let four = Entries::huge_faults(4);
+    ensure(written == four, || {
+        format!("writing the unhinted frame took {written:?}, want {four:?}")
+    })?;
+    let rest = Mapping::new(&fd, len - HUGE, HUGE / PAGE).map_err(|e| format!("mmap: {e}"))?;
+    let at = rest.as_ptr() as usize;
+    ensure(at.is_multiple_of(HUGE), || {
+        format!("the frame mapped from 2 MiB on without a hint lies at {at:#x}")
+    })?;
+    let (words, read) = Entries::during(|| {
+        rest.bytes()
+            .chunks_exact(HUGE)
+            .map(|run| {
+                // SAFETY: Each run is at least a word long and 4096-aligned.
+                unsafe { run.as_ptr().cast::<u64>().read_volatile() }
+            })
+            .collect::<Vec<_>>()
+    })?;
+    let want: Vec<u64> = (1..4)
+        .map(|run| 3 << 32 | (run * HUGE / PAGE) as u64)
+        .collect();
+    let three = Entries::huge_faults(3);
+    ensure(words == want && read == three, || {
+        format!("the frame from 2 MiB on reads {words:x?} (want {want:x?}), taking {read:?} (want {three:?})")
+    })
+}
